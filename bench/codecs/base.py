@@ -1,0 +1,169 @@
+"""The codec protocol.
+
+A codec turns a uint8 RGB image (H×W×3, values 0..255) into named byte parts — every
+part that a receiver needs (image, label map, side information) — and turns those
+parts back into a uint8 RGB image of the same H×W. The harness never looks inside the
+bytes: bpp = 8 × Σ len(part) / (H × W) of the evaluated image.
+"""
+
+from __future__ import annotations
+
+import shutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import CodecError, ConfigError
+
+
+@dataclass(frozen=True)
+class RateKnob:
+    """The one knob that moves a codec along its rate–distortion curve.
+
+    ``values`` are the default rate points. ``higher_is_better`` is True when a larger
+    value means more bits / higher quality (JPEG quality), False when it means fewer
+    (BPG quantiser). Values are numbers or short strings (e.g. checkpoint tags).
+    """
+
+    name: str
+    values: tuple[Any, ...]
+    higher_is_better: bool
+    unit: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def parse(self, text: str) -> Any:
+        """Parse a CLI value (``"0.4"``) into the type of the default values."""
+        kind = type(self.values[0]) if self.values else str
+        try:
+            value = kind(text) if kind is not float else float(text)
+        except ValueError:
+            raise ConfigError(
+                f"rate {text!r} is not a valid {self.name} ({kind.__name__})",
+                f"give values like {', '.join(map(str, self.values))}",
+            ) from None
+        self.check(value)
+        return value
+
+    def check(self, value: Any) -> None:
+        if isinstance(value, (int, float)):
+            if (self.minimum is not None and value < self.minimum) or (
+                self.maximum is not None and value > self.maximum
+            ):
+                raise ConfigError(
+                    f"{self.name}={value} is outside [{self.minimum}, {self.maximum}]",
+                    f"pick a value in [{self.minimum}, {self.maximum}]",
+                )
+
+    def sorted_by_quality(self, values: Sequence[Any]) -> list[Any]:
+        """Rate points from lowest to highest quality."""
+        return sorted(values, reverse=not self.higher_is_better)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """Something a codec needs: a binary, a weights file or a Python package."""
+
+    kind: str  # "binary" | "weights" | "package"
+    name: str
+    found: bool
+    detail: str  # where it was found, or how to get it
+
+
+@dataclass(frozen=True)
+class Semantics:
+    """A semantic label map given to a semantic codec's sender.
+
+    ``labels``: H×W uint8 class ids of ``class_set`` (255 = ignore/void).
+    ``source``: where it came from, recorded with every row ("ground-truth" or
+    "segmenter:<name>@<sha256[:12]>").
+    """
+
+    labels: np.ndarray
+    class_set: str
+    source: str
+
+
+@dataclass
+class Encoded:
+    """The transmitted parts (real bytes) plus untransmitted notes for the record."""
+
+    parts: dict[str, bytes]
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(len(b) for b in self.parts.values())
+
+
+def bits_per_pixel(n_bytes: int, height: int, width: int) -> float:
+    """bpp = 8 × bytes / (H × W)."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+    return 8.0 * n_bytes / (height * width)
+
+
+class Codec(ABC):
+    """Base class of codec adapters.
+
+    Subclasses set ``name``, ``version`` and ``rate_knob``, and implement
+    :meth:`encode` and :meth:`decode`. ``needs_semantics`` codecs receive the label map.
+    """
+
+    name: ClassVar[str] = "codec"
+    version: ClassVar[str] = "0"
+    rate_knob: ClassVar[RateKnob]
+    needs_semantics: ClassVar[bool] = False
+
+    def __init__(self, **params: Any) -> None:
+        if params:
+            raise ConfigError(
+                f"codec {self.name!r} takes no parameter {sorted(params)}",
+                "remove them from the card's params",
+            )
+
+    # -- what it needs -------------------------------------------------------------
+    def requirements(self) -> list[Requirement]:
+        """Binaries, weights and packages this codec needs, found or not."""
+        return []
+
+    def missing(self) -> list[Requirement]:
+        return [r for r in self.requirements() if not r.found]
+
+    def describe(self) -> dict[str, Any]:
+        """Identity recorded with each run: version and settings that change output."""
+        return {"name": self.name, "version": self.version, "params": self.params()}
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def rate_label(self, rate: Any) -> str:
+        """Stable text form of a rate point used as a row key."""
+        return f"{rate:g}" if isinstance(rate, float) else str(rate)
+
+    # -- the work -----------------------------------------------------------------
+    @abstractmethod
+    def encode(self, image: np.ndarray, rate: Any, *, semantics: Semantics | None = None) -> Encoded:
+        """Compress ``image`` (H×W×3 uint8 RGB) at ``rate`` into real byte parts."""
+
+    @abstractmethod
+    def decode(self, parts: Mapping[str, bytes]) -> np.ndarray:
+        """Reconstruct an H×W×3 uint8 RGB image from the byte parts alone."""
+
+
+def check_rgb_uint8(image: np.ndarray) -> None:
+    """Raise :class:`CodecError` unless ``image`` is H×W×3 uint8."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise CodecError(
+            f"expected an H×W×3 uint8 RGB image, got {image.dtype} {image.shape}",
+            "convert with numpy: np.asarray(pil_image.convert('RGB'))",
+        )
+
+
+def find_binary(name: str, configured: str | None = None) -> str | None:
+    """Path of an executable: the configured path if given, else a PATH lookup."""
+    if configured:
+        return configured if shutil.which(configured) else None
+    return shutil.which(name)

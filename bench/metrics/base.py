@@ -1,0 +1,76 @@
+"""The metric protocol: ``init`` / ``update`` / ``merge`` / ``compute``.
+
+A metric's *state* is a plain ``dict[str, np.ndarray]`` so it can be stored as bytes
+with every per-image row, shipped between processes, and merged in any order. A
+per-image metric (PSNR) and a dataset-level one (FID, mIoU from summed intersections
+and unions) work the same way:
+
+    state = metric.init()
+    values = metric.update(state, pair)   # per-image values for the row (may be {})
+    state = metric.merge(state, other)    # associative, commutative
+    summary = metric.compute(state)       # dataset-level values
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterable
+
+import numpy as np
+
+from ..datasets.base import Sample
+
+State = dict[str, np.ndarray]
+
+
+@dataclass
+class Pair:
+    """An original and its reconstruction (both H×W×3 uint8 RGB) plus the coding cost."""
+
+    sample: Sample
+    reconstruction: np.ndarray
+    total_bytes: int
+    codec: str = ""
+    rate: str = ""
+
+
+class Metric(ABC):
+    """Base class of metrics. ``higher_is_better`` orients curves and comparisons."""
+
+    name: ClassVar[str] = "metric"
+    version: ClassVar[str] = "1"
+    higher_is_better: ClassVar[bool] = True
+    unit: ClassVar[str] = ""
+
+    def requirements(self) -> list[Any]:
+        """Weights or packages needed (see :class:`bench.codecs.base.Requirement`)."""
+        return []
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version}
+
+    @abstractmethod
+    def init(self) -> State:
+        """An empty state."""
+
+    @abstractmethod
+    def update(self, state: State, pair: Pair) -> dict[str, float]:
+        """Add one pair to ``state`` (in place) and return its per-image values."""
+
+    def merge(self, a: State, b: State) -> State:
+        """Combine two states. Default: element-wise sum of same-named arrays."""
+        out = {k: np.array(v, copy=True) for k, v in a.items()}
+        for k, v in b.items():
+            out[k] = out[k] + v if k in out else np.array(v, copy=True)
+        return out
+
+    @abstractmethod
+    def compute(self, state: State) -> dict[str, float]:
+        """Dataset-level values from a (merged) state."""
+
+    def merge_all(self, states: Iterable[State]) -> State:
+        total = self.init()
+        for s in states:
+            total = self.merge(total, s)
+        return total
