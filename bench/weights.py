@@ -1,0 +1,133 @@
+"""Resolve pretrained weights from local files only (nothing is downloaded).
+
+Search order for a :class:`WeightSpec`: an explicit path (card or CLI), then
+``$BENCH_WEIGHTS_DIR`` / ``--weights-dir`` joined with the spec's file name, then
+the spec's env variable, then the torch hub cache (``$TORCH_HOME/hub/checkpoints``,
+default ``~/.cache/torch/hub/checkpoints``). A found file is checked against the
+known sha256 (full or prefix) and loaded with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import WeightsError
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """A weights file a component needs.
+
+    ``sha256``: the known hash (or a prefix of it, ≥ 8 hex digits); None when unknown.
+    ``env``: an environment variable that may hold the file's path.
+    ``source``: where the file is normally obtained (shown when it is missing).
+    """
+
+    name: str
+    filename: str
+    sha256: str | None = None
+    env: str | None = None
+    source: str = ""
+
+
+def sha256_file(path: Path | str) -> str:
+    """sha256 hex digest of a file, memoised on (path, size, mtime)."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        h = hashlib.sha256()
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _HASHES[key] = h.hexdigest()
+    return _HASHES[key]
+
+
+def weights_dirs(extra: Path | str | None = None) -> list[Path]:
+    dirs = [Path(extra)] if extra else []
+    if os.environ.get("BENCH_WEIGHTS_DIR"):
+        dirs += [Path(p) for p in os.environ["BENCH_WEIGHTS_DIR"].split(os.pathsep) if p]
+    torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
+    dirs.append(torch_home / "hub" / "checkpoints")
+    return dirs
+
+
+def candidates(spec: WeightSpec, path: Path | str | None = None, weights_dir: Path | str | None = None) -> list[Path]:
+    out: list[Path] = []
+    if path:
+        out.append(Path(path).expanduser())
+    if spec.env and os.environ.get(spec.env):
+        out.append(Path(os.environ[spec.env]).expanduser())
+    out += [d / spec.filename for d in weights_dirs(weights_dir)]
+    return out
+
+
+def find(spec: WeightSpec, path: Path | str | None = None, weights_dir: Path | str | None = None) -> Path | None:
+    """The first existing candidate path, or None (no hash check)."""
+    for cand in candidates(spec, path, weights_dir):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def missing_message(spec: WeightSpec, path: Path | str | None = None, weights_dir: Path | str | None = None) -> str:
+    looked = ", ".join(str(c) for c in candidates(spec, path, weights_dir))
+    return (f"{spec.name} weights {spec.filename} not found (looked in: {looked})"
+            + (f"; expected sha256 {spec.sha256}" if spec.sha256 else ""))
+
+
+def resolve(spec: WeightSpec, path: Path | str | None = None, weights_dir: Path | str | None = None,
+            *, check_hash: bool = True) -> Path:
+    """The verified local file for ``spec``; raises :class:`WeightsError` with the fix."""
+    found = find(spec, path, weights_dir)
+    if found is None:
+        fix = "put the file in --weights-dir / $BENCH_WEIGHTS_DIR"
+        if spec.env:
+            fix += f", or set ${spec.env} to its path"
+        if spec.source:
+            fix += f"; it is normally obtained from {spec.source}"
+        raise WeightsError(missing_message(spec, path, weights_dir), fix)
+    if check_hash and spec.sha256:
+        digest = sha256_file(found)
+        if not digest.startswith(spec.sha256.lower()):
+            raise WeightsError(
+                f"{spec.name} weights {found} have sha256 {digest}, expected {spec.sha256}",
+                "the file is corrupt or a different version: replace it with the published file",
+            )
+    return found
+
+
+def load_state_dict(path: Path | str) -> dict[str, Any]:
+    """``torch.load(path, map_location='cpu', weights_only=True)``, with a clear error."""
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle with non-tensor objects, truncated file, …
+        raise WeightsError(f"cannot load {path} with weights_only=True: {err}",
+                           "re-save it as a plain state_dict of tensors") from None
+    if not isinstance(obj, dict):
+        raise WeightsError(f"{path} holds a {type(obj).__name__}, not a state_dict", "save model.state_dict()")
+    return obj
+
+
+def check_keys(expected: set[str], got: set[str], what: str, *, ignore_prefixes: tuple[str, ...] = ()) -> None:
+    """Strict key check: raise listing missing and unexpected keys (ignored prefixes aside)."""
+    got = {k for k in got if not k.startswith(ignore_prefixes)}
+    missing, unexpected = sorted(expected - got), sorted(got - expected)
+    if missing or unexpected:
+        def show(keys: list[str]) -> str:
+            return ", ".join(keys[:12]) + (f" … (+{len(keys) - 12})" if len(keys) > 12 else "")
+
+        raise WeightsError(
+            f"{what}: state_dict keys do not match the architecture "
+            f"({len(missing)} missing: {show(missing) or '-'}; {len(unexpected)} unexpected: {show(unexpected) or '-'})",
+            "check that the checkpoint and the model configuration (width, classes) belong together",
+        )

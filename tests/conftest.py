@@ -1,0 +1,36 @@
+"""Shared fixtures. ``shared_dir`` is ../shared next to the checkout (skip when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("BENCH_SHARED_DIR", ROOT.parent / "shared"))
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The read-only real test material; tests using it skip on a fresh clone."""
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} not present (real test material is optional)")
+    return SHARED
+
+
+@pytest.fixture()
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "bench.sqlite"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cards(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test sees only the project's cards unless it sets BENCH_CARD_PATH itself."""
+    from bench import catalog
+
+    monkeypatch.delenv("BENCH_CARD_PATH", raising=False)
+    catalog.reset()
