@@ -46,6 +46,7 @@ class RunConfig:
     limit: int | None = None
     dataset_params: dict[str, Any] = field(default_factory=dict)
     codec_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metric_options: dict[str, Any] = field(default_factory=dict)  # weights_dir, allow_random_weights, device
     retry_failed: bool = False
     tag: str | None = None
 
@@ -100,7 +101,7 @@ def resolve_codecs(names: Sequence[str], params: dict[str, dict[str, Any]]) -> t
     return codecs, skipped
 
 
-def resolve_metrics(names: Sequence[str]) -> tuple[list[Metric], list[tuple[str, str]]]:
+def resolve_metrics(names: Sequence[str], options: dict[str, Any] | None = None) -> tuple[list[Metric], list[tuple[str, str]]]:
     """Build metrics; ``all`` takes every available one and reports the others."""
     reg = catalog.registry("metric")
     explicit = [n for n in names if n != "all"]
@@ -108,7 +109,7 @@ def resolve_metrics(names: Sequence[str]) -> tuple[list[Metric], list[tuple[str,
     metrics, skipped = [], []
     for name in wanted:
         try:
-            metric = catalog.make_metric(name)
+            metric = catalog.make_metric(name, **(options or {}))
             missing = [r for r in metric.requirements() if not r.found]
             if missing:
                 raise UnavailableError(f"metric {name!r} is not available: {_reason(missing)}",
@@ -130,7 +131,7 @@ def make_plan(config: RunConfig) -> Plan:
     if not ids:
         raise ConfigError(f"dataset {config.dataset!r} has no images", "check the dataset root and split")
     codecs, skipped = resolve_codecs(config.codecs, config.codec_params)
-    metrics, skipped_m = resolve_metrics(config.metrics)
+    metrics, skipped_m = resolve_metrics(config.metrics, config.metric_options)
     rates: dict[str, list[Any]] = {}
     for codec in codecs:
         asked = config.rates.get(codec.name) or config.rates.get("*")

@@ -43,12 +43,30 @@ class Metric(ABC):
     higher_is_better: ClassVar[bool] = True
     unit: ClassVar[str] = ""
 
+    def __init__(self, *, weights_dir: str | None = None, allow_random_weights: bool = False,
+                 device: str | None = None) -> None:
+        """Options every metric accepts (networks use them; pixel metrics ignore them).
+
+        ``weights_dir``: extra folder searched for weight files (see bench.weights).
+        ``allow_random_weights``: smoke tests only — run the real architecture with random
+        weights when the file is missing; ``describe()`` then says ``random_weights: True``.
+        ``device``: "cpu", "cuda", … (None: CUDA when available).
+        """
+        self.weights_dir = weights_dir
+        self.allow_random_weights = allow_random_weights
+        self.device = device
+        self.random_weights = False  # set by subclasses that fell back to random weights
+
     def requirements(self) -> list[Any]:
         """Weights or packages needed (see :class:`bench.codecs.base.Requirement`)."""
         return []
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version}
+        """Identity recorded with the run (add weights hashes, protocol, …)."""
+        out: dict[str, Any] = {"name": self.name, "version": self.version}
+        if self.random_weights:
+            out["random_weights"] = True
+        return out
 
     @abstractmethod
     def init(self) -> State:

@@ -1,0 +1,118 @@
+"""Small deterministic components for runner/store tests (importable as ``fakes_bench``)."""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from PIL import Image
+
+from bench.codecs.base import Codec, Encoded, RateKnob
+from bench.datasets.base import Dataset, Sample, read_rgb
+from bench.errors import CodecError
+from bench.metrics.base import Metric, Pair, State
+
+CALLS: dict[str, int] = {"encode": 0}
+
+
+class QuantCodec(Codec):
+    """Uniform quantisation with step ``rate`` + zlib: real bytes, PSNR falls as the step grows.
+
+    Optional env ``FAKE_CODEC_SLEEP`` (seconds per encode) slows it down for kill tests;
+    ``FAKE_CODEC_LOG`` appends one line per encode to that file.
+    """
+
+    name = "quant"
+    version = "1"
+    rate_knob = RateKnob("step", (32, 16, 4), higher_is_better=False, minimum=1, maximum=128)
+
+    def encode(self, image: np.ndarray, rate: Any, *, semantics: Any = None) -> Encoded:
+        CALLS["encode"] += 1
+        if os.environ.get("FAKE_CODEC_LOG"):
+            with open(os.environ["FAKE_CODEC_LOG"], "a") as fh:
+                fh.write(f"{rate}\n")
+        time.sleep(float(os.environ.get("FAKE_CODEC_SLEEP", "0")))
+        step = int(rate)
+        q = (image // step).astype(np.uint8)
+        header = np.array([image.shape[0], image.shape[1], step], dtype=">u4").tobytes()
+        return Encoded({"image": header + zlib.compress(q.tobytes(), 9), "side": b"\x01\x02"})
+
+    def decode(self, parts: Mapping[str, bytes]) -> np.ndarray:
+        data = parts["image"]
+        h, w, step = np.frombuffer(data[:12], dtype=">u4")
+        q = np.frombuffer(zlib.decompress(data[12:]), dtype=np.uint8).reshape(int(h), int(w), 3)
+        return np.clip(q.astype(np.int32) * int(step) + int(step) // 2, 0, 255).astype(np.uint8)
+
+
+class CrashCodec(QuantCodec):
+    """Fails on images whose id contains 'crash'."""
+
+    name = "crashy"
+
+    def encode(self, image: np.ndarray, rate: Any, *, semantics: Any = None) -> Encoded:
+        if image.mean() > 250:  # the white image crashes it
+            raise CodecError("simulated encoder crash", "none: this is a test")
+        return super().encode(image, rate)
+
+
+class PngFolder(Dataset):
+    """All PNGs of ``root`` (no resizing)."""
+
+    name = "pngs"
+
+    def __init__(self, root: str) -> None:
+        self.root = Path(root)
+
+    def ids(self) -> list[str]:
+        return sorted(p.stem for p in self.root.glob("*.png"))
+
+    def files(self, image_id: str) -> list[Path]:
+        return [self.root / f"{image_id}.png"]
+
+    def load(self, image_id: str) -> Sample:
+        return Sample(image_id, read_rgb(self.root / f"{image_id}.png"))
+
+
+class NanMetric(Metric):
+    """Returns NaN for every image (to test NaN recording)."""
+
+    name = "nanmetric"
+
+    def init(self) -> State:
+        return {"n": np.zeros(())}
+
+    def update(self, state: State, pair: Pair) -> dict[str, float]:
+        state["n"] += 1
+        return {"nanmetric": float("nan")}
+
+    def compute(self, state: State) -> dict[str, float]:
+        return {"nanmetric": float("nan")}
+
+
+def write_pngs(root: Path, n: int, size: tuple[int, int] = (168, 176), seed: int = 0) -> list[Path]:
+    """``n`` smooth random RGB images (compressible, like photos) as PNG files."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        small = rng.integers(0, 256, size=(size[0] // 8, size[1] // 8, 3), dtype=np.uint8)
+        img = Image.fromarray(small).resize((size[1], size[0]), Image.BICUBIC)
+        p = root / f"img{i:03d}.png"
+        img.save(p)
+        paths.append(p)
+    return paths
+
+
+def write_cards(card_root: Path, data_root: Path) -> Path:
+    """Cards registering the fakes under ``card_root`` (use with BENCH_CARD_PATH)."""
+    (card_root / "codecs").mkdir(parents=True, exist_ok=True)
+    (card_root / "datasets").mkdir(parents=True, exist_ok=True)
+    (card_root / "codecs" / "quant.yaml").write_text("name: quant\nentry: fakes_bench:QuantCodec\n")
+    (card_root / "codecs" / "crashy.yaml").write_text("name: crashy\nentry: fakes_bench:CrashCodec\nrates: [8]\n")
+    (card_root / "datasets" / "pngs.yaml").write_text(
+        f"name: pngs\nentry: fakes_bench:PngFolder\nparams:\n  root: {data_root}\n")
+    return card_root
