@@ -25,7 +25,7 @@ def _noisy(img: np.ndarray, sigma: float, seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def photos() -> list[np.ndarray]:
-    return [data.astronaut()[:256, :320], data.coffee()[:256, :320], data.chelsea()[:256, :320]]
+    return [data.astronaut()[:192, :224], data.coffee()[:192, :224], data.chelsea()[:192, :224]]
 
 
 def test_psnr_equals_scikit_image(photos):
@@ -75,10 +75,10 @@ def test_msssim_equals_pytorch_msssim(photos):
         a = torch.from_numpy(img).permute(2, 0, 1)[None].double()
         b = torch.from_numpy(rec).permute(2, 0, 1)[None].double()
         ref = float(ms_ssim(a, b, data_range=255))
-        assert values["msssim"] == pytest.approx(ref, abs=1e-12)
-        assert values["msssim_db"] == pytest.approx(-10 * math.log10(1 - ref), abs=1e-9)
+        assert values["msssim"] == pytest.approx(ref, abs=1e-6)  # ours runs in float32
+        assert values["msssim_db"] == pytest.approx(-10 * math.log10(1 - ref), abs=1e-4)
         refs.append(ref)
-    assert metric.compute(state)["msssim"] == pytest.approx(np.mean(refs), abs=1e-12)
+    assert metric.compute(state)["msssim"] == pytest.approx(np.mean(refs), abs=1e-6)
     # the 0..255 data range matters: with range 1 the value would be different
     a = torch.from_numpy(photos[0]).permute(2, 0, 1)[None].double()
     b = torch.from_numpy(_noisy(photos[0], 10, 0)).permute(2, 0, 1)[None].double()
