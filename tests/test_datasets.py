@@ -23,7 +23,8 @@ from bench.datasets.classes import (
 from bench.datasets.cityscapes import CityscapesDataset
 from bench.datasets.coco import CocoStuffDataset
 from bench.datasets.demo import DemoDataset
-from bench.datasets.folder import FolderDataset, Resolution
+from bench.datasets.folder import FolderDataset
+from bench.datasets.protocol import Resolution
 from bench.errors import BenchError, ConfigError, DatasetNotFoundError
 from fixtures_cityscapes import FIXTURE_LABEL_IDS, make_cityscapes_fixture
 

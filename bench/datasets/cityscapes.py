@@ -24,7 +24,7 @@ from .classes import (
     CITYSCAPES_TRAINID_CHECK,
     apply_lut,
 )
-from .folder import Resolution, read_image_file, resolve_root
+from .protocol import Resolution, read_image_file, resolve_root
 
 LAYOUT = (
     "  ROOT/leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png\n"

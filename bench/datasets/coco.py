@@ -30,7 +30,7 @@ from .classes import (
     COCO_STUFF_182,
     apply_lut,
 )
-from .folder import Resolution, read_image_file, resolve_root
+from .protocol import Resolution, read_image_file, resolve_root
 
 LAYOUT = (
     "  ROOT/images/<split>/<id>.jpg   (or ROOT/<split>/<id>.jpg)\n"

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import ConfigError, UnavailableError
 from .base import Dataset, Sample
 from .classes import CITYSCAPES_19, CITYSCAPES_34, CITYSCAPES_TRAINID_TO_LABELID, IGNORE, apply_lut
-from .folder import Resolution, read_image_file
+from .protocol import Resolution, read_image_file
 
 #: id → file in skimage's bundled data folder; licences as stated in skimage.data.
 DEMO_IMAGES: dict[str, str] = {
