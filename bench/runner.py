@@ -226,6 +226,7 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
         "codecs": {c.name: c.describe() for c in plan.codecs},
         "rates": {c.name: [c.rate_label(r) for r in plan.rates[c.name]] for c in plan.codecs},
         "metrics": {m.name: m.describe() for m in plan.metrics},
+        "metric_options": {k: v for k, v in config.metric_options.items() if k != "device"},
         "skipped": dict(plan.skipped),
         "tag": config.tag,
     }
@@ -252,5 +253,8 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
             store.put(run_id, evaluate_one(codec, rate, sample, plan.dataset, plan.metrics))
             bar.update(1)
     bar.close()
+    # networks learn whether they fell back to random weights only when first loaded
+    meta["metrics"] = {m.name: m.describe() for m in plan.metrics}
+    store.update_meta(run_id, meta)
     store.finish_run(run_id)
     return run_id

@@ -111,6 +111,10 @@ class Store:
                 )
         return exists
 
+    def update_meta(self, run_id: str, meta: dict[str, Any]) -> None:
+        with self.db:
+            self.db.execute("UPDATE runs SET meta = ?, updated = ? WHERE run_id = ?", (_dumps(meta), time.time(), run_id))
+
     def finish_run(self, run_id: str) -> None:
         with self.db:
             self.db.execute("UPDATE runs SET status = 'finished', updated = ? WHERE run_id = ?", (time.time(), run_id))

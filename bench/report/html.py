@@ -1,0 +1,365 @@
+"""One self-contained HTML page for one or more runs (``bench report --html``).
+
+Everything is inline: figures are PNGs embedded as ``data:image/png;base64`` URIs, the
+style sheet is in the page, there is no external asset, font or script. The page holds,
+per dataset (runs of the same dataset content are drawn together):
+
+* provenance: run ids, tag, git sha, device, packages, dataset hash and protocol, codec
+  and metric settings;
+* the summary table (codec × rate point, units and ↑/↓ in the headers, as in summary.md);
+* rate curves (one per metric, same colours per codec as every other figure);
+* per-class IoU bars at the chosen bpp when the mIoU rows hold ``iou_gt/<class>`` (or
+  ``iou_orig/<class>``) values;
+* side-by-side crops (original and each codec's reconstruction at the rate point nearest
+  the chosen bpp on the chosen image).
+
+Reconstructions are **recomputed** for the page (nothing extra is stored in a run): the
+codec is rebuilt from its card with the settings recorded in the run (its ``describe()``
+must match the recorded one, else the crop is skipped with the reason), the image is
+reloaded through the dataset, and the recomputed byte count is checked against the stored
+row (a difference, e.g. from a non-deterministic decoder, is printed under the crop).
+
+A small inline script only counts decoded images into ``body[data-images-loaded]`` (used
+by the headless-browser test); the page works without it.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import inspect
+import io
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+from .. import catalog
+from ..errors import BenchError
+from ..store import Store
+from .curves import codec_colour, curve_columns, rd_figure
+from .summary import column_info, summarise
+from .tables import formatted, header
+
+log = logging.getLogger("bench")
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+h1{font-size:1.6em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em} h3{margin-top:1.5em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+th,td{border:1px solid #ddd;padding:.25em .5em;text-align:right} th{background:#f3f3f3}
+td:first-child,th:first-child,td.key{text-align:left}
+.curves{display:flex;flex-wrap:wrap;gap:.5em} .curves img{width:380px;border:1px solid #eee}
+.crops{display:flex;flex-wrap:wrap;gap:.8em} figure{margin:0} figcaption{font-size:.8em;max-width:260px}
+.crops img{image-rendering:pixelated;width:256px;border:1px solid #ccc}
+.note{color:#a33;font-size:.85em} details{margin:.3em 0} pre{font-size:.78em;background:#f8f8f8;padding:.5em;overflow-x:auto}
+.random{color:#c00;font-weight:bold}
+"""
+
+SCRIPT = """
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  document.body.setAttribute('data-images', String(imgs.length));
+  document.body.setAttribute('data-images-loaded',
+    String(imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length));
+});
+"""
+
+
+@dataclass
+class HtmlOptions:
+    """``bpp``: rate at which IoU bars and crops are shown (default: median of the rate
+    points' bpp); ``image_id``: image for the crops (default: the first with ok rows for
+    every codec); ``crop``: side of the square centre crop in pixels; ``crops``: False
+    skips recomputing reconstructions; ``codec_params``: card overrides per codec (as
+    ``--param``) used to rebuild codecs."""
+
+    bpp: float | None = None
+    image_id: str | None = None
+    crop: int = 192
+    crops: bool = True
+    codec_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+# -- small helpers -----------------------------------------------------------------------
+def _esc(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def png_data_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def figure_uri(fig: Figure, dpi: int = 110) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return png_data_uri(buf.getvalue())
+
+
+def array_uri(image: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", optimize=True)
+    return png_data_uri(buf.getvalue())
+
+
+def _img(uri: str, alt: str, cls: str = "") -> str:
+    return f'<img src="{uri}" alt="{_esc(alt)}"{f" class={chr(34)}{cls}{chr(34)}" if cls else ""}>'
+
+
+def table_html(df: pd.DataFrame) -> str:
+    """The summary as an HTML table with rounded numbers and unit/direction headers."""
+    cells, infos = formatted(df)
+    heads = "".join(f"<th>{_esc(header(infos[c]))}</th>" for c in df.columns)
+    body = []
+    for _, row in cells.iterrows():
+        tds = "".join(f'<td{" class=key" if infos[c].kind == "key" else ""}>{_esc(row[c])}</td>' for c in df.columns)
+        body.append(f"<tr>{tds}</tr>")
+    return f'<table class="summary"><thead><tr>{heads}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+# -- runs and groups ---------------------------------------------------------------------
+@dataclass
+class _Group:
+    """Runs of one dataset content, their combined summary and codec labels."""
+
+    runs: list[dict[str, Any]]
+    summary: pd.DataFrame
+    origin: dict[str, tuple[str, str]]  # label -> (run_id, codec)
+
+
+def _groups(store: Store, run_ids: Sequence[str]) -> list[_Group]:
+    runs = [store.run(r) for r in run_ids]
+    by_content: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        by_content.setdefault(str((run["meta"].get("dataset") or {}).get("content_hash")), []).append(run)
+    out = []
+    for group_runs in by_content.values():
+        frames, origin, columns = [], {}, {}
+        names: dict[str, int] = {}
+        sums = [summarise(store, r["run_id"]) for r in group_runs]
+        for df in sums:
+            for c in dict.fromkeys(df["codec"]):
+                names[c] = names.get(c, 0) + 1
+        for run, df in zip(group_runs, sums):
+            tag = run["meta"].get("tag") or run["run_id"][-6:]
+            df = df.copy()
+            labels = {c: (f"{c}@{tag}" if names[c] > 1 else c) for c in dict.fromkeys(df["codec"])}
+            origin.update({lab: (run["run_id"], c) for c, lab in labels.items()})
+            df["codec"] = df["codec"].map(labels)
+            columns.update(df.attrs.get("columns", {}))
+            frames.append(df)
+        summary = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        summary.attrs = {"columns": columns}
+        out.append(_Group(group_runs, summary, origin))
+    return out
+
+
+def _default_bpp(df: pd.DataFrame) -> float:
+    bpp = pd.to_numeric(df["bpp"], errors="coerce")
+    bpp = bpp[np.isfinite(bpp)]
+    return float(np.median(bpp)) if len(bpp) else math.nan
+
+
+def _nearest_rate(df: pd.DataFrame, codec: str, bpp: float) -> pd.Series | None:
+    g = df[(df["codec"] == codec) & np.isfinite(pd.to_numeric(df["bpp"], errors="coerce"))]
+    if g.empty or not math.isfinite(bpp):
+        return None
+    return g.loc[(g["bpp"] - bpp).abs().idxmin()]
+
+
+# -- sections ----------------------------------------------------------------------------
+def provenance_html(run: Mapping[str, Any]) -> str:
+    meta, cfg = run["meta"], run["config"]
+    ds = meta.get("dataset") or {}
+    machine = meta.get("machine") or {}
+    when = datetime.datetime.fromtimestamp(run["updated"]).strftime("%Y-%m-%d %H:%M")
+    random = [n for n, d in (meta.get("metrics") or {}).items() if isinstance(d, dict) and d.get("random_weights")]
+    rows = [("run", run["run_id"]), ("status", run["status"]), ("updated", when), ("tag", meta.get("tag") or "–"),
+            ("git", meta.get("git_sha") or "unknown"), ("device", machine.get("device", "?")),
+            ("python", machine.get("python", "?")),
+            ("dataset", f"{ds.get('name', cfg.get('dataset'))}: {ds.get('n_images', '?')} images, "
+                        f"content sha256 {str(ds.get('content_hash'))[:16]}…"),
+            ("protocol", json.dumps(ds.get("protocol"), sort_keys=True)),
+            ("codecs", ", ".join(meta.get("codecs") or {})), ("metrics", ", ".join(meta.get("metrics") or {}))]
+    table = "".join(f"<tr><th>{_esc(k)}</th><td class=key>{_esc(v)}</td></tr>" for k, v in rows)
+    warn = (f'<p class="random">RANDOM WEIGHTS in {", ".join(map(_esc, random))}: smoke-test values, '
+            "not a measurement.</p>" if random else "")
+    details = "".join(
+        f"<details><summary>{_esc(title)}</summary><pre>{_esc(json.dumps(meta.get(key), indent=1, sort_keys=True, default=str))}</pre></details>"
+        for title, key in (("codec settings", "codecs"), ("metric settings", "metrics"), ("packages", "packages"),
+                           ("skipped components", "skipped")))
+    return f"<h3>{_esc(run['run_id'])}</h3>{warn}<table class=meta>{table}</table>{details}"
+
+
+def _bookkeeping(key: str) -> bool:
+    """Keys that are counts or settings rather than quality (FID's N, classes seen, the
+    per-class IoUs shown as bars)."""
+    return ("/" in key or key.startswith("classes_") or key.startswith("matched_")
+            or key.endswith(("_n", "_images", "_patch", "_low_n", "_subset_size", "_std")))
+
+
+def curves_html(df: pd.DataFrame) -> str:
+    imgs = []
+    for column in curve_columns(df):
+        if _bookkeeping(column_info(df)[column].key):
+            continue
+        fig = rd_figure(df, column)
+        imgs.append(_img(figure_uri(fig), f"{column} vs bpp", "curve"))
+    return f'<div class="curves">{"".join(imgs)}</div>' if imgs else "<p>no metric curves</p>"
+
+
+def iou_bars_html(df: pd.DataFrame, bpp: float) -> str:
+    """Grouped bars of per-class IoU (one bar per codec at its rate point nearest ``bpp``)."""
+    infos = column_info(df)
+    out = []
+    for ref in ("gt", "orig"):
+        cols = [c for c, i in infos.items() if i.key.startswith(f"iou_{ref}/")]
+        if not cols:
+            continue
+        classes = [infos[c].key.split("/", 1)[1] for c in cols]
+        codecs = list(dict.fromkeys(df["codec"]))
+        picked = [(c, _nearest_rate(df, c, bpp)) for c in codecs]
+        picked = [(c, r) for c, r in picked if r is not None]
+        if not picked:
+            continue
+        fig = Figure(figsize=(max(6.0, 0.45 * len(classes) + 1.5), 3.6), layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        width = 0.8 / len(picked)
+        x = np.arange(len(classes))
+        for k, (codec, row) in enumerate(picked):
+            values = [float(row[c]) if pd.notna(row[c]) else np.nan for c in cols]
+            ax.bar(x + (k - (len(picked) - 1) / 2) * width, values, width, color=codec_colour(codec),
+                   label=f"{codec} @ {float(row['bpp']):.3f} bpp")
+        ax.set_xticks(x, classes, rotation=60, ha="right", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("IoU (0–1) ↑")
+        ax.set_title(f"per-class IoU vs {'ground truth' if ref == 'gt' else 'segmentation of the original'}")
+        ax.legend(fontsize="small")
+        ax.grid(True, axis="y", alpha=0.3)
+        out.append(_img(figure_uri(fig), f"per-class IoU vs {ref}", "iou"))
+    return "".join(out)
+
+
+def _rebuild_codec(name: str, recorded: Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> Any:
+    """The codec from its card, with the run's recorded settings; raises BenchError when
+    its describe() cannot be made to match the recorded one."""
+    codec = catalog.make_codec(name, **dict(overrides))
+    if recorded is None or codec.describe() == recorded:
+        return codec
+    params = dict(recorded.get("params") or {})
+    accepted = inspect.signature(type(codec).__init__).parameters
+    kwargs = {k: v for k, v in params.items() if k in accepted}
+    kwargs.update(overrides)
+    codec = catalog.make_codec(name, **kwargs)
+    if codec.describe() != recorded:
+        raise BenchError(f"{name}: its current settings differ from the run's", "pass them with --param NAME.KEY=VALUE")
+    return codec
+
+
+def _center_crop(image: np.ndarray, side: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    s = min(side, h, w)
+    y, x = (h - s) // 2, (w - s) // 2
+    return image[y:y + s, x:x + s]
+
+
+def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions) -> str:
+    """Original and reconstructions (recomputed) of one image, centre-cropped."""
+    rows = {}
+    for run in group.runs:
+        for r in store.rows(run["run_id"]):
+            if r.status == "ok":
+                rows.setdefault(r.image_id, []).append((run, r))
+    if not rows:
+        return "<p>no successful rows to show</p>"
+    labels = list(dict.fromkeys(group.summary["codec"]))
+    if options.image_id is not None:
+        image_id = options.image_id
+        if image_id not in rows:
+            return f'<p class="note">image {_esc(image_id)} has no successful rows in these runs</p>'
+    else:
+        image_id = max(sorted(rows), key=lambda i: len({(ru["run_id"], r.codec) for ru, r in rows[i]}))
+    run0 = group.runs[0]
+    try:
+        dataset = catalog.make_dataset(run0["config"]["dataset"], **(run0["config"].get("dataset_params") or {}))
+        sample = dataset.load(image_id)
+    except (BenchError, OSError) as err:
+        return f'<p class="note">crops skipped: cannot load image {_esc(image_id)}: {_esc(err)}</p>'
+    figs = [f'<figure>{_img(array_uri(_center_crop(sample.image, options.crop)), "original")}'
+            f"<figcaption>original {_esc(image_id)} ({sample.height}×{sample.width})</figcaption></figure>"]
+    for label in labels:
+        run_id, codec_name = group.origin[label]
+        cands = [r for ru, r in rows[image_id] if ru["run_id"] == run_id and r.codec == codec_name and r.bpp]
+        if not cands:
+            continue
+        row = min(cands, key=lambda r: abs(float(r.bpp) - bpp))
+        run = next(ru for ru in group.runs if ru["run_id"] == run_id)
+        recorded = (run["meta"].get("codecs") or {}).get(codec_name)
+        try:
+            codec = _rebuild_codec(codec_name, recorded, options.codec_params.get(codec_name, {}))
+            if codec.missing():
+                raise BenchError(f"{codec_name} is not available here", "see `bench doctor`")
+            from ..runner import semantics_for
+
+            enc = codec.encode(sample.image, codec.rate_knob.parse(row.rate),
+                               semantics=semantics_for(codec, sample, dataset))
+            recon = codec.decode(dict(enc.parts))
+        except Exception as err:  # one codec's failure must not lose the page
+            msg = err.problem if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
+            figs.append(f'<figure><figcaption class="note">{_esc(label)} @ {_esc(row.rate)}: not recomputed '
+                        f"({_esc(msg)})</figcaption></figure>")
+            continue
+        stored = sum(row.bytes.values())
+        check = "" if enc.total_bytes == stored else (
+            f'<br><span class="note">recomputed {enc.total_bytes} B ≠ stored {stored} B</span>')
+        psnr = row.metrics.get("psnr")
+        extra = f", PSNR {psnr:.2f} dB" if isinstance(psnr, (int, float)) and math.isfinite(psnr) else ""
+        figs.append(f'<figure>{_img(array_uri(_center_crop(recon, options.crop)), label)}'
+                    f"<figcaption>{_esc(label)} rate {_esc(row.rate)}: {float(row.bpp):.4f} bpp{extra}{check}"
+                    f"</figcaption></figure>")
+    return (f"<p>image {_esc(image_id)}, centre crop {options.crop}×{options.crop} px, each codec at its rate "
+            f"point nearest {bpp:.4f} bpp on this image (reconstructions recomputed now)</p>"
+            f'<div class="crops">{"".join(figs)}</div>')
+
+
+# -- page --------------------------------------------------------------------------------
+def render_html(store: Store, run_ids: Sequence[str], options: HtmlOptions | None = None) -> str:
+    """The whole page as a string."""
+    options = options or HtmlOptions()
+    parts = ["<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
+             f"<title>bench report: {_esc(', '.join(run_ids))}</title><style>{CSS}</style></head><body>",
+             f"<h1>Rate–quality report</h1><p>generated {datetime.datetime.now():%Y-%m-%d %H:%M}; "
+             "figures and tables computed from the run store; lower/higher-is-better marked ↓/↑.</p>"]
+    for group in _groups(store, run_ids):
+        df = group.summary
+        ds = (group.runs[0]["meta"].get("dataset") or {}).get("name", group.runs[0]["config"].get("dataset"))
+        bpp = options.bpp if options.bpp is not None else _default_bpp(df)
+        parts.append(f"<h2>{_esc(ds)}</h2><h3>Provenance</h3>")
+        parts += [provenance_html(run) for run in group.runs]
+        parts.append("<h3>Summary</h3>" + table_html(df))
+        parts.append("<h3>Rate curves</h3>" + curves_html(df))
+        bars = iou_bars_html(df, bpp)
+        if bars:
+            parts.append(f"<h3>Per-class IoU near {bpp:.4f} bpp</h3>{bars}")
+        if options.crops:
+            parts.append("<h3>Reconstructions</h3>" + crops_html(store, group, bpp, options))
+    parts.append(f"<script>{SCRIPT}</script></body></html>")
+    return "\n".join(parts)
+
+
+def write_html(store: Store, run_ids: Sequence[str], path: Path | str, options: HtmlOptions | None = None) -> Path:
+    """Write the page to ``path`` (UTF-8) and return it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(store, run_ids, options), encoding="utf-8")
+    return path

@@ -1,0 +1,288 @@
+"""Summaries of a stored run as pandas DataFrames.
+
+* :func:`summarise` — one row per codec × rate point: counts, mean bpp (total and per
+  byte part), the metrics' dataset-level values (``compute(merge_all(states))`` over the
+  ok rows) and the mean of any per-image value that ``compute`` does not produce.
+* :func:`per_image` — one tidy row per image × codec × rate.
+* :func:`failures` — the failed rows and their errors.
+
+Every column that comes from a metric recorded with ``random_weights: True`` in the run
+meta is renamed ``"<key> (random weights)"`` so the mark follows the value into every
+table and figure. Column metadata (unit, direction, metric, random) is kept in
+``df.attrs["columns"]`` and can be read back with :func:`column_info`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import catalog
+from ..codecs.base import bits_per_pixel
+from ..errors import BenchError
+from ..metrics.base import Metric
+from ..store import Row, Store
+
+log = logging.getLogger("bench")
+
+RANDOM_MARK = " (random weights)"
+KEY_COLUMNS = ("codec", "rate")
+COUNT_COLUMNS = ("n_ok", "n_failed")
+
+# Per-image keys that belong to no metric's compute() but whose meaning is known.
+KNOWN_DIRECTIONS: dict[str, bool] = {"mse": False}
+# Side values of a metric (sample counts, patch size, spread) and per-class breakdowns
+# ("iou_gt/road"): kept in CSV, left out of the printed tables and default curves.
+DETAIL_SUFFIXES = ("_n", "_images", "_patch", "_low_n", "_subset_size", "_std")
+DETAIL_PREFIXES = ("classes_",)
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """What a summary column holds.
+
+    ``kind``: "key" (codec, rate), "count", "rate" (bpp columns, unit bpp),
+    "dataset" (a metric's compute() value), "mean" (mean of per-image values).
+    ``unit``: "bpp", "dB" or "" (unitless). ``higher_is_better``: None when unknown.
+    ``detail``: a side value or per-class breakdown (CSV only; see :func:`is_detail`).
+    """
+
+    column: str
+    key: str
+    kind: str
+    unit: str = ""
+    metric: str | None = None
+    higher_is_better: bool | None = None
+    random_weights: bool = False
+    detail: bool = False
+
+
+def is_detail(key: str) -> bool:
+    """True for side values (``fid_n``, ``kid_std``, ``classes_gt``) and per-class
+    breakdowns (``iou_gt/road``), which stay out of printed tables and default curves."""
+    return "/" in key or key.startswith(DETAIL_PREFIXES) or key.endswith(DETAIL_SUFFIXES)
+
+
+# -- column metadata ---------------------------------------------------------------------
+def _metric_class(name: str) -> type[Metric] | None:
+    reg = catalog.registry("metric")
+    if name not in reg:
+        return None
+    try:
+        return reg.get(name).load()
+    except (BenchError, ImportError) as err:
+        log.warning("metric %s cannot be loaded for the report: %s", name, err)
+        return None
+
+
+def _owner(key: str, names: Iterable[str]) -> str | None:
+    """The metric a per-image key belongs to: ``name`` or ``name_*`` (longest name wins)."""
+    hits = [n for n in names if key == n or key.startswith(n + "_")]
+    return max(hits, key=len) if hits else None
+
+
+def _value_info(key: str, metric: str | None, kind: str, random: bool) -> ColumnInfo:
+    cls = _metric_class(metric) if metric else None
+    unit = "dB" if key.endswith("_db") else (cls.unit if cls is not None else "")
+    direction = cls.higher_is_better if cls is not None else KNOWN_DIRECTIONS.get(key)
+    detail = is_detail(key)
+    if detail and "/" not in key:  # counts and spreads have no better direction
+        direction, unit = None, ""
+    column = key + RANDOM_MARK if random else key
+    return ColumnInfo(column, key, kind, unit, metric, direction, random, detail)
+
+
+def _fixed_info(column: str) -> ColumnInfo | None:
+    if column in KEY_COLUMNS or column == "image_id":
+        return ColumnInfo(column, column, "key")
+    if column in COUNT_COLUMNS:
+        return ColumnInfo(column, column, "count")
+    if column == "bpp" or column.startswith("bpp_"):
+        return ColumnInfo(column, column, "rate", "bpp", None, False)
+    return None
+
+
+def column_info(df: pd.DataFrame) -> dict[str, ColumnInfo]:
+    """Metadata of every column: from ``df.attrs`` when the frame came from
+    :func:`summarise`, else inferred from the column names (e.g. after a CSV round trip)."""
+    stored = df.attrs.get("columns", {})
+    names = catalog.registry("metric").names()
+    out: dict[str, ColumnInfo] = {}
+    for col in df.columns:
+        if col in stored:
+            out[col] = ColumnInfo(**stored[col])
+            continue
+        fixed = _fixed_info(col)
+        if fixed is not None:
+            out[col] = fixed
+            continue
+        random = col.endswith(RANDOM_MARK)
+        key = col[: -len(RANDOM_MARK)] if random else col
+        out[col] = _value_info(key, _owner(key, names), "mean", random)
+    return out
+
+
+# -- loading -----------------------------------------------------------------------------
+def _load(store: Store, run_id: str) -> tuple[dict[str, Any], list[Row]]:
+    run = store.run(run_id)
+    return run, list(store.rows(run["run_id"]))
+
+
+def _random_metrics(run: dict[str, Any]) -> set[str]:
+    described = run["meta"].get("metrics") or {}
+    return {n for n, d in described.items() if isinstance(d, dict) and d.get("random_weights")}
+
+
+def _metric_names(run: dict[str, Any], rows: list[Row]) -> list[str]:
+    """Metrics of the run: those in the run meta, then any other with stored states."""
+    names = list(run["meta"].get("metrics") or {})
+    extra = sorted({m for r in rows for m in r.states} - set(names))
+    return names + extra
+
+
+def _make_metric(name: str, warnings: list[str]) -> Metric | None:
+    try:
+        return catalog.make_metric(name, allow_random_weights=True)
+    except BenchError as err:
+        warnings.append(f"{name}: dataset-level values skipped ({err.problem}); per-image means are reported")
+        log.warning(warnings[-1])
+        return None
+
+
+def _part_bpp(row: Row, part: str) -> float:
+    """bpp of one byte part; an absent part is 0 bytes (nothing was sent)."""
+    n = row.bytes.get(part, 0)
+    if row.height and row.width:
+        return bits_per_pixel(n, row.height, row.width)
+    return float(row.metrics.get(f"bpp_{part}", math.nan if part in row.bytes else 0.0))
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else math.nan
+
+
+def _sort(df: pd.DataFrame) -> pd.DataFrame:
+    """Codec by name, then rate points from lowest to highest bpp (no-bpp rows last)."""
+    if df.empty:
+        return df
+    return df.sort_values(["codec", "bpp", "rate"], na_position="last", kind="stable").reset_index(drop=True)
+
+
+# -- public API --------------------------------------------------------------------------
+def summarise(store: Store, run_id: str) -> pd.DataFrame:
+    """One row per (codec, rate), sorted per codec from lowest to highest bpp.
+
+    Columns: codec, rate, n_ok, n_failed, bpp (mean per-image bpp over ok images),
+    bpp_<part> per byte part, each metric's dataset-level values, then means of per-image
+    values that no compute() produced. Failed rows are counted and otherwise ignored.
+    """
+    run, rows = _load(store, run_id)
+    names = _metric_names(run, rows)
+    warnings: list[str] = []
+    metrics: dict[str, Metric | None] = {}  # built on first use (importing some is slow)
+    random = _random_metrics(run)
+    parts = sorted({p for r in rows if r.status == "ok" for p in r.bytes})
+
+    groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for r in rows:
+        groups[(r.codec, r.rate)].append(r)
+
+    dataset_keys: dict[str, str] = {}  # value key -> metric, in first-seen order
+    records = []
+    for (codec, rate), group in groups.items():
+        ok = [r for r in group if r.status == "ok"]
+        rec: dict[str, Any] = {"codec": codec, "rate": rate, "n_ok": len(ok), "n_failed": len(group) - len(ok)}
+        rec["bpp"] = _mean([float(r.bpp) for r in ok if r.bpp is not None])
+        for p in parts:
+            rec[f"bpp_{p}"] = _mean([_part_bpp(r, p) for r in ok])
+        for name in names:
+            states = [r.states[name] for r in ok if name in r.states]
+            if not states:
+                continue
+            if name not in metrics:
+                metrics[name] = _make_metric(name, warnings)
+            metric = metrics[name]
+            if metric is None:
+                continue
+            if len(states) < len(ok):
+                warnings.append(f"{codec} @ {rate}: {name} from {len(states)} of {len(ok)} ok images "
+                                "(the others have no stored state)")
+                log.warning(warnings[-1])
+            try:
+                values = metric.compute(metric.merge_all(states))
+            except Exception as err:  # noqa: BLE001 - one metric must not sink the whole report
+                warnings.append(f"{codec} @ {rate}: {name} compute failed ({type(err).__name__}: {err})")
+                log.warning(warnings[-1])
+                continue
+            for key, value in values.items():
+                dataset_keys.setdefault(key, name)
+                rec[key] = float(value)
+        records.append((rec, ok))
+
+    # Means of per-image values that compute() did not produce (e.g. psnr's "mse").
+    mean_keys = sorted({k for _rec, ok in records for r in ok for k in r.metrics
+                        if k not in dataset_keys and not k.startswith("bpp_")})
+    for rec, ok in records:
+        for key in mean_keys:
+            rec[key] = _mean([float(r.metrics[key]) for r in ok if key in r.metrics])
+
+    infos: list[ColumnInfo] = [_fixed_info(c) for c in (*KEY_COLUMNS, *COUNT_COLUMNS, "bpp")]  # type: ignore[misc]
+    infos += [_fixed_info(f"bpp_{p}") for p in parts]  # type: ignore[misc]
+    owners = {k: _owner(k, names) for k in mean_keys}
+    for name in names:
+        infos += [_value_info(k, name, "dataset", name in random) for k, m in dataset_keys.items() if m == name]
+        infos += [_value_info(k, name, "mean", name in random) for k in mean_keys if owners[k] == name]
+    infos += [_value_info(k, None, "mean", False) for k in mean_keys if owners[k] is None]
+
+    df = pd.DataFrame([rec for rec, _ok in records], columns=[i.key for i in infos])
+    df.columns = [i.column for i in infos]
+    df = _sort(df)
+    df.attrs = {"run_id": run["run_id"], "columns": {i.column: asdict(i) for i in infos},
+                "random_metrics": sorted(random), "parts": parts, "warnings": warnings}
+    return df
+
+
+def per_image(store: Store, run_id: str) -> pd.DataFrame:
+    """One tidy row per image × codec × rate: status, error, size, bpp (total and per
+    part), per-image metric values (random-weights ones marked) and seconds_<stage>."""
+    run, rows = _load(store, run_id)
+    names = _metric_names(run, rows)
+    random = _random_metrics(run)
+    parts = sorted({p for r in rows for p in r.bytes})
+    records = []
+    for r in rows:
+        rec: dict[str, Any] = {"codec": r.codec, "rate": r.rate, "image_id": r.image_id, "status": r.status,
+                               "error": r.error, "height": r.height, "width": r.width,
+                               "bpp": r.bpp if r.bpp is not None else math.nan}
+        for p in parts:
+            rec[f"bpp_{p}"] = _part_bpp(r, p) if r.status == "ok" or p in r.bytes else math.nan
+        for key, value in r.metrics.items():
+            if key.startswith("bpp_"):
+                continue
+            owner = _owner(key, names)
+            rec[key + RANDOM_MARK if owner in random else key] = value
+        rec.update({f"seconds_{k}": v for k, v in r.seconds.items()})
+        records.append(rec)
+    df = pd.DataFrame(records)
+    if df.empty:
+        return pd.DataFrame(columns=["codec", "rate", "image_id", "status", "error", "height", "width", "bpp"])
+    df[["height", "width"]] = df[["height", "width"]].astype("Int64")
+    df.attrs = {"run_id": run["run_id"], "random_metrics": sorted(random)}
+    return df.sort_values(["codec", "rate", "image_id"], kind="stable").reset_index(drop=True)
+
+
+def failures(store: Store, run_id: str) -> pd.DataFrame:
+    """The failed rows: codec, rate, image_id, error."""
+    run, rows = _load(store, run_id)
+    bad = [{"codec": r.codec, "rate": r.rate, "image_id": r.image_id, "error": r.error or ""}
+           for r in rows if r.status != "ok"]
+    df = pd.DataFrame(bad, columns=["codec", "rate", "image_id", "error"])
+    df.attrs = {"run_id": run["run_id"]}
+    return df
