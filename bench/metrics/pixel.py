@@ -117,7 +117,7 @@ def msssim_rgb(ref: np.ndarray, rec: np.ndarray) -> float:
         )
 
     def to_tensor(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0).to(torch.float32)
+        return torch.tensor(a, dtype=torch.float32).permute(2, 0, 1).unsqueeze(0)
 
     with torch.no_grad():
         return float(ms_ssim(to_tensor(ref), to_tensor(rec), data_range=255.0, size_average=True))
