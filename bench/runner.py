@@ -9,21 +9,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
-import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 from tqdm import tqdm
 
 from . import catalog, provenance
-from .codecs.base import Codec, Semantics, bits_per_pixel
+from .codecs.base import Codec
 from .datasets.base import Dataset, Sample
-from .errors import BenchError, ConfigError, UnavailableError
-from .metrics.base import Metric, Pair
+from .errors import ConfigError, UnavailableError
+from .metrics.base import Metric
+from .pipeline import LocalExecutor, base_row, code, measure, semantics_for  # noqa: F401 (re-exported)
+from .resultcache import ResultCache
 from .store import Row, Store
 
 log = logging.getLogger("bench")
@@ -49,6 +47,10 @@ class RunConfig:
     metric_options: dict[str, Any] = field(default_factory=dict)  # weights_dir, allow_random_weights, device
     retry_failed: bool = False
     tag: str | None = None
+    workers: int | None = None  # codec worker processes (None: one per core)
+    batch_size: int = 8  # metric-network batch
+    use_cache: bool = True  # reuse coded / metric results by content across runs
+    keep_reconstructions: bool = False  # store reconstructions (PNG) so new metrics need no re-encode
 
 
 @dataclass
@@ -92,7 +94,7 @@ def resolve_codecs(names: Sequence[str], params: dict[str, dict[str, Any]]) -> t
         if missing:
             if name in explicit:
                 raise UnavailableError(f"codec {name!r} is not available: {_reason(missing)}",
-                                       f"install what is missing, or see `bench list codecs`")
+                                       "install what is missing, or see `bench list codecs`")
             skipped.append((name, _reason(missing)))
             continue
         codecs.append(codec)
@@ -153,65 +155,22 @@ def run_id_for(plan: Plan, content_hash: str, tag: str | None) -> str:
     return f"{plan.dataset.name}-{digest}"
 
 
-def semantics_for(codec: Codec, sample: Sample, dataset: Dataset) -> Semantics | None:
-    """Ground-truth semantics for codecs that need a label map (else None)."""
-    if not codec.needs_semantics:
-        return None
-    if sample.labels is None or dataset.class_set is None:
-        raise ConfigError(
-            f"codec {codec.name!r} needs a label map and dataset {dataset.name!r} has none for {sample.id}",
-            "use a dataset with labels (cityscapes, coco) or give the codec a segmenter",
-        )
-    return Semantics(labels=sample.labels, class_set=dataset.class_set.name, source="ground-truth")
-
-
 def evaluate_one(codec: Codec, rate: Any, sample: Sample, dataset: Dataset, metrics: Sequence[Metric]) -> Row:
-    """Encode, decode and measure one image; every failure becomes an error row."""
-    row = Row(codec=codec.name, rate=codec.rate_label(rate), image_id=sample.id,
-              height=sample.height, width=sample.width)
-    try:
-        t0 = time.perf_counter()
-        encoded = codec.encode(sample.image, rate, semantics=semantics_for(codec, sample, dataset))
-        t1 = time.perf_counter()
-        recon = codec.decode(dict(encoded.parts))
-        t2 = time.perf_counter()
-        row.seconds = {"encode": t1 - t0, "decode": t2 - t1}
-        row.bytes = {name: len(data) for name, data in encoded.parts.items()}
-        row.bpp = bits_per_pixel(encoded.total_bytes, sample.height, sample.width)
-        row.metrics.update({f"bpp_{name}": bits_per_pixel(n, sample.height, sample.width)
-                            for name, n in row.bytes.items()})
-        row.metrics.update({k: v for k, v in encoded.notes.items() if isinstance(v, (int, float))})
-        if recon.shape != sample.image.shape or recon.dtype != np.uint8:
-            raise BenchError(f"codec {codec.name} decoded {recon.dtype}{recon.shape}, "
-                             f"expected uint8{sample.image.shape}", "fix the adapter's decode")
-        pair = Pair(sample, recon, encoded.total_bytes, codec.name, row.rate)
-        errors = []
-        for metric in metrics:
-            tm = time.perf_counter()
-            try:
-                state = metric.init()
-                values = metric.update(state, pair)
-            except BenchError as err:
-                errors.append(f"{metric.name}: {err.problem}")
-                continue
-            row.seconds[metric.name] = time.perf_counter() - tm
-            row.states[metric.name] = state
-            row.metrics.update(values)
-            nans = [k for k, v in values.items() if isinstance(v, float) and math.isnan(v)]
-            if nans:
-                errors.append(f"{metric.name}: NaN in {', '.join(nans)}")
-        if errors:
-            row.status, row.error = "error", "; ".join(errors)
-    except Exception as err:  # a failure on one image is recorded, the run goes on
-        row.status = "error"
-        row.error = f"{type(err).__name__}: {err}" if isinstance(err, BenchError) else (
-            f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}")
+    """Encode, decode and measure one image (no cache, no batching); failures become error rows."""
+    coded = code(codec, rate, sample, dataset.class_set.name if dataset.class_set else None)
+    row = base_row(codec, rate, sample, coded)
+    if coded.recon is not None:
+        measure(metrics, sample, [row], [coded.recon])
     return row
 
 
 def execute(config: RunConfig, store: Store, *, progress: bool = True,
-            on_skip: Callable[[str, str], None] | None = None) -> str:
-    """Run (or resume) ``config`` into ``store``; returns the run id."""
+            on_skip: Callable[[str, str], None] | None = None, executor: Any = None) -> str:
+    """Run (or resume) ``config`` into ``store``; returns the run id.
+
+    ``executor``: anything with ``run(dataset, codecs, metrics, todo) -> Iterator[Row]``
+    (default: a :class:`bench.pipeline.LocalExecutor` built from the config).
+    """
     plan = make_plan(config)
     for name, reason in plan.skipped:
         (on_skip or (lambda n, r: log.warning("skipping %s: %s", n, r)))(name, reason)
@@ -234,24 +193,21 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
                    "rates": config.rates, "limit": config.limit, "dataset_params": config.dataset_params}
     store.begin_run(run_id, config_json, meta)
     done = store.done_keys(run_id, include_errors=not config.retry_failed)
-    todo = [(c, r) for c in plan.codecs for r in plan.rates[c.name]]
-    bar = tqdm(total=plan.total, disable=not progress, desc=run_id, unit="img")
-    bar.update(sum(1 for (c, r, _i) in done if any(c == cc.name and r == cc.rate_label(rr) for cc, rr in todo)))
+    planned = [(ci, r) for ci, c in enumerate(plan.codecs) for r in plan.rates[c.name]]
+    todo = []
     for image_id in plan.ids:
-        pending = [(c, r) for c, r in todo if (c.name, c.rate_label(r), image_id) not in done]
-        if not pending:
-            continue
-        try:
-            sample = plan.dataset.load(image_id)
-        except Exception as err:  # unreadable image: one error row per pending codec × rate
-            message = f"cannot load image: {type(err).__name__}: {err}"
-            for codec, rate in pending:
-                store.put(run_id, Row(codec.name, codec.rate_label(rate), image_id, status="error", error=message))
-                bar.update(1)
-            continue
-        for codec, rate in pending:
-            store.put(run_id, evaluate_one(codec, rate, sample, plan.dataset, plan.metrics))
-            bar.update(1)
+        pending = [(ci, r) for ci, r in planned
+                   if (plan.codecs[ci].name, plan.codecs[ci].rate_label(r), image_id) not in done]
+        if pending:
+            todo.append((image_id, pending))
+    remaining = sum(len(p) for _, p in todo)
+    bar = tqdm(total=plan.total, initial=plan.total - remaining, disable=not progress, desc=run_id, unit="img")
+    if executor is None:
+        cache = ResultCache(store.db, keep_reconstructions=config.keep_reconstructions) if config.use_cache else None
+        executor = LocalExecutor(workers=config.workers, batch_size=config.batch_size, cache=cache)
+    for row in executor.run(plan.dataset, plan.codecs, plan.metrics, todo):
+        store.put(run_id, row)
+        bar.update(1)
     bar.close()
     # networks learn whether they fell back to random weights only when first loaded
     meta["metrics"] = {m.name: m.describe() for m in plan.metrics}

@@ -28,6 +28,7 @@ class QuantCodec(Codec):
 
     name = "quant"
     version = "1"
+    parallel_safe = True
     rate_knob = RateKnob("step", (32, 16, 4), higher_is_better=False, minimum=1, maximum=128)
 
     def encode(self, image: np.ndarray, rate: Any, *, semantics: Any = None) -> Encoded:
@@ -91,6 +92,38 @@ class NanMetric(Metric):
 
     def compute(self, state: State) -> dict[str, float]:
         return {"nanmetric": float("nan")}
+
+
+class CountingMetric(Metric):
+    """Mean absolute error; counts calls and records batch sizes (class attributes)."""
+
+    name = "countmae"
+    pairs_seen = 0
+    batches: list[int] = []
+
+    def init(self) -> State:
+        return {"n": np.zeros(()), "sum": np.zeros(())}
+
+    def update(self, state: State, pair: Pair) -> dict[str, float]:
+        return self.update_batch([state], [pair])[0]
+
+    def update_batch(self, states, pairs):
+        type(self).pairs_seen += len(pairs)
+        type(self).batches.append(len(pairs))
+        out = []
+        for state, pair in zip(states, pairs):
+            mae = float(np.mean(np.abs(pair.sample.image.astype(float) - pair.reconstruction.astype(float))))
+            state["n"] += 1
+            state["sum"] += mae
+            out.append({"countmae": mae})
+        return out
+
+    def compute(self, state: State) -> dict[str, float]:
+        return {"countmae": float(state["sum"] / state["n"])}
+
+
+def encode_log_lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
 
 
 def write_pngs(root: Path, n: int, size: tuple[int, int] = (168, 176), seed: int = 0) -> list[Path]:

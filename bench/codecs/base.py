@@ -116,6 +116,10 @@ class Codec(ABC):
     version: ClassVar[str] = "0"
     rate_knob: ClassVar[RateKnob]
     needs_semantics: ClassVar[bool] = False
+    #: True when encode/decode may run in worker processes (pure CPU work, picklable
+    #: adapter: classical codecs, subprocess tools); learned codecs stay in the main
+    #: process where the accelerator and the loaded weights are.
+    parallel_safe: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         if params:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar, Iterable, Sequence
 
 import numpy as np
 
@@ -75,6 +75,14 @@ class Metric(ABC):
     @abstractmethod
     def update(self, state: State, pair: Pair) -> dict[str, float]:
         """Add one pair to ``state`` (in place) and return its per-image values."""
+
+    def update_batch(self, states: Sequence[State], pairs: Sequence[Pair]) -> list[dict[str, float]]:
+        """``update`` for several pairs at once (one network forward for the batch).
+
+        The default loops over :meth:`update`; network metrics override it. Values must
+        not depend on how pairs are batched.
+        """
+        return [self.update(state, pair) for state, pair in zip(states, pairs)]
 
     def merge(self, a: State, b: State) -> State:
         """Combine two states. Default: element-wise sum of same-named arrays."""

@@ -1,0 +1,273 @@
+"""The per-image work of a run: code (encode + decode) and measure (batched metrics).
+
+``LocalExecutor`` streams images one at a time (memory stays flat in dataset size):
+for each image it looks every codec × rate up in the :class:`ResultCache`, sends the
+misses of parallel-safe codecs to a process pool, and measures the reconstructions of
+the *previous* image meanwhile, so CPU codec work overlaps with metric-network work.
+Metrics see all reconstructions of one image together, in batches of ``batch_size``.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+import traceback
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from .codecs.base import Codec, Semantics, bits_per_pixel
+from .datasets.base import Dataset, Sample
+from .errors import BenchError, ConfigError
+from .metrics.base import Metric, Pair, State
+from .resultcache import CodedEntry, ResultCache, coded_key, identity, metric_key, sample_key
+from .store import Row
+
+
+@dataclass
+class Coded:
+    """One encode + decode: byte counts per part, numeric notes, timings, reconstruction."""
+
+    bytes: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    recon: np.ndarray | None = None
+    error: str | None = None
+
+
+def semantics_for(codec: Codec, sample: Sample, class_set: str | None) -> Semantics | None:
+    """Ground-truth semantics for codecs that need a label map (else None)."""
+    if not codec.needs_semantics:
+        return None
+    if sample.labels is None or class_set is None:
+        raise ConfigError(
+            f"codec {codec.name!r} needs a label map and the dataset has none for {sample.id}",
+            "use a dataset with labels (cityscapes, coco, demo) or give the codec a segmenter",
+        )
+    return Semantics(labels=sample.labels, class_set=class_set, source="ground-truth")
+
+
+def _describe_error(err: BaseException) -> str:
+    if isinstance(err, BenchError):
+        return f"{type(err).__name__}: {err}"
+    return f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
+
+
+def code(codec: Codec, rate: Any, sample: Sample, class_set: str | None) -> Coded:
+    """Encode and decode one image; a failure is returned as ``Coded.error``, never raised."""
+    out = Coded()
+    try:
+        t0 = time.perf_counter()
+        encoded = codec.encode(sample.image, rate, semantics=semantics_for(codec, sample, class_set))
+        t1 = time.perf_counter()
+        recon = codec.decode(dict(encoded.parts))
+        out.seconds = {"encode": t1 - t0, "decode": time.perf_counter() - t1}
+        out.bytes = {name: len(data) for name, data in encoded.parts.items()}
+        out.notes = {k: float(v) for k, v in encoded.notes.items() if isinstance(v, (int, float))}
+        if recon.shape != sample.image.shape or recon.dtype != np.uint8:
+            raise BenchError(f"codec {codec.name} decoded {recon.dtype}{recon.shape}, "
+                             f"expected uint8{sample.image.shape}", "fix the adapter's decode")
+        out.recon = recon
+    except Exception as err:  # recorded for this image; the run goes on
+        out.error = _describe_error(err)
+    return out
+
+
+def base_row(codec: Codec, rate: Any, sample: Sample, coded: Coded) -> Row:
+    """The row of one coded image before metrics: bytes, bpp (total and per part), notes."""
+    row = Row(codec=codec.name, rate=codec.rate_label(rate), image_id=sample.id,
+              height=sample.height, width=sample.width)
+    if coded.error:
+        row.status, row.error = "error", coded.error
+        return row
+    row.bytes = dict(coded.bytes)
+    row.bpp = bits_per_pixel(sum(coded.bytes.values()), sample.height, sample.width)
+    row.metrics.update({f"bpp_{n}": bits_per_pixel(b, sample.height, sample.width) for n, b in coded.bytes.items()})
+    row.metrics.update(coded.notes)
+    row.seconds = dict(coded.seconds)
+    return row
+
+
+def fill_cached(row: Row, metrics: Sequence[Metric], keys: dict[str, str], cache: ResultCache) -> list[Metric]:
+    """Fill ``row`` with cached metric results; returns the metrics still to compute."""
+    missing = []
+    for metric in metrics:
+        hit = cache.get_metric(keys[metric.name])
+        if hit is None:
+            missing.append(metric)
+            continue
+        values, state, seconds = hit
+        row.metrics.update(values)
+        row.states[metric.name] = state
+        row.seconds[metric.name] = seconds
+    return missing
+
+
+def measure(metrics: Sequence[Metric], sample: Sample, rows: Sequence[Row], recons: Sequence[np.ndarray],
+            *, batch_size: int = 8, cache: ResultCache | None = None, keys: Sequence[dict[str, str]] | None = None) -> None:
+    """Run every metric on the reconstructions of one image, in batches; fills ``rows``.
+
+    Values do not depend on ``batch_size`` (metrics guarantee it).
+
+    ``keys[i][metric.name]`` are metric cache keys; cached results are reused, fresh ones stored.
+    """
+    errors: list[list[str]] = [[] for _ in rows]
+    use_cache = cache is not None and keys is not None
+    missing = [fill_cached(row, metrics, keys[i], cache) if use_cache else list(metrics)  # type: ignore[index, arg-type]
+               for i, row in enumerate(rows)]
+    for metric in metrics:
+        todo = [i for i in range(len(rows)) if metric in missing[i]]
+        for start in range(0, len(todo), max(1, batch_size)):
+            chunk = todo[start:start + max(1, batch_size)]
+            pairs = [Pair(sample, recons[i], sum(rows[i].bytes.values()), rows[i].codec, rows[i].rate) for i in chunk]
+            states: list[State] = [metric.init() for _ in chunk]
+            t0 = time.perf_counter()
+            try:
+                results = metric.update_batch(states, pairs)
+            except BenchError as err:
+                for i in chunk:
+                    errors[i].append(f"{metric.name}: {err.problem}")
+                continue
+            seconds = (time.perf_counter() - t0) / len(chunk)
+            for i, state, values in zip(chunk, states, results):
+                rows[i].metrics.update(values)
+                rows[i].states[metric.name] = state
+                rows[i].seconds[metric.name] = seconds
+                nans = [k for k, v in values.items() if isinstance(v, float) and math.isnan(v)]
+                if nans:
+                    errors[i].append(f"{metric.name}: NaN in {', '.join(nans)}")
+                elif use_cache:
+                    cache.put_metric(keys[i][metric.name], values, state, seconds)
+    for row, errs in zip(rows, errors):
+        if errs:
+            row.status, row.error = "error", "; ".join(errs)
+
+
+# -- worker processes ---------------------------------------------------------------------
+_WORKER_CODECS: list[Codec] = []
+
+
+def _init_worker(codecs: list[Codec]) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _WORKER_CODECS[:] = codecs
+
+
+def _code_in_worker(index: int, rate: Any, sample: Sample, class_set: str | None) -> Coded:
+    return code(_WORKER_CODECS[index], rate, sample, class_set)
+
+
+@dataclass
+class _Job:
+    sample: Sample | None
+    rows: list[Row]                      # finished rows (cache hits, load failures)
+    work: list[tuple[int, Any, str, Future | Coded]] = field(default_factory=list)  # codec index, rate, ckey, result
+    load_error: str | None = None
+
+
+@dataclass
+class Counters:
+    """What a run computed versus reused (for tests and the benchmark)."""
+
+    coded: int = 0
+    coded_cached: int = 0
+    rows_cached: int = 0
+
+
+class LocalExecutor:
+    """Streams images through code → measure on this machine.
+
+    ``workers`` > 1 runs parallel-safe codecs in a process pool (default: the number of
+    cores); ``batch_size`` is the metric batch; ``cache`` reuses results by content.
+    """
+
+    def __init__(self, *, workers: int | None = None, batch_size: int = 8, cache: ResultCache | None = None,
+                 lookahead: int = 1) -> None:
+        self.workers = workers if workers is not None else (os.cpu_count() or 1)
+        self.batch_size = batch_size
+        self.cache = cache
+        self.lookahead = lookahead
+        self.counters = Counters()
+
+    def run(self, dataset: Dataset, codecs: Sequence[Codec], metrics: Sequence[Metric],
+            todo: Sequence[tuple[str, list[tuple[int, Any]]]]) -> Iterator[Row]:
+        """Rows for ``todo`` = [(image_id, [(codec index, rate), …]), …], in order of completion."""
+        class_set = dataset.class_set.name if dataset.class_set else None
+        codec_ids = [identity(c) for c in codecs]
+        metric_ids = [identity(m) for m in metrics]
+        pool = None
+        if self.workers > 1 and any(c.parallel_safe for c in codecs):
+            pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_worker, initargs=(list(codecs),))
+        inflight: deque[_Job] = deque()
+        try:
+            for image_id, pending in todo:
+                inflight.append(self._start(dataset, codecs, codec_ids, metrics, metric_ids, class_set,
+                                            image_id, pending, pool))
+                while len(inflight) > self.lookahead:
+                    yield from self._finish(inflight.popleft(), codecs, metrics, metric_ids)
+            while inflight:
+                yield from self._finish(inflight.popleft(), codecs, metrics, metric_ids)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+
+    def _start(self, dataset: Dataset, codecs: Sequence[Codec], codec_ids: list[str], metrics: Sequence[Metric],
+               metric_ids: list[str], class_set: str | None, image_id: str, pending: list[tuple[int, Any]],
+               pool: ProcessPoolExecutor | None) -> _Job:
+        try:
+            sample = dataset.load(image_id)
+        except Exception as err:  # unreadable image: one error row per pending codec × rate
+            message = f"cannot load image: {type(err).__name__}: {err}"
+            return _Job(None, [Row(codecs[ci].name, codecs[ci].rate_label(r), image_id, status="error", error=message)
+                               for ci, r in pending], load_error=message)
+        job = _Job(sample, [])
+        skey = sample_key(sample) if self.cache is not None else ""
+        for ci, rate in pending:
+            codec = codecs[ci]
+            ckey = coded_key(skey, codec_ids[ci], codec.rate_label(rate))
+            if self.cache is not None:
+                entry = self.cache.get_coded(ckey)
+                if entry is not None:
+                    row = base_row(codec, rate, sample, Coded(entry.bytes, entry.notes, entry.seconds))
+                    keys = {m.name: metric_key(ckey, mid) for m, mid in zip(metrics, metric_ids)}
+                    if not fill_cached(row, metrics, keys, self.cache):
+                        self.counters.rows_cached += 1
+                        job.rows.append(row)
+                        continue
+                    if self.cache.keep_reconstructions:
+                        entry = self.cache.get_coded(ckey, need_recon=True)
+                        if entry is not None:
+                            self.counters.coded_cached += 1
+                            job.work.append((ci, rate, ckey, Coded(entry.bytes, entry.notes, entry.seconds, entry.recon)))
+                            continue
+            self.counters.coded += 1
+            if pool is not None and codec.parallel_safe:
+                job.work.append((ci, rate, ckey, pool.submit(_code_in_worker, ci, rate, sample, class_set)))
+            else:
+                job.work.append((ci, rate, ckey, code(codec, rate, sample, class_set)))
+        return job
+
+    def _finish(self, job: _Job, codecs: Sequence[Codec], metrics: Sequence[Metric],
+                metric_ids: list[str]) -> Iterator[Row]:
+        yield from job.rows
+        if job.sample is None or not job.work:
+            return
+        rows, recons, keys = [], [], []
+        for ci, rate, ckey, result in job.work:
+            coded = result.result() if isinstance(result, Future) else result
+            row = base_row(codecs[ci], rate, job.sample, coded)
+            if coded.error is not None:
+                yield row
+                continue
+            if self.cache is not None:
+                self.cache.put_coded(ckey, CodedEntry(coded.bytes, coded.notes, coded.seconds, coded.recon))
+            rows.append(row)
+            recons.append(coded.recon)
+            keys.append({m.name: metric_key(ckey, mid) for m, mid in zip(metrics, metric_ids)})
+        measure(metrics, job.sample, rows, recons, batch_size=self.batch_size, cache=self.cache, keys=keys)
+        yield from rows

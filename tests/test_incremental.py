@@ -1,0 +1,89 @@
+"""No repeated work: content cache across runs, batching, worker pool (issue 8)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fakes_bench
+from bench import catalog
+from bench.metrics import BUILTIN
+from bench.runner import RunConfig, execute
+from bench.store import Store
+
+
+@pytest.fixture()
+def env(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    fakes_bench.write_pngs(data, 3)
+    monkeypatch.setenv("BENCH_CARD_PATH", str(fakes_bench.write_cards(tmp_path / "cards", data)))
+    monkeypatch.setitem(BUILTIN, "countmae", ("fakes_bench:CountingMetric", "counting MAE"))
+    monkeypatch.setenv("FAKE_CODEC_LOG", str(tmp_path / "encodes.log"))
+    fakes_bench.CountingMetric.pairs_seen = 0
+    fakes_bench.CountingMetric.batches = []
+    catalog.reset()
+    return tmp_path / "encodes.log"
+
+
+def _rows(store, run_id):
+    return {(r.codec, r.rate, r.image_id): r for r in store.rows(run_id)}
+
+
+def test_adding_a_rate_point_computes_only_the_new_rows(env, store_path):
+    log = env
+    with Store(store_path) as store:
+        first = execute(RunConfig("pngs", ["quant"], ["psnr", "countmae"], rates={"quant": ["32", "16"]}),
+                        store, progress=False)
+        assert fakes_bench.encode_log_lines(log) == 6 and fakes_bench.CountingMetric.pairs_seen == 6
+        second = execute(RunConfig("pngs", ["quant"], ["psnr", "countmae"], rates={"quant": ["32", "16", "4"]}),
+                         store, progress=False)
+        assert second != first  # a different run …
+        assert fakes_bench.encode_log_lines(log) == 6 + 3  # … that coded only the new rate point
+        assert fakes_bench.CountingMetric.pairs_seen == 6 + 3  # and measured only it
+        old, new = _rows(store, first), _rows(store, second)
+    assert len(new) == 9
+    for key, row in old.items():  # reused rows are identical, states included
+        assert new[key].bytes == row.bytes and new[key].metrics == row.metrics
+        assert np.array_equal(new[key].states["countmae"]["sum"], row.states["countmae"]["sum"])
+
+
+def test_adding_a_codec_computes_only_that_codec(env, store_path):
+    log = env
+    with Store(store_path) as store:
+        execute(RunConfig("pngs", ["quant"], ["countmae"]), store, progress=False)
+        assert fakes_bench.encode_log_lines(log) == 9
+        execute(RunConfig("pngs", ["quant", "crashy"], ["countmae"]), store, progress=False)
+        assert fakes_bench.encode_log_lines(log) == 9 + 3
+
+
+def test_adding_a_metric_reencodes_but_reuses_other_metric_results(env, store_path):
+    with Store(store_path) as store:
+        execute(RunConfig("pngs", ["quant"], ["countmae"]), store, progress=False)
+        seen = fakes_bench.CountingMetric.pairs_seen
+        run_id = execute(RunConfig("pngs", ["quant"], ["countmae", "psnr"]), store, progress=False)
+        assert fakes_bench.CountingMetric.pairs_seen == seen  # countmae came from the cache
+        assert all("psnr" in r.metrics and "countmae" in r.metrics for r in store.rows(run_id))
+
+
+def test_kept_reconstructions_make_a_new_metric_free_of_codec_calls(env, store_path):
+    log = env
+    with Store(store_path) as store:
+        execute(RunConfig("pngs", ["quant"], ["countmae"], keep_reconstructions=True), store, progress=False)
+        execute(RunConfig("pngs", ["quant"], ["countmae", "psnr"], keep_reconstructions=True), store, progress=False)
+    assert fakes_bench.encode_log_lines(log) == 9
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_batch_size_and_workers_do_not_change_results(env, store_path, tmp_path, workers):
+    results = []
+    for batch in (1, 8):
+        with Store(tmp_path / f"s{batch}.sqlite") as store:
+            run_id = execute(RunConfig("pngs", ["quant"], ["psnr", "msssim", "countmae"], batch_size=batch,
+                                       workers=workers, use_cache=False), store, progress=False)
+            results.append(_rows(store, run_id))
+    assert max(fakes_bench.CountingMetric.batches) == 3  # the three rate points of an image in one batch
+    assert 1 in fakes_bench.CountingMetric.batches
+    a, b = results
+    assert a.keys() == b.keys() and len(a) == 9
+    for key in a:
+        assert a[key].bytes == b[key].bytes and a[key].metrics == b[key].metrics
