@@ -70,13 +70,22 @@ def cmd_run(args: argparse.Namespace) -> int:
                         "device": args.device},
         retry_failed=args.retry_failed,
         tag=args.tag,
+        workers=args.workers,
+        batch_size=args.batch_size,
+        use_cache=not args.no_cache,
+        keep_reconstructions=args.keep_reconstructions,
     )
+    executor = None
+    if args.executor == "ray":
+        from .ray_executor import RayExecutor
+
+        executor = RayExecutor(address=args.address, chunk=args.chunk, batch_size=args.batch_size)
 
     def warn(name: str, reason: str) -> None:
         print(f"warning: skipping {name}: {reason}", file=sys.stderr)
 
     with _store(args) as store:
-        run_id = execute(config, store, progress=not args.quiet, on_skip=warn)
+        run_id = execute(config, store, progress=not args.quiet, on_skip=warn, executor=executor)
         print(f"run {run_id}: {store.count(run_id)} rows in {store.path}")
         if not args.no_report:
             return _report(store, run_id, Path(args.out) / run_id)
@@ -95,25 +104,99 @@ def _report(store: Any, run_id: str, out_dir: Path) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     with _store(args) as store:
         run = store.run(args.run)
+        if args.html:
+            return _html_report(args, store, [run["run_id"]] + [store.run(r)["run_id"] for r in args.more_runs])
+        if args.more_runs:
+            raise BenchError("several runs make one report only with --html", "add --html, or report one run")
         return _report(store, run["run_id"], Path(args.dest) if args.dest else Path(args.out) / run["run_id"])
 
 
+def _html_report(args: argparse.Namespace, store: Any, run_ids: list[str]) -> int:
+    from .report.html import HtmlOptions, write_html
+
+    options = HtmlOptions(bpp=args.bpp, image_id=args.image, crop=args.crop, crops=not args.no_crops,
+                          codec_params=parse_params(args.param))
+    dest = Path(args.dest) if args.dest else Path(args.out) / run_ids[0]
+    path = write_html(store, run_ids, dest / "report.html", options)
+    print(f"html report: {path}")
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
+    """List runs. A tagged run shows its codecs as ``name@tag``; a codec that recorded a
+    checkpoint hash (``params.checkpoint_sha256``) shows ``[ckpt <first 8 hex>]``."""
     import datetime
+
+    from .compare import run_codec_labels
 
     with _store(args) as store:
         runs = store.runs()
+        shown = 0
         for run in runs:
             meta, cfg = run["meta"], run["config"]
             if args.dataset and cfg.get("dataset") != args.dataset:
                 continue
             if args.codec and args.codec not in meta.get("codecs", {}):
                 continue
+            if args.tag and meta.get("tag") != args.tag:
+                continue
+            shown += 1
             when = datetime.datetime.fromtimestamp(run["updated"]).strftime("%Y-%m-%d %H:%M")
+            labels = run_codec_labels(run)
             print(f"{run['run_id']}  {when}  {run['status']:8s}  {store.count(run['run_id']):6d} rows  "
-                  f"{cfg.get('dataset')}  {','.join(meta.get('codecs', {}))}")
+                  f"{cfg.get('dataset')}  tag={meta.get('tag') or '-'}  {','.join(labels.values())}")
         if not runs:
             print(f"no runs in {store.path}")
+        elif not shown:
+            print("no run matches the filters")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import REGRESSION_EXIT, compare, render_text
+
+    delta_tol: dict[str, float] = {}
+    for item in args.delta_tolerance or []:
+        key, _, value = item.partition("=")
+        try:
+            delta_tol[key.strip()] = float(value)
+        except ValueError:
+            raise BenchError(f"--delta-tolerance {item!r} is not METRIC=VALUE",
+                             "e.g. --delta-tolerance psnr=0.1") from None
+    with _store(args) as store:
+        result = compare(store, args.run_a, args.run_b, metrics=_csv(args.metric) if args.metric else None,
+                         codecs=_csv(args.codec) if args.codec else None, anchor=args.anchor, test=args.test,
+                         tolerance=args.tolerance, delta_tolerance=delta_tol, method=args.method)
+    print(render_text(result))
+    if args.csv:
+        dest = Path(args.csv)
+        dest.mkdir(parents=True, exist_ok=True)
+        result.metrics.to_csv(dest / "compare_bd.csv", index=False)
+        result.points.to_csv(dest / "compare_points.csv", index=False)
+        print(f"tables: {dest}/compare_bd.csv, compare_points.csv")
+    return REGRESSION_EXIT if result.regressed and not args.no_gate else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    with _store(args) as store:
+        run = store.run(args.run)
+        path = Path(args.output) if args.output else Path(args.out) / run["run_id"] / f"rows.{args.format}"
+        export_run(store, run["run_id"], path, args.format)
+        print(f"exported {store.count(run['run_id'])} rows of {run['run_id']} to {path}")
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    from .figures import PRESETS, write_figure
+
+    names = list(PRESETS) if args.preset == "all" else _csv(args.preset)
+    with _store(args) as store:
+        dest = Path(args.dest) if args.dest else Path(args.out) / "figures"
+        for name in names:
+            paths = write_figure(name, store, args.runs or ["latest"], dest, ssm=args.ssm_bpp)
+            print(f"{name}: {', '.join(str(p) for p in paths)}")
     return 0
 
 
@@ -182,19 +265,68 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA when available)")
     r.add_argument("--tag", help="label that makes this a separate run")
     r.add_argument("--retry-failed", action="store_true", help="recompute rows recorded as failed")
+    r.add_argument("--workers", type=int, help="codec worker processes (default: one per core)")
+    r.add_argument("--batch-size", type=int, default=8, help="metric-network batch (results do not depend on it)")
+    r.add_argument("--no-cache", action="store_true", help="do not reuse results cached by content")
+    r.add_argument("--keep-reconstructions", action="store_true",
+                   help="store reconstructions (PNG) so that adding a metric later needs no re-encoding")
+    r.add_argument("--executor", choices=["local", "ray"], default="local")
+    r.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    r.add_argument("--chunk", type=int, default=16, help="images per Ray shard")
     r.add_argument("--no-report", action="store_true")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", help="tables and curves of a run")
     rep.add_argument("run", nargs="?", default="latest", help="run id or prefix (default: latest)")
+    rep.add_argument("more_runs", nargs="*", help="further runs drawn on the same page (--html only)")
     rep.add_argument("--dest", help="output folder (default: results/<run-id>/)")
+    rep.add_argument("--html", action="store_true",
+                     help="one self-contained report.html (tables, curves, IoU bars, recomputed crops)")
+    rep.add_argument("--bpp", type=float, help="--html: bpp for IoU bars and crops (default: median rate point)")
+    rep.add_argument("--image", help="--html: image id for the crops (default: first fully evaluated image)")
+    rep.add_argument("--crop", type=int, default=192, help="--html: side of the centre crop in pixels")
+    rep.add_argument("--no-crops", action="store_true", help="--html: do not recompute reconstructions")
+    rep.add_argument("--param", action="append", help="--html: NAME.KEY=VALUE to rebuild a codec (as for run)")
     rep.set_defaults(func=cmd_report)
 
-    rs = sub.add_parser("runs", help="list runs in the store")
+    rs = sub.add_parser("runs", help="list runs in the store (tagged codecs shown as name@tag)")
     rs.add_argument("--dataset")
     rs.add_argument("--codec")
+    rs.add_argument("--tag")
     rs.set_defaults(func=cmd_runs)
+
+    cmp_ = sub.add_parser("compare", help="BD-rate / BD-metric and per-rate-point deltas of run B against run A; "
+                                          "exit 6 when B regresses")
+    cmp_.add_argument("run_a", help="anchor run id or prefix")
+    cmp_.add_argument("run_b", nargs="?", help="test run (default: run A, with --anchor/--test codecs)")
+    cmp_.add_argument("--metric", help="comma-separated metric keys (default: psnr,msssim_db,lpips,fid,miou_gt,"
+                                       "miou_orig where present); 'miou' = miou_gt,miou_orig")
+    cmp_.add_argument("--codec", help="only these codecs (comma-separated)")
+    cmp_.add_argument("--anchor", help="codec of run A to compare against --test")
+    cmp_.add_argument("--test", help="codec of run B (or of run A when no run B)")
+    cmp_.add_argument("--tolerance", type=float, default=1.0, help="BD-rate regression tolerance in %% (default 1)")
+    cmp_.add_argument("--delta-tolerance", action="append",
+                      help="METRIC=VALUE: metric change (its units) still counted as equal (repeatable)")
+    cmp_.add_argument("--method", default="pchip", choices=["pchip", "akima", "cubic"],
+                      help="BD interpolation (default pchip; cubic = VCEG-M33 polynomial fit)")
+    cmp_.add_argument("--csv", help="also write compare_bd.csv and compare_points.csv to this folder")
+    cmp_.add_argument("--no-gate", action="store_true", help="report only: exit 0 even on a regression")
+    cmp_.set_defaults(func=cmd_compare)
+
+    ex = sub.add_parser("export", help="one tidy row per image x codec x rate (csv, parquet, json)")
+    ex.add_argument("run", nargs="?", default="latest")
+    ex.add_argument("--format", default="csv", choices=["csv", "parquet", "json"])
+    ex.add_argument("--output", "-o", help="file to write (default: results/<run-id>/rows.<format>)")
+    ex.set_defaults(func=cmd_export)
+
+    fg = sub.add_parser("figures", help="paper figure layouts (sqgan-fig12, spic-fig4, iwai-fig8) as PDF and PNG")
+    fg.add_argument("runs", nargs="*", help="runs drawn together (default: latest)")
+    fg.add_argument("--preset", required=True, help="preset name(s), comma-separated, or 'all'")
+    fg.add_argument("--dest", help="output folder (default: results/figures/)")
+    fg.add_argument("--ssm-bpp", type=float, help="spic-fig4: bpp of the lossless semantic map (dotted line); "
+                                                  "default: found in the runs' byte parts")
+    fg.set_defaults(func=cmd_figures)
 
     ls = sub.add_parser("list", help="registered codecs, datasets or metrics and their availability")
     ls.add_argument("what", choices=["codecs", "datasets", "metrics"])

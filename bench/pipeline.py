@@ -108,14 +108,17 @@ def fill_cached(row: Row, metrics: Sequence[Metric], keys: dict[str, str], cache
     return missing
 
 
-def measure(metrics: Sequence[Metric], sample: Sample, rows: Sequence[Row], recons: Sequence[np.ndarray],
-            *, batch_size: int = 8, cache: ResultCache | None = None, keys: Sequence[dict[str, str]] | None = None) -> None:
-    """Run every metric on the reconstructions of one image, in batches; fills ``rows``.
+def measure(metrics: Sequence[Metric], sample: Sample | Sequence[Sample], rows: Sequence[Row],
+            recons: Sequence[np.ndarray], *, batch_size: int = 8, cache: ResultCache | None = None,
+            keys: Sequence[dict[str, str]] | None = None) -> None:
+    """Run every metric on reconstructions, in batches; fills ``rows``.
 
+    ``sample`` is the original of every row, or one original per row.
     Values do not depend on ``batch_size`` (metrics guarantee it).
 
     ``keys[i][metric.name]`` are metric cache keys; cached results are reused, fresh ones stored.
     """
+    samples = [sample] * len(rows) if isinstance(sample, Sample) else list(sample)
     errors: list[list[str]] = [[] for _ in rows]
     use_cache = cache is not None and keys is not None
     missing = [fill_cached(row, metrics, keys[i], cache) if use_cache else list(metrics)  # type: ignore[index, arg-type]
@@ -124,7 +127,8 @@ def measure(metrics: Sequence[Metric], sample: Sample, rows: Sequence[Row], reco
         todo = [i for i in range(len(rows)) if metric in missing[i]]
         for start in range(0, len(todo), max(1, batch_size)):
             chunk = todo[start:start + max(1, batch_size)]
-            pairs = [Pair(sample, recons[i], sum(rows[i].bytes.values()), rows[i].codec, rows[i].rate) for i in chunk]
+            pairs = [Pair(samples[i], recons[i], sum(rows[i].bytes.values()), rows[i].codec, rows[i].rate)
+                     for i in chunk]
             states: list[State] = [metric.init() for _ in chunk]
             t0 = time.perf_counter()
             try:

@@ -1,0 +1,59 @@
+"""The Ray executor on a local cluster gives exactly the rows of the local executor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import fakes_bench
+from bench import catalog
+from bench.metrics import BUILTIN
+from bench.runner import RunConfig, execute
+from bench.store import Store
+
+ray = pytest.importorskip("ray")
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture()
+def env(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    fakes_bench.write_pngs(data, 3)
+    monkeypatch.setenv("BENCH_CARD_PATH", str(fakes_bench.write_cards(tmp_path / "cards", data)))
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    monkeypatch.setitem(BUILTIN, "countmae", ("fakes_bench:CountingMetric", "counting MAE"))
+    catalog.reset()
+    yield data
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def _rows(store: Store, run_id: str) -> dict:
+    return {(r.codec, r.rate, r.image_id): r for r in store.rows(run_id)}
+
+
+def test_ray_rows_and_dataset_metrics_equal_local(env, tmp_path):
+    from bench.ray_executor import RayExecutor
+    from bench.report import summarise
+
+    (env / "img900.png").write_bytes(b"not a png")  # failures travel through Ray too
+    config = RunConfig("pngs", ["quant", "crashy"], ["psnr", "msssim", "countmae"], use_cache=False)
+    with Store(tmp_path / "local.sqlite") as store:
+        local_id = execute(config, store, progress=False)
+        local, local_summary = _rows(store, local_id), summarise(store, local_id)
+    with Store(tmp_path / "ray.sqlite") as store:
+        ray_id = execute(config, store, progress=False, executor=RayExecutor(num_cpus=2, chunk=2))
+        remote, remote_summary = _rows(store, ray_id), summarise(store, ray_id)
+    assert ray_id == local_id
+    assert local.keys() == remote.keys() and len(local) == 4 * 4
+    for key, row in local.items():
+        other = remote[key]
+        assert (row.status, row.bytes, row.bpp, row.metrics) == (other.status, other.bytes, other.bpp, other.metrics)
+        assert (row.error or "").split("\n")[0] == (other.error or "").split("\n")[0]
+        for metric, state in row.states.items():
+            for k, v in state.items():
+                assert (v == other.states[metric][k]).all()
+    cols = [c for c in local_summary.columns if c not in ("n_ok", "n_failed")]
+    assert local_summary[cols].equals(remote_summary[cols])
