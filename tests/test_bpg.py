@@ -1,0 +1,204 @@
+"""The BPG adapter's plumbing, against fake bpgenc/bpgdec tools (tests/fakes/), and
+against the real tools when ``bpgenc`` and ``bpgdec`` are on PATH."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from skimage import data
+from skimage.metrics import peak_signal_noise_ratio
+
+from bench import catalog, runner
+from bench.codecs.bpg import BpgCodec
+from bench.errors import CodecError, ConfigError, UnavailableError
+
+FAKES = Path(__file__).resolve().parent / "fakes"
+MAGIC = b"FAKEBPG1\n"
+
+
+def _image() -> np.ndarray:
+    return np.ascontiguousarray(data.astronaut()[100:164, 150:246])  # 64×96 RGB
+
+
+def _install_fakes(bin_dir: Path) -> Path:
+    """Copy the fake tools into ``bin_dir`` as executables run by this Python."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for tool in ("bpgenc", "bpgdec"):
+        target = bin_dir / tool
+        target.write_text(f"#!{sys.executable}\n" + (FAKES / f"fake_{tool}.py").read_text())
+        target.chmod(target.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return bin_dir
+
+
+@pytest.fixture()
+def fake_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Fake bpgenc/bpgdec first on PATH."""
+    bin_dir = _install_fakes(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    for var in ("FAKE_BPG_EXIT", "FAKE_BPG_NO_OUTPUT", "FAKE_BPG_SLEEP", "FAKE_BPGDEC_EXIT"):
+        monkeypatch.delenv(var, raising=False)
+    return bin_dir
+
+
+@pytest.fixture()
+def no_bpg_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PATH with nothing on it, so no bpgenc/bpgdec can be found."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+
+
+def only_cards(monkeypatch: pytest.MonkeyPatch, names: set[str]) -> None:
+    """Make the codec registry hold only the project's cards called ``names`` (other
+    helpers' codecs stay out of these tests)."""
+    from bench import cards
+    from bench.registry import Registry
+
+    reg, original = Registry("codec"), catalog.registry
+    for path in sorted((cards.PROJECT_ROOT / "codecs").glob("*.yaml")):
+        entry = cards.read_card(path, "codec")
+        if entry.name in names:
+            reg.add(entry)
+    assert set(reg.names()) == names
+    monkeypatch.setattr(catalog, "registry", lambda kind: reg if kind == "codec" else original(kind))
+
+
+def _header(encoded_bytes: bytes) -> dict:
+    assert encoded_bytes.startswith(MAGIC)
+    return json.loads(encoded_bytes[len(MAGIC):].partition(b"\n")[0])
+
+
+def test_fake_round_trip_and_default_arguments(fake_path: Path) -> None:
+    codec = BpgCodec()
+    assert [r.found for r in codec.requirements()] == [True, True]
+    assert codec.tools["bpgenc"] == str(fake_path / "bpgenc")
+    assert codec.version == "bpg-0.9.8-fake/x265"  # parsed from `bpgenc -h`
+    image = _image()
+    encoded = codec.encode(image, 35)
+    assert list(encoded.parts) == ["image"]
+    assert _header(encoded.parts["image"]) == {"q": 35, "chroma": "444", "color_space": "ycbcr", "bit_depth": 8}
+    recon = codec.decode(encoded.parts)
+    assert recon.dtype == np.uint8 and recon.shape == image.shape
+    np.testing.assert_array_equal(recon, image)  # the fake stores the PNG losslessly
+
+
+def test_quantiser_chroma_and_colour_space_reach_bpgenc(fake_path: Path) -> None:
+    codec = BpgCodec(chroma="420", color_space="rgb")
+    header = _header(codec.encode(_image(), 51).parts["image"])
+    assert header == {"q": 51, "chroma": "420", "color_space": "rgb", "bit_depth": 8}
+    assert codec.describe()["params"] == {"chroma": "420", "color_space": "rgb", "bit_depth": 8}
+
+
+def test_knob_direction_and_range(fake_path: Path) -> None:
+    knob = BpgCodec.rate_knob
+    assert knob.higher_is_better is False
+    assert knob.sorted_by_quality([25, 45, 35]) == [45, 35, 25]  # low quality first
+    with pytest.raises(ConfigError):
+        BpgCodec().encode(_image(), 52)
+    with pytest.raises(ConfigError):
+        BpgCodec(chroma="411")
+
+
+def test_encoder_failure_carries_stderr(fake_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_BPG_EXIT", "3")
+    with pytest.raises(CodecError) as err:
+        BpgCodec().encode(_image(), 30)
+    assert "status 3" in err.value.problem and "simulated encoder failure" in err.value.problem
+
+
+def test_decoder_failure_carries_stderr(fake_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    codec = BpgCodec()
+    with pytest.raises(CodecError) as err:
+        codec.decode({"image": b"not a bpg file"})
+    assert "Could not decode image" in err.value.problem
+    encoded = codec.encode(_image(), 30)
+    monkeypatch.setenv("FAKE_BPGDEC_EXIT", "2")
+    with pytest.raises(CodecError, match="simulated decoder failure"):
+        codec.decode(encoded.parts)
+
+
+@pytest.mark.parametrize("mode", ["missing", "empty"])
+def test_missing_output_is_an_error(mode: str, fake_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_BPG_NO_OUTPUT", mode)
+    with pytest.raises(CodecError) as err:
+        BpgCodec().encode(_image(), 30)
+    assert "wrote no out.bpg" in err.value.problem and "simulated silent failure" in err.value.problem
+
+
+def test_timeout_is_an_error(fake_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_BPG_SLEEP", "5")
+    with pytest.raises(CodecError, match="timed out"):
+        BpgCodec(timeout_s=0.5).encode(_image(), 30)
+
+
+def test_configured_paths_override_path_lookup(tmp_path: Path, no_bpg_on_path: None) -> None:
+    bin_dir = _install_fakes(tmp_path / "elsewhere")
+    codec = BpgCodec(bpgenc=str(bin_dir / "bpgenc"), bpgdec=str(bin_dir / "bpgdec"))
+    assert not codec.missing()
+    image = _image()
+    np.testing.assert_array_equal(codec.decode(codec.encode(image, 40).parts), image)
+
+
+def test_missing_binaries_are_reported(no_bpg_on_path: None) -> None:
+    codec = BpgCodec()
+    missing = codec.missing()
+    assert [(r.kind, r.name) for r in missing] == [("binary", "bpgenc"), ("binary", "bpgdec")]
+    assert all("bellard.org/bpg" in r.detail for r in missing)
+    assert codec.version == "bpg-missing"
+    bad = BpgCodec(bpgenc="/nonexistent/bpgenc").requirements()[0]
+    assert not bad.found and "/nonexistent/bpgenc" in bad.detail
+
+
+def test_all_codecs_skips_bpg_with_reason_when_absent(no_bpg_on_path: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    only_cards(monkeypatch, {"bpg", "jpeg"})
+    codecs, skipped = runner.resolve_codecs(["all"], {})
+    assert [c.name for c in codecs] == ["jpeg"]
+    reasons = dict(skipped)
+    assert "bpgenc missing" in reasons["bpg"] and "bellard.org/bpg" in reasons["bpg"]
+    with pytest.raises(UnavailableError, match="not available"):
+        runner.resolve_codecs(["bpg"], {})  # explicitly asked for: an error, not a skip
+
+
+def test_bpg_card_uses_the_fakes(fake_path: Path) -> None:
+    codecs, skipped = runner.resolve_codecs(["bpg"], {})
+    assert [c.name for c in codecs] == ["bpg"] and not skipped
+    assert codecs[0].params() == {"chroma": "444", "color_space": "ycbcr", "bit_depth": 8}
+
+
+REAL_BPG = pytest.mark.skipif(not (shutil.which("bpgenc") and shutil.which("bpgdec")),
+                              reason="real bpgenc/bpgdec not on PATH")
+
+
+@REAL_BPG
+def test_real_bpg_rate_and_quality() -> None:
+    image = np.ascontiguousarray(data.astronaut()[:256, :384])
+    codec = BpgCodec()
+    assert codec.version.startswith("bpg-0.9") and "unknown" not in codec.version
+    sizes, psnrs = [], []
+    for q in (45, 35, 25):
+        encoded = codec.encode(image, q)
+        recon = codec.decode(encoded.parts)
+        assert recon.shape == image.shape and recon.dtype == np.uint8
+        sizes.append(encoded.total_bytes)
+        psnrs.append(peak_signal_noise_ratio(image, recon, data_range=255))
+    assert sizes[0] < sizes[1] < sizes[2]  # lower q → more bytes
+    assert psnrs[0] < psnrs[1] < psnrs[2]
+    assert psnrs[2] > 35.0, psnrs
+
+
+@REAL_BPG
+@pytest.mark.parametrize("chroma, pixel_format", [("444", 3), ("420", 1)])
+def test_real_bpg_header_has_the_asked_format(chroma: str, pixel_format: int) -> None:
+    """BPG header: magic, then pixel_format (3 bits) | alpha (1) | bit_depth - 8 (4),
+    then color_space (4 bits, 0 = YCbCr) | flags."""
+    head = BpgCodec(chroma=chroma).encode(_image(), 35).parts["image"][:6]
+    assert head[:4] == b"BPG\xfb"
+    assert head[4] >> 5 == pixel_format and head[4] & 0x0F == 0  # 8-bit
+    assert head[5] >> 4 == 0
