@@ -224,7 +224,7 @@ class LocalExecutor:
                metric_ids: list[str], class_set: str | None, image_id: str, pending: list[tuple[int, Any]],
                pool: ProcessPoolExecutor | None) -> _Job:
         try:
-            sample = dataset.load(image_id)
+            sample = dataset.get(image_id)
         except Exception as err:  # unreadable image: one error row per pending codec × rate
             message = f"cannot load image: {type(err).__name__}: {err}"
             return _Job(None, [Row(codecs[ci].name, codecs[ci].rate_label(r), image_id, status="error", error=message)

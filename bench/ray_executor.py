@@ -30,7 +30,7 @@ def _shard(dataset: Dataset, codec: Codec, metrics: Sequence[Metric], rate: Any,
     samples, rows, recons = [], [], []
     for image_id in image_ids:
         try:
-            sample = dataset.load(image_id)
+            sample = dataset.get(image_id)
         except Exception as err:  # recorded, the shard goes on
             done.append(Row(codec.name, codec.rate_label(rate), image_id, status="error",
                             error=f"cannot load image: {type(err).__name__}: {err}"))

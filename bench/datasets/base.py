@@ -70,6 +70,13 @@ class Dataset(ABC):
     def load(self, image_id: str) -> Sample:
         """The sample for ``image_id``; raises on an unreadable file."""
 
+    def get(self, image_id: str) -> Sample:
+        """:meth:`load`, with the label map's class set recorded in ``sample.meta["class_set"]``."""
+        sample = self.load(image_id)
+        if sample.labels is not None and self.class_set is not None:
+            sample.meta.setdefault("class_set", self.class_set.name)
+        return sample
+
     @abstractmethod
     def files(self, image_id: str) -> list[Path]:
         """Source files of one sample (image and labels), for the content hash."""
