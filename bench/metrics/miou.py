@@ -1,0 +1,214 @@
+"""mIoU of reconstructions through a pretrained segmenter, against two references.
+
+Each reconstruction is segmented (default: ESPNetv2 s=2.0, 1024×512 input, Cityscapes
+19 trainIds — EdgeNets' published model, 66.4 val mIoU on real Cityscapes) and compared
+with
+
+* ``gt``: the sample's ground-truth labels, when the dataset has labels in the
+  segmenter's class set (``sample.meta["class_set"]``, or the ``gt_class_set`` option);
+* ``orig``: the same segmenter's labels of the ORIGINAL image (computed once per image
+  through :mod:`bench.refcache`, never per codec or rate). Void (255) on the original
+  is ignored.
+
+Pixels whose reference is 255 are ignored. A predicted void (255) on a valid reference
+pixel is a miss of that pixel's class (it enlarges the class's union), as in the
+Cityscapes evaluation. The state holds per-class intersections and unions (int64, length
+C) summed over images, so the dataset mIoU is
+
+    IoU_c = Σ_images |pred=c ∧ ref=c| / Σ_images |pred=c ∨ ref=c|  (over valid ref pixels)
+    mIoU  = mean of IoU_c over classes with a non-zero union,   in [0, 1]
+
+— dataset-level sums, not a mean of per-image IoUs. The per-image values written to each
+row (``miou_gt_img``, ``miou_orig_img``) are that image's own mIoU over the classes
+present in it: useful for inspection, NOT the dataset metric.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..datasets.base import ClassSet
+from ..errors import MetricError
+from ..segmenters import Segmenter, extractor_id, make_segmenter
+from .base import Metric, Pair, State
+
+IGNORE = 255
+REFERENCES = ("gt", "orig")
+
+#: The default segmenter: the strongest published ESPNetv2 (s=2.0 at 1024×512).
+DEFAULT_SEGMENTER = "espnetv2"
+DEFAULT_SEGMENTER_PARAMS: dict[str, Any] = {"scale": 2.0, "input_size": "1024x512"}
+
+
+def confusion_matrix(pred: np.ndarray, ref: np.ndarray, num_classes: int) -> np.ndarray:
+    """C×(C+1) int64 counts of (reference class, predicted class) over pixels whose
+    reference is a class (0..C-1; anything else, e.g. 255, is ignored). Column C counts
+    predictions outside 0..C-1 (void)."""
+    if pred.shape != ref.shape:
+        raise MetricError(f"prediction {pred.shape} and reference {ref.shape} differ in size",
+                          "segment at the reference's resolution")
+    c = int(num_classes)
+    ref = ref.astype(np.int64, copy=False).ravel()
+    pred = pred.astype(np.int64, copy=False).ravel()
+    valid = (ref >= 0) & (ref < c)
+    p = pred[valid]
+    p = np.where((p >= 0) & (p < c), p, c)
+    return np.bincount(ref[valid] * (c + 1) + p, minlength=c * (c + 1)).reshape(c, c + 1)
+
+
+def intersection_union(pred: np.ndarray, ref: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class (intersection, union) pixel counts, int64 arrays of length C."""
+    cm = confusion_matrix(pred, ref, num_classes)
+    inter = np.diag(cm[:, :num_classes]).copy()
+    union = cm.sum(1) + cm[:, :num_classes].sum(0) - inter
+    return inter, union
+
+
+def iou_per_class(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
+    """IoU in [0, 1] per class; NaN where the union is 0 (class absent everywhere)."""
+    inter, union = np.asarray(inter, np.float64), np.asarray(union, np.float64)
+    out = np.full(inter.shape, np.nan)
+    np.divide(inter, union, out=out, where=union > 0)
+    return out
+
+
+def mean_iou(inter: np.ndarray, union: np.ndarray) -> float:
+    """Mean IoU over classes with a non-zero union; NaN when there is none."""
+    iou = iou_per_class(inter, union)
+    return float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else math.nan
+
+
+def _key(name: str) -> str:
+    return name.replace(" ", "_")
+
+
+class MIoU(Metric):
+    """mIoU (in [0, 1]) of segmentations of reconstructions vs ground truth and vs the
+    segmentation of the original.
+
+    Options: ``segmenter`` (name in :data:`bench.segmenters.SEGMENTERS`, default
+    ``espnetv2``), ``segmenter_params`` (its options; default ESPNetv2 s=2.0 at 1024×512),
+    ``gt_class_set`` (class set of ``sample.labels`` when samples do not state it in
+    ``meta["class_set"]``), ``refcache`` (a :class:`bench.refcache.RefCache`; default the
+    process-wide one), plus ``weights_dir`` / ``allow_random_weights`` / ``device``, which
+    are passed to the segmenter.
+    """
+
+    name = "miou"
+    version = "1"
+    higher_is_better = True
+    unit = ""
+
+    def __init__(self, *, segmenter: str | Segmenter = DEFAULT_SEGMENTER, segmenter_params: dict[str, Any] | None = None,
+                 gt_class_set: str | None = None, refcache: Any = None, weights_dir: str | None = None,
+                 allow_random_weights: bool = False, device: str | None = None) -> None:
+        super().__init__(weights_dir=weights_dir, allow_random_weights=allow_random_weights, device=device)
+        if isinstance(segmenter, Segmenter):
+            self.segmenter = segmenter
+        else:
+            params = dict(DEFAULT_SEGMENTER_PARAMS if segmenter == DEFAULT_SEGMENTER and segmenter_params is None
+                          else segmenter_params or {})
+            params.setdefault("weights_dir", weights_dir)
+            params.setdefault("allow_random_weights", allow_random_weights)
+            params.setdefault("device", device)
+            self.segmenter = make_segmenter(segmenter, **params)
+        self.gt_class_set = gt_class_set
+        self._refcache = refcache
+        self._extractor: str | None = None
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def class_set(self) -> ClassSet:
+        return self.segmenter.class_set
+
+    @property
+    def num_classes(self) -> int:
+        return self.class_set.num_classes
+
+    def requirements(self) -> list[Any]:
+        return self.segmenter.requirements()
+
+    def describe(self) -> dict[str, Any]:
+        self.random_weights = self.segmenter.random_weights
+        out = super().describe()
+        out.update({"segmenter": self.segmenter.describe(), "class_set": self.class_set.name,
+                    "references": list(REFERENCES), "ignore_index": IGNORE,
+                    "gt_class_set": self.gt_class_set,
+                    "aggregation": "dataset-level sums of per-class intersections and unions; "
+                                   "mIoU over classes with a non-zero union"})
+        return out
+
+    # ------------------------------------------------------------------ protocol
+    def init(self) -> State:
+        c = self.num_classes
+        state: State = {}
+        for ref in REFERENCES:
+            state[f"inter_{ref}"] = np.zeros(c, np.int64)
+            state[f"union_{ref}"] = np.zeros(c, np.int64)
+            state[f"images_{ref}"] = np.zeros((), np.int64)
+        return state
+
+    def _cache(self) -> Any:
+        if self._refcache is None:
+            from ..refcache import default_cache
+
+            self._refcache = default_cache()
+        return self._refcache
+
+    def segment_original(self, image: np.ndarray) -> np.ndarray:
+        """The segmenter's labels of an original image, through the reference cache."""
+        if self._extractor is None:
+            self._extractor = extractor_id(self.segmenter)
+        labels = self._cache().get_or_compute(image, self._extractor, lambda: self.segmenter.predict(image))
+        return np.asarray(labels, dtype=np.uint8)
+
+    def _gt_usable(self, pair: Pair) -> bool:
+        sample = pair.sample
+        if sample.labels is None:
+            return False
+        stated = sample.meta.get("class_set", self.gt_class_set)
+        name = stated.name if isinstance(stated, ClassSet) else stated
+        return name == self.class_set.name
+
+    def update(self, state: State, pair: Pair) -> dict[str, float]:
+        original, rec = pair.sample.image, pair.reconstruction
+        if rec.shape != original.shape or rec.dtype != np.uint8:
+            raise MetricError(f"reconstruction {rec.dtype} {rec.shape} vs original {original.dtype} {original.shape}",
+                              "the codec's decode must return a uint8 image of the original H×W×3")
+        pred = self.segmenter.predict(rec)
+        self.random_weights = self.segmenter.random_weights
+        references = {"orig": self.segment_original(original)}
+        if self._gt_usable(pair):
+            labels = pair.sample.labels
+            if labels.shape != original.shape[:2]:
+                raise MetricError(f"labels {labels.shape} and image {original.shape[:2]} differ in size",
+                                  "the dataset must resize labels with the image (nearest)")
+            references["gt"] = labels
+        values: dict[str, float] = {}
+        for ref, labels in references.items():
+            inter, union = intersection_union(pred, labels, self.num_classes)
+            state[f"inter_{ref}"] += inter
+            state[f"union_{ref}"] += union
+            state[f"images_{ref}"] += 1
+            per_image = mean_iou(inter, union)
+            if not math.isnan(per_image):  # a reference that is void everywhere has no value
+                values[f"miou_{ref}_img"] = per_image
+        return values
+
+    def compute(self, state: State) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for ref in REFERENCES:
+            if int(state[f"images_{ref}"]) == 0:
+                if ref == "orig":
+                    out["miou_orig"] = math.nan
+                continue
+            inter, union = state[f"inter_{ref}"], state[f"union_{ref}"]
+            out[f"miou_{ref}"] = mean_iou(inter, union)
+            out[f"classes_{ref}"] = float(np.count_nonzero(union))
+            for name, value in zip(self.class_set.names, iou_per_class(inter, union)):
+                if not math.isnan(value):
+                    out[f"iou_{ref}/{_key(name)}"] = float(value)
+        return out
