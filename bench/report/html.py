@@ -45,6 +45,7 @@ from PIL import Image
 
 from .. import catalog
 from ..errors import BenchError
+from ..runner import semantics_for
 from ..store import Store
 from .curves import codec_colour, curve_columns, rd_figure
 from .summary import column_info, summarise
@@ -112,7 +113,8 @@ def array_uri(image: np.ndarray) -> str:
 
 
 def _img(uri: str, alt: str, cls: str = "") -> str:
-    return f'<img src="{uri}" alt="{_esc(alt)}"{f" class={chr(34)}{cls}{chr(34)}" if cls else ""}>'
+    klass = f' class="{_esc(cls)}"' if cls else ""
+    return f'<img src="{uri}" alt="{_esc(alt)}"{klass}>'
 
 
 def table_html(df: pd.DataFrame) -> str:
@@ -309,8 +311,6 @@ def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions) ->
             codec = _rebuild_codec(codec_name, recorded, options.codec_params.get(codec_name, {}))
             if codec.missing():
                 raise BenchError(f"{codec_name} is not available here", "see `bench doctor`")
-            from ..runner import semantics_for
-
             enc = codec.encode(sample.image, codec.rate_knob.parse(row.rate),
                                semantics=semantics_for(codec, sample, dataset))
             recon = codec.decode(dict(enc.parts))

@@ -1,0 +1,93 @@
+"""Export a run's rows as one tidy table: one row per image × codec × rate.
+
+Columns: run_id, codec, rate, image_id, status, error, height, width, bpp (total),
+bpp_<part> per byte part, bytes_<part> (byte counts), every per-image metric value
+(random-weights ones marked ``" (random weights)"``) and seconds_<stage>. Metric
+*states* (the arrays behind dataset-level values such as FID) are not exported: use the
+SQLite store for those.
+
+Formats: ``csv`` (full float precision), ``json`` (a list of records; NaN/inf as null)
+and ``parquet`` (needs the optional ``pyarrow`` package).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError, UnavailableError
+from .report.summary import per_image
+from .store import Store
+
+FORMATS = ("csv", "parquet", "json")
+
+
+def tidy_rows(store: Store, run_id: str) -> pd.DataFrame:
+    """The run's rows as a DataFrame (see the module docstring for the columns)."""
+    run = store.run(run_id)
+    df = per_image(store, run["run_id"])
+    byte_counts = {(r.codec, r.rate, r.image_id): r.bytes for r in store.rows(run["run_id"])}
+    parts = sorted({p for b in byte_counts.values() for p in b})
+    keys = list(zip(df["codec"], df["rate"], df["image_id"]))
+    for p in parts:
+        df[f"bytes_{p}"] = [float(byte_counts.get(k, {}).get(p, np.nan)) for k in keys]
+    df.insert(0, "run_id", run["run_id"])
+    df.attrs = {}
+    return df
+
+
+def _check_parquet() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("pyarrow") is None:
+        raise UnavailableError("parquet export needs the pyarrow package",
+                               "pip install pyarrow   (or export with --format csv / json)")
+
+
+def export_run(store: Store, run_id: str, path: Path | str, fmt: str | None = None) -> Path:
+    """Write the tidy rows of ``run_id`` to ``path`` as ``fmt`` (default: from the suffix)."""
+    path = Path(path)
+    fmt = (fmt or path.suffix.lstrip(".") or "csv").lower()
+    if fmt not in FORMATS:
+        raise ConfigError(f"export format {fmt!r} is unknown", f"use one of {', '.join(FORMATS)}")
+    if fmt == "parquet":
+        _check_parquet()
+    df = tidy_rows(store, run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        df.to_csv(path, index=False, float_format="%.17g")
+    elif fmt == "json":
+        records = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in rec.items()}
+                   for rec in df.astype(object).where(df.notna(), None).to_dict(orient="records")]
+        import json
+
+        path.write_text(json.dumps(records, indent=1, default=_json_default) + "\n")
+    else:
+        df.to_parquet(path, index=False)
+    return path
+
+
+def _json_default(obj: object) -> object:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def read_export(path: Path | str, fmt: str | None = None) -> pd.DataFrame:
+    """Read a file written by :func:`export_run` back (rate and ids as text)."""
+    path = Path(path)
+    fmt = (fmt or path.suffix.lstrip(".")).lower()
+    text_cols = {"run_id": str, "codec": str, "rate": str, "image_id": str, "status": str}
+    if fmt == "csv":
+        return pd.read_csv(path, dtype=text_cols, keep_default_na=True)
+    if fmt == "json":
+        import json
+
+        return pd.DataFrame(json.loads(path.read_text())).astype(text_cols)
+    if fmt == "parquet":
+        _check_parquet()
+        return pd.read_parquet(path)
+    raise ConfigError(f"export format {fmt!r} is unknown", f"use one of {', '.join(FORMATS)}")

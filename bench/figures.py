@@ -1,0 +1,263 @@
+"""Paper figures: the seeds' rate–quality figure layouts drawn from stored runs.
+
+Presets (metric vs bpp panels, as in the papers in shared/seeds):
+
+* ``sqgan-fig12`` — SQ-GAN (Pezone et al.) Fig. 12: FID, LPIPS, PSNR and mIoU vs bpp on
+  Cityscapes, SQ-GAN against BPG and JPEG 2000. mIoU is against the ground truth
+  (``miou_gt``) when the run has it, else against the original's segmentation.
+* ``spic-fig4`` — SPIC Fig. 4: (a) mIoU vs bpp with a black dotted vertical line at the
+  bpp of the losslessly coded semantic map, (b) FID vs bpp.
+* ``iwai-fig8`` — Iwai et al. Fig. 8: LPIPS, FID, PSNR and MS-SSIM vs bpp, one row per
+  dataset ((a) COCO, (b) Cityscapes): runs are grouped into rows by dataset content.
+
+Several runs can be drawn together (e.g. a baseline run and a learned-codec run of the
+same dataset): runs in one row must share the dataset protocol and the panels' metric
+settings (:func:`bench.compare.check_same_protocol`). A codec present in several runs of
+a row is labelled ``name@tag`` (or ``name@<run id suffix>`` without a tag).
+
+Style: vector PDF with embedded TrueType fonts (fonttype 42) plus a 300-dpi PNG, 8–9 pt
+fonts, one legend per figure, each codec's colour and marker from
+:func:`bench.report.codec_colour` / :func:`bench.report.codec_marker` (the same in every
+figure and report).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .compare import check_same_protocol
+from .errors import ConfigError
+from .report.curves import axis_label, codec_colour, codec_marker
+from .report.summary import column_info, summarise
+from .store import Store
+
+PNG_DPI = 300
+STYLE: dict[str, Any] = {
+    "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7.5, "xtick.labelsize": 7,
+    "ytick.labelsize": 7, "lines.linewidth": 1.3, "lines.markersize": 4, "pdf.fonttype": 42, "ps.fonttype": 42,
+    "axes.spines.top": False, "axes.spines.right": False, "savefig.bbox": "tight", "savefig.pad_inches": 0.02,
+}
+#: Byte parts holding a losslessly coded semantic map (their mean bpp is SPIC's dotted line).
+SSM_PARTS = ("ssm", "labels", "label", "labelmap", "label_map", "semantic_map")
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One axes: the first of ``keys`` found in the runs, drawn against bpp."""
+
+    keys: tuple[str, ...]
+    title: str
+    ssm_line: bool = False
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A figure layout: panels in one row, one row per dataset when ``rows_by_dataset``."""
+
+    name: str
+    source: str
+    panels: tuple[Panel, ...]
+    rows_by_dataset: bool = False
+    panel_size: tuple[float, float] = (1.75, 1.6)  # inches per panel
+
+
+PRESETS: dict[str, Preset] = {
+    "sqgan-fig12": Preset(
+        "sqgan-fig12", "SQ-GAN (Pezone, Barbarossa, Caire), Fig. 12: FID, LPIPS, PSNR, mIoU vs BPP (Cityscapes)",
+        (Panel(("fid",), "FID"), Panel(("lpips",), "LPIPS"), Panel(("psnr",), "PSNR"),
+         Panel(("miou_gt", "miou_orig"), "mIoU"))),
+    "spic-fig4": Preset(
+        "spic-fig4", "SPIC, Fig. 4: (a) mIoU and (b) FID vs BPP (Cityscapes); dotted line = lossless SSM bpp",
+        (Panel(("miou_gt", "miou_orig"), "(a) mIoU", ssm_line=True), Panel(("fid",), "(b) FID")),
+        panel_size=(2.6, 2.0)),
+    "iwai-fig8": Preset(
+        "iwai-fig8", "Iwai et al., Fig. 8: LPIPS, FID, PSNR, MS-SSIM vs bpp; (a) COCO, (b) Cityscapes",
+        (Panel(("lpips",), "LPIPS"), Panel(("fid",), "FID"), Panel(("psnr",), "PSNR"),
+         Panel(("msssim", "msssim_db"), "MS-SSIM")),
+        rows_by_dataset=True),
+}
+
+
+@dataclass
+class RunData:
+    """A run's metadata and its summary (one row per codec × rate)."""
+
+    run: dict[str, Any]
+    summary: pd.DataFrame
+    labels: dict[str, str] = field(default_factory=dict)  # codec name -> legend label
+
+    @property
+    def dataset(self) -> str:
+        return str((self.run["meta"].get("dataset") or {}).get("name") or self.run["config"].get("dataset"))
+
+    @property
+    def content(self) -> str:
+        return str((self.run["meta"].get("dataset") or {}).get("content_hash"))
+
+
+def preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ConfigError(f"figure preset {name!r} is unknown", f"use one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def load_runs(store: Store, run_ids: Sequence[str]) -> list[RunData]:
+    """Summaries of the runs (ids or prefixes, ``latest``), in the given order."""
+    if not run_ids:
+        raise ConfigError("no run given", "name runs (see `bench runs`)")
+    out = []
+    for rid in run_ids:
+        run = store.run(rid)
+        out.append(RunData(run, summarise(store, run["run_id"])))
+    return out
+
+
+def _key_column(df: pd.DataFrame, keys: Sequence[str]) -> tuple[str, str] | None:
+    """(key, column) of the first of ``keys`` present in ``df`` with a finite value."""
+    by_key = {info.key: col for col, info in column_info(df).items() if info.kind in ("dataset", "mean")}
+    for key in keys:
+        col = by_key.get(key)
+        if col is not None and np.isfinite(pd.to_numeric(df[col], errors="coerce")).any():
+            return key, col
+    return None
+
+
+def _group_rows(runs: list[RunData], by_dataset: bool) -> list[list[RunData]]:
+    if not by_dataset:
+        return [runs]
+    groups: dict[str, list[RunData]] = {}
+    for r in runs:
+        groups.setdefault(r.content, []).append(r)
+    return list(groups.values())
+
+
+def _label_codecs(group: list[RunData]) -> None:
+    counts: dict[str, int] = {}
+    for r in group:
+        for c in dict.fromkeys(r.summary["codec"]):
+            counts[c] = counts.get(c, 0) + 1
+    for r in group:
+        tag = r.run["meta"].get("tag") or r.run["run_id"][-6:]
+        r.labels = {c: (f"{c}@{tag}" if counts[c] > 1 else c) for c in dict.fromkeys(r.summary["codec"])}
+
+
+def ssm_bpp(group: list[RunData]) -> float | None:
+    """Mean bpp of a lossless semantic-map part (``bpp_<part>`` for a part in
+    :data:`SSM_PARTS`) over the rate points that send one; None when no run has one."""
+    values = []
+    for r in group:
+        for part in SSM_PARTS:
+            col = f"bpp_{part}"
+            if col in r.summary:
+                v = pd.to_numeric(r.summary[col], errors="coerce")
+                values += [float(x) for x in v[np.isfinite(v) & (v > 0)]]
+    return float(np.mean(values)) if values else None
+
+
+def _draw_panel(ax: Any, group: list[RunData], panel: Panel, ssm: float | None) -> str | None:
+    """Draw one panel; returns the key drawn (None when no run has the metric)."""
+    found = [(r, _key_column(r.summary, panel.keys)) for r in group]
+    found = [(r, kc) for r, kc in found if kc is not None]
+    ax.set_xlabel("bpp")
+    ax.set_title(panel.title)
+    ax.grid(True, which="major", alpha=0.3, linewidth=0.5)
+    if not found:
+        ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center", va="center", color="0.4")
+        ax.set_ylabel(panel.title.split(") ")[-1])
+        return None
+    key = found[0][1][0]
+    info = column_info(found[0][0].summary)[found[0][1][1]]
+    all_bpp: list[float] = []
+    for r, (_k, col) in found:
+        for codec, g in r.summary.groupby("codec", sort=True):
+            d = g[["bpp", col]].apply(pd.to_numeric, errors="coerce")
+            d = d[np.isfinite(d["bpp"]) & np.isfinite(d[col])].sort_values("bpp")
+            if d.empty:
+                continue
+            label = r.labels.get(str(codec), str(codec))
+            all_bpp += d["bpp"].tolist()
+            ax.plot(d["bpp"], d[col], label=label, color=codec_colour(label), marker=codec_marker(label))
+    if ssm is not None and panel.ssm_line:
+        ax.axvline(ssm, color="black", linestyle=":", linewidth=1.0, label=f"lossless SSM ({ssm:.3f} bpp)")
+    if all_bpp and min(all_bpp) > 0 and max(all_bpp) / min(all_bpp) > 10:
+        ax.set_xscale("log")
+    arrow = {True: " ↑", False: " ↓"}.get(info.higher_is_better, "") if info.higher_is_better is not None else ""
+    ax.set_ylabel(axis_label(info) + arrow)
+    if info.random_weights:
+        ax.text(0.5, 0.02, "random weights", transform=ax.transAxes, ha="center", va="bottom", color="red",
+                fontsize=6)
+    return key
+
+
+def figure(preset_name: str, runs: list[RunData], *, ssm: float | None = None) -> Figure:
+    """The preset's figure for ``runs``; ``ssm``: bpp of the dotted SSM line (default:
+    found in the runs' byte parts, see :func:`ssm_bpp`)."""
+    p = preset(preset_name)
+    rows = _group_rows(runs, p.rows_by_dataset)
+    metric_names = {"fid", "lpips", "psnr", "miou", "msssim"}
+    for group in rows:
+        for other in group[1:]:
+            owners = [m for m in metric_names if m in (group[0].run["meta"].get("metrics") or {})]
+            check_same_protocol(group[0].run, other.run, owners)
+        _label_codecs(group)
+    n_rows, n_cols = len(rows), len(p.panels)
+    w, h = p.panel_size
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(w * n_cols, h * n_rows + 0.45), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = np.atleast_2d(fig.subplots(n_rows, n_cols, squeeze=False))
+        handles: dict[str, Any] = {}
+        for i, group in enumerate(rows):
+            line = ssm if ssm is not None else ssm_bpp(group)
+            for j, panel in enumerate(p.panels):
+                ax = axes[i, j]
+                _draw_panel(ax, group, panel, line)
+                for hdl, lab in zip(*ax.get_legend_handles_labels()):
+                    handles.setdefault(lab, hdl)
+            if p.rows_by_dataset:
+                letter = "abcdefghijklmnopqrstuvwxyz"[i % 26]
+                axes[i, 0].annotate(f"({letter}) {group[0].dataset}", xy=(0, 1), xycoords="axes fraction",
+                                    xytext=(0, 14), textcoords="offset points", fontsize=9, weight="bold",
+                                    ha="left", va="bottom")
+        if handles:
+            fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
+                       ncol=min(len(handles), 6), frameon=False)
+        fig.suptitle(p.source, fontsize=7, color="0.35")
+    return fig
+
+
+def write_figure(preset_name: str, store: Store, run_ids: Sequence[str], out_dir: Path | str, *,
+                 ssm: float | None = None, stem: str | None = None) -> list[Path]:
+    """Draw the preset from stored runs and save ``<stem>.pdf`` (vector) and ``.png`` (300 dpi)."""
+    runs = load_runs(store, run_ids)
+    fig = figure(preset_name, runs, ssm=ssm)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    base = out / (stem or preset_name)
+    paths = []
+    with matplotlib.rc_context(STYLE):
+        for suffix, kwargs in ((".pdf", {}), (".png", {"dpi": PNG_DPI})):
+            fig.savefig(base.with_suffix(suffix), **kwargs)
+            paths.append(base.with_suffix(suffix))
+    return paths
+
+
+def write_all(store: Store, run_ids: Sequence[str], out_dir: Path | str) -> list[Path]:
+    """Every preset for the same runs (what notebooks/figures.ipynb does)."""
+    paths: list[Path] = []
+    for name in PRESETS:
+        paths += write_figure(name, store, run_ids, out_dir)
+    return paths
+
+
+def describe_presets() -> str:
+    """One line per preset: name, source figure and panels."""
+    return "\n".join(f"{p.name:12s} {p.source}" for p in PRESETS.values())

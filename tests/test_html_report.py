@@ -1,0 +1,172 @@
+"""`bench report --html`: a self-contained page checked in headless Chromium (loads, every
+embedded image decodes, curves and tables are in the DOM), per-class IoU bars and
+recomputed reconstructions."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import fakes_bench
+from bench import catalog
+from bench.cli import main
+from bench.metrics import BUILTIN
+from bench.metrics.base import Metric, Pair, State
+from bench.report.html import HtmlOptions, render_html
+from bench.runner import RunConfig, execute
+from bench.store import Store
+
+CLASSES = ("dark", "bright")
+
+
+class ToyIoU(Metric):
+    """Two 'classes' by luminance (< 128 dark, else bright) of the original (the reference)
+    and of the reconstruction (the prediction); per-class IoU summed over images."""
+
+    name = "toyiou"
+
+    def init(self) -> State:
+        return {"inter": np.zeros(2, np.int64), "union": np.zeros(2, np.int64)}
+
+    @staticmethod
+    def _labels(image: np.ndarray) -> np.ndarray:
+        return (image.astype(np.float64).mean(axis=2) >= 128).astype(np.int64)
+
+    def update(self, state: State, pair: Pair) -> dict[str, float]:
+        ref, pred = self._labels(pair.sample.image), self._labels(pair.reconstruction)
+        for c in range(2):
+            state["inter"][c] += np.sum((ref == c) & (pred == c))
+            state["union"][c] += np.sum((ref == c) | (pred == c))
+        return {}
+
+    def compute(self, state: State) -> dict[str, float]:
+        iou = state["inter"] / np.maximum(state["union"], 1)
+        return {"miou_gt": float(iou.mean()), **{f"iou_gt/{n}": float(v) for n, v in zip(CLASSES, iou)}}
+
+
+def _browser() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _chromium(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess:
+    exe = _browser()
+    if exe is None:
+        pytest.skip("no chromium on PATH (apt-get install -y chromium)")
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+           *extra, page.resolve().as_uri()]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+
+
+class _Dom(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.imgs: list[dict[str, str]] = []
+        self.tables: list[dict[str, list]] = []
+        self.body: dict[str, str] = {}
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = {k: v or "" for k, v in attrs}
+        if tag == "img":
+            self.imgs.append(a)
+        elif tag == "body":
+            self.body = a
+        elif tag == "table":
+            self.tables.append({"class": a.get("class", ""), "rows": []})
+        elif tag == "tr" and self.tables:
+            self.tables[-1]["rows"].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None and self.tables:
+            self.tables[-1]["rows"][-1].append("".join(self._cell).strip())
+            self._cell = None
+
+
+@pytest.fixture()
+def run(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    fakes_bench.write_pngs(data, 2)
+    cards = fakes_bench.write_cards(tmp_path / "cards", data)
+    monkeypatch.setenv("BENCH_CARD_PATH", str(cards))
+    monkeypatch.setitem(BUILTIN, "toyiou", ("test_html_report:ToyIoU", "toy per-class IoU"))
+    catalog.reset()
+    with Store(tmp_path / "bench.sqlite") as store:
+        run_id = execute(RunConfig(dataset="pngs", codecs=["quant"], metrics=["psnr", "toyiou"], workers=1), store,
+                         progress=False)
+    return tmp_path, run_id, data
+
+
+def test_html_report_loads_in_headless_chromium(run, tmp_path):
+    out, run_id, _data = run
+    assert main(["--out", str(out), "report", "--html", run_id, "--bpp", "9.0"]) == 0
+    page = out / run_id / "report.html"
+    text = page.read_text(encoding="utf-8")
+    # self-contained: every image is a data: URI and nothing is fetched from anywhere
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)""", text)
+    raw = _Dom()
+    raw.feed(text)
+    assert raw.imgs and all(i["src"].startswith("data:image/png;base64,") for i in raw.imgs)
+
+    result = _chromium(page, tmp_path / "profile", "--dump-dom")
+    assert result.returncode == 0, result.stderr[-2000:]
+    dom = _Dom()
+    dom.feed(result.stdout)
+    # the page's load handler counted the images the browser actually decoded
+    assert dom.body["data-images"] == str(len(raw.imgs)) == dom.body["data-images-loaded"]
+    alts = [i["alt"] for i in dom.imgs]
+    assert "psnr vs bpp" in alts and "miou_gt vs bpp" in alts  # rate curves
+    assert "per-class IoU vs gt" in alts  # IoU bars from iou_gt/<class>
+    assert "original" in alts and "quant" in alts  # side-by-side crops
+    summary = [t for t in dom.tables if t["class"] == "summary"]
+    assert len(summary) == 1
+    head, *body = summary[0]["rows"]
+    assert "PSNR [dB] ↑" in head and head[:2] == ["codec", "rate"]
+    assert sorted(r[1] for r in body) == ["16", "32", "4"]
+    # the embedded curve is a real PNG
+    curve = next(i for i in dom.imgs if i["alt"] == "psnr vs bpp")
+    with Image.open(io.BytesIO(base64.b64decode(curve["src"].split(",", 1)[1]))) as im:
+        assert im.format == "PNG" and im.width > 300
+    # crops were recomputed with the same bytes as the stored row
+    assert "≠ stored" not in text and "rate 16: " in text  # 9.0 bpp is nearest to step 16
+
+    shot = tmp_path / "shot.png"
+    result = _chromium(page, tmp_path / "profile2", "--hide-scrollbars", "--window-size=1200,1600",
+                       f"--screenshot={shot}")
+    assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
+    assert pixels.shape == (1600, 1200) and pixels.std() > 10  # not a blank page
+
+
+def test_iou_bars_show_the_per_class_values(run):
+    out, run_id, _data = run
+    with Store(out / "bench.sqlite") as store:
+        text = render_html(store, [run_id], HtmlOptions(crops=False))
+    assert 'alt="per-class IoU vs gt"' in text and "Reconstructions" not in text
+
+
+def test_crops_are_skipped_with_a_reason_when_the_image_is_gone(run):
+    out, run_id, data = run
+    shutil.rmtree(data)
+    with Store(out / "bench.sqlite") as store:
+        text = render_html(store, [run_id])
+    assert "crops skipped: cannot load image" in text
+    assert 'class="summary"' in text  # the rest of the page is still there
