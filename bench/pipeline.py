@@ -152,6 +152,8 @@ def measure(metrics: Sequence[Metric], sample: Sample | Sequence[Sample], rows: 
             row.status, row.error = "error", "; ".join(errs)
 
 
+AUTO_POOL_MIN = 24  # parallel-safe codings from which workers=None starts a process pool
+
 # -- worker processes ---------------------------------------------------------------------
 _WORKER_CODECS: list[Codec] = []
 
@@ -185,13 +187,14 @@ class Counters:
 class LocalExecutor:
     """Streams images through code → measure on this machine.
 
-    ``workers`` > 1 runs parallel-safe codecs in a process pool (default: the number of
-    cores); ``batch_size`` is the metric batch; ``cache`` reuses results by content.
+    ``workers`` > 1 runs parallel-safe codecs in a process pool (None: one per core when at least
+    ``AUTO_POOL_MIN`` codings can run there); ``batch_size`` is the metric batch; ``cache`` reuses
+    results by content.
     """
 
     def __init__(self, *, workers: int | None = None, batch_size: int = 8, cache: ResultCache | None = None,
                  lookahead: int = 1) -> None:
-        self.workers = workers if workers is not None else (os.cpu_count() or 1)
+        self.workers = workers  # None: one per core when there is enough work to repay the start-up
         self.batch_size = batch_size
         self.cache = cache
         self.lookahead = lookahead
@@ -204,8 +207,12 @@ class LocalExecutor:
         codec_ids = [identity(c) for c in codecs]
         metric_ids = [identity(m) for m in metrics]
         pool = None
-        if self.workers > 1 and any(c.parallel_safe for c in codecs):
-            pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+        n_parallel = sum(1 for _, pending in todo for ci, _r in pending if codecs[ci].parallel_safe)
+        workers = self.workers
+        if workers is None:  # spawning workers costs ~1-2 s: only worth it for more than a handful of images
+            workers = (os.cpu_count() or 1) if n_parallel >= AUTO_POOL_MIN else 1
+        if workers > 1 and n_parallel:
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_init_worker, initargs=(list(codecs),))
         inflight: deque[_Job] = deque()
         try:
