@@ -1,0 +1,383 @@
+"""FID and KID through torch-fidelity's Inception (``inception-v3-compat``, pool3, 2048-d).
+
+Protocol (what torch-fidelity does with its own inputs): each image (or patch) is given
+as a 3×H×W uint8 tensor; the extractor resizes it to 299×299 with TF1-compatible
+bilinear interpolation and maps it to [-1, 1] itself. Features are float32 from the
+network, stored and evaluated as float64 by torch-fidelity's own functions. FID equals
+``calculate_metrics`` to ~1e-7 relative; KID differs from it only by torch-fidelity's float32
+rounding of the kernel sums (~1e-7 × the kernel scale, absolute).
+
+Per image the state holds the pool3 features of the reconstruction and of the original
+(``rec``, ``ref``: k×2048 float64, k = 1 or the number of patches); the original's
+features come from the :class:`~bench.refcache.RefCache`, so they are extracted once per
+image whatever the number of codecs × rate points. ``compute`` merges these and calls
+torch-fidelity's own functions: ``fid_features_to_statistics`` /
+``fid_statistics_to_metric`` for FID and ``kid_features_to_metric`` for KID (polynomial
+kernel, subset size min(1000, N), 100 subsets, seed 2020 by default). Both are lower-is-
+better, unitless, ≥ 0 (KID can be slightly negative). N is reported with every value;
+FID with N < 2048 is biased and its covariance rank-deficient: a warning is logged and
+``fid_low_n`` = 1.
+
+Patch mode (``patch=256``, HiFiC / Mentzer et al. 2020): ⌊H/p⌋·⌊W/p⌋ non-overlapping p×p
+patches, plus (⌊H/p⌋−1)·(⌊W/p⌋−1) patches shifted by p/2; every patch is one sample.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import logging
+import math
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from .. import weights as W
+from ..codecs.base import Requirement
+from ..errors import ConfigError, MetricError, WeightsError
+from ..refcache import RefCache, default_cache
+from .base import Metric, Pair, State
+
+log = logging.getLogger("bench")
+
+EXTRACTOR = "inception-v3-compat"
+FEATURE = "2048"
+DIM = 2048
+FID_MIN_N = 2048  # below this the 2048×2048 covariance is rank-deficient
+KID_MAX_SUBSET = 1000
+RANDOM_SEED = 0
+
+# The file torch-fidelity downloads (URL_INCEPTION_V3 in torch_fidelity/feature_extractor_inceptionv3.py);
+# pytorch-fid publishes the same converted TF 2015-12-05 weights as pt_inception-2015-12-05-6726825d.pth.
+INCEPTION_WEIGHTS = W.WeightSpec(
+    name="FID Inception v3 (TF inception-2015-12-05, torch-fidelity)",
+    filename="weights-inception-2015-12-05-6726825d.pth",
+    sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
+    env="BENCH_FID_INCEPTION",
+    source="https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+           "weights-inception-2015-12-05-6726825d.pth (pytorch-fid's pt_inception-2015-12-05-6726825d.pth "
+           "is accepted too)",
+)
+INCEPTION_ALIASES = ("pt_inception-2015-12-05-6726825d.pth",)
+
+
+# -- the network ------------------------------------------------------------------------
+def random_inception_state_dict(seed: int = RANDOM_SEED) -> dict[str, torch.Tensor]:
+    """A seeded random state_dict of torch-fidelity's Inception (same keys and shapes).
+
+    Convolutions: Kaiming-normal (fan-in, ReLU) so activations keep their scale through
+    the depth; batch norms: identity statistics; fc: N(0, 0.01). Smoke tests only.
+    """
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    class _Skeleton(FeatureExtractorInceptionV3):
+        def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:  # keep the fresh modules
+            return None
+
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty.pth"
+        torch.save({}, empty)
+        skeleton = _Skeleton(EXTRACTOR, [FEATURE], feature_extractor_weights_path=str(empty))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in skeleton.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu", generator=gen)
+            elif isinstance(module, torch.nn.BatchNorm2d):
+                module.reset_parameters()
+            elif isinstance(module, torch.nn.Linear):
+                torch.nn.init.normal_(module.weight, std=0.01, generator=gen)
+                torch.nn.init.zeros_(module.bias)
+    return {k: v.detach().clone() for k, v in skeleton.state_dict().items()}
+
+
+def save_random_inception(path: Path | str, seed: int = RANDOM_SEED) -> Path:
+    """Write :func:`random_inception_state_dict` to ``path`` (a torch-fidelity weights file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(random_inception_state_dict(seed), path)
+    return path
+
+
+_RANDOM_DIR: list[Path] = []
+
+
+def _random_weights_file(seed: int) -> Path:
+    if not _RANDOM_DIR:
+        _RANDOM_DIR.append(Path(tempfile.mkdtemp(prefix="bench-random-inception-")))
+        atexit.register(shutil.rmtree, _RANDOM_DIR[0], True)
+    path = _RANDOM_DIR[0] / f"random-inception-seed{seed}.pth"
+    if not path.is_file():
+        save_random_inception(path, seed)
+    return path
+
+
+def find_inception(path: str | Path | None, weights_dir: str | Path | None) -> Path | None:
+    """The first existing candidate file (torch-fidelity's or pytorch-fid's name), unverified."""
+    found = W.find(INCEPTION_WEIGHTS, path, weights_dir)
+    for alias in INCEPTION_ALIASES:
+        if found is None:
+            spec = W.WeightSpec(INCEPTION_WEIGHTS.name, alias, INCEPTION_WEIGHTS.sha256)
+            found = W.find(spec, None, weights_dir)
+    return found
+
+
+def resolve_inception(path: str | Path | None, weights_dir: str | Path | None) -> Path:
+    """The verified FID Inception file; :class:`WeightsError` names the file, hash and source."""
+    found = find_inception(path, weights_dir)
+    if found is None:
+        return W.resolve(INCEPTION_WEIGHTS, path, weights_dir)  # raises with the fix
+    return W.resolve(INCEPTION_WEIGHTS, found)
+
+
+def load_extractor(weights_file: Path | str, device: str) -> torch.nn.Module:
+    """torch-fidelity's own Inception, built by its own factory from a local file, on ``device``."""
+    from torch_fidelity.utils import create_feature_extractor
+
+    extractor = create_feature_extractor(EXTRACTOR, [FEATURE], cuda=False,
+                                         feature_extractor_weights_path=str(weights_file), verbose=False)
+    return extractor.to(device)
+
+
+def inception_features(extractor: torch.nn.Module, images: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+    """Pool3 features (n×2048 float64) of same-size H×W×3 uint8 images, fed as N×3×H×W uint8."""
+    device = next(extractor.parameters()).device
+    out = []
+    for start in range(0, len(images), batch_size):
+        chunk = np.stack(images[start:start + batch_size])
+        x = torch.from_numpy(chunk).permute(0, 3, 1, 2).contiguous().to(device)
+        with torch.no_grad():
+            feats = extractor(x)[0]
+        out.append(feats.double().cpu().numpy())
+    return np.concatenate(out).reshape(-1, DIM)
+
+
+def patch_origins(height: int, width: int, patch: int) -> list[tuple[int, int]]:
+    """Top-left corners of the HiFiC patch grid: p-aligned patches, then the grid shifted by p/2."""
+    rows, cols = height // patch, width // patch
+    if rows == 0 or cols == 0:
+        raise MetricError(f"image {height}x{width} is smaller than the {patch}-px FID patch",
+                          "use a smaller 'patch' or whole-image FID (patch: null)")
+    half = patch // 2
+    return ([(i * patch, j * patch) for i in range(rows) for j in range(cols)]
+            + [(half + i * patch, half + j * patch) for i in range(rows - 1) for j in range(cols - 1)])
+
+
+# -- the metrics ------------------------------------------------------------------------
+_LOADED: dict[tuple[str, str], torch.nn.Module] = {}  # (weights file, device) -> extractor
+_RECENT = RefCache(persist=False, capacity=16)  # reconstruction features shared by FID and KID
+
+
+def _native(features: np.ndarray) -> torch.Tensor:
+    """float64 tensor for torch-fidelity's functions (its own pipeline would pass the network's
+    float32: same formulas, but KID's kernel sums then carry ~1e-7·|k| rounding)."""
+    return torch.from_numpy(np.ascontiguousarray(features, dtype=np.float64))
+
+
+def _order_key(image: np.ndarray) -> int:
+    arr = np.ascontiguousarray(image)
+    return int.from_bytes(hashlib.sha256(arr.data).digest()[:8], "little")
+
+
+class _InceptionMetric(Metric):
+    """Shared by FID and KID: feature extraction, per-image state, merge by concatenation."""
+
+    higher_is_better = False
+    prefix: ClassVar[str] = ""
+
+    def __init__(self, *, patch: int | None = None, weights_path: str | None = None, batch_size: int = 16,
+                 cache: RefCache | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        if patch is not None and (int(patch) < 16 or int(patch) % 2):
+            raise ConfigError(f"{self.name}: patch={patch} must be an even size >= 16 px", "e.g. patch: 256")
+        self.patch = int(patch) if patch else None
+        self.weights_path = weights_path
+        self.batch_size = max(1, int(batch_size))
+        self._cache = cache
+        self._extractor: torch.nn.Module | None = None
+        self._weights_sha256: str | None = None
+
+    # -- weights ---------------------------------------------------------------------
+    def requirements(self) -> list[Requirement]:
+        spec = INCEPTION_WEIGHTS
+        found = find_inception(self.weights_path, self.weights_dir)
+        if found is not None:
+            return [Requirement("weights", spec.name, True, str(found))]
+        if self.allow_random_weights:
+            return [Requirement("weights", spec.name, True, "missing: random weights allowed (smoke test only)")]
+        return [Requirement("weights", spec.name, False,
+                            W.missing_message(spec, self.weights_path, self.weights_dir) + f"; get it from {spec.source}")]
+
+    def extractor(self) -> torch.nn.Module:
+        """The Inception feature extractor, loaded on first use and shared between instances."""
+        if self._extractor is not None:
+            return self._extractor
+        try:
+            file = resolve_inception(self.weights_path, self.weights_dir)
+            sha = W.sha256_file(file)
+        except WeightsError:
+            if not self.allow_random_weights or find_inception(self.weights_path, self.weights_dir) is not None:
+                raise
+            log.warning("%s: Inception weights missing, using seeded random weights (smoke test only)", self.name)
+            file = _random_weights_file(RANDOM_SEED)
+            sha = f"random-seed{RANDOM_SEED}-torch{torch.__version__}"
+            self.random_weights = True
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        key = (str(file), device)
+        if key not in _LOADED:
+            _LOADED[key] = load_extractor(file, device)
+        self._extractor, self._weights_sha256 = _LOADED[key], sha
+        return self._extractor
+
+    @property
+    def protocol(self) -> str:
+        return f"patch{self.patch}+shift{self.patch // 2}" if self.patch else "whole"
+
+    def extractor_id(self) -> str:
+        """Network, weights hash and input protocol: the RefCache namespace of these features."""
+        self.extractor()
+        return f"torch-fidelity/{EXTRACTOR}/pool3-{DIM}@{self._weights_sha256}/uint8-chw-tf1-bilinear-299/{self.protocol}"
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        out.update({"feature_extractor": f"torch-fidelity {EXTRACTOR} pool3 ({DIM}-d)", "protocol": self.protocol})
+        if self._weights_sha256:
+            out["weights_sha256"] = self._weights_sha256
+        return out
+
+    # -- features --------------------------------------------------------------------
+    def crops(self, image: np.ndarray) -> list[np.ndarray]:
+        """The whole image, or its HiFiC patches."""
+        if not self.patch:
+            return [image]
+        p = self.patch
+        return [image[y:y + p, x:x + p] for y, x in patch_origins(image.shape[0], image.shape[1], p)]
+
+    def features(self, image: np.ndarray) -> np.ndarray:
+        """k×2048 float64 features of one image (k = 1 or its number of patches), uncached."""
+        return inception_features(self.extractor(), self.crops(image), self.batch_size)
+
+    @property
+    def cache(self) -> RefCache:
+        if self._cache is None:
+            self._cache = default_cache()
+        return self._cache
+
+    # -- Metric API ------------------------------------------------------------------
+    def init(self) -> State:
+        return {"rec": np.zeros((0, DIM)), "ref": np.zeros((0, DIM)),
+                "order": np.zeros((0, 2), dtype=np.uint64), "patch_px": np.zeros((0,))}
+
+    def update(self, state: State, pair: Pair) -> dict[str, float]:
+        ref, rec = pair.sample.image, pair.reconstruction
+        if ref.shape != rec.shape or ref.dtype != np.uint8 or rec.dtype != np.uint8 or ref.ndim != 3:
+            raise MetricError(f"{self.name} takes same-size H×W×3 uint8 images, got {ref.dtype}{ref.shape} "
+                              f"and {rec.dtype}{rec.shape}", "the codec's decode must return the original H×W×3")
+        ident = self.extractor_id()
+        ref_f = np.asarray(self.cache.get_or_compute(ref, ident, lambda: self.features(ref)), dtype=np.float64)
+        rec_f = np.asarray(_RECENT.get_or_compute(rec, ident, lambda: self.features(rec)), dtype=np.float64)
+        k = len(rec_f)
+        state["rec"] = np.concatenate([state["rec"], rec_f])
+        state["ref"] = np.concatenate([state["ref"], ref_f])
+        order = np.stack([np.full(k, _order_key(ref), dtype=np.uint64), np.arange(k, dtype=np.uint64)], axis=1)
+        state["order"] = np.concatenate([state["order"], order])
+        state["patch_px"] = np.concatenate([state["patch_px"], [float(self.patch or 0)]])
+        return {}
+
+    def merge(self, a: State, b: State) -> State:
+        """Concatenate the feature rows (order is restored in :meth:`features_of`)."""
+        keys = set(a) | set(b)
+        return {k: np.concatenate([a[k], b[k]]) if k in a and k in b else np.array(a.get(k, b.get(k)), copy=True)
+                for k in keys}
+
+    def features_of(self, state: State) -> tuple[np.ndarray, np.ndarray, float]:
+        """(rec, ref, patch size) with rows in a canonical order (image hash, patch index),
+        so the value does not depend on the order states were merged in."""
+        rec, ref = np.asarray(state["rec"], np.float64), np.asarray(state["ref"], np.float64)
+        if rec.shape != ref.shape:
+            raise MetricError(f"{self.name}: state has {len(rec)} reconstruction and {len(ref)} reference rows",
+                              "the run store is inconsistent: re-run the affected rows")
+        patches = np.unique(np.asarray(state.get("patch_px", np.zeros(0))))
+        if len(patches) > 1:
+            raise MetricError(f"{self.name}: states mix patch sizes {patches.tolist()}",
+                              "do not merge whole-image and patch FID states")
+        order = np.asarray(state.get("order", np.zeros((len(rec), 2), np.uint64)))
+        idx = np.lexsort((order[:, 1], order[:, 0])) if len(order) == len(rec) else np.arange(len(rec))
+        return rec[idx], ref[idx], float(patches[0]) if len(patches) else 0.0
+
+    def n_images(self, state: State) -> int:
+        return int(np.asarray(state.get("patch_px", np.zeros(0))).shape[0])
+
+
+class FID(_InceptionMetric):
+    """Fréchet Inception Distance (torch-fidelity), reconstructions vs originals; lower is better.
+
+    Values: ``fid``; ``fid_n`` samples (images or patches); ``fid_images``; ``fid_patch``
+    (0 = whole image); ``fid_low_n`` = 1 when N < 2048 (biased, rank-deficient).
+    """
+
+    name = "fid"
+    version = "1"
+
+    def compute(self, state: State) -> dict[str, float]:
+        from torch_fidelity.metric_fid import (
+            KEY_METRIC_FID,
+            fid_features_to_statistics,
+            fid_statistics_to_metric,
+        )
+
+        rec, ref, patch = self.features_of(state)
+        n = len(rec)
+        out = {"fid_n": float(n), "fid_images": float(self.n_images(state)), "fid_patch": patch,
+               "fid_low_n": float(n < FID_MIN_N)}
+        if n < 2:
+            return {"fid": math.nan, **out}
+        if n < FID_MIN_N:
+            log.warning("FID from N=%d < %d samples is biased and its covariance rank-deficient; "
+                        "compare only values with the same N", n, FID_MIN_N)
+        stats_rec = fid_features_to_statistics(_native(rec))
+        stats_ref = fid_features_to_statistics(_native(ref))
+        return {"fid": float(fid_statistics_to_metric(stats_rec, stats_ref, False)[KEY_METRIC_FID]), **out}
+
+
+class KID(_InceptionMetric):
+    """Kernel Inception Distance (torch-fidelity, cubic polynomial kernel); lower is better.
+
+    Subset size min(1000, N), ``subsets`` random subsets (default 100) drawn with
+    ``seed`` (default 2020, torch-fidelity's). Values: ``kid`` (mean over subsets),
+    ``kid_std``, ``kid_n``, ``kid_subset_size``, ``kid_patch``.
+    """
+
+    name = "kid"
+    version = "1"
+
+    def __init__(self, *, subsets: int = 100, seed: int = 2020, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.subsets = int(subsets)
+        self.seed = int(seed)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "subsets": self.subsets, "seed": self.seed,
+                "subset_size": f"min({KID_MAX_SUBSET}, N)"}
+
+    def compute(self, state: State) -> dict[str, float]:
+        from torch_fidelity.metric_kid import (
+            KEY_METRIC_KID_MEAN,
+            KEY_METRIC_KID_STD,
+            kid_features_to_metric,
+        )
+
+        rec, ref, patch = self.features_of(state)
+        n = len(rec)
+        size = min(KID_MAX_SUBSET, n)
+        out = {"kid_n": float(n), "kid_subset_size": float(size), "kid_patch": patch}
+        if size < 2:
+            return {"kid": math.nan, "kid_std": math.nan, **out}
+        values = kid_features_to_metric(_native(rec), _native(ref), kid_subsets=self.subsets,
+                                        kid_subset_size=size, rng_seed=self.seed, verbose=False)
+        return {"kid": float(values[KEY_METRIC_KID_MEAN]), "kid_std": float(values[KEY_METRIC_KID_STD]), **out}

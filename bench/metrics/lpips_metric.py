@@ -1,0 +1,237 @@
+"""LPIPS v0.1 (Zhang et al. 2018) through the ``lpips`` package; lower is better.
+
+Inputs are H×W×3 uint8 RGB, mapped to float32 in [-1, 1] (x / 127.5 − 1) as the
+package expects. Per image: the spatially averaged LPIPS distance (≥ 0, typically
+< 1). Dataset level: the mean over images.
+
+Weights, never downloaded:
+
+* the backbone — torchvision's ImageNet AlexNet / VGG16 / SqueezeNet 1.1 file under
+  its torch hub name (``alexnet-owt-7be5be79.pth`` …), found through
+  :mod:`bench.weights` (``--weights-dir``, ``$BENCH_WEIGHTS_DIR``, the env variable, the
+  torch hub cache) and checked against the sha256 prefix in its name;
+* the v0.1 linear calibration layers (``alex.pth`` …), which ship inside the lpips
+  wheel (``lpips/weights/v0.1/``) and are checked against their published sha256.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import weights as W
+from ..codecs.base import Requirement
+from ..errors import ConfigError, MetricError, WeightsError
+from .base import Metric, Pair, State
+
+log = logging.getLogger("bench")
+
+LPIPS_VERSION = "0.1"
+RANDOM_SEED = 0
+
+BACKBONES: dict[str, W.WeightSpec] = {
+    "alex": W.WeightSpec(
+        "AlexNet ImageNet (torchvision IMAGENET1K_V1)", "alexnet-owt-7be5be79.pth", "7be5be79",
+        env="BENCH_LPIPS_ALEX", source="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"),
+    "vgg": W.WeightSpec(
+        "VGG16 ImageNet (torchvision IMAGENET1K_V1)", "vgg16-397923af.pth", "397923af",
+        env="BENCH_LPIPS_VGG", source="https://download.pytorch.org/models/vgg16-397923af.pth"),
+    "squeeze": W.WeightSpec(
+        "SqueezeNet 1.1 ImageNet (torchvision IMAGENET1K_V1)", "squeezenet1_1-b8a52dc0.pth", "b8a52dc0",
+        env="BENCH_LPIPS_SQUEEZE", source="https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth"),
+}
+
+_LIN_SHA256 = {
+    "alex": "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0",
+    "vgg": "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
+    "squeeze": "4a5350f23600cb79923ce65bb07cbf57dca461329894153e05a1346bd531cf76",
+}
+LIN_LAYERS: dict[str, W.WeightSpec] = {
+    net: W.WeightSpec(f"LPIPS v{LPIPS_VERSION} {net} linear layers", f"{net}.pth", sha,
+                      source="the lpips wheel (lpips/weights/v0.1/) or github.com/richzhang/PerceptualSimilarity")
+    for net, sha in _LIN_SHA256.items()
+}
+
+_TORCHVISION_BUILDERS = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
+
+
+def wheel_lin_path(net: str, version: str = LPIPS_VERSION) -> Path | None:
+    """The linear-layer file shipped inside the installed lpips package, if present."""
+    try:
+        import lpips
+    except ImportError:
+        return None
+    path = Path(lpips.__file__).resolve().parent / "weights" / f"v{version}" / f"{net}.pth"
+    return path if path.is_file() else None
+
+
+def to_lpips_input(images: Sequence[np.ndarray]) -> torch.Tensor:
+    """N×3×H×W float32 in [-1, 1] from same-size H×W×3 uint8 images."""
+    arr = np.stack([np.asarray(a) for a in images])
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
+        raise MetricError(f"LPIPS takes H×W×3 uint8 images, got {arr.dtype} {arr.shape[1:]}",
+                          "round and clip to 0..255 first")
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1.0
+
+
+def backbone_state_to_lpips(state: dict[str, Any], lpips_net: torch.nn.Module, what: str) -> dict[str, Any]:
+    """Map a torchvision ``features.<i>.<param>`` state_dict onto lpips' ``slice<k>.<i>.<param>``
+    (strict: every backbone tensor lpips uses must be there; ``classifier.*`` is ignored)."""
+    target = lpips_net.state_dict()
+    by_source = {}
+    for name in target:
+        m = re.fullmatch(r"slice\d+\.(\d+)\.(.+)", name)
+        if m is None:
+            raise WeightsError(f"unexpected lpips backbone parameter {name}", "update bench/metrics/lpips_metric.py")
+        by_source[f"features.{m.group(1)}.{m.group(2)}"] = name
+    W.check_keys(set(by_source), set(state), what, ignore_prefixes=("classifier.",))
+    mapped = {}
+    for src, dst in by_source.items():
+        if tuple(state[src].shape) != tuple(target[dst].shape):
+            raise WeightsError(f"{what}: {src} has shape {tuple(state[src].shape)}, expected {tuple(target[dst].shape)}",
+                               "use the torchvision ImageNet weights of this network")
+        mapped[dst] = state[src]
+    return mapped
+
+
+class LPIPS(Metric):
+    """LPIPS v0.1 distance, lower is better; per image and mean over the dataset.
+
+    Params: ``net`` "alex" (default) | "vgg" | "squeeze"; ``backbone_path`` / ``lin_path``
+    explicit weight files; ``batch_size`` for :meth:`distances`.
+    """
+
+    name = "lpips"
+    version = "1"
+    higher_is_better = False
+
+    def __init__(self, *, net: str = "alex", backbone_path: str | None = None, lin_path: str | None = None,
+                 batch_size: int = 8, **options: Any) -> None:
+        super().__init__(**options)
+        if net not in BACKBONES:
+            raise ConfigError(f"lpips: unknown net {net!r}", f"use one of {', '.join(BACKBONES)}")
+        self.net = net
+        self.backbone_path = backbone_path
+        self.lin_path = lin_path
+        self.batch_size = max(1, int(batch_size))
+        self._model: torch.nn.Module | None = None
+        self._hashes: dict[str, str] = {}
+
+    # -- weights ---------------------------------------------------------------------
+    def _lin_candidate(self) -> str | Path | None:
+        return self.lin_path or wheel_lin_path(self.net)
+
+    def requirements(self) -> list[Requirement]:
+        out = []
+        for spec, path in ((BACKBONES[self.net], self.backbone_path), (LIN_LAYERS[self.net], self._lin_candidate())):
+            found = W.find(spec, path, self.weights_dir)
+            if found is not None:
+                out.append(Requirement("weights", spec.name, True, str(found)))
+            elif self.allow_random_weights:
+                out.append(Requirement("weights", spec.name, True, "missing: random weights allowed (smoke test only)"))
+            else:
+                out.append(Requirement("weights", spec.name, False, W.missing_message(spec, path, self.weights_dir)
+                                       + (f"; get it from {spec.source}" if spec.source else "")))
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        out.update({"net": self.net, "lpips_version": LPIPS_VERSION, "input": "uint8 -> [-1,1]"})
+        out.update(self._hashes)
+        return out
+
+    def _state_or_random(self, spec: W.WeightSpec, path: str | Path | None, make_random) -> tuple[dict[str, Any], str]:
+        try:
+            file = W.resolve(spec, path, self.weights_dir)
+        except WeightsError:
+            if not self.allow_random_weights or W.find(spec, path, self.weights_dir) is not None:
+                raise  # missing and not allowed, or present with a wrong hash
+            log.warning("lpips: %s missing, using seeded random weights (smoke test only)", spec.name)
+            self.random_weights = True
+            return make_random(), f"random(seed={RANDOM_SEED})"
+        return W.load_state_dict(file), W.sha256_file(file)
+
+    def model(self) -> torch.nn.Module:
+        """The lpips.LPIPS module with local weights, built on first use."""
+        if self._model is not None:
+            return self._model
+        import lpips
+        import torchvision
+
+        # pnet_rand=True: torchvision builds the backbone without weights (no download);
+        # pretrained=False: no lin file is read here — both are loaded below, strictly.
+        with warnings.catch_warnings():  # torchvision's deprecation notice for pretrained=False
+            warnings.simplefilter("ignore", UserWarning)
+            model = lpips.LPIPS(pretrained=False, net=self.net, version=LPIPS_VERSION, pnet_rand=True, verbose=False)
+
+        def random_backbone() -> dict[str, Any]:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(RANDOM_SEED)
+                return getattr(torchvision.models, _TORCHVISION_BUILDERS[self.net])(weights=None).state_dict()
+
+        def random_lins() -> dict[str, Any]:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(RANDOM_SEED)
+                return {f"lin{k}.model.1.weight": torch.rand_like(lin.model[-1].weight) * 0.1
+                        for k, lin in enumerate(model.lins)}
+
+        backbone, bhash = self._state_or_random(BACKBONES[self.net], self.backbone_path, random_backbone)
+        model.net.load_state_dict(backbone_state_to_lpips(backbone, model.net, BACKBONES[self.net].name), strict=True)
+        lins, lhash = self._state_or_random(LIN_LAYERS[self.net], self._lin_candidate(), random_lins)
+        expected = {f"lin{k}.model.1.weight" for k in range(len(model.lins))}
+        W.check_keys(expected, set(lins), LIN_LAYERS[self.net].name)
+        for k, lin in enumerate(model.lins):
+            lin.model[-1].load_state_dict({"weight": lins[f"lin{k}.model.1.weight"]}, strict=True)
+        self._hashes = {"backbone_sha256": bhash, "lin_sha256": lhash}
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._model = model.eval().requires_grad_(False).to(device)
+        return self._model
+
+    # -- values ----------------------------------------------------------------------
+    def distances(self, refs: Sequence[np.ndarray], recs: Sequence[np.ndarray]) -> np.ndarray:
+        """LPIPS of each (ref, rec) pair, float64; same-size images are batched together."""
+        if len(refs) != len(recs):
+            raise ValueError("refs and recs differ in length")
+        model = self.model()
+        device = next(model.parameters()).device
+        out = np.full(len(refs), math.nan)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (a, b) in enumerate(zip(refs, recs)):
+            if np.shape(a) != np.shape(b):
+                raise MetricError(f"reconstruction {np.shape(b)} and original {np.shape(a)} differ in size",
+                                  "the codec's decode must return the original H×W×3")
+            groups.setdefault(tuple(np.shape(a)), []).append(i)
+        for idx in groups.values():
+            for start in range(0, len(idx), self.batch_size):
+                chunk = idx[start:start + self.batch_size]
+                x0 = to_lpips_input([refs[i] for i in chunk]).to(device)
+                x1 = to_lpips_input([recs[i] for i in chunk]).to(device)
+                try:
+                    with torch.no_grad():
+                        d = model(x0, x1)
+                except RuntimeError as err:
+                    raise MetricError(f"LPIPS-{self.net} failed on {tuple(x0.shape[2:])} images: {err}",
+                                      "images must be at least about 32 px on each side") from None
+                out[chunk] = d.reshape(len(chunk)).double().cpu().numpy()
+        return out
+
+    def init(self) -> State:
+        return {"n": np.zeros(()), "sum_lpips": np.zeros(())}
+
+    def update(self, state: State, pair: Pair) -> dict[str, float]:
+        value = float(self.distances([pair.sample.image], [pair.reconstruction])[0])
+        state["n"] += 1
+        state["sum_lpips"] += value
+        return {"lpips": value}
+
+    def compute(self, state: State) -> dict[str, float]:
+        n = float(state["n"])
+        return {"lpips": float(state["sum_lpips"]) / n if n else math.nan}
