@@ -53,9 +53,12 @@ def _store(args: argparse.Namespace):
 
 # -- commands ---------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
+    from . import catalog
     from .runner import RunConfig, execute
 
-    dataset_params = dict(parse_params(args.param).pop(args.dataset, {}))
+    params = parse_params(args.param)
+    metric_params = {name: params.pop(name) for name in list(params) if name in catalog.registry("metric")}
+    dataset_params = dict(params.pop(args.dataset, {}))
     if args.root:
         dataset_params["root"] = args.root
     config = RunConfig(
@@ -65,7 +68,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         rates=parse_rates(args.rates),
         limit=args.limit,
         dataset_params=dataset_params,
-        codec_params=parse_params(args.param),
+        codec_params=params,
+        metric_params=metric_params,
         metric_options={"weights_dir": args.weights_dir, "allow_random_weights": args.allow_random_weights,
                         "device": args.device},
         retry_failed=args.retry_failed,
@@ -258,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rates", action="append", help="'v1,v2' for every codec or 'codec=v1,v2' (repeatable)")
     r.add_argument("--metrics", default="all", help="comma-separated metric names, or 'all' (default)")
     r.add_argument("--limit", type=int, help="only the first N images")
-    r.add_argument("--param", action="append", help="NAME.KEY=VALUE for a codec or the dataset (repeatable)")
+    r.add_argument("--param", action="append",
+                   help="NAME.KEY=VALUE for a codec, a metric or the dataset, e.g. fid.patch=256 (repeatable)")
     r.add_argument("--weights-dir", help="folder searched for metric network weights")
     r.add_argument("--allow-random-weights", action="store_true",
                    help="smoke tests only: run metric networks with random weights, marked as such")

@@ -45,6 +45,7 @@ class RunConfig:
     dataset_params: dict[str, Any] = field(default_factory=dict)
     codec_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     metric_options: dict[str, Any] = field(default_factory=dict)  # weights_dir, allow_random_weights, device
+    metric_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. {"fid": {"patch": 256}}
     retry_failed: bool = False
     tag: str | None = None
     workers: int | None = None  # codec worker processes (None: one per core)
@@ -103,7 +104,8 @@ def resolve_codecs(names: Sequence[str], params: dict[str, dict[str, Any]]) -> t
     return codecs, skipped
 
 
-def resolve_metrics(names: Sequence[str], options: dict[str, Any] | None = None) -> tuple[list[Metric], list[tuple[str, str]]]:
+def resolve_metrics(names: Sequence[str], options: dict[str, Any] | None = None,
+                    params: dict[str, dict[str, Any]] | None = None) -> tuple[list[Metric], list[tuple[str, str]]]:
     """Build metrics; ``all`` takes every available one and reports the others."""
     reg = catalog.registry("metric")
     explicit = [n for n in names if n != "all"]
@@ -111,7 +113,7 @@ def resolve_metrics(names: Sequence[str], options: dict[str, Any] | None = None)
     metrics, skipped = [], []
     for name in wanted:
         try:
-            metric = catalog.make_metric(name, **(options or {}))
+            metric = catalog.make_metric(name, **{**(options or {}), **(params or {}).get(name, {})})
             missing = [r for r in metric.requirements() if not r.found]
             if missing:
                 raise UnavailableError(f"metric {name!r} is not available: {_reason(missing)}",
@@ -133,7 +135,7 @@ def make_plan(config: RunConfig) -> Plan:
     if not ids:
         raise ConfigError(f"dataset {config.dataset!r} has no images", "check the dataset root and split")
     codecs, skipped = resolve_codecs(config.codecs, config.codec_params)
-    metrics, skipped_m = resolve_metrics(config.metrics, config.metric_options)
+    metrics, skipped_m = resolve_metrics(config.metrics, config.metric_options, config.metric_params)
     rates: dict[str, list[Any]] = {}
     for codec in codecs:
         asked = config.rates.get(codec.name) or config.rates.get("*")
@@ -186,6 +188,7 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
         "rates": {c.name: [c.rate_label(r) for r in plan.rates[c.name]] for c in plan.codecs},
         "metrics": {m.name: m.describe() for m in plan.metrics},
         "metric_options": {k: v for k, v in config.metric_options.items() if k != "device"},
+        "metric_params": config.metric_params,
         "skipped": dict(plan.skipped),
         "tag": config.tag,
     }

@@ -87,3 +87,30 @@ def test_batch_size_and_workers_do_not_change_results(env, store_path, tmp_path,
     assert a.keys() == b.keys() and len(a) == 9
     for key in a:
         assert a[key].bytes == b[key].bytes and a[key].metrics == b[key].metrics
+
+
+def test_network_metrics_do_not_depend_on_batch_size(tmp_path, monkeypatch):
+    """LPIPS, FID/KID and mIoU (real architectures, seeded random weights) with batch 1 and 8."""
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "refcache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no real weights: random, marked
+    options = {"allow_random_weights": True, "device": "cpu"}
+    params = {"miou": {"segmenter_params": {"scale": 0.5, "input_size": "512x256"}}}
+    results = []
+    for batch in (1, 8):
+        with Store(tmp_path / f"net{batch}.sqlite") as store:
+            run_id = execute(RunConfig("demo", ["jpeg"], ["lpips", "fid", "miou"], limit=1, batch_size=batch,
+                                       rates={"jpeg": ["5", "50", "90"]}, metric_options=options,
+                                       metric_params=params, use_cache=False, workers=1), store, progress=False)
+            rows = _rows(store, run_id)
+            meta = store.run(run_id)["meta"]
+            results.append(rows)
+    assert all(meta["metrics"][m].get("random_weights") for m in ("lpips", "fid", "miou"))
+    a, b = results
+    assert len(a) == 3 and all(r.status == "ok" for r in a.values())
+    for key in a:
+        assert a[key].metrics["lpips"] == pytest.approx(b[key].metrics["lpips"], rel=1e-5)
+        np.testing.assert_allclose(a[key].states["fid"]["rec"], b[key].states["fid"]["rec"], rtol=1e-4, atol=1e-6)
+        for k in ("inter_orig", "union_orig", "inter_gt", "union_gt"):
+            assert np.array_equal(a[key].states["miou"][k], b[key].states["miou"][k])
+    lp = [a[("jpeg", r, "astronaut")].metrics["lpips"] for r in ("5", "50", "90")]
+    assert lp[0] > lp[1] > lp[2]  # even random-weight LPIPS falls as quality rises

@@ -221,13 +221,13 @@ def test_originals_are_segmented_once_for_two_codecs_three_rates(tmp_path: Path)
     cache = RefCache(tmp_path / "cache")
     metric = MIoU(segmenter_params=_small_espnet(tmp_path), refcache=cache)
     calls = {"n": 0}
-    predict = metric.segmenter.predict
+    predict_batch = metric.segmenter.predict_batch
 
-    def counting(img: np.ndarray) -> np.ndarray:
-        calls["n"] += 1
-        return predict(img)
+    def counting(images: list[np.ndarray]) -> list[np.ndarray]:  # predict() goes through it too
+        calls["n"] += len(images)
+        return predict_batch(images)
 
-    metric.segmenter.predict = counting  # type: ignore[method-assign]
+    metric.segmenter.predict_batch = counting  # type: ignore[method-assign]
     states = []
     for codec in (JpegCodec(), WebpCodec()):
         for rate in (10, 50, 90):

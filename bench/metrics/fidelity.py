@@ -170,7 +170,7 @@ def patch_origins(height: int, width: int, patch: int) -> list[tuple[int, int]]:
 
 # -- the metrics ------------------------------------------------------------------------
 _LOADED: dict[tuple[str, str], torch.nn.Module] = {}  # (weights file, device) -> extractor
-_RECENT = RefCache(persist=False, capacity=16)  # reconstruction features shared by FID and KID
+_RECENT = RefCache(persist=False, capacity=64)  # reconstruction features shared by FID and KID
 
 
 def _native(features: np.ndarray) -> torch.Tensor:
@@ -272,6 +272,23 @@ class _InceptionMetric(Metric):
     def init(self) -> State:
         return {"rec": np.zeros((0, DIM)), "ref": np.zeros((0, DIM)),
                 "order": np.zeros((0, 2), dtype=np.uint64), "patch_px": np.zeros((0,))}
+
+    def update_batch(self, states: Sequence[State], pairs: Sequence[Pair]) -> list[dict[str, float]]:
+        """Extract the reconstructions' features in one forward per image size, then update."""
+        ident = self.extractor_id()
+        todo = [p.reconstruction for p in pairs
+                if p.reconstruction.ndim == 3 and _RECENT.get(p.reconstruction, ident) is None]
+        by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
+        for rec in todo:
+            by_shape.setdefault(rec.shape, []).append(rec)
+        for recs in by_shape.values():
+            crops = [self.crops(r) for r in recs]
+            feats = inception_features(self.extractor(), [c for cs in crops for c in cs], self.batch_size)
+            start = 0
+            for rec, cs in zip(recs, crops):
+                _RECENT.put(rec, ident, feats[start:start + len(cs)])
+                start += len(cs)
+        return [self.update(state, pair) for state, pair in zip(states, pairs)]
 
     def update(self, state: State, pair: Pair) -> dict[str, float]:
         ref, rec = pair.sample.image, pair.reconstruction

@@ -227,10 +227,15 @@ class LPIPS(Metric):
         return {"n": np.zeros(()), "sum_lpips": np.zeros(())}
 
     def update(self, state: State, pair: Pair) -> dict[str, float]:
-        value = float(self.distances([pair.sample.image], [pair.reconstruction])[0])
-        state["n"] += 1
-        state["sum_lpips"] += value
-        return {"lpips": value}
+        return self.update_batch([state], [pair])[0]
+
+    def update_batch(self, states: Sequence[State], pairs: Sequence[Pair]) -> list[dict[str, float]]:
+        """One forward per batch of same-size pairs (see :meth:`distances`)."""
+        values = self.distances([p.sample.image for p in pairs], [p.reconstruction for p in pairs])
+        for state, value in zip(states, values):
+            state["n"] += 1
+            state["sum_lpips"] += float(value)
+        return [{"lpips": float(v)} for v in values]
 
     def compute(self, state: State) -> dict[str, float]:
         n = float(state["n"])

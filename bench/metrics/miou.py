@@ -26,7 +26,7 @@ present in it: useful for inspection, NOT the dataset metric.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -174,11 +174,20 @@ class MIoU(Metric):
         return name == self.class_set.name
 
     def update(self, state: State, pair: Pair) -> dict[str, float]:
-        original, rec = pair.sample.image, pair.reconstruction
-        if rec.shape != original.shape or rec.dtype != np.uint8:
-            raise MetricError(f"reconstruction {rec.dtype} {rec.shape} vs original {original.dtype} {original.shape}",
-                              "the codec's decode must return a uint8 image of the original H×W×3")
-        pred = self.segmenter.predict(rec)
+        return self.update_batch([state], [pair])[0]
+
+    def update_batch(self, states: Sequence[State], pairs: Sequence[Pair]) -> list[dict[str, float]]:
+        """Segment the reconstructions together (``predict_batch``), then accumulate each."""
+        for pair in pairs:
+            original, rec = pair.sample.image, pair.reconstruction
+            if rec.shape != original.shape or rec.dtype != np.uint8:
+                raise MetricError(f"reconstruction {rec.dtype} {rec.shape} vs original {original.dtype} {original.shape}",
+                                  "the codec's decode must return a uint8 image of the original H×W×3")
+        preds = self.segmenter.predict_batch([p.reconstruction for p in pairs])
+        return [self._accumulate(state, pair, pred) for state, pair, pred in zip(states, pairs, preds)]
+
+    def _accumulate(self, state: State, pair: Pair, pred: np.ndarray) -> dict[str, float]:
+        original = pair.sample.image
         self.random_weights = self.segmenter.random_weights
         references = {"orig": self.segment_original(original)}
         if self._gt_usable(pair):

@@ -147,9 +147,10 @@ def _metric_names(run: dict[str, Any], rows: list[Row]) -> list[str]:
     return names + extra
 
 
-def _make_metric(name: str, warnings: list[str]) -> Metric | None:
+def _make_metric(name: str, warnings: list[str], params: dict[str, Any] | None = None) -> Metric | None:
+    """The metric as the run built it (its recorded params), without loading any network."""
     try:
-        return catalog.make_metric(name, allow_random_weights=True)
+        return catalog.make_metric(name, **{**(params or {}), "allow_random_weights": True})
     except BenchError as err:
         warnings.append(f"{name}: dataset-level values skipped ({err.problem}); per-image means are reported")
         log.warning(warnings[-1])
@@ -207,7 +208,7 @@ def summarise(store: Store, run_id: str) -> pd.DataFrame:
             if not states:
                 continue
             if name not in metrics:
-                metrics[name] = _make_metric(name, warnings)
+                metrics[name] = _make_metric(name, warnings, (run["meta"].get("metric_params") or {}).get(name))
             metric = metrics[name]
             if metric is None:
                 continue
