@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError, DatasetNotFoundError
+from ..weights import sha256_file
 
 
 @dataclass(frozen=True)
@@ -92,24 +93,8 @@ class Dataset(ABC):
         for image_id in ids if ids is not None else self.ids():
             h.update(image_id.encode() + b"\0")
             for path in self.files(image_id):
-                h.update(file_sha256(path).encode())
+                h.update(sha256_file(path).encode())
         return h.hexdigest()
-
-
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, memoised on (path, size, mtime)."""
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _FILE_HASHES[key] = h.hexdigest()
-    return _FILE_HASHES[key]
 
 
 def read_rgb(path: Path) -> np.ndarray:
