@@ -16,6 +16,7 @@ import time
 import traceback
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -173,6 +174,7 @@ class _Job:
     rows: list[Row]                      # finished rows (cache hits, load failures)
     work: list[tuple[int, Any, str, Future | Coded]] = field(default_factory=list)  # codec index, rate, ckey, result
     load_error: str | None = None
+    class_set: str | None = None
 
 
 @dataclass
@@ -236,7 +238,7 @@ class LocalExecutor:
             message = f"cannot load image: {type(err).__name__}: {err}"
             return _Job(None, [Row(codecs[ci].name, codecs[ci].rate_label(r), image_id, status="error", error=message)
                                for ci, r in pending], load_error=message)
-        job = _Job(sample, [])
+        job = _Job(sample, [], class_set=class_set)
         skey = sample_key(sample) if self.cache is not None else ""
         for ci, rate in pending:
             codec = codecs[ci]
@@ -270,7 +272,13 @@ class LocalExecutor:
             return
         rows, recons, keys = [], [], []
         for ci, rate, ckey, result in job.work:
-            coded = result.result() if isinstance(result, Future) else result
+            if isinstance(result, Future):
+                try:
+                    coded = result.result()
+                except BrokenProcessPool:  # a worker died (or cannot start): code it here instead
+                    coded = code(codecs[ci], rate, job.sample, job.class_set)
+            else:
+                coded = result
             row = base_row(codecs[ci], rate, job.sample, coded)
             if coded.error is not None:
                 yield row
