@@ -32,10 +32,11 @@ from .store import Row
 
 @dataclass
 class Coded:
-    """One encode + decode: byte counts per part, numeric notes, timings, reconstruction."""
+    """One encode + decode: byte counts per part, notes (numbers go to the row's metrics,
+    text such as the semantics source to the row's notes), timings, reconstruction."""
 
     bytes: dict[str, int] = field(default_factory=dict)
-    notes: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, float | str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     recon: np.ndarray | None = None
     error: str | None = None
@@ -69,7 +70,8 @@ def code(codec: Codec, rate: Any, sample: Sample, class_set: str | None) -> Code
         recon = codec.decode(dict(encoded.parts))
         out.seconds = {"encode": t1 - t0, "decode": time.perf_counter() - t1}
         out.bytes = {name: len(data) for name, data in encoded.parts.items()}
-        out.notes = {k: float(v) for k, v in encoded.notes.items() if isinstance(v, (int, float))}
+        out.notes = {k: (float(v) if isinstance(v, (int, float)) else str(v)) for k, v in encoded.notes.items()
+                     if isinstance(v, (int, float, str))}
         if recon.shape != sample.image.shape or recon.dtype != np.uint8:
             raise BenchError(f"codec {codec.name} decoded {recon.dtype}{recon.shape}, "
                              f"expected uint8{sample.image.shape}", "fix the adapter's decode")
@@ -89,7 +91,8 @@ def base_row(codec: Codec, rate: Any, sample: Sample, coded: Coded) -> Row:
     row.bytes = dict(coded.bytes)
     row.bpp = bits_per_pixel(sum(coded.bytes.values()), sample.height, sample.width)
     row.metrics.update({f"bpp_{n}": bits_per_pixel(b, sample.height, sample.width) for n, b in coded.bytes.items()})
-    row.metrics.update(coded.notes)
+    row.metrics.update({k: v for k, v in coded.notes.items() if isinstance(v, float)})
+    row.notes = {k: v for k, v in coded.notes.items() if isinstance(v, str)}
     row.seconds = dict(coded.seconds)
     return row
 

@@ -32,7 +32,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS coded_cache (
     key     TEXT PRIMARY KEY,
     bytes   TEXT NOT NULL,   -- JSON {part: n_bytes}
-    notes   TEXT NOT NULL,   -- JSON numeric notes of the codec
+    notes   TEXT NOT NULL,   -- JSON notes of the codec (numbers and text)
     seconds TEXT NOT NULL,   -- JSON {encode, decode}
     recon   BLOB             -- PNG of the reconstruction when reconstructions are kept
 );
@@ -78,7 +78,7 @@ def metric_key(ckey: str, metric_identity: str) -> str:
 @dataclass
 class CodedEntry:
     bytes: dict[str, int]
-    notes: dict[str, float]
+    notes: dict[str, float | str]
     seconds: dict[str, float]
     recon: np.ndarray | None = None
 

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS rows (
     states     BLOB,            -- npz of per-image metric states, arrays named "<metric>/<key>"
     seconds    TEXT,            -- JSON {encode, decode, metrics}
     created    REAL NOT NULL,
+    notes      TEXT,            -- JSON text notes of the codec (semantics source, stand-ins)
     PRIMARY KEY (run_id, codec, rate, image_id)
 );
 """
@@ -67,6 +68,7 @@ class Row:
     metrics: dict[str, float] = field(default_factory=dict)
     states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # metric -> state
     seconds: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 class Store:
@@ -156,14 +158,14 @@ class Store:
         states = pack_states(row.states) if row.states else None
         with self.db:
             self.db.execute(
-                "INSERT OR REPLACE INTO rows VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO rows VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run_id, row.codec, row.rate, row.image_id, row.status, row.error, row.height, row.width,
-                 _dumps(row.bytes), row.bpp, _dumps(row.metrics), states, _dumps(row.seconds), time.time()),
+                 _dumps(row.bytes), row.bpp, _dumps(row.metrics), states, _dumps(row.seconds), time.time(), _dumps(row.notes)),
             )
 
     def rows(self, run_id: str) -> Iterator[Row]:
         cur = self.db.execute(
-            "SELECT codec, rate, image_id, status, error, height, width, bytes, bpp, metrics, states, seconds "
+            "SELECT codec, rate, image_id, status, error, height, width, bytes, bpp, metrics, states, seconds, notes "
             "FROM rows WHERE run_id = ? ORDER BY codec, rate, image_id",
             (run_id,),
         )
@@ -172,7 +174,7 @@ class Store:
                 codec=r[0], rate=r[1], image_id=r[2], status=r[3], error=r[4], height=r[5], width=r[6],
                 bytes=json.loads(r[7] or "{}"), bpp=r[8], metrics=json.loads(r[9] or "{}"),
                 states=unpack_states(r[10]) if r[10] else {},
-                seconds=json.loads(r[11] or "{}"),
+                seconds=json.loads(r[11] or "{}"), notes=json.loads(r[12] or "{}"),
             )
 
     def count(self, run_id: str) -> int:

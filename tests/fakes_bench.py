@@ -40,7 +40,7 @@ class QuantCodec(Codec):
         step = int(rate)
         q = (image // step).astype(np.uint8)
         header = np.array([image.shape[0], image.shape[1], step], dtype=">u4").tobytes()
-        return Encoded({"image": header + zlib.compress(q.tobytes(), 9), "side": b"\x01\x02"})
+        return Encoded({"image": header + zlib.compress(q.tobytes(), 9), "side": b"\x01\x02"}, {"note": "quantised"})
 
     def decode(self, parts: Mapping[str, bytes]) -> np.ndarray:
         data = parts["image"]

@@ -52,6 +52,7 @@ def test_rows_hold_bytes_per_part_and_exact_bpp(env, store_path):
         assert row.bpp == 8 * total / (168 * 176)
         assert row.metrics["bpp_side"] == 8 * 2 / (168 * 176)
         assert set(row.states) == {"psnr", "msssim"}
+        assert row.notes == {"note": "quantised"}  # text notes are kept apart from the metrics
     # coarser quantiser step -> fewer bytes and lower PSNR on every image
     by = {(r.image_id, int(r.rate)): r for r in rows}
     for img in {r.image_id for r in rows}:

@@ -270,6 +270,7 @@ def per_image(store: Store, run_id: str) -> pd.DataFrame:
             owner = _owner(key, names)
             rec[key + RANDOM_MARK if owner in random else key] = value
         rec.update({f"seconds_{k}": v for k, v in r.seconds.items()})
+        rec.update({f"note_{k}": v for k, v in r.notes.items()})
         records.append(rec)
     df = pd.DataFrame(records)
     if df.empty:

@@ -225,7 +225,7 @@ class SQGANCodec(Codec):
             "kept_tokens_semantic": k_s,
             "semantics_ground_truth": 1.0 if semantics.source == "ground-truth" else 0.0,
             "resized": 1.0 if (h, w) != (cfg.height, cfg.width) else 0.0,
-            "semantics_source": semantics.source,  # text: kept for callers, ignored by the runner
+            "semantics_source": semantics.source,  # text: stored in the row's notes
         }
         return Encoded(parts=parts, notes=notes)
 
