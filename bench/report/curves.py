@@ -81,7 +81,8 @@ def rd_figure(df: pd.DataFrame, column: str) -> Figure:
         if data.empty:
             continue
         all_bpp += data["bpp"].tolist()
-        ax.plot(data["bpp"], data[column], label=str(codec), color=codec_colour(str(codec)),
+        label = (df.attrs.get("codec_labels") or {}).get(str(codec), str(codec))
+        ax.plot(data["bpp"], data[column], label=label, color=codec_colour(str(codec)),
                 marker=codec_marker(str(codec)), linewidth=1.5, markersize=5)
     if all_bpp and min(all_bpp) > 0 and max(all_bpp) / min(all_bpp) > 10:
         ax.set_xscale("log")

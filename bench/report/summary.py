@@ -246,8 +246,19 @@ def summarise(store: Store, run_id: str) -> pd.DataFrame:
     df.columns = [i.column for i in infos]
     df = _sort(df)
     df.attrs = {"run_id": run["run_id"], "columns": {i.column: asdict(i) for i in infos},
-                "random_metrics": sorted(random), "parts": parts, "warnings": warnings}
+                "random_metrics": sorted(random), "parts": parts, "warnings": warnings,
+                "codec_labels": codec_labels(run)}
     return df
+
+
+def codec_labels(run: dict[str, Any]) -> dict[str, str]:
+    """Display labels that codecs gave themselves (e.g. "SPIC (BPG stand-in: heic)"), by name."""
+    out = {}
+    for name, desc in (run["meta"].get("codecs") or {}).items():
+        label = desc.get("label") if isinstance(desc, dict) else None
+        if label and label != name:
+            out[name] = str(label)
+    return out
 
 
 def per_image(store: Store, run_id: str) -> pd.DataFrame:

@@ -85,6 +85,9 @@ def formatted(df: pd.DataFrame, *, nan: str = "–", inf: str = "inf",
     infos = infos if infos is not None else column_info(df)
     out = pd.DataFrame({c: [_formatter(infos[c], df[c], nan, inf)(v) for v in df[c]] for c in df.columns},
                        index=df.index)
+    labels = df.attrs.get("codec_labels") or {}
+    if labels and "codec" in out:  # e.g. "SPIC (BPG stand-in: heic)" instead of "spic"
+        out["codec"] = [labels.get(v, v) for v in out["codec"]]
     return out, infos
 
 
