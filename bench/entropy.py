@@ -260,3 +260,28 @@ def empirical_entropy_bits(symbols: Sequence[int] | np.ndarray) -> float:
     _, counts = np.unique(s, return_counts=True)
     p = counts / len(s)
     return float(-(counts * np.log2(p)).sum())
+
+
+def write_varint(n: int) -> bytes:
+    """Unsigned LEB128: 7 bits per byte, high bit set on all but the last byte."""
+    if n < 0:
+        raise ValueError("varints are unsigned")
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def read_varint(data: bytes, pos: int) -> tuple[int, int] | None:
+    """(value, position after it) of the LEB128 varint at ``pos``; None when truncated."""
+    value = shift = 0
+    while pos < len(data):
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+    return None

@@ -130,3 +130,13 @@ def test_adaptive_model_pmf_is_kt():
     assert np.allclose(m.pmf(), np.array([2.5, 0.5, 1.5]) / 4.5)
     cdf = m.cdf()
     assert cdf[0] == 0 and cdf[-1] == 1 << 16 and np.allclose(np.diff(cdf)[:3] / 2**16, m.pmf(), atol=4e-5)
+
+
+def test_varint_round_trip_and_truncation():
+    from bench.entropy import read_varint, write_varint
+
+    for n in (0, 1, 127, 128, 300, 2**21, 2**40 + 5):
+        data = b"\x07" + write_varint(n) + b"\xff"
+        assert read_varint(data, 1) == (n, len(data) - 1)
+    assert write_varint(300) == bytes([0xAC, 0x02])  # the LEB128 example
+    assert read_varint(write_varint(2**20)[:-1], 0) is None

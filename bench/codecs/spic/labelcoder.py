@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from ...entropy import read_varint, write_varint
 from ...errors import CodecError, ConfigError
 
 K = 16  # one alphabet for every symbol of the run coder (smaller models are padded)
@@ -127,26 +128,11 @@ _SKIP, _HORIZ = 2 * _V_MAX + 1, 2 * _V_MAX + 2
 _N_MODES = _HORIZ + 1
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data):
-            raise CodecError("label map header is truncated", "pass the bytes from encode unchanged")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, pos
+    got = read_varint(data, pos)
+    if got is None:
+        raise CodecError("label map header is truncated", "pass the bytes from encode unchanged")
+    return got
 
 
 class _Model:
@@ -376,7 +362,7 @@ class RunLabelCoder:
         from ...entropy import encode_categorical
 
         body = encode_categorical(np.asarray(out.symbols, dtype=np.int64), np.stack(out.pmfs))
-        return bytes([self.VERSION]) + _varint(h) + _varint(w) + body
+        return bytes([self.VERSION]) + write_varint(h) + write_varint(w) + body
 
     def decode(self, data: bytes) -> np.ndarray:
         if not data or data[0] != self.VERSION:

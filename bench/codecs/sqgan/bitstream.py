@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from ... import entropy
+from ...entropy import read_varint, write_varint
 from ...errors import CodecError
 from .model import BranchTokens, Tokens
 
@@ -54,26 +55,11 @@ def bound_bpp(k: int, height: int = 256, width: int = 512, n_tokens: int = 512, 
 
 
 # ----------------------------------------------------------------------------- helpers
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data):
-            raise CodecError("sqgan: truncated bitstream (length field)", "re-encode the image")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, pos
+    got = read_varint(data, pos)
+    if got is None:
+        raise CodecError("sqgan: truncated bitstream (length field)", "re-encode the image")
+    return got
 
 
 def _pack_uint(values: np.ndarray, bits: int) -> bytes:
@@ -161,7 +147,7 @@ def encode_branch(tokens: BranchTokens, n_tokens: int, codebook_size: int, grid_
         mask_mode, mask_payload = MASK_RAW, np.packbits(mask.astype(np.uint8)).tobytes()
         for mode in (MASK_ENUM, MASK_CONTEXT):
             coded = entropy.encode_cdfs(mask, entropy.weights_to_cdf(_mask_weights(mask, mode, k, grid_width)))
-            coded = _varint(len(coded)) + coded
+            coded = write_varint(len(coded)) + coded
             if len(coded) < len(mask_payload):
                 mask_mode, mask_payload = mode, coded
 
