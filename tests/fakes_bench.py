@@ -149,3 +149,18 @@ def write_cards(card_root: Path, data_root: Path) -> Path:
     (card_root / "datasets" / "pngs.yaml").write_text(
         f"name: pngs\nentry: fakes_bench:PngFolder\nparams:\n  root: {data_root}\n")
     return card_root
+
+
+def only_cards(monkeypatch: Any, names: set[str]) -> None:
+    """Make the codec registry hold only the project's cards called ``names`` (so codecs
+    added later do not change what ``--codecs all`` means in a test)."""
+    from bench import cards, catalog
+    from bench.registry import Registry
+
+    reg, original = Registry("codec"), catalog.registry
+    for path in sorted((cards.PROJECT_ROOT / "codecs").glob("*.yaml")):
+        entry = cards.read_card(path, "codec")
+        if entry.name in names:
+            reg.add(entry)
+    assert set(reg.names()) == names
+    monkeypatch.setattr(catalog, "registry", lambda kind: reg if kind == "codec" else original(kind))

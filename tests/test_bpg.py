@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes_bench import only_cards
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 
-from bench import catalog, runner
+from bench import runner
 from bench.codecs.bpg import BpgCodec
 from bench.errors import CodecError, ConfigError, UnavailableError
 
@@ -53,21 +54,6 @@ def no_bpg_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-
-
-def only_cards(monkeypatch: pytest.MonkeyPatch, names: set[str]) -> None:
-    """Make the codec registry hold only the project's cards called ``names`` (other
-    helpers' codecs stay out of these tests)."""
-    from bench import cards
-    from bench.registry import Registry
-
-    reg, original = Registry("codec"), catalog.registry
-    for path in sorted((cards.PROJECT_ROOT / "codecs").glob("*.yaml")):
-        entry = cards.read_card(path, "codec")
-        if entry.name in names:
-            reg.add(entry)
-    assert set(reg.names()) == names
-    monkeypatch.setattr(catalog, "registry", lambda kind: reg if kind == "codec" else original(kind))
 
 
 def _header(encoded_bytes: bytes) -> dict:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import PIL
 import pytest
+from fakes_bench import only_cards
 from PIL import Image, JpegImagePlugin, features
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
@@ -68,21 +69,6 @@ def kodak(shared_dir: Path) -> dict[str, np.ndarray]:
             image = np.ascontiguousarray(np.rot90(image))
         images[name] = resize_image(image, H, W)
     return images
-
-
-def only_cards(monkeypatch: pytest.MonkeyPatch, names: set[str]) -> None:
-    """Make the codec registry hold only the project's cards called ``names`` (other
-    helpers' codecs stay out of these tests)."""
-    from bench import cards
-    from bench.registry import Registry
-
-    reg, original = Registry("codec"), catalog.registry
-    for path in sorted((cards.PROJECT_ROOT / "codecs").glob("*.yaml")):
-        entry = cards.read_card(path, "codec")
-        if entry.name in names:
-            reg.add(entry)
-    assert set(reg.names()) == names
-    monkeypatch.setattr(catalog, "registry", lambda kind: reg if kind == "codec" else original(kind))
 
 
 # -- plumbing --------------------------------------------------------------------
