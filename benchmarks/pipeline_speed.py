@@ -102,6 +102,8 @@ def main() -> int:
                        workers=ARGS.workers, batch_size=ARGS.batch_size)
     plan = make_plan(config)
     rates = {c.name: plan.rates[c.name][: ARGS.rates] for c in plan.codecs}
+    first = plan.codecs[0]
+    rates[first.name] = plan.rates[first.name][: min(ARGS.rates, len(plan.rates[first.name]) - 1)]  # hold one out
     config.rates = {name: [c.rate_label(r) for r in rates[name]] for name, c in ((c.name, c) for c in plan.codecs)}
     # warm up: load every network once (both sides pay model loading outside the timing)
     sample = plan.dataset.get(plan.ids[0])
@@ -123,7 +125,6 @@ def main() -> int:
 
         # one more rate point (for the first codec: the next default point not yet used)
         more = {c.name: [c.rate_label(r) for r in rates[c.name]] for c in plan.codecs}
-        first = plan.codecs[0]
         more[first.name] += [first.rate_label(r) for r in plan.rates[first.name] if r not in rates[first.name]][:1]
         config.rates = more
         t0 = time.perf_counter()
