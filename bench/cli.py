@@ -59,6 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
     metric_params = {name: params.pop(name) for name in list(params) if name in catalog.registry("metric")}
     dataset_params = dict(params.pop(args.dataset, {}))
+    segmenter = params.pop("segmenter", {}) if args.semantics == "segmenter" else None
     if args.root:
         dataset_params["root"] = args.root
     config = RunConfig(
@@ -70,6 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         dataset_params=dataset_params,
         codec_params=params,
         metric_params=metric_params,
+        semantics_segmenter=({"name": "espnetv2", **segmenter} if segmenter is not None else None),
         metric_options={"weights_dir": args.weights_dir, "allow_random_weights": args.allow_random_weights,
                         "device": args.device},
         retry_failed=args.retry_failed,
@@ -264,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--limit", type=int, help="only the first N images")
     r.add_argument("--param", action="append",
                    help="NAME.KEY=VALUE for a codec, a metric or the dataset, e.g. fid.patch=256 (repeatable)")
+    r.add_argument("--semantics", choices=["ground-truth", "segmenter"], default="ground-truth",
+                   help="label maps for semantic codecs' senders: the dataset's, or a segmenter's on the "
+                        "original (--param segmenter.name=espnetv2 --param segmenter.scale=2.0 …); recorded")
     r.add_argument("--weights-dir", help="folder searched for metric network weights")
     r.add_argument("--allow-random-weights", action="store_true",
                    help="smoke tests only: run metric networks with random weights, marked as such")

@@ -54,18 +54,43 @@ def semantics_for(codec: Codec, sample: Sample, class_set: str | None) -> Semant
     return Semantics(labels=sample.labels, class_set=class_set, source="ground-truth")
 
 
+class SegmenterSemantics:
+    """The sender's label map from a segmenter run on the original (cached by content),
+    recorded as ``segmenter:<id>`` — for datasets without labels, or by choice."""
+
+    def __init__(self, segmenter: Any) -> None:
+        from .segmenters import extractor_id
+
+        self.segmenter = segmenter
+        self.identity = extractor_id(segmenter)  # "segmenter:<name>-<settings>@<weights>"
+
+    def __call__(self, sample: Sample) -> Semantics:
+        from .segmenters import segment_cached
+
+        labels = segment_cached(self.segmenter, sample.image)
+        return Semantics(labels=labels, class_set=self.segmenter.class_set.name, source=self.identity)
+
+
 def _describe_error(err: BaseException) -> str:
     if isinstance(err, BenchError):
         return f"{type(err).__name__}: {err}"
     return f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
 
 
-def code(codec: Codec, rate: Any, sample: Sample, class_set: str | None) -> Coded:
-    """Encode and decode one image; a failure is returned as ``Coded.error``, never raised."""
+def code(codec: Codec, rate: Any, sample: Sample, class_set: str | None,
+         semantics: Any = None) -> Coded:
+    """Encode and decode one image; a failure is returned as ``Coded.error``, never raised.
+
+    ``semantics``: a callable sample → :class:`Semantics` for codecs that need a label map
+    (default: the dataset's ground truth).
+    """
     out = Coded()
     try:
+        sem = None
+        if codec.needs_semantics:
+            sem = semantics(sample) if semantics is not None else semantics_for(codec, sample, class_set)
         t0 = time.perf_counter()
-        encoded = codec.encode(sample.image, rate, semantics=semantics_for(codec, sample, class_set))
+        encoded = codec.encode(sample.image, rate, semantics=sem)
         t1 = time.perf_counter()
         recon = codec.decode(dict(encoded.parts))
         out.seconds = {"encode": t1 - t0, "decode": time.perf_counter() - t1}
@@ -199,6 +224,7 @@ class LocalExecutor:
 
     def __init__(self, *, workers: int | None = None, batch_size: int = 8, cache: ResultCache | None = None,
                  lookahead: int = 1) -> None:
+        self.semantics: Any = None
         self.workers = workers  # None: one per core when there is enough work to repay the start-up
         self.batch_size = batch_size
         self.cache = cache
@@ -206,8 +232,11 @@ class LocalExecutor:
         self.counters = Counters()
 
     def run(self, dataset: Dataset, codecs: Sequence[Codec], metrics: Sequence[Metric],
-            todo: Sequence[tuple[str, list[tuple[int, Any]]]]) -> Iterator[Row]:
-        """Rows for ``todo`` = [(image_id, [(codec index, rate), …]), …], in order of completion."""
+            todo: Sequence[tuple[str, list[tuple[int, Any]]]], semantics: Any = None) -> Iterator[Row]:
+        """Rows for ``todo`` = [(image_id, [(codec index, rate), …]), …], in order of completion.
+
+        ``semantics``: where semantic codecs' senders get label maps (None: ground truth)."""
+        self.semantics = semantics
         class_set = dataset.class_set.name if dataset.class_set else None
         codec_ids = [identity(c) for c in codecs]
         metric_ids = [identity(m) for m in metrics]
@@ -245,7 +274,9 @@ class LocalExecutor:
         skey = sample_key(sample) if self.cache is not None else ""
         for ci, rate in pending:
             codec = codecs[ci]
-            ckey = coded_key(skey, codec_ids[ci], codec.rate_label(rate))
+            own_semantics = codec.needs_semantics and self.semantics is not None
+            cid = codec_ids[ci] + (f"|semantics={self.semantics.identity}" if own_semantics else "")
+            ckey = coded_key(skey, cid, codec.rate_label(rate))
             if self.cache is not None:
                 entry = self.cache.get_coded(ckey)
                 if entry is not None:
@@ -262,10 +293,10 @@ class LocalExecutor:
                             job.work.append((ci, rate, ckey, Coded(entry.bytes, entry.notes, entry.seconds, entry.recon)))
                             continue
             self.counters.coded += 1
-            if pool is not None and codec.parallel_safe:
+            if pool is not None and codec.parallel_safe and not own_semantics:
                 job.work.append((ci, rate, ckey, pool.submit(_code_in_worker, ci, rate, sample, class_set)))
             else:
-                job.work.append((ci, rate, ckey, code(codec, rate, sample, class_set)))
+                job.work.append((ci, rate, ckey, code(codec, rate, sample, class_set, self.semantics)))
         return job
 
     def _finish(self, job: _Job, codecs: Sequence[Codec], metrics: Sequence[Metric],
@@ -279,7 +310,7 @@ class LocalExecutor:
                 try:
                     coded = result.result()
                 except BrokenProcessPool:  # a worker died (or cannot start): code it here instead
-                    coded = code(codecs[ci], rate, job.sample, job.class_set)
+                    coded = code(codecs[ci], rate, job.sample, job.class_set, self.semantics)
             else:
                 coded = result
             row = base_row(codecs[ci], rate, job.sample, coded)

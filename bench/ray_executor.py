@@ -23,7 +23,7 @@ from .store import Row
 
 
 def _shard(dataset: Dataset, codec: Codec, metrics: Sequence[Metric], rate: Any, image_ids: Sequence[str],
-           batch_size: int) -> list[Row]:
+           batch_size: int, semantics: Any = None) -> list[Row]:
     """One shard's rows (runs inside a Ray worker)."""
     class_set = dataset.class_set.name if dataset.class_set else None
     done: list[Row] = []
@@ -35,7 +35,7 @@ def _shard(dataset: Dataset, codec: Codec, metrics: Sequence[Metric], rate: Any,
             done.append(Row(codec.name, codec.rate_label(rate), image_id, status="error",
                             error=f"cannot load image: {type(err).__name__}: {err}"))
             continue
-        coded = code(codec, rate, sample, class_set)
+        coded = code(codec, rate, sample, class_set, semantics)
         row = base_row(codec, rate, sample, coded)
         if coded.recon is None:
             done.append(row)
@@ -74,7 +74,7 @@ class RayExecutor:
         return ray
 
     def run(self, dataset: Dataset, codecs: Sequence[Codec], metrics: Sequence[Metric],
-            todo: Sequence[tuple[str, list[tuple[int, Any]]]]) -> Iterator[Row]:
+            todo: Sequence[tuple[str, list[tuple[int, Any]]]], semantics: Any = None) -> Iterator[Row]:
         ray = self._ray()
         by_point: dict[tuple[int, str], tuple[Any, list[str]]] = defaultdict(lambda: (None, []))
         for image_id, pending in todo:
@@ -84,7 +84,9 @@ class RayExecutor:
         remote = ray.remote(_shard)
         ds_ref, metrics_ref = ray.put(dataset), ray.put(list(metrics))
         codec_refs = [ray.put(c) for c in codecs]
-        futures = [remote.remote(ds_ref, codec_refs[ci], metrics_ref, rate, ids[i:i + self.chunk], self.batch_size)
+        sem_ref = ray.put(semantics)
+        futures = [remote.remote(ds_ref, codec_refs[ci], metrics_ref, rate, ids[i:i + self.chunk], self.batch_size,
+                                 sem_ref)
                    for (ci, _label), (rate, ids) in by_point.items() for i in range(0, len(ids), self.chunk)]
         while futures:
             ready, futures = ray.wait(futures, num_returns=1)

@@ -20,7 +20,14 @@ from .codecs.base import Codec
 from .datasets.base import Dataset, Sample
 from .errors import ConfigError, UnavailableError
 from .metrics.base import Metric
-from .pipeline import LocalExecutor, base_row, code, measure, semantics_for  # noqa: F401 (re-exported)
+from .pipeline import (  # noqa: F401 (semantics_for re-exported)
+    LocalExecutor,
+    SegmenterSemantics,
+    base_row,
+    code,
+    measure,
+    semantics_for,
+)
 from .resultcache import ResultCache
 from .store import Row, Store
 
@@ -52,6 +59,9 @@ class RunConfig:
     batch_size: int = 8  # metric-network batch
     use_cache: bool = True  # reuse coded / metric results by content across runs
     keep_reconstructions: bool = False  # store reconstructions (PNG) so new metrics need no re-encode
+    # where semantic codecs' senders get the label map: None = the dataset's ground truth, or
+    # {"name": "espnetv2", **params} = that segmenter on the original (recorded as the source)
+    semantics_segmenter: dict[str, Any] | None = None
 
 
 @dataclass
@@ -143,6 +153,23 @@ def make_plan(config: RunConfig) -> Plan:
     return Plan(dataset, codecs, rates, metrics, ids, skipped + skipped_m)
 
 
+def sender_semantics(config: RunConfig) -> SegmenterSemantics | None:
+    """The segmenter that gives semantic codecs their label map, when one is configured."""
+    if not config.semantics_segmenter:
+        return None
+    from .segmenters import make_segmenter
+
+    params = dict(config.semantics_segmenter)
+    name = params.pop("name", "espnetv2")
+    options = {k: v for k, v in config.metric_options.items() if k in ("weights_dir", "allow_random_weights", "device")}
+    segmenter = make_segmenter(name, **{**options, **params})
+    missing = [r for r in segmenter.requirements() if not r.found]
+    if missing:
+        raise UnavailableError(f"segmenter {name!r} for the senders' label maps is not available: {_reason(missing)}",
+                               "give its weights (--weights-dir) or use the dataset's ground truth")
+    return SegmenterSemantics(segmenter)
+
+
 def run_id_for(plan: Plan, content_hash: str, tag: str | None) -> str:
     """Deterministic id: the same dataset content, codecs, rates and metrics → same run."""
     key = {
@@ -170,14 +197,16 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
             on_skip: Callable[[str, str], None] | None = None, executor: Any = None) -> str:
     """Run (or resume) ``config`` into ``store``; returns the run id.
 
-    ``executor``: anything with ``run(dataset, codecs, metrics, todo) -> Iterator[Row]``
+    ``executor``: anything with ``run(dataset, codecs, metrics, todo, semantics) -> Iterator[Row]``
     (default: a :class:`bench.pipeline.LocalExecutor` built from the config).
     """
     plan = make_plan(config)
     for name, reason in plan.skipped:
         (on_skip or (lambda n, r: log.warning("skipping %s: %s", n, r)))(name, reason)
     content_hash = plan.dataset.content_hash(plan.ids)
-    run_id = run_id_for(plan, content_hash, config.tag)
+    semantics = sender_semantics(config) if any(c.needs_semantics for c in plan.codecs) else None
+    source = semantics.identity if semantics is not None else "ground-truth"
+    run_id = run_id_for(plan, content_hash, config.tag if semantics is None else f"{config.tag}|{source}")
     meta = {
         "git_sha": provenance.git_sha(),
         "packages": provenance.package_versions(),
@@ -190,6 +219,7 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
         "metric_options": {k: v for k, v in config.metric_options.items() if k != "device"},
         "metric_params": config.metric_params,
         "skipped": dict(plan.skipped),
+        "semantics_source": source if any(c.needs_semantics for c in plan.codecs) else None,
         "tag": config.tag,
     }
     config_json = {"dataset": config.dataset, "codecs": config.codecs, "metrics": config.metrics,
@@ -208,7 +238,7 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
     if executor is None:
         cache = ResultCache(store.db, keep_reconstructions=config.keep_reconstructions) if config.use_cache else None
         executor = LocalExecutor(workers=config.workers, batch_size=config.batch_size, cache=cache)
-    for row in executor.run(plan.dataset, plan.codecs, plan.metrics, todo):
+    for row in executor.run(plan.dataset, plan.codecs, plan.metrics, todo, semantics):
         store.put(run_id, row)
         bar.update(1)
     bar.close()

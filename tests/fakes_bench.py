@@ -49,6 +49,21 @@ class QuantCodec(Codec):
         return np.clip(q.astype(np.int32) * int(step) + int(step) // 2, 0, 255).astype(np.uint8)
 
 
+class SemanticQuantCodec(QuantCodec):
+    """Needs a label map: sends it raw next to the quantised image; notes its source."""
+
+    name = "semquant"
+    needs_semantics = True
+    parallel_safe = False
+
+    def encode(self, image: np.ndarray, rate: Any, *, semantics: Any = None) -> Encoded:
+        enc = super().encode(image, rate)
+        enc.parts["labels"] = zlib.compress(semantics.labels.tobytes(), 9)
+        enc.notes = {"semantics_source": semantics.source, "label_set": semantics.class_set,
+                     "n_label_values": len(np.unique(semantics.labels))}
+        return enc
+
+
 class CrashCodec(QuantCodec):
     """Fails on images whose id contains 'crash'."""
 
