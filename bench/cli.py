@@ -56,6 +56,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import catalog
     from .runner import RunConfig, execute
 
+    # the originals' features and segmentations are cached beside the store unless told otherwise
+    os.environ.setdefault("BENCH_CACHE_DIR", str(Path(args.out) / "cache"))
+
     params = parse_params(args.param)
     metric_params = {name: params.pop(name) for name in list(params) if name in catalog.registry("metric")}
     dataset_params = dict(params.pop(args.dataset, {}))
