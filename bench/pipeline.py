@@ -162,9 +162,10 @@ def measure(metrics: Sequence[Metric], sample: Sample | Sequence[Sample], rows: 
             t0 = time.perf_counter()
             try:
                 results = metric.update_batch(states, pairs)
-            except BenchError as err:
+            except Exception as err:  # recorded for these images; the run goes on
+                message = err.problem if isinstance(err, BenchError) else _describe_error(err)
                 for i in chunk:
-                    errors[i].append(f"{metric.name}: {err.problem}")
+                    errors[i].append(f"{metric.name}: {message}")
                 continue
             seconds = (time.perf_counter() - t0) / len(chunk)
             for i, state, values in zip(chunk, states, results):
@@ -311,6 +312,8 @@ class LocalExecutor:
                     coded = result.result()
                 except BrokenProcessPool:  # a worker died (or cannot start): code it here instead
                     coded = code(codecs[ci], rate, job.sample, job.class_set, self.semantics)
+                except Exception as err:  # e.g. an unpicklable result: recorded, the run goes on
+                    coded = Coded(error=_describe_error(err))
             else:
                 coded = result
             row = base_row(codecs[ci], rate, job.sample, coded)

@@ -63,7 +63,7 @@ def sample_key(sample: Sample) -> str:
     parts: list[bytes | str] = ["sample-v1", f"{img.dtype.str}{img.shape}", img.tobytes()]
     if sample.labels is not None:
         lab = np.ascontiguousarray(sample.labels)
-        parts += [f"{lab.dtype.str}{lab.shape}", lab.tobytes()]
+        parts += [f"{lab.dtype.str}{lab.shape}", str(sample.meta.get("class_set")), lab.tobytes()]
     return _sha(*parts)
 
 

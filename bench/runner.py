@@ -149,7 +149,8 @@ def make_plan(config: RunConfig) -> Plan:
     rates: dict[str, list[Any]] = {}
     for codec in codecs:
         asked = config.rates.get(codec.name) or config.rates.get("*")
-        rates[codec.name] = [codec.rate_knob.parse(str(v)) for v in asked] if asked else catalog.codec_rates(codec)
+        values = [codec.rate_knob.parse(str(v)) for v in asked] if asked else catalog.codec_rates(codec)
+        rates[codec.name] = list({codec.rate_label(v): v for v in values}.values())  # "8,8" or "8,08": once
     return Plan(dataset, codecs, rates, metrics, ids, skipped + skipped_m)
 
 
@@ -203,6 +204,8 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
     plan = make_plan(config)
     for name, reason in plan.skipped:
         (on_skip or (lambda n, r: log.warning("skipping %s: %s", n, r)))(name, reason)
+    for metric in plan.metrics:  # weights resolved now: describe() names them in the run id and cache keys
+        metric.prepare()
     content_hash = plan.dataset.content_hash(plan.ids)
     semantics = sender_semantics(config) if any(c.needs_semantics for c in plan.codecs) else None
     source = semantics.identity if semantics is not None else "ground-truth"

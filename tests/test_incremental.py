@@ -114,3 +114,34 @@ def test_network_metrics_do_not_depend_on_batch_size(tmp_path, monkeypatch):
             assert np.array_equal(a[key].states["miou"][k], b[key].states["miou"][k])
     lp = [a[("jpeg", r, "astronaut")].metrics["lpips"] for r in ("5", "50", "90")]
     assert lp[0] > lp[1] > lp[2]  # even random-weight LPIPS falls as quality rises
+
+
+def test_metric_identity_names_its_weights_before_any_key_is_made(tmp_path, monkeypatch):
+    """Run ids and cache keys come from describe(): it must say 'random weights' (or the
+    weights' sha256) before the first image, or a later run with real weights would reuse
+    random-weight results."""
+    from bench.metrics.fidelity import FID
+    from bench.metrics.lpips_metric import LPIPS
+    from bench.resultcache import identity
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    for metric in (LPIPS(allow_random_weights=True), FID(allow_random_weights=True)):
+        metric.prepare()
+        assert '"random_weights": true' in identity(metric)
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "refcache"))
+    with Store(tmp_path / "s.sqlite") as store:
+        run_id = execute(RunConfig("demo", ["jpeg"], ["lpips"], limit=1, rates={"jpeg": ["50"]}, workers=1,
+                                   metric_options={"allow_random_weights": True}), store, progress=False)
+        keys = [k for (k,) in store.db.execute("SELECT key FROM metric_cache")]
+    assert len(keys) == 1 and run_id.startswith("demo-")
+    from bench.resultcache import coded_key, metric_key, sample_key
+    from bench.datasets.demo import DemoDataset
+    from bench import catalog as cat
+
+    sample = DemoDataset().get("astronaut")
+    jpeg = cat.make_codec("jpeg")
+    random_lpips = LPIPS(allow_random_weights=True)
+    random_lpips.prepare()
+    ckey = coded_key(sample_key(sample), identity(jpeg), "50")
+    assert keys == [metric_key(ckey, identity(random_lpips))]
+    assert keys != [metric_key(ckey, identity(LPIPS(allow_random_weights=True)))]  # unprepared identity differs

@@ -61,6 +61,10 @@ class Metric(ABC):
         """Weights or packages needed (see :class:`bench.codecs.base.Requirement`)."""
         return []
 
+    def prepare(self) -> None:
+        """Load networks and resolve weights now, so that :meth:`describe` names the exact
+        weights (sha256, or random) before the run id and cache keys are derived from it."""
+
     def describe(self) -> dict[str, Any]:
         """Identity recorded with the run (add weights hashes, protocol, …)."""
         out: dict[str, Any] = {"name": self.name, "version": self.version}

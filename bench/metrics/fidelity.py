@@ -243,6 +243,9 @@ class _InceptionMetric(Metric):
         self.extractor()
         return f"torch-fidelity/{EXTRACTOR}/pool3-{DIM}@{self._weights_sha256}/uint8-chw-tf1-bilinear-299/{self.protocol}"
 
+    def prepare(self) -> None:
+        self.extractor()
+
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out.update({"feature_extractor": f"torch-fidelity {EXTRACTOR} pool3 ({DIM}-d)", "protocol": self.protocol})

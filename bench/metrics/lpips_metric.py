@@ -142,6 +142,9 @@ class LPIPS(Metric):
                                        + (f"; get it from {spec.source}" if spec.source else "")))
         return out
 
+    def prepare(self) -> None:
+        self.model()
+
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out.update({"net": self.net, "lpips_version": LPIPS_VERSION, "input": "uint8 -> [-1,1]"})
