@@ -198,11 +198,22 @@ def _code_in_worker(index: int, rate: Any, sample: Sample, class_set: str | None
 
 
 @dataclass
+class _Work:
+    """One codec × rate of an image in flight: its cache keys and its coding (or a future of it)."""
+
+    codec_index: int
+    rate: Any
+    keys: dict[str, str]           # metric name -> metric cache key
+    result: Future | Coded
+    coded_key: str = ""
+    from_cache: bool = False       # the reconstruction came from the cache: nothing to store again
+
+
+@dataclass
 class _Job:
     sample: Sample | None
     rows: list[Row]                      # finished rows (cache hits, load failures)
-    work: list[tuple[int, Any, str, Future | Coded]] = field(default_factory=list)  # codec index, rate, ckey, result
-    load_error: str | None = None
+    work: list[_Work] = field(default_factory=list)
     class_set: str | None = None
 
 
@@ -255,9 +266,9 @@ class LocalExecutor:
                 inflight.append(self._start(dataset, codecs, codec_ids, metrics, metric_ids, class_set,
                                             image_id, pending, pool))
                 while len(inflight) > self.lookahead:
-                    yield from self._finish(inflight.popleft(), codecs, metrics, metric_ids)
+                    yield from self._finish(inflight.popleft(), codecs, metrics)
             while inflight:
-                yield from self._finish(inflight.popleft(), codecs, metrics, metric_ids)
+                yield from self._finish(inflight.popleft(), codecs, metrics)
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
@@ -270,7 +281,7 @@ class LocalExecutor:
         except Exception as err:  # unreadable image: one error row per pending codec × rate
             message = f"cannot load image: {type(err).__name__}: {err}"
             return _Job(None, [Row(codecs[ci].name, codecs[ci].rate_label(r), image_id, status="error", error=message)
-                               for ci, r in pending], load_error=message)
+                               for ci, r in pending])
         job = _Job(sample, [], class_set=class_set)
         skey = sample_key(sample) if self.cache is not None else ""
         for ci, rate in pending:
@@ -278,11 +289,11 @@ class LocalExecutor:
             own_semantics = codec.needs_semantics and self.semantics is not None
             cid = codec_ids[ci] + (f"|semantics={self.semantics.identity}" if own_semantics else "")
             ckey = coded_key(skey, cid, codec.rate_label(rate))
+            keys = {m.name: metric_key(ckey, mid) for m, mid in zip(metrics, metric_ids)}
             if self.cache is not None:
                 entry = self.cache.get_coded(ckey)
                 if entry is not None:
                     row = base_row(codec, rate, sample, Coded(entry.bytes, entry.notes, entry.seconds))
-                    keys = {m.name: metric_key(ckey, mid) for m, mid in zip(metrics, metric_ids)}
                     if not fill_cached(row, metrics, keys, self.cache):
                         self.counters.rows_cached += 1
                         job.rows.append(row)
@@ -291,39 +302,40 @@ class LocalExecutor:
                         entry = self.cache.get_coded(ckey, need_recon=True)
                         if entry is not None:
                             self.counters.coded_cached += 1
-                            job.work.append((ci, rate, ckey, Coded(entry.bytes, entry.notes, entry.seconds, entry.recon)))
+                            job.work.append(_Work(ci, rate, keys, Coded(entry.bytes, entry.notes, entry.seconds,
+                                                                         entry.recon), ckey, from_cache=True))
                             continue
             self.counters.coded += 1
             if pool is not None and codec.parallel_safe and not own_semantics:
-                job.work.append((ci, rate, ckey, pool.submit(_code_in_worker, ci, rate, sample, class_set)))
+                job.work.append(_Work(ci, rate, keys, pool.submit(_code_in_worker, ci, rate, sample, class_set), ckey))
             else:
-                job.work.append((ci, rate, ckey, code(codec, rate, sample, class_set, self.semantics)))
+                job.work.append(_Work(ci, rate, keys, code(codec, rate, sample, class_set, self.semantics), ckey))
         return job
 
-    def _finish(self, job: _Job, codecs: Sequence[Codec], metrics: Sequence[Metric],
-                metric_ids: list[str]) -> Iterator[Row]:
+    def _finish(self, job: _Job, codecs: Sequence[Codec], metrics: Sequence[Metric]) -> Iterator[Row]:
         yield from job.rows
         if job.sample is None or not job.work:
             return
         rows, recons, keys = [], [], []
-        for ci, rate, ckey, result in job.work:
-            if isinstance(result, Future):
+        for work in job.work:
+            codec = codecs[work.codec_index]
+            if isinstance(work.result, Future):
                 try:
-                    coded = result.result()
+                    coded = work.result.result()
                 except BrokenProcessPool:  # a worker died (or cannot start): code it here instead
-                    coded = code(codecs[ci], rate, job.sample, job.class_set, self.semantics)
+                    coded = code(codec, work.rate, job.sample, job.class_set, self.semantics)
                 except Exception as err:  # e.g. an unpicklable result: recorded, the run goes on
                     coded = Coded(error=_describe_error(err))
             else:
-                coded = result
-            row = base_row(codecs[ci], rate, job.sample, coded)
+                coded = work.result
+            row = base_row(codec, work.rate, job.sample, coded)
             if coded.error is not None:
                 yield row
                 continue
-            if self.cache is not None:
-                self.cache.put_coded(ckey, CodedEntry(coded.bytes, coded.notes, coded.seconds, coded.recon))
+            if self.cache is not None and not work.from_cache:
+                self.cache.put_coded(work.coded_key, CodedEntry(coded.bytes, coded.notes, coded.seconds, coded.recon))
             rows.append(row)
             recons.append(coded.recon)
-            keys.append({m.name: metric_key(ckey, mid) for m, mid in zip(metrics, metric_ids)})
+            keys.append(work.keys)
         measure(metrics, job.sample, rows, recons, batch_size=self.batch_size, cache=self.cache, keys=keys)
         yield from rows

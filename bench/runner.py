@@ -171,9 +171,10 @@ def sender_semantics(config: RunConfig) -> SegmenterSemantics | None:
     return SegmenterSemantics(segmenter)
 
 
-def run_id_for(plan: Plan, content_hash: str, tag: str | None) -> str:
-    """Deterministic id: the same dataset content, codecs, rates and metrics → same run."""
-    key = {
+def run_id_for(plan: Plan, content_hash: str, tag: str | None, semantics_source: str | None = None) -> str:
+    """Deterministic id: the same dataset content, codecs, rates, metrics (and senders'
+    label-map source, when a segmenter gives it) → same run."""
+    key: dict[str, Any] = {
         "dataset": plan.dataset.protocol(),
         "content": content_hash,
         "codecs": [c.describe() for c in plan.codecs],
@@ -181,6 +182,8 @@ def run_id_for(plan: Plan, content_hash: str, tag: str | None) -> str:
         "metrics": [m.describe() for m in plan.metrics],
         "tag": tag,
     }
+    if semantics_source is not None:
+        key["semantics"] = semantics_source
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{plan.dataset.name}-{digest}"
 
@@ -207,9 +210,9 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
     for metric in plan.metrics:  # weights resolved now: describe() names them in the run id and cache keys
         metric.prepare()
     content_hash = plan.dataset.content_hash(plan.ids)
-    semantics = sender_semantics(config) if any(c.needs_semantics for c in plan.codecs) else None
-    source = semantics.identity if semantics is not None else "ground-truth"
-    run_id = run_id_for(plan, content_hash, config.tag if semantics is None else f"{config.tag}|{source}")
+    needs_semantics = any(c.needs_semantics for c in plan.codecs)
+    semantics = sender_semantics(config) if needs_semantics else None
+    run_id = run_id_for(plan, content_hash, config.tag, semantics.identity if semantics is not None else None)
     meta = {
         "git_sha": provenance.git_sha(),
         "packages": provenance.package_versions(),
@@ -222,7 +225,7 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
         "metric_options": {k: v for k, v in config.metric_options.items() if k != "device"},
         "metric_params": config.metric_params,
         "skipped": dict(plan.skipped),
-        "semantics_source": source if any(c.needs_semantics for c in plan.codecs) else None,
+        "semantics_source": (semantics.identity if semantics is not None else "ground-truth") if needs_semantics else None,
         "tag": config.tag,
     }
     config_json = {"dataset": config.dataset, "codecs": config.codecs, "metrics": config.metrics,
