@@ -282,6 +282,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.to(device)
         label_model.to(device)
 
+    def after_step(stage: str, step: int, total: int, stats: dict[str, float], t0: float) -> None:
+        """Count the step, print every --log-every steps, save every --save-every steps."""
+        info.update(stage=stage, **{f"steps_{stage}": int(info.get(f"steps_{stage}", 0)) + 1})
+        if (step + 1) % args.log_every == 0 or step == 0:
+            print(f"{stage} {step + 1}/{total} " + " ".join(f"{k} {v:.4g}" for k, v in stats.items())
+                  + f" ({time.time() - t0:.0f} s)", flush=True)
+        if (step + 1) % args.save_every == 0:
+            save()
+
     # stage 1: rate–distortion
     if args.steps_rd:
         aux_names = {n for n, _ in model.named_parameters() if n.endswith(".quantiles")}
@@ -297,12 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             config.lambda_mse)
             if not math.isfinite(stats["loss"]):
                 raise ConfigError(f"stage 1 diverged at step {step}: {stats}", "lower --lr")
-            info.update(stage="rd", steps_rd=int(info.get("steps_rd", 0)) + 1)
-            if (step + 1) % args.log_every == 0 or step == 0:
-                print(f"rd {step + 1}/{args.steps_rd} " + " ".join(f"{k} {v:.4g}" for k, v in stats.items())
-                      + f" ({time.time() - t0:.0f} s)", flush=True)
-            if (step + 1) % args.save_every == 0:
-                save()
+            after_step("rd", step, args.steps_rd, stats, t0)
 
     # stage 2: GAN, decoder only
     if args.steps_gan:
@@ -323,12 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stats = gan_step(model, disc, g_opt, d_opt, x.to(device), one_hot(small, config.num_symbols).to(device),
                              one_hot(full, config.num_symbols).to(device), lambda_mse2=args.lambda_mse2,
                              lambda_adv=args.lambda_adv, lambda_vgg=args.lambda_vgg, vgg=vgg)
-            info.update(stage="gan", steps_gan=int(info.get("steps_gan", 0)) + 1)
-            if (step + 1) % args.log_every == 0 or step == 0:
-                print(f"gan {step + 1}/{args.steps_gan} " + " ".join(f"{k} {v:.4g}" for k, v in stats.items())
-                      + f" ({time.time() - t0:.0f} s)", flush=True)
-            if (step + 1) % args.save_every == 0:
-                save()
+            after_step("gan", step, args.steps_gan, stats, t0)
 
     # label-map compressor
     if args.steps_labels:
