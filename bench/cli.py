@@ -210,7 +210,9 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def _availability(obj: Any) -> tuple[bool, str]:
-    missing = [r for r in obj.requirements() if not r.found]
+    from .codecs.base import unmet
+
+    missing = unmet(obj)
     if not missing:
         return True, "ok"
     return False, "; ".join(f"{r.kind} {r.name}: {r.detail}" for r in missing)

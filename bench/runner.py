@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 from tqdm import tqdm
 
 from . import catalog, provenance
-from .codecs.base import Codec
+from .codecs.base import Codec, unmet
 from .datasets.base import Dataset, Sample
 from .errors import ConfigError, UnavailableError
 from .metrics.base import Metric
@@ -84,31 +84,35 @@ def _reason(reqs: Sequence[Any]) -> str:
     return "; ".join(f"{r.kind} {r.name} missing: {r.detail}" for r in reqs)
 
 
-def resolve_codecs(names: Sequence[str], params: dict[str, dict[str, Any]]) -> tuple[list[Codec], list[tuple[str, str]]]:
-    """Build the named codecs. ``all`` takes every registered codec and skips the
-    unavailable ones with a reason; an explicitly named unavailable codec raises."""
-    reg = catalog.registry("codec")
+def _resolve(kind: str, names: Sequence[str], build: Callable[[str], Any], fix: str) -> tuple[list[Any], list[tuple[str, str]]]:
+    """Build the named components of ``kind``. ``all`` takes every registered one (but those
+    whose card says ``skip_in_all``) and skips the unavailable ones with a reason; an
+    explicitly named unavailable component raises."""
+    reg = catalog.registry(kind)
     explicit = [n for n in names if n != "all"]
     wanted = list(dict.fromkeys((reg.names() if "all" in names else []) + explicit))
-    codecs, skipped = [], []
+    built, skipped = [], []
     for name in wanted:
-        if (reg.get(name).card.get("skip_in_all") and name not in explicit):
+        if name not in explicit and reg.get(name).card.get("skip_in_all"):
             continue
         try:
-            codec = catalog.make_codec(name, **params.get(name, {}))
+            obj = build(name)
+            missing = unmet(obj)
+            if missing:
+                raise UnavailableError(f"{kind} {name!r} is not available: {_reason(missing)}", fix)
         except UnavailableError as err:
             if name in explicit:
                 raise
             skipped.append((name, err.problem))
             continue
-        missing = codec.missing()
-        if missing:
-            if name in explicit:
-                raise UnavailableError(f"codec {name!r} is not available: {_reason(missing)}",
-                                       "install what is missing, or see `bench list codecs`")
-            skipped.append((name, _reason(missing)))
-            continue
-        codecs.append(codec)
+        built.append(obj)
+    return built, skipped
+
+
+def resolve_codecs(names: Sequence[str], params: dict[str, dict[str, Any]]) -> tuple[list[Codec], list[tuple[str, str]]]:
+    """The codecs to run (see :func:`_resolve`); at least one."""
+    codecs, skipped = _resolve("codec", names, lambda n: catalog.make_codec(n, **params.get(n, {})),
+                               "install what is missing, or see `bench list codecs`")
     if not codecs:
         raise ConfigError("no codec to run", "name codecs with --codecs (see `bench list codecs`)")
     return codecs, skipped
@@ -116,25 +120,9 @@ def resolve_codecs(names: Sequence[str], params: dict[str, dict[str, Any]]) -> t
 
 def resolve_metrics(names: Sequence[str], options: dict[str, Any] | None = None,
                     params: dict[str, dict[str, Any]] | None = None) -> tuple[list[Metric], list[tuple[str, str]]]:
-    """Build metrics; ``all`` takes every available one and reports the others."""
-    reg = catalog.registry("metric")
-    explicit = [n for n in names if n != "all"]
-    wanted = list(dict.fromkeys((reg.names() if "all" in names else []) + explicit))
-    metrics, skipped = [], []
-    for name in wanted:
-        try:
-            metric = catalog.make_metric(name, **{**(options or {}), **(params or {}).get(name, {})})
-            missing = [r for r in metric.requirements() if not r.found]
-            if missing:
-                raise UnavailableError(f"metric {name!r} is not available: {_reason(missing)}",
-                                       "see `bench doctor`")
-        except UnavailableError as err:
-            if name in explicit:
-                raise
-            skipped.append((name, err.problem))
-            continue
-        metrics.append(metric)
-    return metrics, skipped
+    """The metrics to compute (see :func:`_resolve`); ``options`` go to every metric."""
+    return _resolve("metric", names, lambda n: catalog.make_metric(n, **{**(options or {}), **(params or {}).get(n, {})}),
+                    "see `bench doctor`")
 
 
 def make_plan(config: RunConfig) -> Plan:
@@ -164,7 +152,7 @@ def sender_semantics(config: RunConfig) -> SegmenterSemantics | None:
     name = params.pop("name", "espnetv2")
     options = {k: v for k, v in config.metric_options.items() if k in ("weights_dir", "allow_random_weights", "device")}
     segmenter = make_segmenter(name, **{**options, **params})
-    missing = [r for r in segmenter.requirements() if not r.found]
+    missing = unmet(segmenter)
     if missing:
         raise UnavailableError(f"segmenter {name!r} for the senders' label maps is not available: {_reason(missing)}",
                                "give its weights (--weights-dir) or use the dataset's ground truth")

@@ -72,6 +72,11 @@ class Requirement:
     detail: str  # where it was found, or how to get it
 
 
+def unmet(component: Any) -> list[Requirement]:
+    """The requirements of a codec, metric or segmenter that are not found."""
+    return [r for r in component.requirements() if not r.found]
+
+
 @dataclass(frozen=True)
 class Semantics:
     """A semantic label map given to a semantic codec's sender.
@@ -134,7 +139,7 @@ class Codec(ABC):
         return []
 
     def missing(self) -> list[Requirement]:
-        return [r for r in self.requirements() if not r.found]
+        return unmet(self)
 
     def describe(self) -> dict[str, Any]:
         """Identity recorded with each run: version and settings that change output."""
