@@ -74,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         dataset_params=dataset_params,
         codec_params=params,
         metric_params=metric_params,
-        semantics_segmenter=({"name": "espnetv2", **segmenter} if segmenter is not None else None),
+        semantics_segmenter=segmenter,
         metric_options={"weights_dir": args.weights_dir, "allow_random_weights": args.allow_random_weights,
                         "device": args.device},
         retry_failed=args.retry_failed,
@@ -104,8 +104,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _report(store: Any, run_id: str, out_dir: Path) -> int:
     from .report import render_console, summarise, write_report
 
-    paths = write_report(store, run_id, out_dir)
-    print(render_console(summarise(store, run_id)))
+    summary = summarise(store, run_id)
+    paths = write_report(store, run_id, out_dir, summary)
+    print(render_console(summary))
     print(f"report: {out_dir} ({len(paths)} files)")
     return 0
 

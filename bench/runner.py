@@ -60,7 +60,8 @@ class RunConfig:
     use_cache: bool = True  # reuse coded / metric results by content across runs
     keep_reconstructions: bool = False  # store reconstructions (PNG) so new metrics need no re-encode
     # where semantic codecs' senders get the label map: None = the dataset's ground truth, or
-    # {"name": "espnetv2", **params} = that segmenter on the original (recorded as the source)
+    # {"name": "espnetv2", **params} = that segmenter on the original (recorded as the source;
+    # {} = the default segmenter, ESPNetv2)
     semantics_segmenter: dict[str, Any] | None = None
 
 
@@ -144,7 +145,7 @@ def make_plan(config: RunConfig) -> Plan:
 
 def sender_semantics(config: RunConfig) -> SegmenterSemantics | None:
     """The segmenter that gives semantic codecs their label map, when one is configured."""
-    if not config.semantics_segmenter:
+    if config.semantics_segmenter is None:
         return None
     from .segmenters import make_segmenter
 

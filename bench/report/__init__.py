@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from ..store import Store
 from .curves import codec_colour, codec_marker, rd_figure, write_curves
 from .summary import (
@@ -22,12 +24,13 @@ from .summary import (
 from .tables import render_console, to_latex, to_markdown, write_tables
 
 
-def write_report(store: Store, run_id: str, out_dir: Path | str) -> list[Path]:
+def write_report(store: Store, run_id: str, out_dir: Path | str, summary: pd.DataFrame | None = None) -> list[Path]:
     """Write summary.{md,csv,tex}, per_image.csv, rd_<metric>.{png,pdf} and, when any
-    row failed, failures.csv into ``out_dir``; returns the written paths."""
+    row failed, failures.csv into ``out_dir``; returns the written paths.
+    ``summary``: :func:`summarise` of the run, when the caller already has it."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    df = summarise(store, run_id)
+    df = summary if summary is not None else summarise(store, run_id)
     paths = write_tables(df, out)
     paths += write_curves(df, out)
     images = per_image(store, run_id)
