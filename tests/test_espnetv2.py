@@ -12,8 +12,8 @@ from PIL import Image
 from bench import weights as W
 from bench.datasets.classes import CITYSCAPES_19
 from bench.errors import ConfigError, WeightsError
-from bench.segmenters.espnetv2 import (KNOWN_WEIGHTS, ESPNetv2Segmenter, build_network, load_network,
-                                       weight_spec)
+from bench.segmenters.espnetv2 import (KNOWN_WEIGHTS, ESPNetv2Segmenter, build_network, fold_batchnorm,
+                                       load_network, random_init, weight_spec)
 
 # Parameter counts in the EdgeNets model zoo README (millions, 2 decimals).
 PUBLISHED_PARAMS_M = {0.5: 0.08, 1.0: 0.23, 1.5: 0.47, 2.0: 0.79}
@@ -73,7 +73,12 @@ def test_real_photos_give_sensible_deterministic_labels(shared_dir: Path) -> Non
     desc = seg.describe()
     assert desc["weights_sha256"].startswith(KNOWN_WEIGHTS[(1.0, (512, 256))])
     assert desc["input_size"] == "512x256" and desc["class_set"] == "cityscapes19"
-    assert seg.identity == "espnetv2-s1.0-512x256@" + desc["weights_sha256"][:12]
+    assert seg.identity == "espnetv2-s1.0-512x256-fused@" + desc["weights_sha256"][:12]
+    # The network exactly as loaded (no BN folding, NCHW) labels the photo the same way.
+    plain = ESPNetv2Segmenter(scale=1.0, input_size="512x256", weights_dir=str(_espnet_dir(shared_dir)),
+                              device="cpu", optimize=False)
+    assert plain.identity == "espnetv2-s1.0-512x256@" + desc["weights_sha256"][:12]
+    assert (plain.predict(facade) == first).mean() > 0.9999
 
 
 def test_default_is_s2_at_1024x512(shared_dir: Path) -> None:
@@ -142,3 +147,31 @@ def test_bad_configurations_raise_config_errors() -> None:
     seg = ESPNetv2Segmenter(scale=0.5, input_size="512x256", allow_random_weights=True)
     with pytest.raises(ConfigError, match="uint8"):
         seg.predict(np.zeros((8, 8, 3), np.float32))
+
+
+def test_folding_batchnorm_keeps_the_logits() -> None:
+    """BN folded into the preceding convs (+ channels_last) = the network as built, to float rounding."""
+    net = build_network(0.5)
+    random_init(net, 3)
+    gen = torch.Generator().manual_seed(4)
+    with torch.no_grad():  # non-trivial statistics, so that folding has something to fold
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.2)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+    net.eval()
+    fused = build_network(0.5)
+    fused.load_state_dict(net.state_dict())
+    fused.eval()
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    folded = fold_batchnorm(fused)
+    assert folded >= 10 and sum(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules()) == n_bn - folded
+    fused = fused.to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 128, 256, generator=gen)
+    with torch.inference_mode():
+        a, b = net(x), fused(x)
+    assert a.abs().max() > 0.1
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+    assert (a.argmax(1) == b.argmax(1)).float().mean() > 0.999

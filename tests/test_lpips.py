@@ -133,6 +133,31 @@ def test_mixed_sizes_are_grouped(alex: LM.LPIPS) -> None:
     np.testing.assert_allclose(mixed, alone, rtol=1e-5, atol=1e-7)
 
 
+def test_an_original_shared_by_a_batch_goes_through_the_backbone_once(alex: LM.LPIPS) -> None:
+    """One image, four reconstructions (the pipeline's case): the original's features are
+    computed once per batch, and the distances equal those of separate copies and of the
+    lpips package's own forward."""
+    refs, recs = _images(4)
+    original = refs[0]
+    seen: list[int] = []
+    hook = alex.model().net.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[0]))
+    try:
+        alex.batch_size = 8
+        shared = alex.distances([original] * 4, recs)
+        assert seen == [1, 4]  # the original once, then the four reconstructions
+        seen.clear()
+        copies = alex.distances([original.copy() for _ in range(4)], recs)
+        assert seen == [4, 4]
+    finally:
+        hook.remove()
+    np.testing.assert_allclose(shared, copies, rtol=1e-5, atol=1e-7)
+    model = alex.model()
+    with torch.no_grad():
+        package = model(LM.to_lpips_input([original] * 4), LM.to_lpips_input(recs)).reshape(4).double().numpy()
+    np.testing.assert_allclose(shared, package, rtol=1e-5, atol=1e-7)
+    assert len(set(np.round(shared, 6))) == 4
+
+
 def test_missing_backbone_names_file_hash_and_source(hub: Path, tmp_path: Path) -> None:
     metric = LM.LPIPS(weights_dir=str(tmp_path / "empty"))  # construction loads nothing
     reqs = {r.name: r for r in metric.requirements()}
