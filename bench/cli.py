@@ -102,10 +102,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _report(store: Any, run_id: str, out_dir: Path) -> int:
-    from .report import render_console, summarise, write_report
+    from .report import load_run, render_console, summarise, write_report
 
-    summary = summarise(store, run_id)
-    paths = write_report(store, run_id, out_dir, summary)
+    loaded = load_run(store, run_id)  # the rows, read once for the console and the files
+    summary = summarise(store, run_id, loaded)
+    paths = write_report(store, run_id, out_dir, summary, loaded)
     print(render_console(summary))
     print(f"report: {out_dir} ({len(paths)} files)")
     return 0

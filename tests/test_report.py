@@ -215,7 +215,12 @@ def test_sorted_by_bpp_within_codec(tmp_path: Path, evaluated: dict[str, Any]) -
 def test_report_files_and_csv_round_trip(tmp_path: Path, evaluated: dict[str, Any]) -> None:
     out = tmp_path / "report"
     with _store(tmp_path / "s.sqlite", evaluated) as store:
+        reads = []
+        rows = store.rows
+        store.rows = lambda run_id: reads.append(run_id) or rows(run_id)  # type: ignore[method-assign]
         paths = write_report(store, "tiny-run", out)
+        assert reads == ["tiny-run"]  # summary, per-image table and failures from one read
+        del store.rows
         df = summarise(store, "tiny-run")
     names = {p.name for p in paths}
     assert {"summary.md", "summary.csv", "summary.tex", "per_image.csv", "failures.csv",

@@ -16,27 +16,32 @@ from .curves import codec_colour, codec_marker, rd_figure, write_curves
 from .summary import (
     RANDOM_MARK,
     ColumnInfo,
+    Loaded,
     column_info,
     failures,
+    load_run,
     per_image,
     summarise,
 )
 from .tables import render_console, to_latex, to_markdown, write_tables
 
 
-def write_report(store: Store, run_id: str, out_dir: Path | str, summary: pd.DataFrame | None = None) -> list[Path]:
+def write_report(store: Store, run_id: str, out_dir: Path | str, summary: pd.DataFrame | None = None,
+                 loaded: Loaded | None = None) -> list[Path]:
     """Write summary.{md,csv,tex}, per_image.csv, rd_<metric>.{png,pdf} and, when any
-    row failed, failures.csv into ``out_dir``; returns the written paths.
-    ``summary``: :func:`summarise` of the run, when the caller already has it."""
+    row failed, failures.csv into ``out_dir``; returns the written paths. The rows are read
+    once (``loaded``: :func:`load_run` of the run, when the caller already has it;
+    ``summary``: its :func:`summarise`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    df = summary if summary is not None else summarise(store, run_id)
+    loaded = loaded or load_run(store, run_id)
+    df = summary if summary is not None else summarise(store, run_id, loaded)
     paths = write_tables(df, out)
     paths += write_curves(df, out)
-    images = per_image(store, run_id)
+    images = per_image(store, run_id, loaded)
     images.to_csv(out / "per_image.csv", index=False)
     paths.append(out / "per_image.csv")
-    failed = failures(store, run_id)
+    failed = failures(store, run_id, loaded)
     if len(failed):
         failed.to_csv(out / "failures.csv", index=False)
         paths.append(out / "failures.csv")
@@ -44,7 +49,7 @@ def write_report(store: Store, run_id: str, out_dir: Path | str, summary: pd.Dat
 
 
 __all__ = [
-    "RANDOM_MARK", "ColumnInfo", "codec_colour", "codec_marker", "column_info", "failures", "per_image",
+    "RANDOM_MARK", "ColumnInfo", "Loaded", "codec_colour", "codec_marker", "column_info", "failures", "load_run", "per_image",
     "rd_figure", "render_console", "summarise", "to_latex", "to_markdown", "write_curves", "write_report",
     "write_tables",
 ]

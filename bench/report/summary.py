@@ -130,7 +130,12 @@ def column_info(df: pd.DataFrame) -> dict[str, ColumnInfo]:
 
 
 # -- loading -----------------------------------------------------------------------------
-def _load(store: Store, run_id: str) -> tuple[dict[str, Any], list[Row]]:
+Loaded = tuple[dict[str, Any], list[Row]]
+
+
+def load_run(store: Store, run_id: str) -> Loaded:
+    """A run's metadata and all its rows, read once; :func:`summarise`, :func:`per_image`
+    and :func:`failures` take it as ``loaded`` instead of reading the store again."""
     run = store.run(run_id)
     return run, list(store.rows(run["run_id"]))
 
@@ -177,14 +182,14 @@ def _sort(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # -- public API --------------------------------------------------------------------------
-def summarise(store: Store, run_id: str) -> pd.DataFrame:
+def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.DataFrame:
     """One row per (codec, rate), sorted per codec from lowest to highest bpp.
 
     Columns: codec, rate, n_ok, n_failed, bpp (mean per-image bpp over ok images),
     bpp_<part> per byte part, each metric's dataset-level values, then means of per-image
     values that no compute() produced. Failed rows are counted and otherwise ignored.
     """
-    run, rows = _load(store, run_id)
+    run, rows = loaded or load_run(store, run_id)
     names = _metric_names(run, rows)
     warnings: list[str] = []
     metrics: dict[str, Metric | None] = {}  # built on first use (importing some is slow)
@@ -261,10 +266,10 @@ def codec_labels(run: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def per_image(store: Store, run_id: str) -> pd.DataFrame:
+def per_image(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.DataFrame:
     """One tidy row per image × codec × rate: status, error, size, bpp (total and per
     part), per-image metric values (random-weights ones marked) and seconds_<stage>."""
-    run, rows = _load(store, run_id)
+    run, rows = loaded or load_run(store, run_id)
     names = _metric_names(run, rows)
     random = _random_metrics(run)
     parts = sorted({p for r in rows for p in r.bytes})
@@ -291,9 +296,9 @@ def per_image(store: Store, run_id: str) -> pd.DataFrame:
     return df.sort_values(["codec", "rate", "image_id"], kind="stable").reset_index(drop=True)
 
 
-def failures(store: Store, run_id: str) -> pd.DataFrame:
+def failures(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.DataFrame:
     """The failed rows: codec, rate, image_id, error."""
-    run, rows = _load(store, run_id)
+    run, rows = loaded or load_run(store, run_id)
     bad = [{"codec": r.codec, "rate": r.rate, "image_id": r.image_id, "error": r.error or ""}
            for r in rows if r.status != "ok"]
     df = pd.DataFrame(bad, columns=["codec", "rate", "image_id", "error"])
