@@ -15,7 +15,7 @@ Metric networks use random weights (timing only: the architectures are the real 
 Prints images/s, naive/ours, cold/incremental, peak RSS and the share of wall time spent
 outside codec and network calls.
 
-    python benchmarks/pipeline_speed.py [--dataset demo] [--limit 5] [--codecs jpeg,webp,jpeg2000]
+    python benchmarks/pipeline_speed.py [--dataset demo] [--limit 3] [--codecs jpeg,webp,...] [--rates 7]
 """
 
 from __future__ import annotations
@@ -211,8 +211,10 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="demo")
     p.add_argument("--limit", type=int, default=3)
-    p.add_argument("--codecs", default="jpeg,webp,jpeg2000,avif")
-    p.add_argument("--rates", type=int, default=5, help="rate points per codec in the cold run")
+    p.add_argument("--codecs", default="jpeg,webp,jpeg2000,avif,jpegxl,heic",
+                   help="default: the classical codecs that install from PyPI (what --codecs all runs here)")
+    p.add_argument("--rates", type=int, default=7, help="rate points per codec in the cold run (7: every card's "
+                   "points; the first codec holds one out for the re-run)")
     p.add_argument("--metrics", default="psnr,msssim,lpips,fid,miou")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=8)
