@@ -166,6 +166,21 @@ def write_cards(card_root: Path, data_root: Path) -> Path:
     return card_root
 
 
+def use_fakes(tmp_path: Path, monkeypatch: Any, n_images: int, extra: Mapping[str, str] | None = None) -> Path:
+    """``n_images`` PNGs in ``tmp_path/data`` and the fakes' cards (plus ``extra``: card path
+    under the card root -> YAML text) on BENCH_CARD_PATH, registries reset; returns the data folder."""
+    from bench import catalog
+
+    data = tmp_path / "data"
+    write_pngs(data, n_images)
+    cards = write_cards(tmp_path / "cards", data)
+    for name, text in (extra or {}).items():
+        (cards / name).write_text(text)
+    monkeypatch.setenv("BENCH_CARD_PATH", str(cards))
+    catalog.reset()
+    return data
+
+
 def only_cards(monkeypatch: Any, names: set[str]) -> None:
     """Make the codec registry hold only the project's cards called ``names`` (so codecs
     added later do not change what ``--codecs all`` means in a test)."""

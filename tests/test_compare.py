@@ -12,7 +12,6 @@ import pytest
 from scipy.interpolate import PchipInterpolator
 
 import fakes_bench
-from bench import catalog
 from bench.cli import main
 from bench.compare import (
     REGRESSION_EXIT, Curve, bd_metric, bd_rate, bjontegaard_delta, check_same_protocol, compare, compare_frames,
@@ -168,13 +167,9 @@ def test_protocol_differences_name_what_differs():
 # -- runs through the real runner --------------------------------------------------------
 @pytest.fixture()
 def env(tmp_path, monkeypatch):
-    data = tmp_path / "data"
-    fakes_bench.write_pngs(data, 3)
-    cards = fakes_bench.write_cards(tmp_path / "cards", data)
-    (cards / "codecs" / "quant.yaml").write_text("name: quant\nentry: test_compare:TunableQuant\nrates: [32, 16, 8, 4]\n")
-    (cards / "codecs" / "noisy.yaml").write_text("name: noisy\nentry: test_compare:NoisyQuant\nrates: [32, 16, 8, 4]\n")
-    monkeypatch.setenv("BENCH_CARD_PATH", str(cards))
-    catalog.reset()
+    fakes_bench.use_fakes(tmp_path, monkeypatch, 3, {
+        "codecs/quant.yaml": "name: quant\nentry: test_compare:TunableQuant\nrates: [32, 16, 8, 4]\n",
+        "codecs/noisy.yaml": "name: noisy\nentry: test_compare:NoisyQuant\nrates: [32, 16, 8, 4]\n"})
     return tmp_path
 
 

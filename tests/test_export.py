@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import fakes_bench
-from bench import catalog
 from bench.cli import main
 from bench.errors import UnavailableError
 from bench.export import export_run, read_export, tidy_rows
@@ -20,12 +19,8 @@ from bench.store import Row, Store
 
 @pytest.fixture()
 def stored(tmp_path, monkeypatch):
-    data = tmp_path / "data"
-    fakes_bench.write_pngs(data, 3)
+    data = fakes_bench.use_fakes(tmp_path, monkeypatch, 3)
     (data / "img999.png").write_bytes(b"not a png")  # one unreadable image: error rows are exported too
-    cards = fakes_bench.write_cards(tmp_path / "cards", data)
-    monkeypatch.setenv("BENCH_CARD_PATH", str(cards))
-    catalog.reset()
     with Store(tmp_path / "bench.sqlite") as store:
         run = execute(RunConfig(dataset="pngs", codecs=["quant"], metrics=["psnr"], workers=1), store, progress=False)
         rows = list(store.rows(run))

@@ -17,7 +17,6 @@ import pytest
 from PIL import Image
 
 import fakes_bench
-from bench import catalog
 from bench.cli import main
 from bench.metrics import BUILTIN
 from bench.metrics.base import Metric, Pair, State
@@ -103,12 +102,8 @@ class _Dom(HTMLParser):
 
 @pytest.fixture()
 def run(tmp_path, monkeypatch):
-    data = tmp_path / "data"
-    fakes_bench.write_pngs(data, 2)
-    cards = fakes_bench.write_cards(tmp_path / "cards", data)
-    monkeypatch.setenv("BENCH_CARD_PATH", str(cards))
     monkeypatch.setitem(BUILTIN, "toyiou", ("test_html_report:ToyIoU", "toy per-class IoU"))
-    catalog.reset()
+    data = fakes_bench.use_fakes(tmp_path, monkeypatch, 2)
     with Store(tmp_path / "bench.sqlite") as store:
         run_id = execute(RunConfig(dataset="pngs", codecs=["quant"], metrics=["psnr", "toyiou"], workers=1), store,
                          progress=False)

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import fakes_bench
-from bench import catalog
 from bench.metrics import BUILTIN
 from bench.runner import RunConfig, execute
 from bench.store import Store
@@ -14,14 +13,11 @@ from bench.store import Store
 
 @pytest.fixture()
 def env(tmp_path, monkeypatch):
-    data = tmp_path / "data"
-    fakes_bench.write_pngs(data, 3)
-    monkeypatch.setenv("BENCH_CARD_PATH", str(fakes_bench.write_cards(tmp_path / "cards", data)))
     monkeypatch.setitem(BUILTIN, "countmae", ("fakes_bench:CountingMetric", "counting MAE"))
     monkeypatch.setenv("FAKE_CODEC_LOG", str(tmp_path / "encodes.log"))
     fakes_bench.CountingMetric.pairs_seen = 0
     fakes_bench.CountingMetric.batches = []
-    catalog.reset()
+    fakes_bench.use_fakes(tmp_path, monkeypatch, 3)
     return tmp_path / "encodes.log"
 
 

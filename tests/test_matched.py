@@ -76,13 +76,8 @@ def test_out_of_range_target_and_bad_knob():
 
 
 def test_matched_codec_runs_in_the_runner(tmp_path, monkeypatch):
-    data = tmp_path / "data"
-    fakes_bench.write_pngs(data, 2)
-    cards = fakes_bench.write_cards(tmp_path / "cards", data)
-    (cards / "codecs" / "quant-matched.yaml").write_text(
-        "name: quant-matched\nentry: bench.matched:MatchedRateCodec\nrates: [3.0, 6.0]\nparams:\n  codec: quant\n")
-    monkeypatch.setenv("BENCH_CARD_PATH", str(cards))
-    catalog.reset()
+    data = fakes_bench.use_fakes(tmp_path, monkeypatch, 2, {"codecs/quant-matched.yaml":
+        "name: quant-matched\nentry: bench.matched:MatchedRateCodec\nrates: [3.0, 6.0]\nparams:\n  codec: quant\n"})
     with Store(tmp_path / "bench.sqlite") as store:
         run = execute(RunConfig(dataset="pngs", codecs=["quant-matched"], metrics=["psnr"], workers=1), store, progress=False)
         rows = list(store.rows(run))

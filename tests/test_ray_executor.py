@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 import fakes_bench
-from bench import catalog
 from bench.metrics import BUILTIN
 from bench.runner import RunConfig, execute
 from bench.store import Store
@@ -18,13 +17,10 @@ TESTS = Path(__file__).resolve().parent
 
 @pytest.fixture()
 def env(tmp_path, monkeypatch):
-    data = tmp_path / "data"
-    fakes_bench.write_pngs(data, 3)
-    monkeypatch.setenv("BENCH_CARD_PATH", str(fakes_bench.write_cards(tmp_path / "cards", data)))
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("PYTHONPATH", str(TESTS))
     monkeypatch.setitem(BUILTIN, "countmae", ("fakes_bench:CountingMetric", "counting MAE"))
-    catalog.reset()
+    data = fakes_bench.use_fakes(tmp_path, monkeypatch, 3)
     yield data
     if ray.is_initialized():
         ray.shutdown()

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import fakes_bench
-from bench import catalog
 from bench.report import render_console, summarise, write_report
 from bench.runner import RunConfig, execute
 from bench.store import Store
 
 
 def test_stand_in_label_is_shown(tmp_path, monkeypatch):
-    data = tmp_path / "data"
-    fakes_bench.write_pngs(data, 1)
-    monkeypatch.setenv("BENCH_CARD_PATH", str(fakes_bench.write_cards(tmp_path / "cards", data)))
     monkeypatch.setattr(fakes_bench.QuantCodec, "describe",
                         lambda self: {"name": "quant", "version": "1", "label": "QUANT (BPG stand-in: zlib)"})
-    catalog.reset()
+    fakes_bench.use_fakes(tmp_path, monkeypatch, 1)
     with Store(tmp_path / "s.sqlite") as store:
         run_id = execute(RunConfig("pngs", ["quant"], ["psnr"], workers=1), store, progress=False)
         df = summarise(store, run_id)

@@ -26,12 +26,7 @@ TESTS = Path(__file__).resolve().parent
 
 @pytest.fixture()
 def env(tmp_path, monkeypatch):
-    data = tmp_path / "data"
-    fakes_bench.write_pngs(data, 4)
-    cards = fakes_bench.write_cards(tmp_path / "cards", data)
-    monkeypatch.setenv("BENCH_CARD_PATH", str(cards))
-    catalog.reset()
-    return data
+    return fakes_bench.use_fakes(tmp_path, monkeypatch, 4)
 
 
 def _config(**kw) -> RunConfig:
