@@ -42,6 +42,25 @@ def _run_middle(mid: nn.Module, h: torch.Tensor) -> torch.Tensor:
     return mid.block_2(mid.attn_1(mid.block_1(h)))
 
 
+def _run_level(level: nn.Module, h: torch.Tensor, *cond: torch.Tensor) -> torch.Tensor:
+    """A level's ResNet blocks (given ``cond``, e.g. the SSM for SPADE blocks), each followed
+    by its attention block when the level has them."""
+    for j, block in enumerate(level.block):
+        h = block(h, *cond)
+        if len(level.attn):
+            h = level.attn[j](h)
+    return h
+
+
+def _run_up(up: nn.ModuleList, h: torch.Tensor, *cond: torch.Tensor) -> torch.Tensor:
+    """The decoder levels from the lowest resolution up (stored highest-resolution first)."""
+    for level in reversed(up):
+        h = _run_level(level, h, *cond)
+        if hasattr(level, "upsample"):
+            h = level.upsample(h)
+    return h
+
+
 class _DownPath(nn.Module):
     """Shared body of both encoders: ``conv_in`` → ``down`` levels → ``mid`` → ``conv_out``."""
 
@@ -69,11 +88,8 @@ class _DownPath(nn.Module):
         self.conv_out = conv3(block_in, cfg.z_channels)
 
     def body(self, h: torch.Tensor) -> torch.Tensor:
-        for i, level in enumerate(self.down):
-            for j, block in enumerate(level.block):
-                h = block(h)
-                if len(level.attn):
-                    h = level.attn[j](h)
+        for level in self.down:
+            h = _run_level(level, h)
             if hasattr(level, "downsample"):
                 h = level.downsample(h)
         h = _run_middle(self.mid, h)
@@ -134,15 +150,7 @@ class SemanticDecoder(nn.Module):
         self.conv_out = conv3(block_in, N_SEMANTIC_CHANNELS)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = _run_middle(self.mid, self.conv_in(z))
-        for i in reversed(range(len(self.up))):
-            level = self.up[i]
-            for j, block in enumerate(level.block):
-                h = block(h)
-                if len(level.attn):
-                    h = level.attn[j](h)
-            if hasattr(level, "upsample"):
-                h = level.upsample(h)
+        h = _run_up(self.up, _run_middle(self.mid, self.conv_in(z)))
         return self.conv_out(swish(self.norm_out(h)))
 
 
@@ -159,13 +167,5 @@ class SpadeDecoder(nn.Module):
         self.conv_out = conv3(block_in, 3)
 
     def forward(self, z: torch.Tensor, semantic19: torch.Tensor) -> torch.Tensor:
-        h = self.conv_in(z)
-        for i in reversed(range(len(self.up))):
-            level = self.up[i]
-            for j, block in enumerate(level.block):
-                h = block(h, semantic19)
-                if len(level.attn):
-                    h = level.attn[j](h)
-            if hasattr(level, "upsample"):
-                h = level.upsample(h)
+        h = _run_up(self.up, self.conv_in(z), semantic19)
         return self.conv_out(swish(self.norm_out(h)))
