@@ -217,15 +217,6 @@ class _Job:
     class_set: str | None = None
 
 
-@dataclass
-class Counters:
-    """What a run computed versus reused (for tests and the benchmark)."""
-
-    coded: int = 0
-    coded_cached: int = 0
-    rows_cached: int = 0
-
-
 class LocalExecutor:
     """Streams images through code → measure on this machine.
 
@@ -241,7 +232,6 @@ class LocalExecutor:
         self.batch_size = batch_size
         self.cache = cache
         self.lookahead = lookahead
-        self.counters = Counters()
 
     def run(self, dataset: Dataset, codecs: Sequence[Codec], metrics: Sequence[Metric],
             todo: Sequence[tuple[str, list[tuple[int, Any]]]], semantics: Any = None) -> Iterator[Row]:
@@ -295,17 +285,14 @@ class LocalExecutor:
                 if entry is not None:
                     row = base_row(codec, rate, sample, Coded(entry.bytes, entry.notes, entry.seconds))
                     if not fill_cached(row, metrics, keys, self.cache):
-                        self.counters.rows_cached += 1
                         job.rows.append(row)
                         continue
-                    if self.cache.keep_reconstructions:
+                    if entry.has_recon:  # kept by an earlier run: new metrics need no re-encode
                         entry = self.cache.get_coded(ckey, need_recon=True)
                         if entry is not None:
-                            self.counters.coded_cached += 1
                             job.work.append(_Work(ci, rate, keys, Coded(entry.bytes, entry.notes, entry.seconds,
                                                                          entry.recon), ckey, from_cache=True))
                             continue
-            self.counters.coded += 1
             if pool is not None and codec.parallel_safe and not own_semantics:
                 job.work.append(_Work(ci, rate, keys, pool.submit(_code_in_worker, ci, rate, sample, class_set), ckey))
             else:

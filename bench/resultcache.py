@@ -81,6 +81,7 @@ class CodedEntry:
     notes: dict[str, float | str]
     seconds: dict[str, float]
     recon: np.ndarray | None = None
+    has_recon: bool = False  # a reconstruction is stored (read only with need_recon=True)
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -107,11 +108,15 @@ class ResultCache:
         self.db.executescript(SCHEMA)
 
     def get_coded(self, key: str, *, need_recon: bool = False) -> CodedEntry | None:
-        row = self.db.execute("SELECT bytes, notes, seconds, recon FROM coded_cache WHERE key = ?", (key,)).fetchone()
+        """The coded entry of ``key``; the stored reconstruction (PNG) is read and decoded only
+        with ``need_recon`` (None then when there is none)."""
+        recon = "recon" if need_recon else "recon IS NOT NULL"
+        row = self.db.execute(f"SELECT bytes, notes, seconds, {recon} FROM coded_cache WHERE key = ?",
+                              (key,)).fetchone()
         if row is None or (need_recon and row[3] is None):
             return None
         return CodedEntry(json.loads(row[0]), json.loads(row[1]), json.loads(row[2]),
-                          _unpng(row[3]) if (need_recon and row[3] is not None) else None)
+                          _unpng(row[3]) if need_recon else None, has_recon=bool(row[3]))
 
     def put_coded(self, key: str, entry: CodedEntry) -> None:
         recon = _png(entry.recon) if (self.keep_reconstructions and entry.recon is not None) else None

@@ -61,11 +61,16 @@ def test_adding_a_metric_reencodes_but_reuses_other_metric_results(env, store_pa
         assert all("psnr" in r.metrics and "countmae" in r.metrics for r in store.rows(run_id))
 
 
-def test_kept_reconstructions_make_a_new_metric_free_of_codec_calls(env, store_path):
+@pytest.mark.parametrize("keep_again", [True, False])
+def test_kept_reconstructions_make_a_new_metric_free_of_codec_calls(env, store_path, keep_again):
+    """Reconstructions kept by one run serve a later run, whether or not that one keeps them."""
     log = env
     with Store(store_path) as store:
         execute(RunConfig("pngs", ["quant"], ["countmae"], keep_reconstructions=True), store, progress=False)
-        execute(RunConfig("pngs", ["quant"], ["countmae", "psnr"], keep_reconstructions=True), store, progress=False)
+        run_id = execute(RunConfig("pngs", ["quant"], ["countmae", "psnr"], keep_reconstructions=keep_again), store,
+                         progress=False)
+        assert all("psnr" in r.metrics for r in store.rows(run_id))
+        execute(RunConfig("pngs", ["quant"], ["countmae", "psnr", "msssim"]), store, progress=False)
     assert fakes_bench.encode_log_lines(log) == 9
 
 
