@@ -282,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA when available)")
     r.add_argument("--tag", help="label that makes this a separate run")
     r.add_argument("--retry-failed", action="store_true", help="recompute rows recorded as failed")
-    r.add_argument("--workers", type=int, help="codec worker processes (default: one per core)")
+    r.add_argument("--workers", type=int, help="codec worker processes (default: one per core "
+                   "when enough codings can run in parallel to repay starting them, else none)")
     r.add_argument("--batch-size", type=int, default=8, help="metric-network batch (results do not depend on it)")
     r.add_argument("--no-cache", action="store_true", help="do not reuse results cached by content")
     r.add_argument("--keep-reconstructions", action="store_true",

@@ -10,8 +10,6 @@ report time exactly as for a local run. Ray is optional: ``pip install ray``.
 from __future__ import annotations
 
 import os
-from collections import defaultdict
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .codecs.base import Codec
@@ -19,6 +17,7 @@ from .datasets.base import Dataset
 from .errors import UnavailableError
 from .metrics.base import Metric
 from .pipeline import base_row, code, measure
+from .refcache import default_dir
 from .store import Row
 
 
@@ -65,8 +64,7 @@ class RayExecutor:
         except ImportError:
             raise UnavailableError("the Ray executor needs the 'ray' package", "pip install ray") from None
         if not ray.is_initialized():
-            env = {"BENCH_CACHE_DIR": str(Path(os.environ.get("BENCH_CACHE_DIR", "results/cache")).resolve()),
-                   "PYTHONPATH": os.pathsep.join(p for p in [os.environ.get("PYTHONPATH", "")] if p),
+            env = {"BENCH_CACHE_DIR": str(default_dir().resolve()), "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
                    **self.env}
             ray.init(address=self.address, num_cpus=None if self.address else self.num_cpus,
                      include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
@@ -76,11 +74,10 @@ class RayExecutor:
     def run(self, dataset: Dataset, codecs: Sequence[Codec], metrics: Sequence[Metric],
             todo: Sequence[tuple[str, list[tuple[int, Any]]]], semantics: Any = None) -> Iterator[Row]:
         ray = self._ray()
-        by_point: dict[tuple[int, str], tuple[Any, list[str]]] = defaultdict(lambda: (None, []))
+        by_point: dict[tuple[int, str], tuple[Any, list[str]]] = {}
         for image_id, pending in todo:
             for ci, rate in pending:
-                key = (ci, codecs[ci].rate_label(rate))
-                by_point[key] = (rate, by_point[key][1] + [image_id])
+                by_point.setdefault((ci, codecs[ci].rate_label(rate)), (rate, []))[1].append(image_id)
         remote = ray.remote(_shard)
         ds_ref, metrics_ref = ray.put(dataset), ray.put(list(metrics))
         codec_refs = [ray.put(c) for c in codecs]

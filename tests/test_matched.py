@@ -37,9 +37,9 @@ def test_quantiser_step_is_the_finest_within_target(target):
     # bisection guarantee is: some step s fits the target while its finer neighbour does
     # not, and the result is at least as many bits as s (the best of the steps tried).
     assert any(brute[s] <= target < brute[s - 1] and found.bpp >= brute[s] for s in range(2, 129))
-    under = [v for v, b in brute.items() if b <= target]
-    if all(brute[s] >= brute[s + 1] for s in range(1, 128)):  # monotonic: also the global optimum
-        assert found.bpp == max(brute[v] for v in under)
+    assert not all(brute[s] >= brute[s + 1] for s in range(1, 128))  # so no global-optimum claim here
+    assert found.bpp == max(b for b in found.tried.values() if b <= target)  # the best of the steps tried
+    assert all(brute[v] == b for v, b in found.tried.items())
     assert len(found.tried) <= 2 + 7 + 1  # ends + log2(127) bisection steps
 
 
@@ -90,4 +90,5 @@ def test_matched_codec_runs_in_the_runner(tmp_path, monkeypatch):
         image = np.asarray(Image.open(data / f"{r.image_id}.png").convert("RGB"))
         assert r.bpp == _all_bpp(fakes_bench.QuantCodec(), image, [step])[step]
     assert meta["codecs"]["quant-matched"]["params"]["codec"]["name"] == "quant"
-    assert isinstance(MatchedRateCodec("quant"), MatchedRateCodec)
+    by_name = MatchedRateCodec("quant")
+    assert by_name.inner.name == "quant" and by_name.name == "quant-matched"

@@ -312,7 +312,8 @@ def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions) ->
             if codec.missing():
                 raise BenchError(f"{codec_name} is not available here", "see `bench doctor`")
             enc = codec.encode(sample.image, codec.rate_knob.parse(row.rate),
-                               semantics=semantics_for(codec, sample, dataset))
+                               semantics=semantics_for(codec, sample,
+                                                       dataset.class_set.name if dataset.class_set else None))
             recon = codec.decode(dict(enc.parts))
         except Exception as err:  # one codec's failure must not lose the page
             msg = err.problem if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
