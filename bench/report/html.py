@@ -145,7 +145,7 @@ def _groups(store: Store, run_ids: Sequence[str]) -> list[_Group]:
         by_content.setdefault(str((run["meta"].get("dataset") or {}).get("content_hash")), []).append(run)
     out = []
     for group_runs in by_content.values():
-        frames, origin, columns = [], {}, {}
+        frames, origin, columns, shown = [], {}, {}, {}
         names: dict[str, int] = {}
         sums = [summarise(store, r["run_id"]) for r in group_runs]
         for df in sums:
@@ -156,11 +156,13 @@ def _groups(store: Store, run_ids: Sequence[str]) -> list[_Group]:
             df = df.copy()
             labels = {c: (f"{c}@{tag}" if names[c] > 1 else c) for c in dict.fromkeys(df["codec"])}
             origin.update({lab: (run["run_id"], c) for c, lab in labels.items()})
+            own = df.attrs.get("codec_labels") or {}  # e.g. "SPIC (BPG stand-in: heic)"
+            shown.update({lab: own[c] + lab[len(c):] for c, lab in labels.items() if c in own})
             df["codec"] = df["codec"].map(labels)
             columns.update(df.attrs.get("columns", {}))
             frames.append(df)
         summary = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        summary.attrs = {"columns": columns}
+        summary.attrs = {"columns": columns, "codec_labels": shown}
         out.append(_Group(group_runs, summary, origin))
     return out
 
