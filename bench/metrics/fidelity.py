@@ -170,7 +170,10 @@ def patch_origins(height: int, width: int, patch: int) -> list[tuple[int, int]]:
 
 # -- the metrics ------------------------------------------------------------------------
 _LOADED: dict[tuple[str, str], torch.nn.Module] = {}  # (weights file, device) -> extractor
-_RECENT = RefCache(persist=False, capacity=64)  # reconstruction features shared by FID and KID
+# Reconstruction features shared by FID and KID: the pipeline measures all of an image's
+# codec × rate rows with FID before KID starts, so this holds more than one image's rows
+# (--codecs all is ~60 rate points; 1024 × 16 KB = 16 MB at most).
+_RECENT = RefCache(persist=False, capacity=1024)
 
 
 def _native(features: np.ndarray) -> torch.Tensor:

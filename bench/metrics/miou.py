@@ -32,7 +32,7 @@ import numpy as np
 
 from ..datasets.base import ClassSet
 from ..errors import MetricError
-from ..segmenters import Segmenter, extractor_id, make_segmenter
+from ..segmenters import Segmenter, make_segmenter, segment_cached
 from .base import Metric, Pair, State
 
 IGNORE = 255
@@ -117,7 +117,6 @@ class MIoU(Metric):
             self.segmenter = make_segmenter(segmenter, **params)
         self.gt_class_set = gt_class_set
         self._refcache = refcache
-        self._extractor: str | None = None
 
     # ------------------------------------------------------------------ identity
     @property
@@ -151,19 +150,9 @@ class MIoU(Metric):
             state[f"images_{ref}"] = np.zeros((), np.int64)
         return state
 
-    def _cache(self) -> Any:
-        if self._refcache is None:
-            from ..refcache import default_cache
-
-            self._refcache = default_cache()
-        return self._refcache
-
     def segment_original(self, image: np.ndarray) -> np.ndarray:
         """The segmenter's labels of an original image, through the reference cache."""
-        if self._extractor is None:
-            self._extractor = extractor_id(self.segmenter)
-        labels = self._cache().get_or_compute(image, self._extractor, lambda: self.segmenter.predict(image))
-        return np.asarray(labels, dtype=np.uint8)
+        return segment_cached(self.segmenter, image, self._refcache)
 
     def _gt_usable(self, pair: Pair) -> bool:
         sample = pair.sample

@@ -398,7 +398,6 @@ class ESPNetv2Segmenter(Segmenter):
         self.optimize = bool(optimize)
         self.seed = int(seed)
         self._net: Any = None
-        self._path: Path | None = None
         self._random = False
 
     # -------------------------------------------------------------- identity
@@ -484,7 +483,6 @@ class ESPNetv2Segmenter(Segmenter):
                 if device.type == "cpu":
                     net = net.to(memory_format=torch.channels_last)
             self._net = net.to(device)
-            self._path = path
         return self._net
 
     def logits(self, images: Sequence[np.ndarray]) -> Any:

@@ -120,7 +120,7 @@ class SpicCodec(Codec):
         self.respacing, self.max_iter_time, self.diffusion_steps = str(timestep_respacing), int(max_iter_time), \
             int(diffusion_steps)
         base = diffusion.linear_betas(self.diffusion_steps)
-        kept = [t for t in diffusion.space_timesteps(self.diffusion_steps, self.respacing) if t <= self.max_iter_time]
+        kept = diffusion.official_timesteps(self.diffusion_steps, self.respacing, self.max_iter_time)
         if not kept:
             raise ConfigError(f"spic: no timestep ≤ max_iter_time {self.max_iter_time}", "raise max_iter_time")
         self.schedule = diffusion.RespacedSchedule.from_base(base, kept)
