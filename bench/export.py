@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, UnavailableError
-from .report.summary import per_image
+from .report.summary import load_run, per_image
 from .store import Store
 
 FORMATS = ("csv", "parquet", "json")
@@ -27,9 +27,10 @@ FORMATS = ("csv", "parquet", "json")
 
 def tidy_rows(store: Store, run_id: str) -> pd.DataFrame:
     """The run's rows as a DataFrame (see the module docstring for the columns)."""
-    run = store.run(run_id)
-    df = per_image(store, run["run_id"])
-    byte_counts = {(r.codec, r.rate, r.image_id): r.bytes for r in store.rows(run["run_id"])}
+    loaded = load_run(store, run_id)  # the rows, read once
+    run, rows = loaded
+    df = per_image(store, run["run_id"], loaded)
+    byte_counts = {(r.codec, r.rate, r.image_id): r.bytes for r in rows}
     parts = sorted({p for b in byte_counts.values() for p in b})
     keys = list(zip(df["codec"], df["rate"], df["image_id"]))
     for p in parts:
