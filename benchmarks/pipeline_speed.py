@@ -144,7 +144,8 @@ def main() -> int:
     rates = {c.name: plan.rates[c.name][: ARGS.rates] for c in plan.codecs}
     first = plan.codecs[0]
     rates[first.name] = plan.rates[first.name][: min(ARGS.rates, len(plan.rates[first.name]) - 1)]  # hold one out
-    config.rates = {name: [c.rate_label(r) for r in rates[name]] for name, c in ((c.name, c) for c in plan.codecs)}
+    labels = {c.name: [c.rate_label(r) for r in rates[c.name]] for c in plan.codecs}
+    config.rates = labels
     # warm up: load every network once (both sides pay model loading outside the timing)
     sample = plan.dataset.get(plan.ids[0])
     for m in plan.metrics:
@@ -168,7 +169,7 @@ def main() -> int:
         failed = sum(r.status != "ok" for r in rows)
 
         # one more rate point (for the first codec: the next default point not yet used)
-        more = {c.name: [c.rate_label(r) for r in rates[c.name]] for c in plan.codecs}
+        more = {name: list(values) for name, values in labels.items()}
         more[first.name] += [first.rate_label(r) for r in plan.rates[first.name] if r not in rates[first.name]][:1]
         config.rates = more
         t0 = time.perf_counter()
@@ -180,7 +181,7 @@ def main() -> int:
 
     # overhead share measured inline (workers=1), where codec and network time add up to wall time
     with Store(work / "inline.sqlite") as store:
-        config.rates = {name: [c.rate_label(r) for r in rates[name]] for name, c in ((c.name, c) for c in plan.codecs)}
+        config.rates = labels
         config.workers, config.use_cache = 1, False
         t0 = time.perf_counter()
         inline_id = execute(config, store, progress=False)

@@ -37,7 +37,7 @@ def main() -> None:
 
     import torch
 
-    from bench.codecs.base import Semantics
+    from bench.codecs.base import Semantics, bits_per_pixel
     from bench.codecs.spic.adapter import SpicCodec
     from bench.codecs.spic.checkpoint import save_random_checkpoint
     from bench.datasets.demo import DemoDataset
@@ -87,7 +87,7 @@ def main() -> None:
         if n > 0 or args.images == 1:  # the first image includes warm-up
             step_times += steps
             image_times.append(t2 - t0)
-        bpp = 8 * enc.total_bytes / (256 * 512)
+        bpp = bits_per_pixel(enc.total_bytes, *sample.image.shape[:2])
         print(f"{image_id}: bytes labels {len(enc.parts['labels'])} coarse {len(enc.parts['coarse'])} "
               f"({bpp:.4f} bpp); parts decode {t1 - t0:.3f} s, diffusion {t2 - t1:.2f} s "
               f"({len(steps)} steps, first {steps[0]:.3f} s)")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.codecs.base import Semantics
+from bench.codecs.base import Semantics, bits_per_pixel
 from bench.codecs.sqgan.adapter import SQGANCodec
 from bench.codecs.sqgan.checkpoint import save_official_layout
 from bench.codecs.sqgan.config import make_config
@@ -61,7 +61,7 @@ def main() -> None:
     print(f"sqgan {args.model} {cfg.height}x{cfg.width} rate {args.rate} on {codec.device} "
           f"(torch threads {torch.get_num_threads()}): encode {statistics.median(enc_t):.3f} s, "
           f"decode {statistics.median(dec_t):.3f} s per image (median of {len(enc_t)}); "
-          f"{enc.total_bytes} bytes = {8 * enc.total_bytes / (cfg.height * cfg.width):.5f} bpp, "
+          f"{enc.total_bytes} bytes = {bits_per_pixel(enc.total_bytes, cfg.height, cfg.width):.5f} bpp, "
           f"bound {enc.notes['bpp_bound']:.6f} bpp")
 
 
