@@ -75,6 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         codec_params=params,
         metric_params=metric_params,
         semantics_segmenter=segmenter,
+        protocol=args.protocol,
         metric_options={"weights_dir": args.weights_dir, "allow_random_weights": args.allow_random_weights,
                         "device": args.device},
         retry_failed=args.retry_failed,
@@ -268,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--codecs", required=True, help="comma-separated codec names, or 'all'")
     r.add_argument("--dataset", required=True)
     r.add_argument("--root", help="dataset root folder (overrides card and env)")
+    r.add_argument("--protocol", help="a named protocol of the dataset's card (cityscapes: sqgan, spic, iwai, "
+                   "native; coco: iwai, native): resolution, resampling, classes, senders' labels, mIoU "
+                   "averaging; recorded and part of the run id (default: the card's params, 'card')")
     r.add_argument("--rates", action="append", help="'v1,v2' for every codec or 'codec=v1,v2' (repeatable)")
     r.add_argument("--metrics", default="all", help="comma-separated metric names, or 'all' (default)")
     r.add_argument("--limit", type=int, help="only the first N images")

@@ -18,8 +18,9 @@ BD-rate exceeds ``tolerance`` percent; when the BD-rate is undefined (metric not
 monotonic in bpp, no overlapping quality range, fewer than 2 points), the BD-metric is
 checked against the metric's delta tolerance, and failing that the shared rate points.
 
-Runs made under different protocols (dataset content, resolution, class set, metric
-settings such as the segmenter or the mIoU reference) are refused with
+Runs made under different protocols (the named protocol preset of ``bench run --protocol``,
+dataset content, resolution, class set, metric settings such as the segmenter or the mIoU
+reference) are refused with
 :class:`~bench.errors.ProtocolMismatchError` instead of being compared.
 """
 
@@ -171,6 +172,14 @@ def protocol_differences(run_a: Mapping[str, Any], run_b: Mapping[str, Any],
     ma, mb = run_a["meta"], run_b["meta"]
     da, db = ma.get("dataset") or {}, mb.get("dataset") or {}
     diffs = _flat_diff(da.get("protocol"), db.get("protocol"), "dataset.protocol")
+    # the named protocol preset (bench.datasets.presets); runs from before presets were "card"
+    card = {"name": "card"}
+    pa, pb = ma.get("protocol") or card, mb.get("protocol") or card
+    if pa.get("name") != pb.get("name"):
+        diffs.append(f"protocol: {pa.get('name')!r} vs {pb.get('name')!r}")
+    elif pa.get("name") != "card":
+        keep = ("dataset", "sender_labels", "sender_segmenter", "miou_average", "miou_average_used")
+        diffs += _flat_diff({k: pa.get(k) for k in keep}, {k: pb.get(k) for k in keep}, "protocol")
     if da.get("content_hash") != db.get("content_hash"):
         diffs.append(f"dataset.content_hash: {str(da.get('content_hash'))[:12]}… ({da.get('n_images')} images) vs "
                      f"{str(db.get('content_hash'))[:12]}… ({db.get('n_images')} images) — different images or files")

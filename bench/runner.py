@@ -6,6 +6,7 @@ so a killed run resumes where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 from . import catalog, provenance
 from .codecs.base import Codec, unmet
+from .datasets import presets
 from .datasets.base import Dataset, Sample
 from .errors import ConfigError, UnavailableError
 from .metrics.base import Metric
@@ -63,6 +65,19 @@ class RunConfig:
     # {"name": "espnetv2", **params} = that segmenter on the original (recorded as the source;
     # {} = the default segmenter, ESPNetv2)
     semantics_segmenter: dict[str, Any] | None = None
+    # a named protocol of the dataset's card (bench.datasets.presets), e.g. "sqgan"; None =
+    # the card's params as they are (recorded as protocol "card")
+    protocol: str | None = None
+
+
+def apply_protocol(config: RunConfig) -> tuple[RunConfig, dict[str, Any]]:
+    """``config`` with its protocol preset merged in (dataset params, mIoU averaging,
+    senders' label source) and the preset's record for the run metadata."""
+    preset = presets.resolve(config.dataset, config.protocol)
+    applied = presets.apply(preset, config.dataset_params, config.metric_params, config.semantics_segmenter)
+    merged = dataclasses.replace(config, dataset_params=applied.dataset_params, metric_params=applied.metric_params,
+                                 semantics_segmenter=applied.semantics_segmenter)
+    return merged, applied.record
 
 
 @dataclass
@@ -160,9 +175,11 @@ def sender_semantics(config: RunConfig) -> SegmenterSemantics | None:
     return SegmenterSemantics(segmenter)
 
 
-def run_id_for(plan: Plan, content_hash: str, tag: str | None, semantics_source: str | None = None) -> str:
+def run_id_for(plan: Plan, content_hash: str, tag: str | None, semantics_source: str | None = None,
+               protocol: dict[str, Any] | None = None) -> str:
     """Deterministic id: the same dataset content, codecs, rates, metrics (and senders'
-    label-map source, when a segmenter gives it) → same run."""
+    label-map source, when a segmenter gives it, and the named protocol preset, when one
+    is used) → same run."""
     key: dict[str, Any] = {
         "dataset": plan.dataset.protocol(),
         "content": content_hash,
@@ -173,6 +190,8 @@ def run_id_for(plan: Plan, content_hash: str, tag: str | None, semantics_source:
     }
     if semantics_source is not None:
         key["semantics"] = semantics_source
+    if protocol is not None and protocol.get("name") != presets.CARD:
+        key["protocol"] = protocol
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{plan.dataset.name}-{digest}"
 
@@ -193,6 +212,7 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
     ``executor``: anything with ``run(dataset, codecs, metrics, todo, semantics) -> Iterator[Row]``
     (default: a :class:`bench.pipeline.LocalExecutor` built from the config).
     """
+    config, protocol = apply_protocol(config)
     plan = make_plan(config)
     for name, reason in plan.skipped:
         (on_skip or (lambda n, r: log.warning("skipping %s: %s", n, r)))(name, reason)
@@ -201,7 +221,8 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
     content_hash = plan.dataset.content_hash(plan.ids)
     needs_semantics = any(c.needs_semantics for c in plan.codecs)
     semantics = sender_semantics(config) if needs_semantics else None
-    run_id = run_id_for(plan, content_hash, config.tag, semantics.identity if semantics is not None else None)
+    run_id = run_id_for(plan, content_hash, config.tag, semantics.identity if semantics is not None else None,
+                        protocol)
     meta = {
         "git_sha": provenance.git_sha(),
         "packages": provenance.package_versions(),
@@ -216,9 +237,11 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
         "skipped": dict(plan.skipped),
         "semantics_source": (semantics.identity if semantics is not None else "ground-truth") if needs_semantics else None,
         "tag": config.tag,
+        "protocol": protocol,
     }
     config_json = {"dataset": config.dataset, "codecs": config.codecs, "metrics": config.metrics,
-                   "rates": config.rates, "limit": config.limit, "dataset_params": config.dataset_params}
+                   "rates": config.rates, "limit": config.limit, "dataset_params": config.dataset_params,
+                   "protocol": protocol["name"]}
     store.begin_run(run_id, config_json, meta)
     done = store.done_keys(run_id, include_errors=not config.retry_failed)
     planned = [(ci, r) for ci, c in enumerate(plan.codecs) for r in plan.rates[c.name]]

@@ -19,6 +19,7 @@ from PIL import Image
 
 from ..errors import ConfigError, DatasetNotFoundError
 from ..weights import sha256_file
+from .resample import bilinear, nearest_centre
 
 
 @dataclass(frozen=True)
@@ -97,10 +98,74 @@ class Dataset(ABC):
         return h.hexdigest()
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """H×W×3 uint8 RGB from an image file (grayscale and palette are converted)."""
+#: How :func:`read_rgb` turns any stored image into 8-bit RGB (recorded with each run).
+IMAGE_MODE_POLICY: dict[str, str] = {
+    "16-bit": "scaled to 8 bits: round(v * 255 / 65535) = (v + 128) // 257 (PNG RGB48/RGBA64 decoded "
+              "by imagecodecs; I;16*, I (clipped to 0..65535) by Pillow); never clipped to white",
+    "alpha": "composited on white (LA, RGBA, PA, palette with transparency): what a viewer shows",
+    "palette": "expanded through its palette",
+    "cmyk": "Pillow's CMYK->RGB (no ICC profile)",
+    "exif_orientation": "ignored: pixels are used in stored order, as the label maps and the papers' "
+                        "loaders (PIL open + convert) use them; a non-1 tag is noted in sample.meta",
+}
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def _scale16(values: np.ndarray) -> np.ndarray:
+    """uint16-range integers → uint8, rounded: (v + 128) // 257 (exact, no ties)."""
+    v = np.clip(values.astype(np.int64), 0, 65535)
+    return ((v + 128) // 257).astype(np.uint8)
+
+
+def _png_bit_depth(path: Path) -> tuple[int, int] | None:
+    """(bit depth, colour type) of a PNG file from its IHDR, else None."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return head[24], head[25]
+
+
+def _on_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Composite uint8 RGB with uint8 alpha over white, rounded to nearest."""
+    a = alpha.astype(np.int64)[..., None]
+    return ((rgb.astype(np.int64) * a + 255 * (255 - a) + 127) // 255).astype(np.uint8)
+
+
+def read_rgb(path: Path, info: dict[str, Any] | None = None) -> np.ndarray:
+    """H×W×3 uint8 RGB from an image file, by :data:`IMAGE_MODE_POLICY`.
+
+    ``info`` (optional) receives what was converted: ``mode`` (Pillow's), ``bits`` (16
+    when scaled from 16 bits), ``alpha`` ("on-white") and ``exif_orientation`` (when not 1).
+    """
+    info = {} if info is None else info
+    depth = _png_bit_depth(path)
+    if depth is not None and depth[0] == 16 and depth[1] in (2, 6):  # RGB48 / RGBA64: Pillow keeps 8 bits
+        import imagecodecs
+
+        raw = imagecodecs.png_decode(Path(path).read_bytes())
+        info.update(mode="RGBA64" if depth[1] == 6 else "RGB48", bits=16)
+        rgb = _scale16(raw[..., :3])
+        if depth[1] == 6:
+            info["alpha"] = "on-white"
+            return _on_white(rgb, _scale16(raw[..., 3]))
+        return np.ascontiguousarray(rgb)
     with Image.open(path) as im:
         im.load()
+        info["mode"] = im.mode
+        orientation = im.getexif().get(0x0112, 1)
+        if orientation not in (None, 1):
+            info["exif_orientation"] = int(orientation)
+        if im.mode in _SIXTEEN_BIT:
+            info["bits"] = 16
+            gray = _scale16(np.asarray(im))
+            return np.repeat(gray[..., None], 3, axis=2)
+        has_alpha = im.mode in ("LA", "RGBA", "PA", "La", "RGBa") or (
+            im.mode in ("P", "L", "RGB") and "transparency" in im.info)
+        if has_alpha:
+            info["alpha"] = "on-white"
+            rgba = np.asarray(im.convert("RGBA"))
+            return _on_white(rgba[..., :3], rgba[..., 3])
         return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
 
 
@@ -115,16 +180,12 @@ def read_label(path: Path) -> np.ndarray:
 
 def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of a uint8 RGB image (PIL, as the seeds' loaders do)."""
-    if image.shape[:2] == (height, width):
-        return image
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+    return bilinear(image, height, width)
 
 
 def resize_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize of a label map (never interpolates class ids)."""
-    if labels.shape[:2] == (height, width):
-        return labels
-    return np.asarray(Image.fromarray(labels).resize((width, height), Image.NEAREST))
+    """Nearest-neighbour resize of a label map (PIL NEAREST; never interpolates class ids)."""
+    return nearest_centre(labels, height, width)
 
 
 def require_dir(path: Path | None, dataset: str, layout: str, where: str) -> Path:

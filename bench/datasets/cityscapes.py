@@ -1,7 +1,12 @@
 """Cityscapes (Cordts et al. 2016) in its official directory layout.
 
-Default protocol = the seeds' (SQ-GAN, SPIC): the ``val`` split (500 images), images
-resized 1024×2048 → 256×512 (H×W) bilinear, labels nearest, 19 trainIds (255 = ignore).
+Default protocol (the card's params, recorded as protocol "card"): the ``val`` split (500
+images), images resized 1024×2048 → 256×512 (H×W) with PIL bilinear, labels with PIL
+nearest, 19 trainIds (255 = ignore). That image rule is SQ-GAN's; it is NOT SPIC's (SPIC
+halves with PIL BOX, see :mod:`bench.datasets.resample`), and SQ-GAN resizes its labels
+with torch's nearest, not PIL's. The papers' exact protocols are the named presets of the
+card (``protocols:`` in datasets/cityscapes.yaml, ``bench run --protocol sqgan|spic|iwai|native``;
+:mod:`bench.datasets.presets`).
 Labels are read from the gtFine ``*_labelIds.png`` and mapped to trainIds by the official
 table (:data:`bench.datasets.classes.CITYSCAPES_LABELID_TO_TRAINID`); ``classes="labelid34"``
 keeps all 34 label ids (Iwai et al.).
@@ -24,7 +29,7 @@ from .classes import (
     CITYSCAPES_TRAINID_CHECK,
     apply_lut,
 )
-from .protocol import Resolution, read_image_file, resolve_root
+from .protocol import Resolution, read_image_file, resolve_root, source_note
 
 LAYOUT = (
     "  ROOT/leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png\n"
@@ -56,7 +61,8 @@ class CityscapesDataset(Dataset):
     name = "cityscapes"
 
     def __init__(self, root: str | Path | None = None, *, split: str = "val", height: Any = 256,
-                 width: Any = 512, fit: str = "resize", classes: str = "trainid19",
+                 width: Any = 512, fit: str = "resize", image_resample: str = "bilinear",
+                 label_resample: str = "nearest", classes: str = "trainid19",
                  label_file: str = "labelIds", labels: bool | None = None,
                  root_env: str | None = "CITYSCAPES_ROOT", default_root: str | Path | None = None) -> None:
         if classes not in CLASS_CHOICES:
@@ -75,7 +81,7 @@ class CityscapesDataset(Dataset):
         self.class_set = CLASS_CHOICES[classes]
         self.label_file = label_file
         self.with_labels = (self.split != "test") if labels is None else bool(labels)
-        self.resolution = Resolution.from_params(self.name, height, width, fit)
+        self.resolution = Resolution.from_params(self.name, height, width, fit, image_resample, label_resample)
         if label_file == "labelIds":
             self._lut = CITYSCAPES_LABELID_TO_TRAINID if classes == "trainid19" else CITYSCAPES_LABELID_TO_LABELID34
         else:
@@ -130,7 +136,8 @@ class CityscapesDataset(Dataset):
 
     def load(self, image_id: str) -> Sample:
         city, path = self._entry(image_id)
-        raw = read_image_file(path, self.name)
+        info: dict[str, Any] = {}
+        raw = read_image_file(path, self.name, info)
         labels = None
         if self.with_labels:
             native = self.read_labels(image_id)
@@ -139,7 +146,8 @@ class CityscapesDataset(Dataset):
                                   "the image and its gtFine map must have the same size")
             labels = self.resolution.labels(native)
         return Sample(image_id, self.resolution.image(raw), labels,
-                      {"city": city, "path": str(path), "native_size": [int(raw.shape[0]), int(raw.shape[1])]})
+                      {"city": city, "path": str(path), "native_size": [int(raw.shape[0]), int(raw.shape[1])],
+                       **source_note(info)})
 
     def protocol(self) -> dict[str, Any]:
         source = None

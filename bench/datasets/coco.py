@@ -30,7 +30,7 @@ from .classes import (
     COCO_STUFF_182,
     apply_lut,
 )
-from .protocol import Resolution, read_image_file, resolve_root
+from .protocol import Resolution, read_image_file, resolve_root, source_note
 
 LAYOUT = (
     "  ROOT/images/<split>/<id>.jpg   (or ROOT/<split>/<id>.jpg)\n"
@@ -58,7 +58,8 @@ class CocoStuffDataset(Dataset):
     name = "coco"
 
     def __init__(self, root: str | Path | None = None, *, split: str = "val2017", classes: str = "stuff171",
-                 height: Any = None, width: Any = None, fit: str = "resize", labels: bool = True,
+                 height: Any = None, width: Any = None, fit: str = "resize",
+                 image_resample: str = "bilinear", label_resample: str = "nearest", labels: bool = True,
                  root_env: str | None = "COCO_ROOT", default_root: str | Path | None = None) -> None:
         if classes not in CLASS_CHOICES:
             raise ConfigError(f"coco: classes={classes!r} is not one of {sorted(CLASS_CHOICES)}",
@@ -69,7 +70,7 @@ class CocoStuffDataset(Dataset):
         self.classes = classes
         self.class_set, self._lut = CLASS_CHOICES[classes]
         self.with_labels = bool(labels)
-        self.resolution = Resolution.from_params(self.name, height, width, fit)
+        self.resolution = Resolution.from_params(self.name, height, width, fit, image_resample, label_resample)
         self._images: dict[str, Path] | None = None
 
     def _image_dir(self, root: Path) -> Path:
@@ -122,7 +123,8 @@ class CocoStuffDataset(Dataset):
 
     def load(self, image_id: str) -> Sample:
         path = self._image(image_id)
-        raw = read_image_file(path, self.name)
+        info: dict[str, Any] = {}
+        raw = read_image_file(path, self.name, info)
         labels = None
         if self.with_labels:
             native = self.read_labels(image_id)
@@ -131,7 +133,8 @@ class CocoStuffDataset(Dataset):
                                   "the image and its stuffthingmap must have the same size")
             labels = self.resolution.labels(native)
         return Sample(image_id, self.resolution.image(raw), labels,
-                      {"path": str(path), "native_size": [int(raw.shape[0]), int(raw.shape[1])]})
+                      {"path": str(path), "native_size": [int(raw.shape[0]), int(raw.shape[1])],
+                       **source_note(info)})
 
     def protocol(self) -> dict[str, Any]:
         return {"dataset": self.name, "split": self.split,

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import ConfigError, UnavailableError
 from .base import Dataset, Sample
 from .classes import CITYSCAPES_19, CITYSCAPES_34, CITYSCAPES_TRAINID_TO_LABELID, IGNORE, apply_lut
-from .protocol import Resolution, read_image_file
+from .protocol import Resolution, read_image_file, source_note
 
 #: id → file in skimage's bundled data folder; licences as stated in skimage.data.
 DEMO_IMAGES: dict[str, str] = {
@@ -96,13 +96,14 @@ class DemoDataset(Dataset):
     name = "demo"
 
     def __init__(self, *, height: Any = 256, width: Any = 512, fit: str = "center_crop",
-                 classes: str = "trainid19") -> None:
+                 classes: str = "trainid19", image_resample: str = "bilinear",
+                 label_resample: str = "nearest") -> None:
         if classes not in CLASS_CHOICES:
             raise ConfigError(f"demo: classes={classes!r} is not one of {sorted(CLASS_CHOICES)}",
                               "use classes=trainid19 or labelid34")
         self.classes = classes
         self.class_set = CLASS_CHOICES[classes]
-        self.resolution = Resolution.from_params(self.name, height, width, fit)
+        self.resolution = Resolution.from_params(self.name, height, width, fit, image_resample, label_resample)
         self._dir = skimage_data_dir()
 
     def ids(self) -> list[str]:
@@ -119,14 +120,15 @@ class DemoDataset(Dataset):
 
     def load(self, image_id: str) -> Sample:
         path = self.files(image_id)[0]
-        raw = read_image_file(path, self.name)
+        info: dict[str, Any] = {}
+        raw = read_image_file(path, self.name, info)
         image = self.resolution.image(raw)
         labels = synthetic_labels(image)
         if self.classes == "labelid34":
             labels = apply_lut(labels, CITYSCAPES_TRAINID_TO_LABELID)
         return Sample(image_id, image, labels,
                       {"path": str(path), "native_size": [int(raw.shape[0]), int(raw.shape[1])],
-                       "labels": SYNTHETIC_VERSION})
+                       "labels": SYNTHETIC_VERSION, **source_note(info)})
 
     def protocol(self) -> dict[str, Any]:
         return {"dataset": self.name, "class_set": self.class_set.name, "labels": SYNTHETIC_VERSION,

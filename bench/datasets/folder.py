@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .base import Dataset, Sample, require_dir
-from .protocol import Resolution, read_image_file, resolve_root
+from .protocol import Resolution, read_image_file, resolve_root, source_note
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -26,13 +26,14 @@ class FolderDataset(Dataset):
 
     def __init__(self, root: str | Path | None = None, *, recursive: bool = False,
                  height: Any = None, width: Any = None, fit: str = "resize",
+                 image_resample: str = "bilinear", label_resample: str = "nearest",
                  root_env: str | None = None, default_root: str | Path | None = None,
                  name: str = "folder") -> None:
         self.name = name  # type: ignore[misc]  # a card may name its folder (e.g. kodak)
         self.root_env = root_env
         self.root = resolve_root(root, root_env, default_root)
         self.recursive = bool(recursive)
-        self.resolution = Resolution.from_params(name, height, width, fit)
+        self.resolution = Resolution.from_params(name, height, width, fit, image_resample, label_resample)
         self._paths: dict[str, Path] | None = None
 
     def _layout(self) -> str:
@@ -67,9 +68,11 @@ class FolderDataset(Dataset):
 
     def load(self, image_id: str) -> Sample:
         path = self._path(image_id)
-        raw = read_image_file(path, self.name)
+        info: dict[str, Any] = {}
+        raw = read_image_file(path, self.name, info)
         return Sample(image_id, self.resolution.image(raw), None,
-                      {"path": str(path), "native_size": [int(raw.shape[0]), int(raw.shape[1])]})
+                      {"path": str(path), "native_size": [int(raw.shape[0]), int(raw.shape[1])],
+                       **source_note(info)})
 
     def protocol(self) -> dict[str, Any]:
         return {"dataset": self.name, "class_set": None, "labels": None, "recursive": self.recursive,

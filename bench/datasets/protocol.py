@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import BenchError, ConfigError, DatasetNotFoundError
-from .base import read_rgb, resize_image, resize_labels
+from .base import read_rgb
+from .resample import resampler
 
 FITS: tuple[str, ...] = ("resize", "center_crop")
 
@@ -45,22 +46,28 @@ class Resolution:
 
     ``fit="resize"`` resizes the whole image to H×W (aspect may change, as the seeds do
     for Cityscapes 1024×2048 → 256×512); ``fit="center_crop"`` first crops the largest
-    centred region of aspect W/H, then resizes. Images: bilinear (PIL); labels: nearest.
+    centred region of aspect W/H, then resizes. ``image_resample`` / ``label_resample``
+    name the rules of :mod:`bench.datasets.resample` (default: PIL bilinear / PIL nearest).
     """
 
     height: int | None = None
     width: int | None = None
     fit: str = "resize"
+    image_resample: str = "bilinear"
+    label_resample: str = "nearest"
 
     @classmethod
-    def from_params(cls, dataset: str, height: Any, width: Any, fit: str = "resize") -> "Resolution":
+    def from_params(cls, dataset: str, height: Any, width: Any, fit: str = "resize",
+                    image_resample: str = "bilinear", label_resample: str = "nearest") -> "Resolution":
         h, w = _size(dataset, "height", height), _size(dataset, "width", width)
         if (h is None) != (w is None):
             raise ConfigError(f"{dataset}: height={height!r} and width={width!r}: give both or neither",
                               "set both height and width, or neither for the native size")
         if fit not in FITS:
             raise ConfigError(f"{dataset}: fit={fit!r} is not one of {FITS}", f"use one of {', '.join(FITS)}")
-        return cls(h, w, fit)
+        resampler("image", image_resample, dataset)
+        resampler("label", label_resample, dataset)
+        return cls(h, w, fit, image_resample, label_resample)
 
     @property
     def native(self) -> bool:
@@ -83,33 +90,44 @@ class Resolution:
         return array[top:top + ch, left:left + cw]
 
     def image(self, image: np.ndarray) -> np.ndarray:
-        """H×W×3 uint8 → the evaluated image (bilinear)."""
+        """H×W×3 uint8 → the evaluated image (``image_resample`` rule)."""
         if self.native:
             return image
         assert self.height is not None and self.width is not None
-        return np.ascontiguousarray(resize_image(np.ascontiguousarray(self._crop(image)), self.height, self.width))
+        resize = resampler("image", self.image_resample, "dataset")[0]
+        return np.ascontiguousarray(resize(np.ascontiguousarray(self._crop(image)), self.height, self.width))
 
     def labels(self, labels: np.ndarray) -> np.ndarray:
-        """H×W uint8 class ids → the evaluated label map (nearest; never new ids)."""
+        """H×W uint8 class ids → the evaluated label map (``label_resample`` rule; never new ids)."""
         if self.native:
             return labels
         assert self.height is not None and self.width is not None
-        return np.ascontiguousarray(resize_labels(np.ascontiguousarray(self._crop(labels)), self.height, self.width))
+        resize = resampler("label", self.label_resample, "dataset")[0]
+        return np.ascontiguousarray(resize(np.ascontiguousarray(self._crop(labels)), self.height, self.width))
 
     def protocol(self) -> dict[str, Any]:
         if self.native:
             return {"height": None, "width": None, "resize": "native"}
         return {"height": self.height, "width": self.width, "fit": self.fit,
-                "image_resize": "bilinear(PIL)", "label_resize": "nearest"}
+                "image_resize": resampler("image", self.image_resample, "dataset")[1],
+                "label_resize": resampler("label", self.label_resample, "dataset")[1]}
 
 
-def read_image_file(path: Path, dataset: str) -> np.ndarray:
-    """H×W×3 uint8 RGB; a missing or undecodable file raises a :class:`BenchError`."""
+def read_image_file(path: Path, dataset: str, info: dict[str, Any] | None = None) -> np.ndarray:
+    """H×W×3 uint8 RGB (:func:`~bench.datasets.base.read_rgb`; ``info`` gets what was
+    converted); a missing or undecodable file raises a :class:`BenchError`."""
     if not path.is_file():
         raise DatasetNotFoundError(f"{dataset}: image {path} not found",
                                    "check the dataset root; the file list may have changed")
     try:
-        return read_rgb(path)
+        return read_rgb(path, info)
     except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for truncated/unknown files
         raise BenchError(f"{dataset}: cannot decode image {path}: {err}",
                          "replace or remove the corrupt file") from None
+
+
+def source_note(info: dict[str, Any]) -> dict[str, Any]:
+    """``{"source_image": info}`` for sample.meta when the file needed more than an 8-bit
+    RGB/L/P read (16 bits, alpha, EXIF orientation, CMYK…), else {}."""
+    plain = set(info) <= {"mode"} and info.get("mode") in ("RGB", "L", "P", "1", None)
+    return {} if plain else {"source_image": dict(info)}
