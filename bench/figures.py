@@ -10,6 +10,12 @@ Presets (metric vs bpp panels, as in the papers in shared/seeds):
 * ``iwai-fig8`` — Iwai et al. Fig. 8: LPIPS, FID, PSNR and MS-SSIM vs bpp, one row per
   dataset ((a) COCO, (b) Cityscapes): runs are grouped into rows by dataset content.
 
+Each preset declares its paper's dataset protocol (``bench run --protocol sqgan|spic|iwai``,
+see :mod:`bench.datasets.presets`); the figure's caption names the protocol of the runs
+drawn and, when a run used another one, says so and warns (:class:`ProtocolWarning`). The
+``original`` codec (the clean reference row) is drawn as a dashed horizontal line — its
+metric value on clean images (e.g. the segmenter's mIoU ceiling) — not as a curve.
+
 Several runs can be drawn together (e.g. a baseline run and a learned-codec run of the
 same dataset): runs in one row must share the dataset protocol and the panels' metric
 settings (:func:`bench.compare.check_same_protocol`). A codec present in several runs of
@@ -23,6 +29,7 @@ figure and report).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -67,23 +74,51 @@ class Preset:
     panels: tuple[Panel, ...]
     rows_by_dataset: bool = False
     panel_size: tuple[float, float] = (1.75, 1.6)  # inches per panel
+    protocol: str | None = None  # the paper's dataset protocol preset (bench.datasets.presets)
 
 
 PRESETS: dict[str, Preset] = {
     "sqgan-fig12": Preset(
         "sqgan-fig12", "SQ-GAN (Pezone, Barbarossa, Caire), Fig. 12: FID, LPIPS, PSNR, mIoU vs BPP (Cityscapes)",
         (Panel(("fid",), "FID"), Panel(("lpips",), "LPIPS"), Panel(("psnr",), "PSNR"),
-         Panel(("miou_gt", "miou_orig"), "mIoU"))),
+         Panel(("miou_gt", "miou_orig"), "mIoU")), protocol="sqgan"),
     "spic-fig4": Preset(
         "spic-fig4", "SPIC, Fig. 4: (a) mIoU and (b) FID vs BPP (Cityscapes); dotted line = lossless SSM bpp",
         (Panel(("miou_gt", "miou_orig"), "(a) mIoU", ssm_line=True), Panel(("fid",), "(b) FID")),
-        panel_size=(2.6, 2.0)),
+        panel_size=(2.6, 2.0), protocol="spic"),
     "iwai-fig8": Preset(
         "iwai-fig8", "Iwai et al., Fig. 8: LPIPS, FID, PSNR, MS-SSIM vs bpp; (a) COCO, (b) Cityscapes",
         (Panel(("lpips",), "LPIPS"), Panel(("fid",), "FID"), Panel(("psnr",), "PSNR"),
          Panel(("msssim", "msssim_db"), "MS-SSIM")),
-        rows_by_dataset=True),
+        rows_by_dataset=True, protocol="iwai"),
 }
+
+
+#: Codec drawn as a horizontal reference line (its value on clean images), not as a curve.
+REFERENCE_CODEC = "original"
+
+
+class ProtocolWarning(UserWarning):
+    """A figure preset is drawn from runs made under another protocol than its paper's."""
+
+
+def run_protocol(run: dict[str, Any]) -> str:
+    """The protocol preset a run was made under ("card" for runs without --protocol)."""
+    return str((run["meta"].get("protocol") or {}).get("name") or "card")
+
+
+def protocol_caption(p: "Preset", runs: Sequence["RunData"]) -> str:
+    """Caption line naming the runs' protocol and the paper's; warns when they differ."""
+    used = list(dict.fromkeys(run_protocol(r.run) for r in runs))
+    if p.protocol is None:
+        return f"protocol: {', '.join(used)}"
+    others = [u for u in used if u != p.protocol]
+    if not others:
+        return f"protocol: {p.protocol} (the paper's)"
+    msg = (f"{p.name}: runs made under protocol {', '.join(repr(u) for u in others)}, not the paper's "
+           f"{p.protocol!r} (re-run with `bench run --protocol {p.protocol}` for the paper's numbers)")
+    warnings.warn(msg, ProtocolWarning, stacklevel=3)
+    return f"protocol: {', '.join(used)} — NOT the paper's ({p.protocol})"
 
 
 @dataclass
@@ -178,6 +213,13 @@ def _draw_panel(ax: Any, group: list[RunData], panel: Panel, ssm: float | None) 
     all_bpp: list[float] = []
     for r, (_k, col) in found:
         for codec, g in r.summary.groupby("codec", sort=True):
+            if str(codec) == REFERENCE_CODEC:
+                v = pd.to_numeric(g[col], errors="coerce")
+                v = v[np.isfinite(v)]
+                if len(v):
+                    ax.axhline(float(v.mean()), color="0.45", linestyle="--", linewidth=0.9,
+                               label=f"{r.labels.get(str(codec), str(codec))} (clean)")
+                continue
             d = g[["bpp", col]].apply(pd.to_numeric, errors="coerce")
             d = d[np.isfinite(d["bpp"]) & np.isfinite(d[col])].sort_values("bpp")
             if d.empty:
@@ -230,7 +272,7 @@ def figure(preset_name: str, runs: list[RunData], *, ssm: float | None = None) -
         if handles:
             fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
                        ncol=min(len(handles), 6), frameon=False)
-        fig.suptitle(p.source, fontsize=7, color="0.35")
+        fig.suptitle(f"{p.source}\n{protocol_caption(p, runs)}", fontsize=7, color="0.35")
     return fig
 
 
@@ -260,4 +302,4 @@ def write_all(store: Store, run_ids: Sequence[str], out_dir: Path | str) -> list
 
 def describe_presets() -> str:
     """One line per preset: name, source figure and panels."""
-    return "\n".join(f"{p.name:12s} {p.source}" for p in PRESETS.values())
+    return "\n".join(f"{p.name:12s} {p.source} [protocol: {p.protocol}]" for p in PRESETS.values())

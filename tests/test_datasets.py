@@ -273,3 +273,63 @@ def test_all_cards_build():
     for name in ("cityscapes", "coco", "folder", "kodak", "demo"):
         ds = catalog.make_dataset(name)
         assert ds.protocol()["dataset"] == name
+
+
+# -- image modes ---------------------------------------------------------------------------
+def test_16bit_grayscale_png_is_scaled_to_8_bits_not_clipped(tmp_path):
+    from bench.datasets.base import read_rgb
+
+    values = np.array([[0, 128, 129, 257, 32768, 65535]], dtype=np.uint16)
+    Image.fromarray(values).save(tmp_path / "g16.png")  # Pillow writes a 16-bit grayscale PNG
+    with Image.open(tmp_path / "g16.png") as im:
+        assert im.mode.startswith("I")
+    info: dict = {}
+    rgb = read_rgb(tmp_path / "g16.png", info)
+    # round(v * 255 / 65535): 128/257 = 0.498 -> 0, 129/257 = 0.502 -> 1, 32768/257 = 127.5 -> 128
+    assert rgb[..., 0].tolist() == [[0, 0, 1, 1, 128, 255]]
+    assert (rgb == rgb[..., :1]).all() and info["bits"] == 16
+    sample = FolderDataset(tmp_path).get("g16")
+    assert sample.meta["source_image"]["bits"] == 16
+
+
+def test_rgb48_and_alpha_images_are_scaled_and_composited_on_white(tmp_path):
+    import imagecodecs
+
+    from bench.datasets.base import read_rgb
+
+    rgb48 = np.array([[[65535, 32768, 0], [257, 514, 1000]]], dtype=np.uint16)
+    (tmp_path / "c48.png").write_bytes(imagecodecs.png_encode(rgb48))
+    info: dict = {}
+    assert read_rgb(tmp_path / "c48.png", info).tolist() == [[[255, 128, 0], [1, 2, 4]]]  # 1000/257 = 3.89
+    assert info == {"mode": "RGB48", "bits": 16}
+    rgba64 = np.array([[[65535, 0, 0, 0], [0, 0, 65535, 65535]]], dtype=np.uint16)  # transparent red, opaque blue
+    (tmp_path / "c64.png").write_bytes(imagecodecs.png_encode(rgba64))
+    assert read_rgb(tmp_path / "c64.png").tolist() == [[[255, 255, 255], [0, 0, 255]]]
+    # LA: grey 100 at alpha 128 over white = 100*128/255 + 255*127/255 = 177.2 -> 177
+    Image.fromarray(np.array([[[100, 128], [7, 255]]], dtype=np.uint8), "LA").save(tmp_path / "la.png")
+    info = {}
+    assert read_rgb(tmp_path / "la.png", info)[..., 0].tolist() == [[177, 7]]
+    assert info["alpha"] == "on-white"
+    # palette with a transparent entry
+    pal = Image.fromarray(np.array([[0, 1]], dtype=np.uint8), "P")
+    pal.putpalette([10, 20, 30, 200, 100, 50] + [0] * 762)
+    pal.info["transparency"] = 0
+    pal.save(tmp_path / "p.png", transparency=0)
+    assert read_rgb(tmp_path / "p.png").tolist() == [[[255, 255, 255], [200, 100, 50]]]
+    # CMYK (JPEG-free: TIFF keeps the values exactly): pure magenta ink -> (255, 0, 255)
+    Image.new("CMYK", (2, 1), (0, 255, 0, 0)).save(tmp_path / "k.tif")
+    assert read_rgb(tmp_path / "k.tif").tolist() == [[[255, 0, 255], [255, 0, 255]]]
+
+
+def test_exif_orientation_is_recorded_not_applied(tmp_path):
+    from bench.datasets.base import IMAGE_MODE_POLICY, read_rgb
+
+    im = Image.fromarray(np.tile(np.arange(6, dtype=np.uint8)[None, :, None] * 40, (4, 1, 3)))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    im.save(tmp_path / "rot.png", exif=exif)
+    info: dict = {}
+    rgb = read_rgb(tmp_path / "rot.png", info)
+    assert rgb.shape == (4, 6, 3) and rgb[0, :, 0].tolist() == [0, 40, 80, 120, 160, 200]  # stored order
+    assert info["exif_orientation"] == 6 and "ignored" in IMAGE_MODE_POLICY["exif_orientation"]
+    assert FolderDataset(tmp_path).get("rot").meta["source_image"]["exif_orientation"] == 6
