@@ -239,6 +239,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             except ImportError as err:
                 status = f"UNAVAILABLE (python package missing: {err.name})"
         print(f"{entry.name:12s} {status}\n{'':12s} {desc}".rstrip())
+        if kind == "dataset" and entry.card.get("protocols"):
+            print(f"{'':12s} protocols (--protocol): {', '.join(entry.card['protocols'])}")
     return 0
 
 
