@@ -201,13 +201,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from .figures import PRESETS, write_figure
+    import warnings
+
+    from .figures import PRESETS, ProtocolWarning, write_figure
 
     names = list(PRESETS) if args.preset == "all" else _csv(args.preset)
     with _store(args) as store:
         dest = Path(args.dest) if args.dest else Path(args.out) / "figures"
         for name in names:
-            paths = write_figure(name, store, args.runs or ["latest"], dest, ssm=args.ssm_bpp)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ProtocolWarning)
+                paths = write_figure(name, store, args.runs or ["latest"], dest, ssm=args.ssm_bpp)
+            for w in caught:  # a figure drawn from runs of another protocol than its paper's
+                print(f"warning: {w.message}", file=sys.stderr)
             print(f"{name}: {', '.join(str(p) for p in paths)}")
     return 0
 

@@ -107,6 +107,18 @@ def run_protocol(run: dict[str, Any]) -> str:
     return str((run["meta"].get("protocol") or {}).get("name") or "card")
 
 
+def _protocol_summary(run: dict[str, Any]) -> str:
+    """': 256x512, image bilinear, labels nearest-torch, mIoU average all' from a run's preset."""
+    rec = run["meta"].get("protocol") or {}
+    ds = rec.get("dataset") or {}
+    if not ds:
+        return ""
+    size = f"{ds['height']}x{ds['width']}" if ds.get("height") else "native size"
+    bits = [size, f"image {ds.get('image_resample', '?')}", f"labels {ds.get('label_resample', '?')}",
+            f"classes {ds.get('classes', '?')}", f"mIoU average {rec.get('miou_average_used', rec.get('miou_average'))}"]
+    return ": " + ", ".join(bits)
+
+
 def protocol_caption(p: "Preset", runs: Sequence["RunData"]) -> str:
     """Caption line naming the runs' protocol and the paper's; warns when they differ."""
     used = list(dict.fromkeys(run_protocol(r.run) for r in runs))
@@ -114,7 +126,7 @@ def protocol_caption(p: "Preset", runs: Sequence["RunData"]) -> str:
         return f"protocol: {', '.join(used)}"
     others = [u for u in used if u != p.protocol]
     if not others:
-        return f"protocol: {p.protocol} (the paper's)"
+        return f"protocol: {p.protocol} (the paper's){_protocol_summary(runs[0].run)}"
     msg = (f"{p.name}: runs made under protocol {', '.join(repr(u) for u in others)}, not the paper's "
            f"{p.protocol!r} (re-run with `bench run --protocol {p.protocol}` for the paper's numbers)")
     warnings.warn(msg, ProtocolWarning, stacklevel=3)
