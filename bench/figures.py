@@ -114,8 +114,9 @@ def _protocol_summary(run: dict[str, Any]) -> str:
     if not ds:
         return ""
     size = f"{ds['height']}x{ds['width']}" if ds.get("height") else "native size"
+    average = rec.get("miou_average_used", rec.get("miou_average"))
     bits = [size, f"image {ds.get('image_resample', '?')}", f"labels {ds.get('label_resample', '?')}",
-            f"classes {ds.get('classes', '?')}", f"mIoU average {rec.get('miou_average_used', rec.get('miou_average'))}"]
+            f"classes {ds.get('classes', '?')}", f"mIoU average {average}"]
     return ": " + ", ".join(bits)
 
 

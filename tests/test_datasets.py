@@ -305,6 +305,9 @@ def test_rgb48_and_alpha_images_are_scaled_and_composited_on_white(tmp_path):
     rgba64 = np.array([[[65535, 0, 0, 0], [0, 0, 65535, 65535]]], dtype=np.uint16)  # transparent red, opaque blue
     (tmp_path / "c64.png").write_bytes(imagecodecs.png_encode(rgba64))
     assert read_rgb(tmp_path / "c64.png").tolist() == [[[255, 255, 255], [0, 0, 255]]]
+    la32 = np.array([[[25700, 32896], [65535, 0]]], dtype=np.uint16)  # grey 100, alpha 128 (x257); white, clear
+    (tmp_path / "la32.png").write_bytes(imagecodecs.png_encode(la32))
+    assert read_rgb(tmp_path / "la32.png")[..., 0].tolist() == [[177, 255]]
     # LA: grey 100 at alpha 128 over white = 100*128/255 + 255*127/255 = 177.2 -> 177
     Image.fromarray(np.array([[[100, 128], [7, 255]]], dtype=np.uint8), "LA").save(tmp_path / "la.png")
     info = {}

@@ -100,7 +100,7 @@ class Dataset(ABC):
 
 #: How :func:`read_rgb` turns any stored image into 8-bit RGB (recorded with each run).
 IMAGE_MODE_POLICY: dict[str, str] = {
-    "16-bit": "scaled to 8 bits: round(v * 255 / 65535) = (v + 128) // 257 (PNG RGB48/RGBA64 decoded "
+    "16-bit": "scaled to 8 bits: round(v * 255 / 65535) = (v + 128) // 257 (16-bit PNG RGB/RGBA/LA decoded "
               "by imagecodecs; I;16*, I (clipped to 0..65535) by Pillow); never clipped to white",
     "alpha": "composited on white (LA, RGBA, PA, palette with transparency): what a viewer shows",
     "palette": "expanded through its palette",
@@ -140,16 +140,17 @@ def read_rgb(path: Path, info: dict[str, Any] | None = None) -> np.ndarray:
     """
     info = {} if info is None else info
     depth = _png_bit_depth(path)
-    if depth is not None and depth[0] == 16 and depth[1] in (2, 6):  # RGB48 / RGBA64: Pillow keeps 8 bits
+    if depth is not None and depth[0] == 16 and depth[1] in (2, 4, 6):  # Pillow would keep the high byte
         import imagecodecs
 
         raw = imagecodecs.png_decode(Path(path).read_bytes())
-        info.update(mode="RGBA64" if depth[1] == 6 else "RGB48", bits=16)
-        rgb = _scale16(raw[..., :3])
-        if depth[1] == 6:
+        info.update(mode={2: "RGB48", 4: "LA32", 6: "RGBA64"}[depth[1]], bits=16)
+        colour = raw[..., :1] if depth[1] == 4 else raw[..., :3]
+        rgb = np.ascontiguousarray(np.broadcast_to(_scale16(colour), raw.shape[:2] + (3,)))
+        if depth[1] in (4, 6):
             info["alpha"] = "on-white"
-            return _on_white(rgb, _scale16(raw[..., 3]))
-        return np.ascontiguousarray(rgb)
+            return _on_white(rgb, _scale16(raw[..., -1]))
+        return rgb
     with Image.open(path) as im:
         im.load()
         info["mode"] = im.mode
