@@ -218,3 +218,19 @@ def test_original_codec_is_the_clean_reference_row(city_runs):
     assert np.array_equal(codec.decode(codec.encode(img, "lossless").parts), img)
     with pytest.raises(ConfigError):
         codec.encode(img, "0.5")
+
+
+def test_cli_protocol_flag_runs_the_preset_and_refuses_bad_input(tmp_path, capsys):
+    root = make_cityscapes_fixture(tmp_path / "city", 1, 1, size=(256, 512))
+    out = tmp_path / "res"
+    base = ["--out", str(out), "run", "--codecs", "original", "--metrics", "psnr", "--dataset", "cityscapes",
+            "--root", str(root), "-q", "--no-report"]
+    assert main(base + ["--protocol", "sqgan"]) == 0
+    with Store(out / "bench.sqlite") as store:
+        run = store.run("latest")
+    assert run["meta"]["protocol"]["name"] == "sqgan" and run["config"]["protocol"] == "sqgan"
+    capsys.readouterr()
+    assert main(base + ["--protocol", "nope"]) == ConfigError.exit_code
+    assert "has no protocol 'nope' (it has: sqgan, spic, iwai, native)" in capsys.readouterr().err
+    assert main(base + ["--protocol", "sqgan", "--param", "cityscapes.height=128"]) == ConfigError.exit_code
+    assert "fixes cityscapes.height=256" in capsys.readouterr().err
