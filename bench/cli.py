@@ -102,11 +102,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(store: Any, run_id: str, out_dir: Path) -> int:
+def _bootstrap(args: argparse.Namespace) -> Any:
+    """The --ci settings as a bench.stats.Bootstrap, or None without --ci."""
+    if not getattr(args, "ci", False):
+        return None
+    from .stats import Bootstrap
+
+    if args.ci_resamples < 10:
+        raise BenchError(f"--ci-resamples {args.ci_resamples} is too few", "use 10 or more (default 1000)")
+    return Bootstrap(resamples=args.ci_resamples, seed=args.ci_seed,
+                     heavy_resamples=min(args.ci_resamples, args.ci_heavy_resamples))
+
+
+def _add_ci_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--ci", action="store_true", help=f"{what} 95%% bootstrap intervals over images (seeded)")
+    p.add_argument("--ci-resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--ci-heavy-resamples", type=int, default=100,
+                   help="resamples for FID/KID and other non-sum metrics (default 100)")
+    p.add_argument("--ci-seed", type=int, default=0, help="bootstrap seed (default 0)")
+
+
+def _report(store: Any, run_id: str, out_dir: Path, boot: Any = None) -> int:
     from .report import load_run, render_console, summarise, write_report
 
     loaded = load_run(store, run_id)  # the rows, read once for the console and the files
     summary = summarise(store, run_id, loaded)
+    if boot is not None:
+        from .report.intervals import add_intervals
+
+        summary = add_intervals(summary, store, run_id, loaded, boot)
     paths = write_report(store, run_id, out_dir, summary, loaded)
     print(render_console(summary))
     print(f"report: {out_dir} ({len(paths)} files)")
@@ -120,14 +144,15 @@ def cmd_report(args: argparse.Namespace) -> int:
             return _html_report(args, store, [run["run_id"]] + [store.run(r)["run_id"] for r in args.more_runs])
         if args.more_runs:
             raise BenchError("several runs make one report only with --html", "add --html, or report one run")
-        return _report(store, run["run_id"], Path(args.dest) if args.dest else Path(args.out) / run["run_id"])
+        return _report(store, run["run_id"], Path(args.dest) if args.dest else Path(args.out) / run["run_id"],
+                       _bootstrap(args))
 
 
 def _html_report(args: argparse.Namespace, store: Any, run_ids: list[str]) -> int:
     from .report.html import HtmlOptions, write_html
 
     options = HtmlOptions(bpp=args.bpp, image_id=args.image, crop=args.crop, crops=not args.no_crops,
-                          codec_params=parse_params(args.param))
+                          codec_params=parse_params(args.param), ci=_bootstrap(args))
     dest = Path(args.dest) if args.dest else Path(args.out) / run_ids[0]
     path = write_html(store, run_ids, dest / "report.html", options)
     print(f"html report: {path}")
@@ -211,7 +236,8 @@ def cmd_figures(args: argparse.Namespace) -> int:
         for name in names:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ProtocolWarning)
-                paths = write_figure(name, store, args.runs or ["latest"], dest, ssm=args.ssm_bpp)
+                paths = write_figure(name, store, args.runs or ["latest"], dest, ssm=args.ssm_bpp,
+                                     ci=_bootstrap(args))
             for w in caught:  # a figure drawn from runs of another protocol than its paper's
                 print(f"warning: {w.message}", file=sys.stderr)
             print(f"{name}: {', '.join(str(p) for p in paths)}")
@@ -318,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--crop", type=int, default=192, help="--html: side of the centre crop in pixels")
     rep.add_argument("--no-crops", action="store_true", help="--html: do not recompute reconstructions")
     rep.add_argument("--param", action="append", help="--html: NAME.KEY=VALUE to rebuild a codec (as for run)")
+    _add_ci_args(rep, "tables and curves with")
     rep.set_defaults(func=cmd_report)
 
     rs = sub.add_parser("runs", help="list runs in the store (tagged codecs shown as name@tag)")
@@ -356,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--dest", help="output folder (default: results/figures/)")
     fg.add_argument("--ssm-bpp", type=float, help="spic-fig4: bpp of the lossless semantic map (dotted line); "
                                                   "default: found in the runs' byte parts")
+    _add_ci_args(fg, "error bars of")
     fg.set_defaults(func=cmd_figures)
 
     ls = sub.add_parser("list", help="registered codecs, datasets or metrics and their availability")

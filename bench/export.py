@@ -2,7 +2,10 @@
 
 Columns: run_id, codec, rate, image_id, status, error, height, width, bpp (total),
 bpp_<part> per byte part, bytes_<part> (byte counts), every per-image metric value
-(random-weights ones marked ``" (random weights)"``) and seconds_<stage>. Metric
+(random-weights ones marked ``" (random weights)"``) and seconds_<stage>; with an mIoU
+state, ``miou_gt_img`` / ``miou_orig_img`` (the image's own mIoU against the ground truth
+and against the segmentation of the original, recomputed from the state) and
+``iou_drop_orig`` = 1 − ``miou_orig_img``. Metric
 *states* (the arrays behind dataset-level values such as FID) are not exported: use the
 SQLite store for those.
 
@@ -19,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, UnavailableError
-from .report.summary import load_run, per_image
+from .report.evidence import per_image_iou
+from .report.summary import RANDOM_MARK, load_run, per_image
 from .store import Store
 
 FORMATS = ("csv", "parquet", "json")
@@ -35,6 +39,11 @@ def tidy_rows(store: Store, run_id: str) -> pd.DataFrame:
     keys = list(zip(df["codec"], df["rate"], df["image_id"]))
     for p in parts:
         df[f"bytes_{p}"] = [float(byte_counts.get(k, {}).get(p, np.nan)) for k in keys]
+    # per-image IoU vs GT and vs seg(original), recomputed from each row's mIoU state
+    ious = per_image_iou(rows, RANDOM_MARK if "miou" in df.attrs.get("random_metrics", []) else "")
+    if not ious.empty:
+        keep = [c for c in df.columns if c not in ious.columns or c in ("codec", "rate", "image_id")]
+        df = df[keep].merge(ious, on=["codec", "rate", "image_id"], how="left")
     df.insert(0, "run_id", run["run_id"])
     df.attrs = {}
     return df

@@ -43,7 +43,9 @@ from matplotlib.figure import Figure
 from .compare import check_same_protocol
 from .errors import ConfigError
 from .report.curves import axis_label, codec_colour, codec_marker
+from .report.intervals import add_intervals, ci_notes, draw_interval, draw_small_n, small_n_notes
 from .report.summary import column_info, summarise
+from .stats import Bootstrap
 from .store import Store
 
 PNG_DPI = 300
@@ -157,14 +159,18 @@ def preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-def load_runs(store: Store, run_ids: Sequence[str]) -> list[RunData]:
-    """Summaries of the runs (ids or prefixes, ``latest``), in the given order."""
+def load_runs(store: Store, run_ids: Sequence[str], ci: Bootstrap | None = None) -> list[RunData]:
+    """Summaries of the runs (ids or prefixes, ``latest``), in the given order; with ``ci``
+    each carries bootstrap intervals (:func:`bench.report.intervals.add_intervals`)."""
     if not run_ids:
         raise ConfigError("no run given", "name runs (see `bench runs`)")
     out = []
     for rid in run_ids:
         run = store.run(rid)
-        out.append(RunData(run, summarise(store, run["run_id"])))
+        summary = summarise(store, run["run_id"])
+        if ci is not None:
+            summary = add_intervals(summary, store, run["run_id"], boot=ci)
+        out.append(RunData(run, summary))
     return out
 
 
@@ -240,6 +246,8 @@ def _draw_panel(ax: Any, group: list[RunData], panel: Panel, ssm: float | None) 
             label = r.labels.get(str(codec), str(codec))
             all_bpp += d["bpp"].tolist()
             ax.plot(d["bpp"], d[col], label=label, color=codec_colour(label), marker=codec_marker(label))
+            draw_interval(ax, r.summary, col, d.index, d["bpp"], codec_colour(label), style="bars")
+            draw_small_n(ax, r.summary, col, d.index, d["bpp"], d[col], codec_colour(label))
     if ssm is not None and panel.ssm_line:
         ax.axvline(ssm, color="black", linestyle=":", linewidth=1.0, label=f"lossless SSM ({ssm:.3f} bpp)")
     if all_bpp and min(all_bpp) > 0 and max(all_bpp) / min(all_bpp) > 10:
@@ -286,13 +294,19 @@ def figure(preset_name: str, runs: list[RunData], *, ssm: float | None = None) -
             fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
                        ncol=min(len(handles), 6), frameon=False)
         fig.suptitle(f"{p.source}\n{protocol_caption(p, runs)}", fontsize=7, color="0.35")
+        notes = list(dict.fromkeys(n for r in runs for n in small_n_notes(r.summary) + ci_notes(r.summary)))
+        if notes:  # small-N values are drawn hollow; intervals are error bars
+            fig.text(0.0, 0.0, "\n".join(n.replace("± :", "error bars:") for n in notes) + (
+                "\n(hollow markers: values marked *)" if any(small_n_notes(r.summary) for r in runs) else ""),
+                fontsize=5.5, color="0.3", ha="left", va="top")
     return fig
 
 
 def write_figure(preset_name: str, store: Store, run_ids: Sequence[str], out_dir: Path | str, *,
-                 ssm: float | None = None, stem: str | None = None) -> list[Path]:
-    """Draw the preset from stored runs and save ``<stem>.pdf`` (vector) and ``.png`` (300 dpi)."""
-    runs = load_runs(store, run_ids)
+                 ssm: float | None = None, stem: str | None = None, ci: Bootstrap | None = None) -> list[Path]:
+    """Draw the preset from stored runs and save ``<stem>.pdf`` (vector) and ``.png`` (300 dpi);
+    ``ci``: draw bootstrap error bars (off by default, as the papers print them)."""
+    runs = load_runs(store, run_ids, ci)
     fig = figure(preset_name, runs, ssm=ssm)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -192,6 +192,8 @@ class _InceptionMetric(Metric):
 
     higher_is_better = False
     prefix: ClassVar[str] = ""
+    #: ``merge`` concatenates feature rows (bench.stats resamples them without a network)
+    merge_kind: ClassVar[str] = "concat"
 
     def __init__(self, *, patch: int | None = None, weights_path: str | None = None, batch_size: int = 16,
                  cache: RefCache | None = None, **options: Any) -> None:

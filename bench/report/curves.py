@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ..errors import ConfigError
+from .intervals import draw_interval, draw_small_n, figure_note
 from .summary import ColumnInfo, column_info
 from .tables import pretty_name
 
@@ -84,6 +85,8 @@ def rd_figure(df: pd.DataFrame, column: str) -> Figure:
         label = (df.attrs.get("codec_labels") or {}).get(str(codec), str(codec))
         ax.plot(data["bpp"], data[column], label=label, color=codec_colour(str(codec)),
                 marker=codec_marker(str(codec)), linewidth=1.5, markersize=5)
+        draw_interval(ax, df, column, data.index, data["bpp"], codec_colour(str(codec)))  # with --ci
+        draw_small_n(ax, df, column, data.index, data["bpp"], data[column], codec_colour(str(codec)))
     if all_bpp and min(all_bpp) > 0 and max(all_bpp) / min(all_bpp) > 10:
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -94,6 +97,7 @@ def rd_figure(df: pd.DataFrame, column: str) -> Figure:
     ax.set_ylabel(axis_label(info) + (f" ({note})" if note else ""))
     ax.set_title(f"{pretty_name(info)} vs rate" + (f" — {note}" if note else ""))
     ax.grid(True, which="both", alpha=0.3)
+    figure_note(ax, df, column)
     if ax.lines:
         ax.legend(fontsize="small", loc="best")
     else:

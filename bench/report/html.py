@@ -48,7 +48,9 @@ from ..errors import BenchError
 from ..runner import semantics_for
 from ..store import Store
 from .curves import codec_colour, curve_columns, rd_figure
-from .summary import column_info, summarise
+from .evidence import per_image_iou, worst_images
+from .intervals import CI_KIND, add_intervals, ci_notes, decorate, small_n_notes
+from .summary import column_info, load_run, per_image, summarise
 from .tables import formatted, header
 
 log = logging.getLogger("bench")
@@ -89,6 +91,8 @@ class HtmlOptions:
     crop: int = 192
     crops: bool = True
     codec_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ci: Any = None  # a bench.stats.Bootstrap: intervals in the table and bands on the curves
+    worst: int = 3  # images listed per codec × rate × criterion in "Worst images" (0: no section)
 
 
 # -- small helpers -----------------------------------------------------------------------
@@ -120,12 +124,15 @@ def _img(uri: str, alt: str, cls: str = "") -> str:
 def table_html(df: pd.DataFrame) -> str:
     """The summary as an HTML table with rounded numbers and unit/direction headers."""
     cells, infos = formatted(df)
-    heads = "".join(f"<th>{_esc(header(infos[c]))}</th>" for c in df.columns)
+    cells = decorate(df, cells, infos)  # value ± half-width (with --ci), small-N marks
+    shown = [c for c in df.columns if infos[c].kind != CI_KIND]
+    heads = "".join(f"<th>{_esc(header(infos[c]))}</th>" for c in shown)
     body = []
     for _, row in cells.iterrows():
-        tds = "".join(f'<td{" class=key" if infos[c].kind == "key" else ""}>{_esc(row[c])}</td>' for c in df.columns)
+        tds = "".join(f'<td{" class=key" if infos[c].kind == "key" else ""}>{_esc(row[c])}</td>' for c in shown)
         body.append(f"<tr>{tds}</tr>")
-    return f'<table class="summary"><thead><tr>{heads}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    notes = "".join(f'<p class="note">{_esc(n)}</p>' for n in small_n_notes(df, infos) + ci_notes(df))
+    return f'<table class="summary"><thead><tr>{heads}</tr></thead><tbody>{"".join(body)}</tbody></table>{notes}'
 
 
 # -- runs and groups ---------------------------------------------------------------------
@@ -138,7 +145,7 @@ class _Group:
     origin: dict[str, tuple[str, str]]  # label -> (run_id, codec)
 
 
-def _groups(store: Store, run_ids: Sequence[str]) -> list[_Group]:
+def _groups(store: Store, run_ids: Sequence[str], ci: Any = None) -> list[_Group]:
     runs = [store.run(r) for r in run_ids]
     by_content: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
@@ -148,6 +155,8 @@ def _groups(store: Store, run_ids: Sequence[str]) -> list[_Group]:
         frames, origin, columns, shown = [], {}, {}, {}
         names: dict[str, int] = {}
         sums = [summarise(store, r["run_id"]) for r in group_runs]
+        if ci is not None:
+            sums = [add_intervals(df, store, r["run_id"], boot=ci) for df, r in zip(sums, group_runs)]
         for df in sums:
             for c in dict.fromkeys(df["codec"]):
                 names[c] = names.get(c, 0) + 1
@@ -162,7 +171,7 @@ def _groups(store: Store, run_ids: Sequence[str]) -> list[_Group]:
             columns.update(df.attrs.get("columns", {}))
             frames.append(df)
         summary = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        summary.attrs = {"columns": columns, "codec_labels": shown}
+        summary.attrs = {"columns": columns, "codec_labels": shown, **({"ci": sums[0].attrs["ci"]} if ci else {})}
         out.append(_Group(group_runs, summary, origin))
     return out
 
@@ -308,15 +317,8 @@ def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions) ->
             continue
         row = min(cands, key=lambda r: abs(float(r.bpp) - bpp))
         run = next(ru for ru in group.runs if ru["run_id"] == run_id)
-        recorded = (run["meta"].get("codecs") or {}).get(codec_name)
         try:
-            codec = _rebuild_codec(codec_name, recorded, options.codec_params.get(codec_name, {}))
-            if codec.missing():
-                raise BenchError(f"{codec_name} is not available here", "see `bench doctor`")
-            enc = codec.encode(sample.image, codec.rate_knob.parse(row.rate),
-                               semantics=semantics_for(codec, sample,
-                                                       dataset.class_set.name if dataset.class_set else None))
-            recon = codec.decode(dict(enc.parts))
+            enc, recon = _recompute(run, codec_name, row.rate, sample, dataset, options)
         except Exception as err:  # one codec's failure must not lose the page
             msg = err.problem if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
             figs.append(f'<figure><figcaption class="note">{_esc(label)} @ {_esc(row.rate)}: not recomputed '
@@ -335,6 +337,65 @@ def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions) ->
             f'<div class="crops">{"".join(figs)}</div>')
 
 
+def _recompute(run: Mapping[str, Any], codec_name: str, rate: str, sample: Any, dataset: Any,
+               options: HtmlOptions) -> tuple[Any, np.ndarray]:
+    """(encoded, reconstruction) of ``sample`` by the run's codec at ``rate``, recomputed now."""
+    recorded = (run["meta"].get("codecs") or {}).get(codec_name)
+    codec = _rebuild_codec(codec_name, recorded, options.codec_params.get(codec_name, {}))
+    if codec.missing():
+        raise BenchError(f"{codec_name} is not available here", "see `bench doctor`")
+    enc = codec.encode(sample.image, codec.rate_knob.parse(rate),
+                       semantics=semantics_for(codec, sample, dataset.class_set.name if dataset.class_set else None))
+    return enc, codec.decode(dict(enc.parts))
+
+
+def worst_html(store: Store, group: _Group, options: HtmlOptions) -> str:
+    """Per codec and rate, the images where the codec does worst (largest LPIPS, lowest
+    PSNR, largest IoU drop vs the original's segmentation), with crops of the worst one
+    per criterion (recomputed, when ``options.crops``)."""
+    parts = []
+    samples: dict[str, Any] = {}
+    run0 = group.runs[0]
+    try:
+        dataset = catalog.make_dataset(run0["config"]["dataset"], **(run0["config"].get("dataset_params") or {}))
+    except (BenchError, OSError):
+        dataset = None
+    by_origin = {v: k for k, v in group.origin.items()}
+    for run in group.runs:
+        loaded = load_run(store, run["run_id"])
+        images = per_image(store, run["run_id"], loaded)
+        ious = per_image_iou(loaded[1])
+        if not ious.empty:
+            images = images.merge(ious[["codec", "rate", "image_id", *[c for c in ious if c not in images and
+                                                                        c not in ("codec", "rate", "image_id")]]],
+                                  on=["codec", "rate", "image_id"], how="left")
+        worst = worst_images(images, options.worst)
+        for (codec, rate), g in worst.groupby(["codec", "rate"], sort=False):
+            label = by_origin.get((run["run_id"], codec), codec)
+            lines = "".join(f"<tr><td class=key>{_esc(crit)}</td><td class=key>"
+                            + ", ".join(f"{_esc(r.image_id)} ({r.value:.4g})" for r in cg.itertuples())
+                            + "</td></tr>" for crit, cg in g.groupby("criterion", sort=False))
+            figs = []
+            for crit, cg in (g[g["rank"] == 1].groupby("image_id", sort=False) if options.crops and dataset else ()):
+                try:
+                    sample = samples.get(crit) or dataset.load(crit)
+                    samples[crit] = sample
+                    _enc, recon = _recompute(run, codec, rate, sample, dataset, options)
+                except Exception as err:  # noqa: BLE001 - one crop's failure must not lose the page
+                    msg = err.problem if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
+                    figs.append(f'<figure><figcaption class="note">{_esc(crit)}: not recomputed ({_esc(msg)})'
+                                "</figcaption></figure>")
+                    continue
+                why = "; ".join(f"{c}: {v:.4g}" for c, v in zip(cg["criterion"], cg["value"]))
+                figs.append(f'<figure>{_img(array_uri(_center_crop(sample.image, options.crop)), "original")}'
+                            f"<figcaption>original {_esc(crit)}</figcaption></figure>"
+                            f'<figure>{_img(array_uri(_center_crop(recon, options.crop)), label)}'
+                            f"<figcaption>{_esc(label)} @ {_esc(rate)} — {_esc(why)}</figcaption></figure>")
+            parts.append(f"<h4>{_esc(label)} @ rate {_esc(rate)}</h4><table class=meta>{lines}</table>"
+                         + (f'<div class="crops">{"".join(figs)}</div>' if figs else ""))
+    return "".join(parts) or "<p>no per-image values to rank</p>"
+
+
 # -- page --------------------------------------------------------------------------------
 def render_html(store: Store, run_ids: Sequence[str], options: HtmlOptions | None = None) -> str:
     """The whole page as a string."""
@@ -343,7 +404,7 @@ def render_html(store: Store, run_ids: Sequence[str], options: HtmlOptions | Non
              f"<title>bench report: {_esc(', '.join(run_ids))}</title><style>{CSS}</style></head><body>",
              f"<h1>Rate–quality report</h1><p>generated {datetime.datetime.now():%Y-%m-%d %H:%M}; "
              "figures and tables computed from the run store; lower/higher-is-better marked ↓/↑.</p>"]
-    for group in _groups(store, run_ids):
+    for group in _groups(store, run_ids, options.ci):
         df = group.summary
         ds = (group.runs[0]["meta"].get("dataset") or {}).get("name", group.runs[0]["config"].get("dataset"))
         bpp = options.bpp if options.bpp is not None else _default_bpp(df)
@@ -356,6 +417,8 @@ def render_html(store: Store, run_ids: Sequence[str], options: HtmlOptions | Non
             parts.append(f"<h3>Per-class IoU near {bpp:.4f} bpp</h3>{bars}")
         if options.crops:
             parts.append("<h3>Reconstructions</h3>" + crops_html(store, group, bpp, options))
+        if options.worst > 0:
+            parts.append("<h3>Worst images</h3>" + worst_html(store, group, options))
     parts.append(f"<script>{SCRIPT}</script></body></html>")
     return "\n".join(parts)
 

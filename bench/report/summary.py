@@ -40,7 +40,7 @@ COUNT_COLUMNS = ("n_ok", "n_failed")
 KNOWN_DIRECTIONS: dict[str, bool] = {"mse": False}
 # Side values of a metric (sample counts, patch size, spread) and per-class breakdowns
 # ("iou_gt/road"): kept in CSV, left out of the printed tables and default curves.
-DETAIL_SUFFIXES = ("_n", "_images", "_patch", "_low_n", "_subset_size", "_std")
+DETAIL_SUFFIXES = ("_n", "_images", "_patch", "_low_n", "_subset_size", "_std", "_lo", "_hi")
 DETAIL_PREFIXES = ("classes_",)
 
 

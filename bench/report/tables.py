@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from .intervals import ci_notes, decorate, latex_interval_cells, small_n_notes
 from .summary import RANDOM_MARK, ColumnInfo, column_info
 
 PRETTY: dict[str, str] = {
@@ -106,6 +107,7 @@ def to_markdown(df: pd.DataFrame) -> str:
     infos = column_info(df)
     cols = printed_columns(df, infos)
     cells, _ = formatted(df[cols], infos=infos)
+    cells = decorate(df, cells, infos)  # value ± half-width, small-N marks
     cells.columns = [header(infos[c]) for c in cols]
     table = cells.to_markdown(index=False, disable_numparse=True, colalign=_align(infos, cols))
     notes = _notes(df)
@@ -122,6 +124,8 @@ def to_latex(df: pd.DataFrame) -> str:
     infos = column_info(df)
     cols = printed_columns(df, infos)
     cells, _ = formatted(df[cols], nan="--", inf=r"$\infty$", infos=infos)
+    cells = decorate(df, cells, infos, style="none")  # small-N marks
+    cells, cols, infos = latex_interval_cells(df, cells, infos, cols)  # [lo, hi] columns
     for c in cols:
         if infos[c].kind == "key":
             cells[c] = [latex_escape(v) for v in cells[c]]
@@ -158,6 +162,7 @@ def _notes(df: pd.DataFrame) -> list[str]:
     n_detail = sum(i.detail for i in infos.values())
     if n_detail:
         notes.append(f"{n_detail} more columns (sample counts, per-class values) are in the CSV.")
+    notes += small_n_notes(df, infos) + ci_notes(df)
     notes += [f"Warning: {w}" for w in df.attrs.get("warnings", [])]
     if df.attrs.get("run_id"):
         notes.append(f"Run {df.attrs['run_id']}.")
@@ -187,6 +192,7 @@ def render_console(df: pd.DataFrame) -> str:
     if not any(infos[c].kind == "dataset" for c in keep):  # no compute() values: show the means
         keep += [c for c in printed_columns(df, infos) if infos[c].kind == "mean"]
     cells, _ = formatted(df[keep], infos=infos)
+    cells = decorate(df, cells, infos)
     cells.columns = [header(infos[c]) for c in keep]
     return tabulate(cells.values.tolist(), headers=list(cells.columns), tablefmt="simple",
                     disable_numparse=True, colalign=_align(infos, keep))

@@ -1,0 +1,81 @@
+"""Per-image evidence: which images make a codec look bad, and per-image IoU from states.
+
+* :func:`per_image_iou` — each row's own mIoU against the ground truth and against the
+  segmentation of the original, recomputed from the row's stored mIoU state (per-class
+  intersections and unions of that image), so it exists for every row that has a state;
+  ``iou_drop_orig`` = 1 − ``miou_orig_img`` (0: the reconstruction segments exactly like
+  the original).
+* :func:`worst_images` — per codec × rate, the images with the largest LPIPS, the lowest
+  PSNR and the largest IoU drop against the original's segmentation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..metrics.miou import REFERENCES, mean_iou
+from ..store import Row
+from .summary import RANDOM_MARK
+
+#: (column, worst end, label): "max" = larger is worse.
+CRITERIA: tuple[tuple[str, str, str], ...] = (
+    ("lpips", "max", "largest LPIPS"),
+    ("psnr", "min", "lowest PSNR [dB]"),
+    ("iou_drop_orig", "max", "largest IoU drop vs seg(original)"),
+)
+
+
+def row_iou(row: Row) -> dict[str, float]:
+    """``miou_<ref>_img`` (in [0, 1]) for each reference the row's mIoU state holds, and
+    ``iou_drop_orig``; {} without an mIoU state."""
+    state = row.states.get("miou")
+    if not state:
+        return {}
+    out: dict[str, float] = {}
+    for ref in REFERENCES:
+        if f"inter_{ref}" not in state or int(np.asarray(state.get(f"images_{ref}", 0))) == 0:
+            continue
+        value = mean_iou(np.asarray(state[f"inter_{ref}"]), np.asarray(state[f"union_{ref}"]))
+        if not math.isnan(value):
+            out[f"miou_{ref}_img"] = value
+    if "miou_orig_img" in out:
+        out["iou_drop_orig"] = 1.0 - out["miou_orig_img"]
+    return out
+
+
+def per_image_iou(rows: Sequence[Row], mark: str = "") -> pd.DataFrame:
+    """codec, rate, image_id and :func:`row_iou` of every row with an mIoU state (value
+    columns suffixed with ``mark``, e.g. the random-weights mark)."""
+    records = [{"codec": r.codec, "rate": r.rate, "image_id": r.image_id,
+                **{k + mark: v for k, v in row_iou(r).items()}} for r in rows]
+    records = [rec for rec in records if len(rec) > 3]
+    return pd.DataFrame(records, columns=None if records else ["codec", "rate", "image_id"])
+
+
+def worst_images(images: pd.DataFrame, k: int = 3) -> pd.DataFrame:
+    """Up to ``k`` worst images per codec × rate × criterion (:data:`CRITERIA`) among ok
+    rows of a per-image frame (:func:`bench.report.per_image`, plus ``iou_drop_orig``).
+    Columns: codec, rate, criterion, rank (1 = worst), image_id, value."""
+    cols = ["codec", "rate", "criterion", "rank", "image_id", "value"]
+    if images.empty:
+        return pd.DataFrame(columns=cols)
+    ok = images[images["status"] == "ok"] if "status" in images else images
+    out = []
+    for (codec, rate), g in ok.groupby(["codec", "rate"], sort=False):
+        for column, end, label in CRITERIA:
+            column = column if column in g else column + RANDOM_MARK
+            if column not in g:
+                continue
+            values = pd.to_numeric(g[column], errors="coerce")
+            values = values[np.isfinite(values)]
+            if values.empty:
+                continue
+            picked = values.nlargest(k) if end == "max" else values.nsmallest(k)
+            for rank, (idx, value) in enumerate(picked.items(), 1):
+                out.append({"codec": codec, "rate": rate, "criterion": label, "rank": rank,
+                            "image_id": g.loc[idx, "image_id"], "value": float(value)})
+    return pd.DataFrame(out, columns=cols)
