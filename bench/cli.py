@@ -102,9 +102,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bootstrap(args: argparse.Namespace) -> Any:
-    """The --ci settings as a bench.stats.Bootstrap, or None without --ci."""
-    if not getattr(args, "ci", False):
+def _bootstrap(args: argparse.Namespace, force: bool = False) -> Any:
+    """The --ci settings as a bench.stats.Bootstrap, or None without --ci (and not ``force``)."""
+    if not (force or getattr(args, "ci", False)):
         return None
     from .stats import Bootstrap
 
@@ -203,15 +203,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
     with _store(args) as store:
         result = compare(store, args.run_a, args.run_b, metrics=_csv(args.metric) if args.metric else None,
                          codecs=_csv(args.codec) if args.codec else None, anchor=args.anchor, test=args.test,
-                         tolerance=args.tolerance, delta_tolerance=delta_tol, method=args.method)
+                         tolerance=args.tolerance, delta_tolerance=delta_tol, method=args.method,
+                         ci=_bootstrap(args) or (_bootstrap(args, force=True) if args.gate == "significant" else None),
+                         rate_map=_rate_map(args.pair_rate))
     print(render_text(result))
     if args.csv:
         dest = Path(args.csv)
         dest.mkdir(parents=True, exist_ok=True)
         result.metrics.to_csv(dest / "compare_bd.csv", index=False)
         result.points.to_csv(dest / "compare_points.csv", index=False)
-        print(f"tables: {dest}/compare_bd.csv, compare_points.csv")
-    return REGRESSION_EXIT if result.regressed and not args.no_gate else 0
+        if result.paired is not None:
+            result.paired.to_csv(dest / "compare_paired.csv", index=False)
+        print(f"tables: {dest}/compare_bd.csv, compare_points.csv" + (", compare_paired.csv" if result.paired is not None else ""))
+    return REGRESSION_EXIT if result.gate(args.gate) and not args.no_gate else 0
+
+
+def _rate_map(items: Sequence[str] | None) -> dict[str, str]:
+    """--pair-rate A=B items as {rate of run A: rate of run B}."""
+    out = {}
+    for item in items or []:
+        a, sep, b = item.partition("=")
+        if not sep or not a.strip() or not b.strip():
+            raise BenchError(f"--pair-rate {item!r} is not RATE_A=RATE_B", "e.g. --pair-rate 50=45")
+        out[a.strip()] = b.strip()
+    return out
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -369,6 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="BD interpolation (default pchip; cubic = VCEG-M33 polynomial fit)")
     cmp_.add_argument("--csv", help="also write compare_bd.csv and compare_points.csv to this folder")
     cmp_.add_argument("--no-gate", action="store_true", help="report only: exit 0 even on a regression")
+    cmp_.add_argument("--gate", choices=["tolerance", "significant"], default="tolerance",
+                      help="exit 6 on a regression beyond the tolerances (default), or only when its 95%% "
+                           "bootstrap interval excludes 0 ('significant'; implies --ci)")
+    cmp_.add_argument("--pair-rate", action="append",
+                      help="RATE_A=RATE_B: also pair these differently labelled rate points (repeatable)")
+    _add_ci_args(cmp_, "paired differences and BD intervals with")
     cmp_.set_defaults(func=cmd_compare)
 
     ex = sub.add_parser("export", help="one tidy row per image x codec x rate (csv, parquet, json)")

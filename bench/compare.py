@@ -244,10 +244,20 @@ class Comparison:
     regressions: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     tolerance: float = DEFAULT_TOLERANCE
+    #: with ``ci`` (bench.paired.attach): paired B − A per matched rate point with intervals,
+    #: significant regressions (interval excludes 0 on the worse side) and the bootstrap settings
+    paired: pd.DataFrame | None = None
+    significant_regressions: list[str] = field(default_factory=list)
+    bootstrap: dict[str, Any] | None = None
 
     @property
     def regressed(self) -> bool:
         return bool(self.regressions)
+
+    def gate(self, kind: str = "tolerance") -> bool:
+        """True when the comparison fails the gate: ``"tolerance"`` (default: beyond the
+        tolerances) or ``"significant"`` (an interval excludes 0 on the worse side)."""
+        return bool(self.significant_regressions if kind == "significant" else self.regressions)
 
 
 def _key_columns(df: pd.DataFrame) -> dict[str, str]:
@@ -384,13 +394,17 @@ def compare_frames(df_a: pd.DataFrame, df_b: pd.DataFrame, pairs: Sequence[tuple
 def compare(store: Store, run_a: str, run_b: str | None = None, *, metrics: Sequence[str] | None = None,
             codecs: Sequence[str] | None = None, anchor: str | None = None, test: str | None = None,
             tolerance: float = DEFAULT_TOLERANCE, delta_tolerance: Mapping[str, float] | None = None,
-            method: str = BD_METHOD) -> Comparison:
+            method: str = BD_METHOD, ci: Any = None, rate_map: Mapping[str, str] | None = None) -> Comparison:
     """Compare run ``run_b`` (test) against ``run_a`` (anchor).
 
     Without ``anchor``/``test``: every codec present in both runs (or those in ``codecs``).
     With them: codec ``anchor`` of run A against codec ``test`` of run B (run B defaults to
     run A, i.e. two codecs of one run). Raises :class:`ProtocolMismatchError` when the two
     runs differ in protocol.
+
+    ``ci`` (a :class:`bench.stats.Bootstrap`): also paired differences per matched rate point
+    (same label, or ``rate_map`` {rate of A: rate of B}) and BD intervals from resampling
+    images (:mod:`bench.paired`); needed by ``gate("significant")``.
     """
     ra = store.run(run_a)
     rb = store.run(run_b) if run_b else ra
@@ -423,6 +437,13 @@ def compare(store: Store, run_a: str, run_b: str | None = None, *, metrics: Sequ
         check_same_protocol(ra, rb, owners)
     result = compare_frames(df_a, df_b, pairs, keys, tolerance=tolerance, delta_tolerance=delta_tolerance,
                             method=method, run_a=ra["run_id"], run_b=rb["run_id"])
+    if ci is not None:
+        from .paired import attach
+        from .report.summary import load_run
+
+        rows_a = load_run(store, ra["run_id"])[1]
+        rows_b = rows_a if same_run else load_run(store, rb["run_id"])[1]
+        attach(result, ra, rows_a, rb, rows_b, pairs, ci, rate_map=rate_map, method=method)
     if not same_run:
         for a, b in pairs:
             da = (ra["meta"].get("codecs") or {}).get(a)
@@ -459,6 +480,10 @@ def render_text(result: Comparison) -> str:
                for p in result.points.itertuples()]
         lines.append(tabulate(pts, headers=["codec", "metric", "rate", "bpp A", "bpp B", "Δbpp %", "A", "B", "Δ",
                                             "verdict"], tablefmt="simple", disable_numparse=True))
+    if result.paired is not None:
+        from .paired import render
+
+        lines += render(result)
     if result.notes:
         lines += [""] + [f"note: {n}" for n in result.notes]
     lines.append("")
@@ -466,4 +491,7 @@ def render_text(result: Comparison) -> str:
         lines += [f"REGRESSION: {r}" for r in result.regressions]
     else:
         lines.append(f"no regression beyond tolerance (BD-rate {result.tolerance:g}%)")
+    if result.paired is not None:
+        lines += ([f"SIGNIFICANT REGRESSION: {r}" for r in result.significant_regressions]
+                  or ["no significant regression (every worse-side interval includes 0)"])
     return "\n".join(lines)
