@@ -18,6 +18,11 @@ BD-rate exceeds ``tolerance`` percent; when the BD-rate is undefined (metric not
 monotonic in bpp, no overlapping quality range, fewer than 2 points), the BD-metric is
 checked against the metric's delta tolerance, and failing that the shared rate points.
 
+With ``ci`` (``bench compare --ci`` / ``--gate significant``) the comparison also carries
+paired differences B − A per matched rate point over the same images and BD-rate /
+BD-metric intervals from resampling images (:mod:`bench.paired`); ``--gate significant``
+fails only when a regression's 95 % interval excludes zero.
+
 Runs made under different protocols (the named protocol preset of ``bench run --protocol``,
 dataset content, resolution, class set, metric settings such as the segmenter or the mIoU
 reference) are refused with

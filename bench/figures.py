@@ -294,9 +294,10 @@ def figure(preset_name: str, runs: list[RunData], *, ssm: float | None = None) -
             fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
                        ncol=min(len(handles), 6), frameon=False)
         fig.suptitle(f"{p.source}\n{protocol_caption(p, runs)}", fontsize=7, color="0.35")
-        notes = list(dict.fromkeys(n for r in runs for n in small_n_notes(r.summary) + ci_notes(r.summary)))
+        notes = list(dict.fromkeys(n for r in runs
+                                   for n in small_n_notes(r.summary) + ci_notes(r.summary, "error bars: the")))
         if notes:  # small-N values are drawn hollow; intervals are error bars
-            fig.text(0.0, 0.0, "\n".join(n.replace("± :", "error bars:") for n in notes) + (
+            fig.text(0.0, 0.0, "\n".join(notes) + (
                 "\n(hollow markers: values marked *)" if any(small_n_notes(r.summary) for r in runs) else ""),
                 fontsize=5.5, color="0.3", ha="left", va="top")
     return fig

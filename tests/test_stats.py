@@ -314,3 +314,6 @@ def test_html_report_lists_the_worst_images_with_crops(demo):
     assert "jpeg @ rate 20" in section and "lowest PSNR" in section
     assert f"original {lowest}" in section  # its crop is shown
     assert section.count("data:image/png;base64") >= 4
+    with Store(demo["path"]) as store:  # --ci: intervals in the page's table
+        page = render_html(store, [demo["a"]], HtmlOptions(crops=False, worst=0, ci=Bootstrap(resamples=100)))
+    assert " ± " in page.split("<h3>Summary</h3>", 1)[1].split("</table>", 1)[0] and "Worst images" not in page

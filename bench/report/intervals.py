@@ -130,14 +130,15 @@ def small_n_notes(df: pd.DataFrame, infos: dict[str, ColumnInfo] | None = None) 
     return list(notes.values())
 
 
-def ci_notes(df: pd.DataFrame) -> list[str]:
-    """The footnote stating how intervals were made, when ``df`` has them."""
+def ci_notes(df: pd.DataFrame, lead: str = "± : half-width of the") -> list[str]:
+    """The footnote stating how intervals were made, when ``df`` has them (``lead``: what
+    shows them, e.g. "error bars: the")."""
     ci = df.attrs.get("ci")
     if not ci:
         return []
     per = sorted(set((ci.get("resamples_per_key") or {}).values()))
     counts = "/".join(str(p) for p in per) if per else str(ci["resamples"])
-    return [f"± : half-width of the {ci['level'] * 100:g} % percentile bootstrap interval over images "
+    return [f"{lead} {ci['level'] * 100:g} % percentile bootstrap interval over images "
             f"({counts} resamples, seed {ci['seed']}; FID/KID with {ci['heavy_resamples']})."]
 
 
