@@ -13,7 +13,9 @@ comes from what the store already holds —
   the drawn images' feature rows are repeated by multiplicity. FID replicates use the exact
   low-rank form of torch-fidelity's formula (:func:`fid_from_features`: the trace of
   sqrtm(Σ₁Σ₂) is the nuclear norm of X̃₁X̃₂ᵀ/(N−1) for centred features), 100× faster
-  than a 2048×2048 ``sqrtm``; KID replicates call the metric's own ``compute``;
+  than a 2048×2048 ``sqrtm``; KID replicates (N ≤ 1000, where torch-fidelity's every
+  subset is the whole set) are its unbiased MMD² from the kernel matrices computed once by
+  torch-fidelity's ``kernel_poly`` (:func:`kid_whole_set`), else the metric's own ``compute``;
 * any other metric: ``compute(merge_all(drawn states))``.
 
 FID/KID and other non-sum metrics use the first ``heavy_resamples`` of the same seeded
@@ -137,19 +139,47 @@ def _sum_replicates(metric: Metric, states: Sequence[State], counts: np.ndarray)
     return out
 
 
+def kid_whole_set(k_xx: np.ndarray, k_yy: np.ndarray, k_xy: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """torch-fidelity's unbiased MMD² (its ``mmd2``) of the multisets that repeat item i
+    ``counts[b, i]`` times, for every row b of ``counts`` at once, from the kernel
+    matrices of the distinct items: Σ_{i≠j} over a multiset is cᵀKc − Σᵢ cᵢKᵢᵢ.
+    This is KID when the subset size equals the number of samples (N ≤ 1000: every
+    subset is the whole set)."""
+    c = np.asarray(counts, np.float64)
+    m = c.sum(1)
+    xx = np.einsum("bi,ij,bj->b", c, k_xx, c) - c @ np.diag(k_xx)
+    yy = np.einsum("bi,ij,bj->b", c, k_yy, c) - c @ np.diag(k_yy)
+    xy = np.einsum("bi,ij,bj->b", c, k_xy, c)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (xx + yy) / (m * (m - 1)) - 2 * xy / (m * m)
+
+
 def _concat_replicates(metric: Metric, states: Sequence[State], counts: np.ndarray) -> list[dict[str, float]]:
-    """FID fast path (features repeated by multiplicity); KID and others: own compute."""
+    """Feature-row states: FID through :func:`fid_from_features` on the drawn rows, KID
+    through :func:`kid_whole_set` when a resample fits one subset; else the own compute."""
+    name = getattr(metric, "name", "")
+    if name in ("fid", "kid") and hasattr(metric, "features_of"):
+        per = [metric.features_of(s) for s in states]  # one image each: (rec, ref, patch)
+        rec = np.concatenate([p[0] for p in per])
+        ref = np.concatenate([p[1] for p in per])
+        owner = np.repeat(np.arange(len(per)), [len(p[0]) for p in per])
+        row_counts = np.asarray(counts)[:, owner]
+        if name == "fid":
+            return [{"fid": fid_from_features(np.repeat(rec, c, axis=0), np.repeat(ref, c, axis=0))}
+                    for c in row_counts]
+        from torch_fidelity.metric_kid import kernel_poly
+
+        from .metrics.fidelity import KID_MAX_SUBSET
+
+        if row_counts.sum(1).max() <= KID_MAX_SUBSET:
+            values = kid_whole_set(kernel_poly(rec, rec), kernel_poly(ref, ref), kernel_poly(rec, ref), row_counts)
+            return [{"kid": float(v)} for v in values]
     out = []
     for c in counts:
         drawn = [(s, int(m)) for s, m in zip(states, c) if m]
         merged = {k: np.concatenate([np.repeat(np.asarray(s[k]), m, axis=0) for s, m in drawn])
                   for k in drawn[0][0]}
-        if getattr(metric, "name", "") == "fid" and hasattr(metric, "features_of"):
-            rec, ref, _patch = metric.features_of(merged)
-            value = {"fid": fid_from_features(rec, ref)}
-        else:
-            value = metric.compute(merged)
-        out.append(value)
+        out.append(metric.compute(merged))
     return out
 
 

@@ -170,6 +170,10 @@ def test_fid_kid_intervals_need_no_network_call(tmp_path: Path, monkeypatch: pyt
     assert full.values["kid"][0] == pytest.approx(kid.compute(kid.merge_all(r.states["kid"] for r in rows))["kid"])
     lo, hi = boot.interval(reps.values["fid"])
     assert lo < hi
+    # a resample's KID equals torch-fidelity's KID of the materialised multiset (N ≤ 1000: one subset)
+    c = boot.counts(len(rows))[0]
+    drawn = kid.merge_all(r.states["kid"] for r, m in zip(rows, c) for _ in range(m))
+    assert reps.values["kid"][0] == pytest.approx(kid.compute(drawn)["kid"], rel=1e-9)
 
 
 # -- runs on the demo set -------------------------------------------------------------------
