@@ -30,7 +30,9 @@ from .store import Row
 POINT_COLUMNS = ["codec", "metric", "rate_a", "rate_b", "n_images", "value_a", "value_b", "delta", "delta_lo",
                  "delta_hi", "resamples", "significant"]
 BD_COLUMNS = ["codec", "metric", "ci_images", "bd_rate_lo", "bd_rate_hi", "bd_metric_lo", "bd_metric_hi",
-              "ci_resamples"]
+              "ci_resamples", "bd_rate_defined", "bd_metric_defined"]
+#: Share of replicates in which a Bjøntegaard delta must be defined for its interval to count.
+MIN_DEFINED = 0.9
 
 
 def _ok_rows(rows: Sequence[Row], codec: str) -> dict[str, dict[str, Row]]:
@@ -49,15 +51,6 @@ def matched_rates(rates_a: Sequence[str], rates_b: Sequence[str],
     mapped = [(a, b) for a, b in (rate_map or {}).items() if a in rates_a and b in rates_b]
     taken_a, taken_b = {a for a, _ in mapped}, {b for _, b in mapped}
     return mapped + [(r, r) for r in rates_a if r in rates_b and r not in taken_a and r not in taken_b]
-
-
-def _metrics_for(run: Mapping[str, Any], rows: Sequence[Row]) -> dict[str, Any]:
-    from .report.summary import _make_metric
-
-    params = run["meta"].get("metric_params") or {}
-    names = list(dict.fromkeys([*(run["meta"].get("metrics") or {}), *(m for r in rows for m in r.states)]))
-    warnings: list[str] = []
-    return {n: _make_metric(n, warnings, params.get(n)) for n in names}
 
 
 def paired_points(rows_a: Sequence[Row], rows_b: Sequence[Row], metrics_a: Mapping[str, Any],
@@ -122,7 +115,9 @@ def bd_intervals(rows_a: Sequence[Row], rows_b: Sequence[Row], metrics_a: Mappin
         r_lo, r_hi = boot.interval(np.array(rates))
         m_lo, m_hi = boot.interval(np.array(metrics_bd))
         out.append({"codec": label, "metric": key, "ci_images": len(common), "bd_rate_lo": r_lo, "bd_rate_hi": r_hi,
-                    "bd_metric_lo": m_lo, "bd_metric_hi": m_hi, "ci_resamples": m})
+                    "bd_metric_lo": m_lo, "bd_metric_hi": m_hi, "ci_resamples": m,
+                    "bd_rate_defined": float(np.isfinite(rates).mean()),
+                    "bd_metric_defined": float(np.isfinite(metrics_bd).mean())})
     return pd.DataFrame(out, columns=BD_COLUMNS)
 
 
@@ -150,15 +145,18 @@ def _worse_side(lo: float, hi: float, worse_if_positive: bool) -> str:
 def significance(metrics: pd.DataFrame, points: pd.DataFrame) -> tuple[list[str], list[str]]:
     """Significant verdict per row of a comparison's metric table (with the interval
     columns of :func:`bd_intervals`) on the basis the tolerance gate used; returns
-    (verdicts, regression lines)."""
+    (verdicts, regression lines). A BD interval counts only when the delta is defined in
+    at least :data:`MIN_DEFINED` of the replicates (else "n/a": resampling often breaks
+    the curve's monotonicity or overlap, and the interval of the rest would be biased)."""
     verdicts, lines = [], []
     for row in metrics.itertuples():
         hib = bool(row.higher_is_better)
         if row.basis == "bd_rate":
-            v = _worse_side(row.bd_rate_lo, row.bd_rate_hi, True)
+            v = _worse_side(row.bd_rate_lo, row.bd_rate_hi, True) if row.bd_rate_defined >= MIN_DEFINED else "n/a"
             why = f"BD-rate {row.bd_rate_pct:+.2f}% [{row.bd_rate_lo:+.2f}, {row.bd_rate_hi:+.2f}]"
         elif row.basis == "bd_metric":
-            v = _worse_side(row.bd_metric_lo, row.bd_metric_hi, not hib)
+            v = (_worse_side(row.bd_metric_lo, row.bd_metric_hi, not hib) if row.bd_metric_defined >= MIN_DEFINED
+                 else "n/a")
             why = f"BD-{row.metric} {row.bd_metric:+.4g} [{row.bd_metric_lo:+.4g}, {row.bd_metric_hi:+.4g}]"
         else:
             pts = points[(points["codec"] == row.codec) & (points["metric"] == row.metric)]
@@ -181,8 +179,10 @@ def attach(result: Any, run_a: Mapping[str, Any], rows_a: Sequence[Row], run_b: 
     """Add paired intervals to a :class:`bench.compare.Comparison` in place: ``paired``
     (per-point differences), interval columns and ``significant`` verdicts in ``metrics``,
     ``significant_regressions`` and ``bootstrap`` (the settings)."""
-    metrics_a = _metrics_for(run_a, rows_a)
-    metrics_b = metrics_a if rows_b is rows_a else _metrics_for(run_b, rows_b)
+    from .report.intervals import run_metrics
+
+    metrics_a = run_metrics(run_a, rows_a)
+    metrics_b = metrics_a if rows_b is rows_a else run_metrics(run_b, rows_b)
     keys = list(dict.fromkeys(result.metrics["metric"]))
     hib = dict(zip(result.metrics["metric"], result.metrics["higher_is_better"]))
     points, bds = [], []

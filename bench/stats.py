@@ -25,6 +25,7 @@ draws for both sides, so a run against itself gives a difference of exactly 0.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -33,6 +34,8 @@ import numpy as np
 
 from .metrics.base import Metric, State
 from .store import Row
+
+log = logging.getLogger("bench")
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_HEAVY_RESAMPLES = 100
@@ -232,7 +235,8 @@ def replicates(rows: Sequence[Row], metrics: Mapping[str, Metric | None], counts
         use = counts if kind == "sum" else counts[:heavy]
         try:
             values = REPLICATORS[kind](metric, [r.states[name] for r in rows], use.astype(np.int64))
-        except Exception:  # noqa: BLE001 - a metric that cannot be resampled gets no interval
+        except Exception as err:  # noqa: BLE001 - a metric that cannot be resampled gets no interval
+            log.warning("%s: no bootstrap interval (%s: %s)", name, type(err).__name__, err)
             continue
         for key in dict.fromkeys(k for v in values for k in v):
             out[key] = np.array([float(v.get(key, math.nan)) for v in values])

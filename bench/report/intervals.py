@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..stats import Bootstrap, replicates
 from ..store import Store
-from .summary import RANDOM_MARK, ColumnInfo, Loaded, _make_metric, column_info, load_run
+from .summary import RANDOM_MARK, ColumnInfo, Loaded, _make_metric, _metric_names, column_info, load_run
 
 SMALL_N_MARK = "*"
 CI_KIND = "interval"
@@ -54,6 +54,14 @@ def _wanted(info: ColumnInfo) -> bool:
     return info.key == "bpp" or (info.kind in ("dataset", "mean") and not info.detail)
 
 
+def run_metrics(run: dict[str, Any], rows: list[Any]) -> dict[str, Any]:
+    """The run's metrics as it built them (recorded params), no network loaded; None for
+    one that cannot be built here (its values then get no interval)."""
+    params = run["meta"].get("metric_params") or {}
+    warnings: list[str] = []
+    return {n: _make_metric(n, warnings, params.get(n)) for n in _metric_names(run, rows)}
+
+
 def add_intervals(df: pd.DataFrame, store: Store, run_id: str, loaded: Loaded | None = None,
                   boot: Bootstrap | None = None) -> pd.DataFrame:
     """``df`` (a :func:`summarise` frame of ``run_id``) with ``<key>_lo`` / ``<key>_hi``
@@ -63,10 +71,7 @@ def add_intervals(df: pd.DataFrame, store: Store, run_id: str, loaded: Loaded | 
     run, rows = loaded or load_run(store, run_id)
     infos = column_info(df)
     wanted = [c for c in df.columns if _wanted(infos[c])]
-    params = run["meta"].get("metric_params") or {}
-    names = list(dict.fromkeys([*(run["meta"].get("metrics") or {}), *(m for r in rows for m in r.states)]))
-    warnings: list[str] = []
-    metrics = {n: _make_metric(n, warnings, params.get(n)) for n in names}
+    metrics = run_metrics(run, rows)
     groups: dict[tuple[str, str], list[Any]] = {}
     for r in rows:
         if r.status == "ok":
@@ -219,12 +224,12 @@ def draw_small_n(ax: Any, df: pd.DataFrame, column: str, data_index: pd.Index, x
 
 
 def figure_note(ax: Any, df: pd.DataFrame, column: str) -> None:
-    """The small-N footnote (and the interval footnote) at the bottom of the axes."""
+    """The small-N footnote (and the interval footnote) at the top of the axes."""
     infos = column_info(df)
     lines = []
-    if small_n(df, column, infos).any():
-        lines += [n + " (hollow markers)" for n in small_n_notes(df[[c for c in df.columns]], infos)
-                  if infos[column].metric and SMALL_N_RULES[infos[column].metric][2] in n]
+    metric = infos[column].metric if column in infos else None
+    if small_n(df, column, infos).any() and metric in SMALL_N_RULES:
+        lines += [n + " (hollow markers)" for n in small_n_notes(df, infos) if SMALL_N_RULES[metric][2] in n]
     if interval_columns(df, column, infos) is not None:
         ci = df.attrs.get("ci") or {}
         lines.append(f"bands: {ci.get('level', 0.95) * 100:g} % bootstrap interval over images "
