@@ -321,3 +321,29 @@ def test_html_report_lists_the_worst_images_with_crops(demo):
     with Store(demo["path"]) as store:  # --ci: intervals in the page's table
         page = render_html(store, [demo["a"]], HtmlOptions(crops=False, worst=0, ci=Bootstrap(resamples=100)))
     assert " ± " in page.split("<h3>Summary</h3>", 1)[1].split("</table>", 1)[0] and "Worst images" not in page
+
+
+def test_bd_rate_interval_of_a_noisy_setting_excludes_zero(tmp_path, monkeypatch):
+    """Same bytes, decoder noise of ±12 (test_compare.TunableQuant) over 6 images and 4 rate
+    points: BD-rate > 0 with an interval above 0; the reverse direction is significant gain."""
+    import fakes_bench
+
+    fakes_bench.use_fakes(tmp_path, monkeypatch, 6, {
+        "codecs/quant.yaml": "name: quant\nentry: test_compare:TunableQuant\nrates: [32, 16, 8, 4]\n"})
+    with Store(tmp_path / "bench.sqlite") as store:
+        def run(**kw: Any) -> str:
+            return execute(RunConfig(dataset="pngs", codecs=["quant"], metrics=["psnr"], workers=1, **kw), store,
+                           progress=False)
+
+        good, bad = run(tag="good"), run(tag="bad", codec_params={"quant": {"noise": 12}})
+        worse = compare(store, good, bad, metrics=["psnr"], ci=Bootstrap(resamples=200, seed=0))
+        better = compare(store, bad, good, metrics=["psnr"], ci=Bootstrap(resamples=200, seed=0))
+    m = worse.metrics.iloc[0]
+    assert m["basis"] == "bd_rate" and m["bd_rate_lo"] > 0 and m["bd_rate_lo"] <= m["bd_rate_pct"] <= m["bd_rate_hi"]
+    assert m["bd_rate_defined"] == 1.0 and m["ci_images"] == 6 and m["significant"] == "worse"
+    assert worse.gate("significant") and "BD-rate" in worse.significant_regressions[0]
+    assert better.metrics.iloc[0]["significant"] == "better" and not better.gate("significant")
+    # paired per-point differences: same bytes (zero-width bpp difference), lower PSNR everywhere
+    p = worse.paired
+    assert (p.loc[p["metric"] == "bpp", ["delta", "delta_lo", "delta_hi"]] == 0).all().all()
+    assert (p.loc[p["metric"] == "psnr", "delta_hi"] < 0).all()
