@@ -388,7 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="exit 6 on a regression beyond the tolerances (default), or only when its 95%% "
                            "bootstrap interval excludes 0 ('significant'; implies --ci)")
     cmp_.add_argument("--pair-rate", action="append",
-                      help="RATE_A=RATE_B: also pair these differently labelled rate points (repeatable)")
+                      help="RATE_A=RATE_B: pair these differently labelled rate points in the paired "
+                           "differences (with --ci or --gate significant; repeatable)")
     _add_ci_args(cmp_, "paired differences and BD intervals with")
     cmp_.set_defaults(func=cmd_compare)
 
