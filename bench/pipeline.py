@@ -188,7 +188,11 @@ AUTO_POOL_MIN = 24  # parallel-safe codings from which workers=None starts a pro
 _WORKER_CODECS: list[Codec] = []
 
 
-def _init_worker(codecs: list[Codec]) -> None:
+def _init_worker(codecs: list[Codec], parent_pid: int) -> None:
+    """Set up a codec worker; it exits (killing its tools) when the run's process dies, even by kill -9."""
+    from .procs import die_with_parent
+
+    die_with_parent(parent_pid)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _WORKER_CODECS[:] = codecs
 
@@ -249,7 +253,7 @@ class LocalExecutor:
             workers = (os.cpu_count() or 1) if n_parallel >= AUTO_POOL_MIN else 1
         if workers > 1 and n_parallel:
             pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_init_worker, initargs=(list(codecs),))
+                                       initializer=_init_worker, initargs=(list(codecs), os.getpid()))
         inflight: deque[_Job] = deque()
         try:
             for image_id, pending in todo:
