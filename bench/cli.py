@@ -113,7 +113,10 @@ def _new_store(args: argparse.Namespace) -> Iterator[Any]:
     try:
         yield store
     except BaseException:
-        empty = created and not store.db.execute("SELECT 1 FROM runs LIMIT 1").fetchone()
+        try:
+            empty = created and not store.db.execute("SELECT 1 FROM runs LIMIT 1").fetchone()
+        except sqlite3.Error:
+            empty = False
         store.close()
         if empty:
             for suffix in ("", "-wal", "-shm"):
