@@ -219,15 +219,21 @@ def test_bpg_timeout_kills_the_tool_and_its_children(tmp_path, monkeypatch):
     codec = BpgCodec(bpgenc=str(tool), bpgdec=str(tool), timeout_s=1.0)
     assert codec.version == "bpg-0.9.8-hang"
     t0 = time.time()
-    with pytest.raises(CodecError, match="timed out"):
-        codec.encode(np.zeros((16, 16, 3), np.uint8), 30)
-    assert time.time() - t0 < 10
-    started = [int(p) for p in pids.read_text().split()]
-    assert len(started) == 2  # the wrapper and its child
-    deadline = time.time() + 3
-    while time.time() < deadline and any(_alive(p) for p in started):
-        time.sleep(0.05)
-    assert not [p for p in started if _alive(p)], "the wrapper's child outlived the timeout"
+    started: list[int] = []
+    try:
+        with pytest.raises(CodecError, match="timed out"):
+            codec.encode(np.zeros((16, 16, 3), np.uint8), 30)
+        assert time.time() - t0 < 10
+        started = [int(p) for p in pids.read_text().split()]
+        assert len(started) == 2  # the wrapper and its child
+        deadline = time.time() + 3
+        while time.time() < deadline and any(_alive(p) for p in started):
+            time.sleep(0.05)
+        assert not [p for p in started if _alive(p)], "the wrapper's child outlived the timeout"
+    finally:  # never leave a stray sleep behind, even when the test fails
+        for pid in started or ([int(p) for p in pids.read_text().split()] if pids.exists() else []):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 # -- report files ----------------------------------------------------------------------------
