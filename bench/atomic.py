@@ -10,6 +10,7 @@ an empty or half-written ``<name>``. Failures to write become :class:`~bench.err
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -44,6 +45,13 @@ def output_file(path: Path | str, what: str = "output file") -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on normal exit it replaces ``path`` at once.
@@ -60,6 +68,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is as readable as any new file
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)

@@ -345,3 +345,20 @@ def test_exit_code_table_is_in_help_and_readme(capsys):
     for code, meaning in EXIT_CODES.items():
         assert f"{code:>3}  {meaning}" in text
         assert f"| {code} |" in readme
+
+
+def test_atomic_write_replaces_whole_files_with_the_usual_mode(tmp_path):
+    from bench.atomic import write_text, write_with
+    from bench.errors import OutputError
+
+    target = tmp_path / "t.md"
+    write_text(target, "old")
+    with pytest.raises(ZeroDivisionError):
+        write_with(target, lambda tmp: (tmp.write_text("half"), 1 / 0))
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["t.md"]
+    write_text(target, "new")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.read_text() == "new" and stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+    with pytest.raises(OutputError, match="is a folder"):
+        write_text(tmp_path, "x")
