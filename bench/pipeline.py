@@ -10,7 +10,6 @@ Metrics see all reconstructions of one image together, in batches of ``batch_siz
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import time
 import traceback
@@ -252,7 +251,9 @@ class LocalExecutor:
         if workers is None:  # spawning workers costs ~1-2 s: only worth it for more than a handful of images
             workers = (os.cpu_count() or 1) if n_parallel >= AUTO_POOL_MIN else 1
         if workers > 1 and n_parallel:
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+            from .procs import worker_context  # spawn; workers ignore Ctrl-C and die with this process
+
+            pool = ProcessPoolExecutor(workers, mp_context=worker_context(),
                                        initializer=_init_worker, initargs=(list(codecs), os.getpid()))
         inflight: deque[_Job] = deque()
         try:

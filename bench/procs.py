@@ -7,12 +7,16 @@
   dies (also by ``kill -9``): ``prctl(PR_SET_PDEATHSIG)`` on Linux, and everywhere a
   watchdog thread that polls the parent pid (every ``WATCHDOG_S`` seconds). Tool process
   groups the worker started are killed first.
+* :func:`worker_context` is the multiprocessing "spawn" context for codec pools: its workers
+  start with SIGINT ignored, so Ctrl-C reaches only the run's process (which stops the pool)
+  instead of printing a traceback from every worker.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import multiprocessing.context
 import os
 import signal
 import subprocess
@@ -88,3 +92,25 @@ def die_with_parent(parent_pid: int) -> None:
         _exit_now()
 
     threading.Thread(target=watch, name="bench-parent-watchdog", daemon=True).start()
+
+
+class _WorkerProcess(multiprocessing.context.SpawnProcess):
+    """A spawned process that starts with SIGINT ignored (the disposition survives exec)."""
+
+    def start(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return super().start()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            super().start()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+class _WorkerContext(multiprocessing.context.SpawnContext):
+    Process = _WorkerProcess  # type: ignore[assignment]
+
+
+def worker_context() -> multiprocessing.context.SpawnContext:
+    """The "spawn" context whose processes ignore Ctrl-C (see the module docstring)."""
+    return _WorkerContext()

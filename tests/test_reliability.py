@@ -198,6 +198,33 @@ def test_kill_9_of_a_run_leaves_no_worker_and_no_resource_tracker(fakes, tmp_pat
         proc.stderr.close()
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_ctrl_c_of_a_run_with_workers_prints_one_line_and_stops_them(fakes):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]), "FAKE_CODEC_SLEEP": "0.5",
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *RUN, "--workers", "2", "--out", str(fakes)],
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline, children = time.time() + 90, set()
+        while time.time() < deadline and proc.poll() is None and len(children) < 2:
+            children = _children(proc.pid)
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "Traceback" not in err, err
+        assert err.strip().splitlines()[-1].startswith("interrupted: finished rows are stored"), err
+        deadline = time.time() + 5
+        while time.time() < deadline and _session(proc.pid):
+            time.sleep(0.1)
+        assert not _session(proc.pid), "a worker outlived the interrupted run"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 HANGING_BPGENC = """#!/bin/sh
 if [ "$1" = "-h" ]; then echo "BPG Image Encoder version 0.9.8-hang"; exit 1; fi
 sleep 300 &
