@@ -21,18 +21,17 @@ from .errors import OutputError
 TMP_MARK = ".tmp"
 
 
-def output_dir(path: Path | str, what: str = "output folder") -> Path:
-    """Create folder ``path`` (and parents) or raise OutputError saying why not."""
+def output_dir(path: Path | str, what: str = "output folder", fix: str = "choose a folder you can write") -> Path:
+    """Create folder ``path`` (and parents) or raise OutputError saying why not (and ``fix``)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{what} {path} is a file, not a folder", "give a folder path (or remove the file)")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise OutputError(f"cannot create {what} {path}: {err.strerror or err}",
-                          "choose a folder you can write") from None
+        raise OutputError(f"cannot create {what} {path}: {err.strerror or err}", fix) from None
     if not os.access(path, os.W_OK | os.X_OK):
-        raise OutputError(f"{what} {path} is not writable", "choose a folder you can write, or fix its permissions")
+        raise OutputError(f"{what} {path} is not writable", fix)
     return path
 
 

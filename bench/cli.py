@@ -201,9 +201,9 @@ def _report(store: Any, run_id: str, out_dir: Path) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    if args.dest:
-        from .atomic import output_dir
+    from .atomic import output_dir
 
+    if args.dest:
         output_dir(args.dest, "--dest folder")
     with _store(args) as store:  # read-only: the report goes to files, not into the store
         run = store.run(args.run)
@@ -211,7 +211,9 @@ def cmd_report(args: argparse.Namespace) -> int:
             return _html_report(args, store, [run["run_id"]] + [store.run(r)["run_id"] for r in args.more_runs])
         if args.more_runs:
             raise BenchError("several runs make one report only with --html", "add --html, or report one run")
-        return _report(store, run["run_id"], Path(args.dest) if args.dest else Path(args.out) / run["run_id"])
+        dest = Path(args.dest) if args.dest else Path(args.out) / run["run_id"]
+        output_dir(dest, "report folder", "pass --dest DIR, a folder you can write (the store itself is only read)")
+        return _report(store, run["run_id"], dest)
 
 
 def _html_report(args: argparse.Namespace, store: Any, run_ids: list[str]) -> int:
