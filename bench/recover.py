@@ -45,7 +45,8 @@ class Recovered:
         lost = f"{self.lost_runs} runs and {self.lost_rows} rows unparsable" if self.lost_runs or self.lost_rows \
             else "no unparsable record"
         return (f"recovered {self.runs} runs and {self.rows} rows into {self.dest} "
-                f"({lost}; {self.unreadable_ranges} unreadable page ranges skipped)")
+                f"({lost}; {self.unreadable_ranges} unreadable page ranges skipped; "
+                f"the result cache is not copied, it only saves time)")
 
 
 def _first_after(db: sqlite3.Connection, table: str, after: int) -> int | None:

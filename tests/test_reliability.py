@@ -121,6 +121,24 @@ def test_recover_keeps_every_row_on_an_intact_page(tmp_path):
         np.testing.assert_array_equal(r.states["psnr"]["se"], np.arange(3.0) + i)
 
 
+def test_recover_dest_leaves_the_store_alone_and_a_sound_store_is_not_copied(tmp_path, capsys):
+    out = tmp_path / "out"
+    with Store(out / "bench.sqlite") as store:
+        store.begin_run("r1", {"dataset": "x"}, {"tag": None})
+        for i in range(300):
+            store.put("r1", Row("jpeg", "50", f"img{i:04d}", metrics={"psnr": float(i)}))
+    assert main(["recover", "--out", str(out)]) == 0
+    assert "nothing to recover" in capsys.readouterr().out
+    _damage(out / "bench.sqlite", 0.5, 0.5)
+    digest = hashlib.sha256((out / "bench.sqlite").read_bytes()).hexdigest()
+    copy = tmp_path / "copy.sqlite"
+    assert main(["recover", "--out", str(out), "--dest", str(copy)]) == 0
+    assert "recovered 1 runs" in capsys.readouterr().out
+    assert hashlib.sha256((out / "bench.sqlite").read_bytes()).hexdigest() == digest
+    with Store(copy, readonly=True) as store:
+        assert store.problems() == [] and 200 <= store.count("r1") < 300  # one page (~60 rows) lost
+
+
 def test_every_sqlite_error_is_a_store_error(tmp_path):
     (tmp_path / "garbage.sqlite").write_bytes(b"not a database at all" * 300)
     with pytest.raises(StoreDamagedError, match="recover"):
