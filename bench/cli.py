@@ -398,10 +398,17 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
     return int(train_main(rest) or 0)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line (exit 2, as every usage error)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(ConfigError.exit_code, f"error: {self.prog}: {message}; fix: see `{self.prog} --help`\n")
+
+
 def _global_options(on_subcommand: bool) -> argparse.ArgumentParser:
     """``-v`` and ``--out``, accepted before the subcommand and after it (``bench run … --out DIR``);
     on a subcommand they default to SUPPRESS so that they do not overwrite the top-level values."""
-    g = argparse.ArgumentParser(add_help=False)
+    g = _Parser(add_help=False)
     unset = {"default": argparse.SUPPRESS} if on_subcommand else {}
     g.add_argument("-v", "--verbose", action="store_true", help="log progress details; tracebacks of unexpected errors",
                    **(unset or {"default": False}))
@@ -416,7 +423,7 @@ def exit_code_table() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bench", description="Evaluation harness for semantic image compression.",
+    p = _Parser(prog="bench", description="Evaluation harness for semantic image compression.",
                                 parents=[_global_options(False)], epilog=exit_code_table(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"bench {__version__}")

@@ -125,6 +125,16 @@ def test_bad_input_is_one_line_with_its_exit_code(argv, code, words, offline, ca
     assert not (out / "bench.sqlite").exists() and not out.exists(), "a rejected command created a store"
 
 
+@pytest.mark.parametrize("argv", [["run"], ["run", "--codecs", "jpeg", "--dataset", "demo", "--limit", "x"],
+                                  ["nosuchcommand"], ["report", "--bogus"]])
+def test_usage_errors_are_one_line_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: bench"), err
+    assert "--help" in err
+
+
 def test_kodak_download_line_is_its_own(offline, capsys, monkeypatch):
     monkeypatch.delenv("KODAK_ROOT", raising=False)
     assert main(["--out", str(offline / "r"), "run", "--codecs", "jpeg", "--dataset", "kodak"]) == 3
