@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import multiprocessing.context
 import os
 import signal
@@ -72,7 +71,7 @@ def _set_pdeathsig(sig: int) -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # the C library already loaded into this process
         return libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
