@@ -4,8 +4,9 @@ Each per-image row is committed as soon as it is computed (WAL journal), so a ki
 run loses at most the image in flight, and re-running the same command resumes.
 
 Every SQLite error becomes a :class:`~bench.errors.StoreError` that says what to do;
-a damaged file (found by ``PRAGMA quick_check`` before a run resumes and before a report
-or export is written, or by an unreadable page) is a :class:`~bench.errors.StoreDamagedError`
+a damaged file (found by :meth:`Store.check`, ``PRAGMA quick_check``, which
+:meth:`Store.begin_run` runs before stored rows are trusted and the CLI before every command
+that reads the store; or by an unreadable page) is a :class:`~bench.errors.StoreDamagedError`
 whose fix is ``bench recover`` (:mod:`bench.recover`). ``Store(path, readonly=True)``
 opens with a ``mode=ro`` URI and no set-up, so a store the user cannot write can still be
 listed, reported, exported and compared.
@@ -104,7 +105,7 @@ def store_error(err: BaseException, path: Path | str) -> StoreError:
         return StoreError(f"run store {path} is read-only ({text})",
                           "`runs`, `report --dest DIR`, `export` and `compare` work on it; to run, make it "
                           "writable or pass --out DIR for a new store")
-    if name.startswith("SQLITE_FULL") or "full" in text:
+    if name.startswith("SQLITE_FULL") or "disk is full" in text:
         return StoreError(f"run store {path}: disk full ({text})", "free disk space, then re-run to resume")
     if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
         return StoreError(f"cannot open run store {path} ({text})",
