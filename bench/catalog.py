@@ -36,8 +36,10 @@ def _construct(entry: Entry, overrides: dict[str, Any]) -> Any:
     params.update({k: v for k, v in overrides.items() if v is not None})
     try:
         obj = cls(**params)
-    except TypeError as err:
-        raise ConfigError(f"{entry.kind} {entry.name!r}: {err}", f"check 'params' in {entry.source}") from None
+    except (TypeError, ValueError) as err:  # an unknown param, or a value of the wrong type (int("abc"))
+        given = ", ".join(f"{k}={v!r}" for k, v in overrides.items() if v is not None)
+        raise ConfigError(f"{entry.kind} {entry.name!r} rejects its params ({given or 'from its card'}): {err}",
+                          f"check --param {entry.name}.KEY=VALUE and 'params' in {entry.source}") from None
     obj.card = entry.card
     return obj
 

@@ -1,16 +1,24 @@
-"""The ``bench`` command line. The only place that turns errors into exit codes."""
+"""The ``bench`` command line. The only place that turns errors into exit codes.
+
+Every error ends as one line on stderr (``error: <what is wrong>; fix: <what to do>``) and
+the exit code of its class (:data:`bench.errors.EXIT_CODES`, printed by ``bench --help``);
+an unexpected exception prints one line too (its traceback with ``-v``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import sqlite3
 import sys
+import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from . import __version__
-from .errors import BenchError
+from .errors import EXIT_CODES, INTERNAL_EXIT, INTERRUPTED_EXIT, BenchError, ConfigError, OutputError, StoreError
 
 log = logging.getLogger("bench")
 
@@ -19,15 +27,28 @@ def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def parse_rates(items: Sequence[str] | None) -> dict[str, list[str]]:
-    """``--rates 10,20`` (every codec) or ``--rates jpeg=10,20 --rates webp=50``."""
+def parse_rates(items: Sequence[str] | None, codecs: Sequence[str] | None = None) -> dict[str, list[str]]:
+    """``--rates 10,20`` (every codec) or ``--rates jpeg=10,20 --rates webp=50``.
+
+    An empty value list, or a codec that is not among ``codecs`` (the ``--codecs`` names;
+    with ``all``, any registered codec) is a :class:`ConfigError`."""
     out: dict[str, list[str]] = {}
     for item in items or []:
         codec, sep, values = item.partition("=")
-        if sep:
-            out[codec.strip()] = _csv(values)
-        else:
-            out["*"] = _csv(item)
+        codec = codec.strip() if sep else "*"
+        rates = _csv(values if sep else item)
+        if not rates:
+            raise ConfigError(f"--rates {item!r} gives no rate value",
+                              "e.g. --rates jpeg=10,50 (or drop it for the card's rate points)")
+        if sep and codecs is not None and codec not in codecs:
+            if "all" in codecs:
+                from . import catalog
+
+                catalog.registry("codec").get(codec)  # unknown name: raises with suggestions
+            else:
+                raise ConfigError(f"--rates {item!r}: codec {codec!r} is not in --codecs {','.join(codecs)}",
+                                  f"add {codec} to --codecs, or fix the name in --rates")
+        out[codec] = rates
     return out
 
 
@@ -39,16 +60,72 @@ def parse_params(items: Sequence[str] | None) -> dict[str, dict[str, Any]]:
     for item in items or []:
         key, sep, value = item.partition("=")
         name, dot, param = key.partition(".")
-        if not sep or not dot:
-            raise BenchError(f"--param {item!r} is not NAME.KEY=VALUE", "e.g. --param sqgan.checkpoint=/path/last.ckpt")
-        out.setdefault(name, {})[param] = yaml.safe_load(value)
+        if not sep or not dot or not name or not param:
+            raise ConfigError(f"--param {item!r} is not NAME.KEY=VALUE", "e.g. --param sqgan.checkpoint=/path/last.ckpt")
+        try:
+            out.setdefault(name, {})[param] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem", None) or type(err).__name__
+            raise ConfigError(f"--param {item!r}: the value is not valid YAML ({where})",
+                              "quote it for the shell, e.g. --param 'miou.segmenter_params={scale: 0.5}'") from None
     return out
 
 
-def _store(args: argparse.Namespace):
+def _positive(value: int | None, option: str, what: str) -> None:
+    if value is not None and value < 1:
+        raise ConfigError(f"{option} {value}: must be at least 1", f"give the number of {what} (1 or more)")
+
+
+def _store_path(args: argparse.Namespace) -> Path:
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file, not a folder", "pass --out DIR, the results folder")
+    return out / "bench.sqlite"
+
+
+def _store(args: argparse.Namespace, *, readonly: bool = True, check: bool = True):
+    """The run store of ``--out``: read-only (``mode=ro``, works on a store the user cannot
+    write) unless a command writes rows; ``check``: fail on a damaged file before its rows
+    are trusted (``PRAGMA quick_check``)."""
     from .store import Store
 
-    return Store(Path(args.out) / "bench.sqlite")
+    store = Store(_store_path(args), readonly=readonly)
+    if check:
+        try:
+            store.check()
+        except BaseException:
+            store.close()
+            raise
+    return store
+
+
+@contextlib.contextmanager
+def _new_store(args: argparse.Namespace) -> Iterator[Any]:
+    """The store for ``bench run``. When the run is refused before anything is stored (bad
+    argument, missing dataset …), a store file (and results folder) created for it is removed."""
+    from .atomic import output_dir
+
+    path = _store_path(args)
+    created_dir = not path.parent.exists()
+    output_dir(path.parent, "results folder (--out)")
+    created = not path.exists()
+    store = _store(args, readonly=False, check=False)
+    try:
+        yield store
+    except BaseException:
+        try:
+            empty = created and not store.db.execute("SELECT 1 FROM runs LIMIT 1").fetchone()
+        except sqlite3.Error:
+            empty = False
+        store.close()
+        if empty:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            if created_dir:
+                with contextlib.suppress(OSError):
+                    path.parent.rmdir()  # only when empty
+        raise
+    store.close()
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -56,10 +133,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import catalog
     from .runner import RunConfig, execute
 
+    # every argument is checked before the store is opened (no empty bench.sqlite for a typo)
+    _positive(args.limit, "--limit", "images")
+    _positive(args.workers, "--workers", "worker processes")
+    _positive(args.batch_size, "--batch-size", "images per metric batch")
+    _positive(args.chunk, "--chunk", "images per Ray shard")
+    codec_names = _csv(args.codecs)
+    if not codec_names:
+        raise ConfigError(f"--codecs {args.codecs!r} names no codec", "e.g. --codecs jpeg2000,webp (or all)")
+    rates = parse_rates(args.rates, codec_names)
+    params = parse_params(args.param)
+    _store_path(args)
     # the originals' features and segmentations are cached beside the store unless told otherwise
     os.environ.setdefault("BENCH_CACHE_DIR", str(Path(args.out) / "cache"))
 
-    params = parse_params(args.param)
     metric_params = {name: params.pop(name) for name in list(params) if name in catalog.registry("metric")}
     dataset_params = dict(params.pop(args.dataset, {}))
     segmenter = params.pop("segmenter", {}) if args.semantics == "segmenter" else None
@@ -67,9 +154,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         dataset_params["root"] = args.root
     config = RunConfig(
         dataset=args.dataset,
-        codecs=_csv(args.codecs),
+        codecs=codec_names,
         metrics=_csv(args.metrics),
-        rates=parse_rates(args.rates),
+        rates=rates,
         limit=args.limit,
         dataset_params=dataset_params,
         codec_params=params,
@@ -94,7 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     def warn(name: str, reason: str) -> None:
         print(f"warning: skipping {name}: {reason}", file=sys.stderr)
 
-    with _store(args) as store:
+    with _new_store(args) as store:
         run_id = execute(config, store, progress=not args.quiet, on_skip=warn, executor=executor)
         print(f"run {run_id}: {store.count(run_id)} rows in {store.path}")
         if not args.no_report:
@@ -138,22 +225,28 @@ def _report(store: Any, run_id: str, out_dir: Path, boot: Any = None) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    with _store(args) as store:
+    from .atomic import output_dir
+
+    if args.dest:
+        output_dir(args.dest, "--dest folder")
+    with _store(args) as store:  # read-only: the report goes to files, not into the store
         run = store.run(args.run)
         if args.html:
             return _html_report(args, store, [run["run_id"]] + [store.run(r)["run_id"] for r in args.more_runs])
         if args.more_runs:
             raise BenchError("several runs make one report only with --html", "add --html, or report one run")
-        return _report(store, run["run_id"], Path(args.dest) if args.dest else Path(args.out) / run["run_id"],
-                       _bootstrap(args))
+        dest = Path(args.dest) if args.dest else Path(args.out) / run["run_id"]
+        output_dir(dest, "report folder", "pass --dest DIR, a folder you can write (the store itself is only read)")
+        return _report(store, run["run_id"], dest, _bootstrap(args))
 
 
 def _html_report(args: argparse.Namespace, store: Any, run_ids: list[str]) -> int:
+    from .atomic import output_dir
     from .report.html import HtmlOptions, write_html
 
     options = HtmlOptions(bpp=args.bpp, image_id=args.image, crop=args.crop, crops=not args.no_crops,
                           codec_params=parse_params(args.param), ci=_bootstrap(args))
-    dest = Path(args.dest) if args.dest else Path(args.out) / run_ids[0]
+    dest = output_dir(Path(args.dest) if args.dest else Path(args.out) / run_ids[0], "--dest folder")
     path = write_html(store, run_ids, dest / "report.html", options)
     print(f"html report: {path}")
     return 0
@@ -166,6 +259,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     from .compare import run_codec_labels
 
+    if not _store_path(args).exists():
+        print(f"no runs: no run store at {_store_path(args)} (start one with `bench run`)")
+        return 0
     with _store(args) as store:
         runs = store.runs()
         shown = 0
@@ -200,6 +296,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         except ValueError:
             raise BenchError(f"--delta-tolerance {item!r} is not METRIC=VALUE",
                              "e.g. --delta-tolerance psnr=0.1") from None
+    dest = _csv_dest(args.csv) if args.csv else None
     with _store(args) as store:
         result = compare(store, args.run_a, args.run_b, metrics=_csv(args.metric) if args.metric else None,
                          codecs=_csv(args.codec) if args.codec else None, anchor=args.anchor, test=args.test,
@@ -207,13 +304,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
                          ci=_bootstrap(args) or (_bootstrap(args, force=True) if args.gate == "significant" else None),
                          rate_map=_rate_map(args.pair_rate))
     print(render_text(result))
-    if args.csv:
-        dest = Path(args.csv)
-        dest.mkdir(parents=True, exist_ok=True)
-        result.metrics.to_csv(dest / "compare_bd.csv", index=False)
-        result.points.to_csv(dest / "compare_points.csv", index=False)
+    if dest is not None:
+        from .atomic import write_with
+
+        write_with(dest / "compare_bd.csv", lambda tmp: result.metrics.to_csv(tmp, index=False))
+        write_with(dest / "compare_points.csv", lambda tmp: result.points.to_csv(tmp, index=False))
         if result.paired is not None:
-            result.paired.to_csv(dest / "compare_paired.csv", index=False)
+            paired = result.paired
+            write_with(dest / "compare_paired.csv", lambda tmp: paired.to_csv(tmp, index=False))
         print(f"tables: {dest}/compare_bd.csv, compare_points.csv" + (", compare_paired.csv" if result.paired is not None else ""))
     return REGRESSION_EXIT if result.gate(args.gate) and not args.no_gate else 0
 
@@ -229,9 +327,18 @@ def _rate_map(items: Sequence[str] | None) -> dict[str, str]:
     return out
 
 
+def _csv_dest(folder: str) -> Path:
+    from .atomic import output_dir
+
+    return output_dir(folder, "--csv folder")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
+    from .atomic import output_file
     from .export import export_run
 
+    if args.output:
+        output_file(args.output, "export file (-o)")
     with _store(args) as store:
         run = store.run(args.run)
         path = Path(args.output) if args.output else Path(args.out) / run["run_id"] / f"rows.{args.format}"
@@ -298,6 +405,32 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recover(args: argparse.Namespace) -> int:
+    """Copy the readable runs and rows of a damaged store into a fresh one."""
+    from .recover import recover, recover_in_place
+
+    path = _store_path(args)
+    if not path.exists():
+        raise StoreError(f"no run store at {path}", "pass --out DIR, the results folder that holds bench.sqlite")
+    if not args.force:
+        from .store import Store
+
+        with Store(path, readonly=True) as store:
+            problems = store.problems()
+        if not problems:
+            print(f"{path} passes the integrity check: nothing to recover (--force copies it anyway)")
+            return 0
+    if args.dest:
+        result = recover(path, args.dest)
+        print(result.summary())
+        print(f"to use it: mv {args.dest} {path}   (or pass --out to the folder of {args.dest} as bench.sqlite)")
+    else:
+        result, kept = recover_in_place(path)
+        print(result.summary())
+        print(f"the damaged file is kept as {kept}; re-run your `bench run` command to recompute the lost rows")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
     if args.codec != "spadegan":
         raise BenchError(f"no training entry point for {args.codec!r}", "train spadegan, or use the codec's own repo")
@@ -306,15 +439,39 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
     return int(train_main(rest) or 0)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bench", description="Evaluation harness for semantic image compression.")
-    p.add_argument("--version", action="version", version=f"bench {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true")
-    p.add_argument("--out", default=os.environ.get("BENCH_RESULTS", "results"),
-                   help="results folder holding bench.sqlite and reports (default: results/)")
-    sub = p.add_subparsers(dest="command", required=True)
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line (exit 2, as every usage error)."""
 
-    r = sub.add_parser("run", help="run codecs × rates over a dataset and report")
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(ConfigError.exit_code, f"error: {self.prog}: {message}; fix: see `{self.prog} --help`\n")
+
+
+def _global_options(on_subcommand: bool) -> argparse.ArgumentParser:
+    """``-v`` and ``--out``, accepted before the subcommand and after it (``bench run … --out DIR``);
+    on a subcommand they default to SUPPRESS so that they do not overwrite the top-level values."""
+    g = _Parser(add_help=False)
+    unset = {"default": argparse.SUPPRESS} if on_subcommand else {}
+    g.add_argument("-v", "--verbose", action="store_true", help="log progress details; tracebacks of unexpected errors",
+                   **(unset or {"default": False}))
+    g.add_argument("--out", help="results folder holding bench.sqlite and reports (default: $BENCH_RESULTS or results/)",
+                   **(unset or {"default": os.environ.get("BENCH_RESULTS", "results")}))
+    return g
+
+
+def exit_code_table() -> str:
+    """The exit codes, one per class of error (``bench --help`` epilog, README)."""
+    return "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="bench", description="Evaluation harness for semantic image compression.",
+                                parents=[_global_options(False)], epilog=exit_code_table(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"bench {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    common = [_global_options(True)]  # every subcommand but train takes -v and --out
+
+    r = sub.add_parser("run", parents=common, help="run codecs × rates over a dataset and report")
     r.add_argument("--codecs", required=True, help="comma-separated codec names, or 'all'")
     r.add_argument("--dataset", required=True)
     r.add_argument("--root", help="dataset root folder (overrides card and env)")
@@ -348,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 
-    rep = sub.add_parser("report", help="tables and curves of a run")
+    rep = sub.add_parser("report", parents=common, help="tables and curves of a run")
     rep.add_argument("run", nargs="?", default="latest", help="run id or prefix (default: latest)")
     rep.add_argument("more_runs", nargs="*", help="further runs drawn on the same page (--html only)")
     rep.add_argument("--dest", help="output folder (default: results/<run-id>/)")
@@ -362,13 +519,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ci_args(rep, "tables and curves with")
     rep.set_defaults(func=cmd_report)
 
-    rs = sub.add_parser("runs", help="list runs in the store (tagged codecs shown as name@tag)")
+    rs = sub.add_parser("runs", parents=common, help="list runs in the store (tagged codecs shown as name@tag)")
     rs.add_argument("--dataset")
     rs.add_argument("--codec")
     rs.add_argument("--tag")
     rs.set_defaults(func=cmd_runs)
 
-    cmp_ = sub.add_parser("compare", help="BD-rate / BD-metric and per-rate-point deltas of run B against run A; "
+    cmp_ = sub.add_parser("compare", parents=common, help="BD-rate / BD-metric and per-rate-point deltas of run B against run A; "
                                           "exit 6 when B regresses")
     cmp_.add_argument("run_a", help="anchor run id or prefix")
     cmp_.add_argument("run_b", nargs="?", help="test run (default: run A, with --anchor/--test codecs)")
@@ -393,13 +550,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ci_args(cmp_, "paired differences and BD intervals with")
     cmp_.set_defaults(func=cmd_compare)
 
-    ex = sub.add_parser("export", help="one tidy row per image x codec x rate (csv, parquet, json)")
+    ex = sub.add_parser("export", parents=common, help="one tidy row per image x codec x rate (csv, parquet, json)")
     ex.add_argument("run", nargs="?", default="latest")
     ex.add_argument("--format", default="csv", choices=["csv", "parquet", "json"])
     ex.add_argument("--output", "-o", help="file to write (default: results/<run-id>/rows.<format>)")
     ex.set_defaults(func=cmd_export)
 
-    fg = sub.add_parser("figures", help="paper figure layouts (sqgan-fig12, spic-fig4, iwai-fig8) as PDF and PNG")
+    fg = sub.add_parser("figures", parents=common, help="paper figure layouts (sqgan-fig12, spic-fig4, iwai-fig8) as PDF and PNG")
     fg.add_argument("runs", nargs="*", help="runs drawn together (default: latest)")
     fg.add_argument("--preset", required=True, help="preset name(s), comma-separated, or 'all'")
     fg.add_argument("--dest", help="output folder (default: results/figures/)")
@@ -408,18 +565,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ci_args(fg, "error bars of")
     fg.set_defaults(func=cmd_figures)
 
-    ls = sub.add_parser("list", help="registered codecs, datasets or metrics and their availability")
+    ls = sub.add_parser("list", parents=common, help="registered codecs, datasets or metrics and their availability")
     ls.add_argument("what", choices=["codecs", "datasets", "metrics"])
     ls.set_defaults(func=cmd_list)
 
-    doc = sub.add_parser("doctor", help="what is found and what is missing (binaries, weights, datasets)")
+    doc = sub.add_parser("doctor", parents=common, help="what is found and what is missing (binaries, weights, datasets)")
     doc.add_argument("--weights-dir")
     doc.set_defaults(func=cmd_doctor)
 
+    rec = sub.add_parser("recover", parents=common, help="copy the readable runs and rows of a damaged store into a fresh one")
+    rec.add_argument("--dest", help="write the recovered store to this file instead of replacing bench.sqlite "
+                                    "(the damaged file is then kept as bench.sqlite.damaged-<time>)")
+    rec.add_argument("--force", action="store_true", help="copy even when the store passes the integrity check")
+    rec.set_defaults(func=cmd_recover)
+
+    # train passes its options through (its --out is the checkpoint): no global options after it
     tr = sub.add_parser("train", help="train or fine-tune a learned codec (spadegan)")
     tr.add_argument("codec")
     tr.set_defaults(func=None)
     return p
+
+
+def one_line(err: BenchError) -> str:
+    """``<problem>; fix: <fix>`` on one line (line breaks inside either become " | ")."""
+    def flat(text: str) -> str:
+        return " | ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+    return flat(err.problem) + (f"; fix: {flat(err.fix)}" if err.fix else "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -433,11 +605,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_train(args, rest)
         return int(args.func(args) or 0)
     except BenchError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return err.exit_code
+    except sqlite3.Error as err:  # raised outside Store's own methods (e.g. the result cache's tables)
+        from .store import store_error
+
+        store_err = store_error(err, Path(args.out) / "bench.sqlite")
+        print(f"error: {one_line(store_err)}", file=sys.stderr)
+        return store_err.exit_code
     except KeyboardInterrupt:
         print("interrupted: finished rows are stored; re-run the same command to resume", file=sys.stderr)
-        return 130
+        return INTERRUPTED_EXIT
+    except OSError as err:  # a file the command could not read or write
+        where = f" {err.filename}" if getattr(err, "filename", None) else ""
+        print(f"error: cannot access{where}: {err.strerror or err}; fix: check the path and its permissions"
+              + ("" if args.verbose else " (run with -v for the traceback)"), file=sys.stderr)
+        if args.verbose:
+            traceback.print_exc()
+        return OutputError.exit_code
+    except Exception as err:  # a bug: one line, the traceback only when asked for
+        print(f"error: unexpected {type(err).__name__}: {' '.join(str(err).split())}"
+              + ("" if args.verbose else " (run with -v for the traceback)"), file=sys.stderr)
+        if args.verbose:
+            traceback.print_exc()
+        return INTERNAL_EXIT
 
 
 if __name__ == "__main__":

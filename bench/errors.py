@@ -1,6 +1,7 @@
 """Typed errors. Every error carries a ``fix``: what the user should do about it.
 
-Library code raises these; only :mod:`bench.cli` turns them into exit codes.
+Library code raises these; only :mod:`bench.cli` turns them into exit codes, one per
+class of error (:data:`EXIT_CODES`, also printed by ``bench --help``).
 """
 
 from __future__ import annotations
@@ -55,12 +56,41 @@ class MetricError(BenchError):
 
 
 class StoreError(BenchError):
-    """The run store is unreadable or a run id is unknown."""
+    """The run store is unreadable, damaged, locked or read-only, or a run id is unknown."""
 
     exit_code = 4
+
+
+class StoreDamagedError(StoreError):
+    """The run store's file is damaged (SQLite integrity check failed or a page is unreadable)."""
+
+
+class OutputError(BenchError):
+    """An output path cannot be written: a file where a folder is needed (or the reverse),
+    no permission, disk full."""
+
+    exit_code = 7
 
 
 class ProtocolMismatchError(BenchError):
     """Two runs were made under different protocols and cannot be compared."""
 
     exit_code = 5
+
+
+REGRESSION_EXIT = 6  # `bench compare`: run B is worse than run A beyond the tolerance
+INTERNAL_EXIT = 1    # an unexpected error (a bug): one line, the traceback with -v
+INTERRUPTED_EXIT = 130
+
+# exit code -> what it means; the one table of exit codes (``bench --help`` prints it)
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    INTERNAL_EXIT: "unexpected error (a bug: run with -v for the traceback and report it)",
+    2: "usage or configuration: bad option, --param value, rate, card or name (ConfigError)",
+    3: "missing data or unavailable component: dataset root, weights, binary, package (UnavailableError)",
+    4: "run store: unreadable, damaged, locked, read-only, or unknown run id (StoreError)",
+    5: "protocol mismatch: the runs cannot be compared (ProtocolMismatchError)",
+    REGRESSION_EXIT: "regression: `bench compare` found run B worse than run A",
+    7: "output: a path cannot be written (a file where a folder is needed, no permission) (OutputError)",
+    INTERRUPTED_EXIT: "interrupted (Ctrl-C): finished rows are stored",
+}

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .atomic import output_file, write_text, write_with
 from .errors import ConfigError, UnavailableError
 from .report.evidence import per_image_iou
 from .report.summary import RANDOM_MARK, load_run, per_image
@@ -58,25 +59,24 @@ def _check_parquet() -> None:
 
 
 def export_run(store: Store, run_id: str, path: Path | str, fmt: str | None = None) -> Path:
-    """Write the tidy rows of ``run_id`` to ``path`` as ``fmt`` (default: from the suffix)."""
-    path = Path(path)
+    """Write the tidy rows of ``run_id`` to ``path`` as ``fmt`` (default: from the suffix), atomically."""
+    path = output_file(path, "export file")
     fmt = (fmt or path.suffix.lstrip(".") or "csv").lower()
     if fmt not in FORMATS:
         raise ConfigError(f"export format {fmt!r} is unknown", f"use one of {', '.join(FORMATS)}")
     if fmt == "parquet":
         _check_parquet()
     df = tidy_rows(store, run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
-        df.to_csv(path, index=False, float_format="%.17g")
+        write_with(path, lambda tmp: df.to_csv(tmp, index=False, float_format="%.17g"))
     elif fmt == "json":
         records = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in rec.items()}
                    for rec in df.astype(object).where(df.notna(), None).to_dict(orient="records")]
         import json
 
-        path.write_text(json.dumps(records, indent=1, default=_json_default) + "\n")
+        write_text(path, json.dumps(records, indent=1, default=_json_default) + "\n")
     else:
-        df.to_parquet(path, index=False)
+        write_with(path, lambda tmp: df.to_parquet(tmp, index=False))
     return path
 
 

@@ -40,6 +40,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .atomic import output_dir, write_with
 from .compare import check_same_protocol
 from .errors import ConfigError
 from .report.curves import axis_label, codec_colour, codec_marker
@@ -309,14 +310,12 @@ def write_figure(preset_name: str, store: Store, run_ids: Sequence[str], out_dir
     ``ci``: draw bootstrap error bars (off by default, as the papers print them)."""
     runs = load_runs(store, run_ids, ci)
     fig = figure(preset_name, runs, ssm=ssm)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir, "figures folder")
     base = out / (stem or preset_name)
     paths = []
     with matplotlib.rc_context(STYLE):
         for suffix, kwargs in ((".pdf", {}), (".png", {"dpi": PNG_DPI})):
-            fig.savefig(base.with_suffix(suffix), **kwargs)
-            paths.append(base.with_suffix(suffix))
+            paths.append(write_with(base.with_suffix(suffix), lambda tmp: fig.savefig(tmp, **kwargs)))
     return paths
 
 

@@ -10,7 +10,6 @@ Metrics see all reconstructions of one image together, in batches of ``batch_siz
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import time
 import traceback
@@ -188,7 +187,11 @@ AUTO_POOL_MIN = 24  # parallel-safe codings from which workers=None starts a pro
 _WORKER_CODECS: list[Codec] = []
 
 
-def _init_worker(codecs: list[Codec]) -> None:
+def _init_worker(codecs: list[Codec], parent_pid: int) -> None:
+    """Set up a codec worker; it exits (killing its tools) when the run's process dies, even by kill -9."""
+    from .procs import die_with_parent
+
+    die_with_parent(parent_pid)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _WORKER_CODECS[:] = codecs
 
@@ -248,8 +251,10 @@ class LocalExecutor:
         if workers is None:  # spawning workers costs ~1-2 s: only worth it for more than a handful of images
             workers = (os.cpu_count() or 1) if n_parallel >= AUTO_POOL_MIN else 1
         if workers > 1 and n_parallel:
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_init_worker, initargs=(list(codecs),))
+            from .procs import worker_context  # spawn; workers ignore Ctrl-C and die with this process
+
+            pool = ProcessPoolExecutor(workers, mp_context=worker_context(),
+                                       initializer=_init_worker, initargs=(list(codecs), os.getpid()))
         inflight: deque[_Job] = deque()
         try:
             for image_id, pending in todo:

@@ -75,3 +75,106 @@ def test_unknown_codec_is_an_error_with_a_suggestion(offline, capsys):
     rc = main(["--out", str(offline / "r"), "run", "--codecs", "jpg2000", "--dataset", "demo"])
     assert rc == 2
     assert "did you mean jpeg2000" in capsys.readouterr().err
+
+
+# -- every bad input: one line, its documented exit code, no traceback, no store ----------------
+def _bad_input_cases():
+    run = ["run", "--codecs", "jpeg", "--dataset", "demo", "-q", "--metrics", "psnr"]
+    return [  # (id, argv with {out} / {file} / {dir} placeholders, exit code, words in the message)
+        ("param-yaml", [*run, "--param", "jpeg.quality=a: b: c"], 2, "not valid YAML"),
+        ("param-form", [*run, "--param", "quality=3"], 2, "NAME.KEY=VALUE"),
+        ("codec-ctor-valueerror", ["run", "--codecs", "webp", "--dataset", "demo", "--param", "webp.method=abc"], 2,
+         "webp"),
+        ("out-is-file", [*run, "--out", "{file}"], 7, "is a file"),
+        ("out-not-writable", [*run, "--out", "{file}/sub"], 7, "cannot create"),
+        ("export-o-dir", ["export", "-o", "{dir}"], 7, "is a folder"),
+        ("report-html-dest-file", ["report", "--html", "--dest", "{file}"], 7, "is a file"),
+        ("report-dest-file", ["report", "--dest", "{file}"], 7, "is a file"),
+        ("compare-csv-file", ["compare", "latest", "--csv", "{file}"], 7, "is a file"),
+        ("rates-codec-not-in-codecs", [*run, "--rates", "jpg=50"], 2, "not in --codecs"),
+        ("rates-unknown-with-all", ["run", "--codecs", "all", "--dataset", "demo", "--rates", "jpg=50"], 2,
+         "did you mean"),
+        ("rates-empty", [*run, "--rates", "jpeg="], 2, "no rate value"),
+        ("rates-bad-value", [*run, "--rates", "jpeg=abc"], 2, "not a valid"),
+        ("limit-negative", [*run, "--limit", "-1"], 2, "--limit"),
+        ("limit-zero", [*run, "--limit", "0"], 2, "--limit"),
+        ("workers-zero", [*run, "--workers", "0"], 2, "--workers"),
+        ("root-is-file", ["run", "--codecs", "jpeg", "--dataset", "kodak", "--root", "{file}"], 3, "is a file"),
+        ("root-missing", ["run", "--codecs", "jpeg", "--dataset", "kodak", "--root", "{dir}/nope"], 3, "not found"),
+        ("unknown-run", ["report", "nosuchrun"], 4, "no run store"),
+    ]
+
+
+@pytest.mark.parametrize("argv, code, words", [c[1:] for c in _bad_input_cases()],
+                         ids=[c[0] for c in _bad_input_cases()])
+def test_bad_input_is_one_line_with_its_exit_code(argv, code, words, offline, capsys):
+    from bench.errors import EXIT_CODES
+
+    a_file = offline / "a_file.txt"
+    a_file.write_text("not a folder")
+    a_dir = offline / "a_dir"
+    a_dir.mkdir()
+    out = offline / "results"
+    args = [a.format(file=a_file, dir=a_dir, out=out) for a in argv]
+    rc = main(([] if "--out" in args else ["--out", str(out)]) + args)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == code and code in EXIT_CODES, err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    assert words in lines[0], lines[0]
+    assert not (out / "bench.sqlite").exists() and not out.exists(), "a rejected command created a store"
+
+
+@pytest.mark.parametrize("argv", [["run"], ["run", "--codecs", "jpeg", "--dataset", "demo", "--limit", "x"],
+                                  ["nosuchcommand"], ["report", "--bogus"]])
+def test_usage_errors_are_one_line_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: bench"), err
+    assert "--help" in err
+
+
+def test_kodak_download_line_is_its_own(offline, capsys, monkeypatch):
+    monkeypatch.delenv("KODAK_ROOT", raising=False)
+    assert main(["--out", str(offline / "r"), "run", "--codecs", "jpeg", "--dataset", "kodak"]) == 3
+    err = capsys.readouterr().err
+    assert "r0k.us/graphics/kodak" in err and "any directory of images" not in err
+
+
+def test_unexpected_error_is_one_line_and_v_shows_the_traceback(offline, capsys, monkeypatch):
+    import bench.cli as cli
+
+    def broken(args):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(cli, "cmd_doctor", broken)
+    assert main(["doctor"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "error: unexpected RuntimeError: simulated bug (run with -v for the traceback)"
+    assert main(["doctor", "-v"]) == 1  # -v after the subcommand, too
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_global_options_after_the_subcommand(offline, capsys):
+    out = offline / "after"
+    rc = main(["run", "--codecs", "jpeg", "--dataset", "demo", "--limit", "1", "--rates", "jpeg=50",
+               "--metrics", "psnr", "-q", "--out", str(out), "-v"])
+    assert rc == 0, capsys.readouterr().err
+    assert (out / "bench.sqlite").is_file() and list(out.glob("demo-*/summary.md"))
+    capsys.readouterr()
+    assert main(["runs", "--out", str(out)]) == 0
+    assert "demo-" in capsys.readouterr().out
+    assert main(["--out", str(out), "runs", "--out", str(offline / "empty")]) == 0  # the later one wins
+    assert "no run store" in capsys.readouterr().out
+
+
+def test_tagged_run_shows_codec_at_tag_in_tables_and_html(offline, capsys):
+    out = offline / "tagged"
+    assert main(["run", "--codecs", "jpeg", "--dataset", "demo", "--limit", "1", "--rates", "jpeg=50",
+                 "--metrics", "psnr", "-q", "--out", str(out), "--tag", "T7"]) == 0
+    md = next(out.glob("demo-*/summary.md")).read_text()
+    assert "| jpeg@T7 " in md
+    assert main(["report", "--html", "--no-crops", "--out", str(out)]) == 0
+    html = next(out.glob("demo-*/report.html")).read_text()
+    assert "<td>jpeg@T7</td>" in html or ">jpeg@T7<" in html

@@ -315,7 +315,7 @@ def test_html_report_lists_the_worst_images_with_crops(demo):
         images = per_image(store, demo["a"])
     lowest = images[images["rate"] == "20"].sort_values("psnr").iloc[0]["image_id"]
     section = page.split("<h3>Worst images</h3>", 1)[1]
-    assert "jpeg @ rate 20" in section and "lowest PSNR" in section
+    assert "jpeg@a @ rate 20" in section and "lowest PSNR" in section  # a tagged run: codec@tag
     assert f"original {lowest}" in section  # its crop is shown
     assert section.count("data:image/png;base64") >= 4
     with Store(demo["path"]) as store:  # --ci: intervals in the page's table

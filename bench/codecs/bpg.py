@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import CodecError, ConfigError, UnavailableError
+from ..procs import run_tool
 from .base import Codec, Encoded, RateKnob, Requirement, Semantics, check_rgb_uint8, find_binary
 from .pillow_codecs import IMAGE_PART, image_part, rgb_array
 
@@ -114,7 +115,7 @@ class BpgCodec(Codec):
         """Run one tool call; raise :class:`CodecError` unless it exits 0 and writes ``output``."""
         tool = Path(args[0]).name
         try:
-            proc = subprocess.run(list(args), capture_output=True, timeout=self.timeout_s, check=False)
+            proc = run_tool(args, self.timeout_s)  # own process group: a timeout kills the tool's children too
         except subprocess.TimeoutExpired:
             raise CodecError(f"bpg: {tool} timed out after {self.timeout_s:g} s: {' '.join(args)}",
                              "raise params.timeout_s in codecs/bpg.yaml or use smaller images") from None
@@ -132,7 +133,7 @@ class BpgCodec(Codec):
         """Version and default HEVC encoder printed by ``bpgenc -h`` (which exits 1),
         e.g. "0.9.8/x265"; "unknown" when the help text has no version."""
         try:
-            proc = subprocess.run([path, "-h"], capture_output=True, timeout=min(self.timeout_s, 30.0), check=False)
+            proc = run_tool([path, "-h"], min(self.timeout_s, 30.0))
         except (OSError, subprocess.TimeoutExpired):
             return "unknown"
         text = proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")

@@ -191,6 +191,9 @@ def resize_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def require_dir(path: Path | None, dataset: str, layout: str, where: str) -> Path:
     """Check that a dataset root exists, else raise with the expected layout."""
+    if path is not None and Path(path).exists() and not Path(path).is_dir():
+        raise DatasetNotFoundError(f"{dataset}: dataset root {path} is a file, not a folder",
+                                   f"pass --root DIR, the folder that holds the images; expected layout:\n{layout}")
     if path is None or not Path(path).is_dir():
         raise DatasetNotFoundError(
             f"{dataset}: dataset root {str(path) if path else '(not set)'} not found",

@@ -28,9 +28,10 @@ class FolderDataset(Dataset):
                  height: Any = None, width: Any = None, fit: str = "resize",
                  image_resample: str = "bilinear", label_resample: str = "nearest",
                  root_env: str | None = None, default_root: str | Path | None = None,
-                 name: str = "folder") -> None:
+                 name: str = "folder", download: str = "any directory of images") -> None:
         self.name = name  # type: ignore[misc]  # a card may name its folder (e.g. kodak)
         self.root_env = root_env
+        self.download = download  # where to get the images (a card's own text, e.g. Kodak's URL)
         self.root = resolve_root(root, root_env, default_root)
         self.recursive = bool(recursive)
         self.resolution = Resolution.from_params(name, height, width, fit, image_resample, label_resample)
@@ -43,7 +44,7 @@ class FolderDataset(Dataset):
 
     def _index(self) -> dict[str, Path]:
         if self._paths is None:
-            root = require_dir(self.root, self.name, self._layout(), "any directory of images")
+            root = require_dir(self.root, self.name, self._layout(), self.download)
             pattern = root.rglob("*") if self.recursive else root.glob("*")
             files = sorted(p for p in pattern if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
                            and not any(part.startswith(".") for part in p.relative_to(root).parts))

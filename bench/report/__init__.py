@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..atomic import output_dir, remove_stale, write_with
 from ..store import Store
 from .curves import codec_colour, codec_marker, rd_figure, write_curves
 from .summary import (
@@ -29,22 +30,22 @@ from .tables import render_console, to_latex, to_markdown, write_tables
 def write_report(store: Store, run_id: str, out_dir: Path | str, summary: pd.DataFrame | None = None,
                  loaded: Loaded | None = None) -> list[Path]:
     """Write summary.{md,csv,tex}, per_image.csv, rd_<metric>.{png,pdf} and, when any
-    row failed, failures.csv into ``out_dir``; returns the written paths. The rows are read
+    row failed, failures.csv into ``out_dir`` (each file atomically; a failures.csv left by an
+    earlier report is removed once no row fails); returns the written paths. The rows are read
     once (``loaded``: :func:`load_run` of the run, when the caller already has it;
     ``summary``: its :func:`summarise`)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir, "report folder")
     loaded = loaded or load_run(store, run_id)
     df = summary if summary is not None else summarise(store, run_id, loaded)
     paths = write_tables(df, out)
     paths += write_curves(df, out)
     images = per_image(store, run_id, loaded)
-    images.to_csv(out / "per_image.csv", index=False)
-    paths.append(out / "per_image.csv")
+    paths.append(write_with(out / "per_image.csv", lambda tmp: images.to_csv(tmp, index=False)))
     failed = failures(store, run_id, loaded)
     if len(failed):
-        failed.to_csv(out / "failures.csv", index=False)
-        paths.append(out / "failures.csv")
+        paths.append(write_with(out / "failures.csv", lambda tmp: failed.to_csv(tmp, index=False)))
+    else:
+        remove_stale(out / "failures.csv")
     return paths
 
 

@@ -19,6 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from ..atomic import output_dir, write_with
 from ..errors import ConfigError
 from .intervals import draw_interval, draw_small_n, figure_note
 from .summary import ColumnInfo, column_info
@@ -121,8 +122,7 @@ def write_curves(df: pd.DataFrame, out_dir: Path | str, metrics: Sequence[str] |
     ``metrics``: column names (or keys without the random-weights mark); default all
     metric columns.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir, "report folder")
     infos = column_info(df)
     if metrics is None:
         columns = curve_columns(df)
@@ -134,6 +134,5 @@ def write_curves(df: pd.DataFrame, out_dir: Path | str, metrics: Sequence[str] |
         fig = rd_figure(df, column)
         stem = out / file_stem(column)
         for suffix, kwargs in ((".png", {"dpi": PNG_DPI}), (".pdf", {})):
-            fig.savefig(stem.with_suffix(suffix), **kwargs)
-            paths.append(stem.with_suffix(suffix))
+            paths.append(write_with(stem.with_suffix(suffix), lambda tmp: fig.savefig(tmp, **kwargs)))
     return paths

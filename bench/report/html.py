@@ -44,6 +44,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from .. import catalog
+from ..atomic import write_text
 from ..errors import BenchError
 from ..runner import semantics_for
 from ..store import Store
@@ -161,12 +162,13 @@ def _groups(store: Store, run_ids: Sequence[str], ci: Any = None) -> list[_Group
             for c in dict.fromkeys(df["codec"]):
                 names[c] = names.get(c, 0) + 1
         for run, df in zip(group_runs, sums):
-            tag = run["meta"].get("tag") or run["run_id"][-6:]
+            run_tag = run["meta"].get("tag")
+            tag = run_tag or run["run_id"][-6:]
             df = df.copy()
-            labels = {c: (f"{c}@{tag}" if names[c] > 1 else c) for c in dict.fromkeys(df["codec"])}
+            labels = {c: (f"{c}@{tag}" if run_tag or names[c] > 1 else c) for c in dict.fromkeys(df["codec"])}
             origin.update({lab: (run["run_id"], c) for c, lab in labels.items()})
-            own = df.attrs.get("codec_labels") or {}  # e.g. "SPIC (BPG stand-in: heic)"
-            shown.update({lab: own[c] + lab[len(c):] for c, lab in labels.items() if c in own})
+            own = df.attrs.get("codec_labels") or {}  # e.g. "SPIC (BPG stand-in: heic)", "jpeg@T" (tagged run)
+            shown.update({lab: own[c] if run_tag else own[c] + lab[len(c):] for c, lab in labels.items() if c in own})
             df["codec"] = df["codec"].map(labels)
             columns.update(df.attrs.get("columns", {}))
             frames.append(df)
@@ -424,8 +426,5 @@ def render_html(store: Store, run_ids: Sequence[str], options: HtmlOptions | Non
 
 
 def write_html(store: Store, run_ids: Sequence[str], path: Path | str, options: HtmlOptions | None = None) -> Path:
-    """Write the page to ``path`` (UTF-8) and return it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(store, run_ids, options), encoding="utf-8")
-    return path
+    """Write the page to ``path`` (UTF-8, atomically) and return it."""
+    return write_text(path, render_html(store, run_ids, options))

@@ -257,12 +257,15 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
 
 
 def codec_labels(run: dict[str, Any]) -> dict[str, str]:
-    """Display labels that codecs gave themselves (e.g. "SPIC (BPG stand-in: heic)"), by name."""
+    """Display labels that codecs gave themselves (e.g. "SPIC (BPG stand-in: heic)"), by name;
+    in a run made with ``--tag T`` every codec shows as ``label@T`` (e.g. ``jpeg@T``)."""
     out = {}
+    tag = run["meta"].get("tag")
     for name, desc in (run["meta"].get("codecs") or {}).items():
         label = desc.get("label") if isinstance(desc, dict) else None
-        if label and label != name:
-            out[name] = str(label)
+        shown = str(label or name) + (f"@{tag}" if tag else "")
+        if shown != name:
+            out[name] = shown
     return out
 
 

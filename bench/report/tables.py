@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from ..atomic import output_dir, write_text, write_with
 from .intervals import ci_notes, decorate, latex_interval_cells, small_n_notes
 from .summary import RANDOM_MARK, ColumnInfo, column_info
 
@@ -170,13 +171,13 @@ def _notes(df: pd.DataFrame) -> list[str]:
 
 
 def write_tables(df: pd.DataFrame, out_dir: Path | str, stem: str = "summary") -> list[Path]:
-    """Write ``<stem>.md``, ``<stem>.csv`` (full precision) and ``<stem>.tex``; returns the paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write ``<stem>.md``, ``<stem>.csv`` (full precision) and ``<stem>.tex``, each atomically;
+    returns the paths."""
+    out = output_dir(out_dir, "report folder")
     paths = [out / f"{stem}.md", out / f"{stem}.csv", out / f"{stem}.tex"]
-    paths[0].write_text(to_markdown(df), encoding="utf-8")
-    df.to_csv(paths[1], index=False)
-    paths[2].write_text(to_latex(df), encoding="utf-8")
+    write_text(paths[0], to_markdown(df))
+    write_with(paths[1], lambda tmp: df.to_csv(tmp, index=False))
+    write_text(paths[2], to_latex(df))
     return paths
 
 
