@@ -7,6 +7,7 @@ CompressAI's own ``compress`` / ``decompress`` on a hand-padded input.
 from __future__ import annotations
 
 import json
+import pickle
 import sqlite3
 from pathlib import Path
 
@@ -128,13 +129,17 @@ def test_zoo_named_file_loads_from_weights_dir_and_hub_cache(no_weights, monkeyp
     wdir = no_weights / "weights"
     path = _save(net.state_dict(), wdir, "bmshj2018-factorized-prior-1", training_format=False)
     codec = catalog.make_codec(arch, weights_dir=str(wdir), device="cpu")
-    assert codec.weights_path(1) == path
+    assert codec.weights_path(1) == path and codec.weights_path(2) is None
     req = codec.requirements()[0]
     assert req.found and f"q1={path}" in req.detail and "bmshj2018-factorized-prior-2-87279a02.pth.tar" in req.detail
     files = codec.describe()["params"]["files"]
     assert files == {"1": {"file": path.name, "sha256": W.sha256_file(path), "official": False}}
     _strings, expected = _reference(net, _image())
-    np.testing.assert_array_equal(codec.decode(codec.encode(_image(), 1).parts), expected)
+    parts = codec.encode(_image(), 1).parts
+    np.testing.assert_array_equal(codec.decode(parts), expected)
+    shipped = pickle.loads(pickle.dumps(codec))  # as to a worker: without the loaded network
+    assert shipped._models == {} and 1 in codec._models
+    np.testing.assert_array_equal(shipped.decode(parts), expected)
     # the same file in the torch hub cache, where CompressAI downloads to, is found too
     hub = no_weights / "torch" / "hub" / "checkpoints"
     hub.mkdir(parents=True)

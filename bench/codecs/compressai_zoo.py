@@ -172,13 +172,13 @@ class CompressAIZooCodec(Codec):
                 missing.append(q)
             else:
                 found[q] = path
-        what = f"{self.name} weights"
+        what = "checkpoints" if self.checkpoints else "CompressAI zoo files"
         if self.checkpoints:
             gone = "; ".join(f"q{q}: {self.checkpoints[q]} does not exist" for q in missing)
             return [Requirement("weights", what, not missing,
                                 gone or ", ".join(f"q{q}={p}" for q, p in found.items()))]
         files = ", ".join(f"q{q} {self.spec(q).filename}" for q in missing)
-        where = (f"missing in {', '.join(str(d) for d in weights_dirs(self.weights_dir))}: {files}; "
+        where = (f"not in {', '.join(str(d) for d in weights_dirs(self.weights_dir))}: {files}; "
                  f"CompressAI publishes them at {self.spec(missing[0]).source.rsplit('/', 1)[0]}/<file name>"
                  if missing else "")
         if not found:
