@@ -112,10 +112,15 @@ def test_header_layout_is_hand_computable():
         bitstream.unpack({"header": parts["header"], "y": b"yy"}, 2)  # z is missing
 
 
-def test_decoding_on_another_device_type_is_refused(no_weights):
+def test_decoding_on_another_device_type_is_refused(no_weights, monkeypatch):
     path = _save(_net("bmshj2018-hyperprior").state_dict(), no_weights / "ckpt", "own")
     codec = catalog.make_codec("bmshj2018-hyperprior", checkpoint={1: str(path)}, device="cpu")
+    net, seen = codec.model(1), []
+    compress = net.compress
+    monkeypatch.setattr(net, "compress", lambda x: seen.append(torch.backends.cudnn.deterministic) or compress(x))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
     parts = dict(codec.encode(_image(), 1).parts)
+    assert seen == [True] and not torch.backends.cudnn.deterministic and torch.backends.cudnn.benchmark
     parts["header"] = bytes([parts["header"][0] | 0x80]) + parts["header"][1:]  # "encoded on CUDA"
     with pytest.raises(CodecError, match="encoded on cuda"):
         codec.decode(parts)

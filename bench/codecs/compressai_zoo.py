@@ -17,14 +17,16 @@ Bitstream: ``model.compress`` on the image padded with zeros to a multiple of 64
 ``compressai.ops.compute_padding``, as CompressAI's ``eval_model``), its strings as parts
 ``y`` (and ``z``), plus a 10-byte ``header`` (:mod:`.compressai_bitstream`); ``decode``
 calls ``model.decompress`` on those bytes alone and crops back. Entropy coding is
-CompressAI's rANS coder on the CPU; the models with a hyperprior recompute the entropy
-parameters with the network at the receiver, so they decode only on the device type
-(CPU / CUDA) that encoded — the header records it and a mismatch is refused.
+CompressAI's rANS coder on the CPU; the networks run with cuDNN in deterministic mode. The
+models with a hyperprior recompute the entropy parameters with the network at the
+receiver, so they decode only on the device type (CPU / CUDA) that encoded — the header
+records it and a mismatch is refused.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -79,6 +81,21 @@ def zoo_spec(architecture: str, metric: str, quality: int) -> WeightSpec:
     filename = url.rsplit("/", 1)[1]
     return WeightSpec(name=f"CompressAI {architecture} ({metric}) q{quality}", filename=filename,
                       sha256=hash_in_name(filename), source=url, hashed_name=True)
+
+
+@contextlib.contextmanager
+def cudnn_deterministic() -> Iterator[None]:
+    """cuDNN in deterministic mode, no autotuning (as CompressAI's eval_model sets it), restored
+    after: the receiver must recompute the sender's entropy parameters bit for bit."""
+    import torch
+
+    cudnn = torch.backends.cudnn
+    saved = cudnn.deterministic, cudnn.benchmark
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved
 
 
 def _parse_checkpoints(checkpoint: Any, name: str) -> dict[int, str]:
@@ -206,7 +223,7 @@ class CompressAIZooCodec(Codec):
             "metric": self.metric,
             "weights": "checkpoint" if self.checkpoints else "zoo",
             "files": self._weights_identity(),
-            "device": self.device,
+            "device": self.device.split(":")[0],  # cpu | cuda: results differ between the types
             "padding": f"zeros, centred, to multiples of {STRIDE} (compressai.ops.compute_padding)",
             "bitstream_version": bitstream.FORMAT_VERSION,
         }
@@ -265,7 +282,7 @@ class CompressAIZooCodec(Codec):
         h, w = image.shape[:2]
         x = torch.from_numpy(image.copy()).permute(2, 0, 1).unsqueeze(0).float().div(255)
         pad, _ = compute_padding(h, w, min_div=STRIDE)
-        with torch.no_grad():
+        with torch.no_grad(), cudnn_deterministic():
             out = net.compress(F.pad(x.to(self.device), pad, mode="constant", value=0))
         header = bitstream.Header(quality, h, w, tuple(int(v) for v in out["shape"]), self.device.startswith("cuda"))
         parts = bitstream.pack(header, out["strings"])
@@ -287,7 +304,7 @@ class CompressAIZooCodec(Codec):
                              "parameters are recomputed by the network and differ between device types",
                              f"decode with params.device: {coded}")
         net = self.model(header.quality)
-        with torch.no_grad():
+        with torch.no_grad(), cudnn_deterministic():
             x_hat = net.decompress(strings, header.shape)["x_hat"]
         _, unpad = compute_padding(header.height, header.width, min_div=STRIDE)
         x_hat = F.pad(x_hat, unpad)
