@@ -240,3 +240,15 @@ def test_without_weights_all_skips_each_zoo_card_with_the_reason(no_weights, cap
 def test_weights_dir_reaches_only_codecs_that_take_it(no_weights):
     assert catalog.make_codec("mbt2018", weights_dir="/w").weights_dir == "/w"
     catalog.make_codec("jpeg", weights_dir="/w")  # takes none: not passed
+
+
+def test_architecture_facts_match_compressais_zoo():
+    from compressai.models import JointAutoregressiveHierarchicalPriors
+
+    assert set(ARCHITECTURES) == set(zoo.model_urls)
+    for arch, facts in ARCHITECTURES.items():
+        cls = zoo.model_architectures[arch]
+        assert cls.__name__ == facts.model_class
+        assert issubclass(cls, JointAutoregressiveHierarchicalPriors) == facts.autoregressive
+        assert max(zoo.cfgs[arch]) == facts.max_quality == max(zoo.model_urls[arch]["ms-ssim"])
+        assert catalog.make_codec(arch).rate_knob.values == tuple(range(1, facts.max_quality + 1))

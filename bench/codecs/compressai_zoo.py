@@ -51,25 +51,16 @@ class Architecture:
     model_class: str
     max_quality: int
     latents: int  # 1: y only (factorized prior); 2: y and the hyper-latent z
-    autoregressive: bool
-    paper: str
+    autoregressive: bool  # context model: decoding is sequential (papers: see the cards)
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "bmshj2018-factorized": Architecture("FactorizedPrior", 8, 1, False,
-                                         "Ballé et al., Variational image compression with a scale hyperprior, ICLR 2018"),
-    "bmshj2018-hyperprior": Architecture("ScaleHyperprior", 8, 2, False,
-                                         "Ballé et al., Variational image compression with a scale hyperprior, ICLR 2018"),
-    "mbt2018-mean": Architecture("MeanScaleHyperprior", 8, 2, False,
-                                 "Minnen et al., Joint autoregressive and hierarchical priors, NeurIPS 2018"),
-    "mbt2018": Architecture("JointAutoregressiveHierarchicalPriors", 8, 2, True,
-                            "Minnen et al., Joint autoregressive and hierarchical priors, NeurIPS 2018"),
-    "cheng2020-anchor": Architecture("Cheng2020Anchor", 6, 2, True,
-                                     "Cheng et al., Learned image compression with discretized Gaussian mixture "
-                                     "likelihoods and attention modules, CVPR 2020 (anchor)"),
-    "cheng2020-attn": Architecture("Cheng2020Attention", 6, 2, True,
-                                   "Cheng et al., Learned image compression with discretized Gaussian mixture "
-                                   "likelihoods and attention modules, CVPR 2020 (with attention)"),
+    "bmshj2018-factorized": Architecture("FactorizedPrior", 8, 1, False),
+    "bmshj2018-hyperprior": Architecture("ScaleHyperprior", 8, 2, False),
+    "mbt2018-mean": Architecture("MeanScaleHyperprior", 8, 2, False),
+    "mbt2018": Architecture("JointAutoregressiveHierarchicalPriors", 8, 2, True),
+    "cheng2020-anchor": Architecture("Cheng2020Anchor", 6, 2, True),
+    "cheng2020-attn": Architecture("Cheng2020Attention", 6, 2, True),
 }
 
 
