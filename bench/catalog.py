@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from functools import lru_cache
 from typing import Any
 
@@ -44,9 +45,13 @@ def _construct(entry: Entry, overrides: dict[str, Any]) -> Any:
     return obj
 
 
-def make_codec(name: str, **overrides: Any) -> Any:
-    """Build a codec from its card; ``overrides`` replace card params."""
-    return _construct(registry("codec").get(name), overrides)
+def make_codec(name: str, *, weights_dir: str | None = None, **overrides: Any) -> Any:
+    """Build a codec from its card; ``overrides`` replace card params. ``weights_dir``
+    (``--weights-dir``) goes to adapters whose constructor takes a ``weights_dir``."""
+    entry = registry("codec").get(name)
+    if weights_dir is not None and "weights_dir" in inspect.signature(entry.load()).parameters:
+        overrides = {"weights_dir": weights_dir, **overrides}
+    return _construct(entry, overrides)
 
 
 def make_dataset(name: str, **overrides: Any) -> Any:

@@ -486,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--semantics", choices=["ground-truth", "segmenter"], default="ground-truth",
                    help="label maps for semantic codecs' senders: the dataset's, or a segmenter's on the "
                         "original (--param segmenter.name=espnetv2 --param segmenter.scale=2.0 …); recorded")
-    r.add_argument("--weights-dir", help="folder searched for metric network weights")
+    r.add_argument("--weights-dir", help="folder searched for metric network and codec weights")
     r.add_argument("--allow-random-weights", action="store_true",
                    help="smoke tests only: run metric networks with random weights, marked as such")
     r.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA when available)")

@@ -15,7 +15,7 @@ def _line(ok: bool, name: str, detail: str) -> str:
 def _component(kind: str, name: str, options: dict[str, Any]) -> str:
     try:
         if kind == "codec":
-            obj = catalog.make_codec(name)
+            obj = catalog.make_codec(name, weights_dir=options.get("weights_dir"))
         else:
             obj = catalog.make_metric(name, **options)
         reqs = obj.requirements()

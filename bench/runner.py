@@ -125,9 +125,11 @@ def _resolve(kind: str, names: Sequence[str], build: Callable[[str], Any], fix: 
     return built, skipped
 
 
-def resolve_codecs(names: Sequence[str], params: dict[str, dict[str, Any]]) -> tuple[list[Codec], list[tuple[str, str]]]:
+def resolve_codecs(names: Sequence[str], params: dict[str, dict[str, Any]],
+                   weights_dir: str | None = None) -> tuple[list[Codec], list[tuple[str, str]]]:
     """The codecs to run (see :func:`_resolve`); at least one."""
-    codecs, skipped = _resolve("codec", names, lambda n: catalog.make_codec(n, **params.get(n, {})),
+    codecs, skipped = _resolve("codec", names,
+                               lambda n: catalog.make_codec(n, weights_dir=weights_dir, **params.get(n, {})),
                                "install what is missing, or see `bench list codecs`")
     if not codecs:
         raise ConfigError("no codec to run", "name codecs with --codecs (see `bench list codecs`)")
@@ -148,7 +150,7 @@ def make_plan(config: RunConfig) -> Plan:
         ids = ids[: config.limit]
     if not ids:
         raise ConfigError(f"dataset {config.dataset!r} has no images", "check the dataset root and split")
-    codecs, skipped = resolve_codecs(config.codecs, config.codec_params)
+    codecs, skipped = resolve_codecs(config.codecs, config.codec_params, config.metric_options.get("weights_dir"))
     metrics, skipped_m = resolve_metrics(config.metrics, config.metric_options, config.metric_params)
     rates: dict[str, list[Any]] = {}
     for codec in codecs:

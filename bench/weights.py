@@ -5,12 +5,18 @@ Search order for a :class:`WeightSpec`: an explicit path (card or CLI), then
 the spec's env variable, then the torch hub cache (``$TORCH_HOME/hub/checkpoints``,
 default ``~/.cache/torch/hub/checkpoints``). A found file is checked against the
 known sha256 (full or prefix) and loaded with ``weights_only=True``.
+
+Specs with ``hashed_name=True`` follow torch.hub's naming (CompressAI's zoo uses it):
+``<stem>-<first hex digits of the sha256>.<ext>``. Such a file is checked against the
+prefix in its own name, and a file of the same stem with another prefix (a re-trained
+model saved under the zoo's naming) is found too, after the exact name.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +40,46 @@ class WeightSpec:
     sha256: str | None = None
     env: str | None = None
     source: str = ""
+    hashed_name: bool = False  # torch.hub naming: <stem>-<sha256 prefix>.<ext>, see hashed_variants
+
+
+#: torch.hub's HASH_REGEX (also CompressAI's zoo): the hex after the last "-" before a ".".
+HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,64})\.")
+
+
+def hash_in_name(path: Path | str) -> str | None:
+    """The sha256 prefix a torch.hub-style file name carries (≥ 8 hex digits), or None."""
+    found = HASH_IN_NAME.findall(Path(path).name)
+    return found[-1] if found else None
+
+
+def check_name_hash(path: Path | str, what: str) -> str:
+    """sha256 of ``path``; raises :class:`WeightsError` when the hash prefix in its name
+    (torch.hub convention) does not match its content. Names without one pass."""
+    digest = sha256_file(path)
+    prefix = hash_in_name(path)
+    if prefix is not None and not digest.startswith(prefix):
+        raise WeightsError(
+            f"{what} {path}: the file name says sha256 {prefix}…, the content has {digest}",
+            "the file is truncated, corrupt or misnamed: fetch it again, or name a re-trained file "
+            f"<name>-{digest[:8]}.<ext>",
+        )
+    return digest
+
+
+def hashed_variants(spec: WeightSpec, weights_dir: Path | str | None = None) -> list[Path]:
+    """Files in the weights dirs named like ``spec.filename`` but with another hash prefix
+    (``<stem>-<hex>.<ext>``), sorted by name; empty unless ``spec.hashed_name``."""
+    prefix = hash_in_name(spec.filename)
+    if not spec.hashed_name or prefix is None:
+        return []
+    stem, _, ext = spec.filename.rpartition(f"-{prefix}.")
+    pattern = re.compile(re.escape(stem) + r"-[a-f0-9]{8,64}\." + re.escape(ext))
+    out: list[Path] = []
+    for d in weights_dirs(weights_dir):
+        if d.is_dir():
+            out += sorted(p for p in d.glob(f"{stem}-*.{ext}") if pattern.fullmatch(p.name) and p.is_file())
+    return out
 
 
 def sha256_file(path: Path | str) -> str:
@@ -70,11 +116,13 @@ def candidates(spec: WeightSpec, path: Path | str | None = None, weights_dir: Pa
 
 
 def find(spec: WeightSpec, path: Path | str | None = None, weights_dir: Path | str | None = None) -> Path | None:
-    """The first existing candidate path, or None (no hash check)."""
+    """The first existing candidate path, else the first :func:`hashed_variants` file,
+    or None (no hash check)."""
     for cand in candidates(spec, path, weights_dir):
         if cand.is_file():
             return cand
-    return None
+    variants = [] if path else hashed_variants(spec, weights_dir)
+    return variants[0] if variants else None
 
 
 def missing_message(spec: WeightSpec, path: Path | str | None = None, weights_dir: Path | str | None = None) -> str:
@@ -94,7 +142,9 @@ def resolve(spec: WeightSpec, path: Path | str | None = None, weights_dir: Path 
         if spec.source:
             fix += f"; it is normally obtained from {spec.source}"
         raise WeightsError(missing_message(spec, path, weights_dir), fix)
-    if check_hash and spec.sha256:
+    if check_hash and spec.hashed_name:
+        check_name_hash(found, f"{spec.name} weights")
+    elif check_hash and spec.sha256:
         digest = sha256_file(found)
         if not digest.startswith(spec.sha256.lower()):
             raise WeightsError(
