@@ -15,6 +15,7 @@ from PIL import Image
 
 from bench import catalog
 from bench.datasets.base import ClassSet, Sample
+from bench.errors import MetricError
 from bench.datasets.classes import (CITYSCAPES_19, CITYSCAPES_LABELID_TO_TRAINID, CITYSCAPES_TRAINID_TO_LABELID,
                                     COCO_MERGED_9)
 from bench.metrics.base import Pair
@@ -248,3 +249,37 @@ def test_originals_are_segmented_once_for_two_codecs_three_rates(tmp_path: Path)
     assert again._refcache.computes == 0 and again._refcache.stats.disk_hits == 1
     if not metric.segmenter.random_weights:  # the real network is deterministic: perfect score
         assert values["miou_orig_img"] == 1.0
+
+
+def test_average_all_counts_absent_classes_as_zero() -> None:
+    # 4 classes; class 3 never appears. Hand counts: ref row-major [0 0 1 1 2 2], pred [0 1 1 1 2 0].
+    ref = np.array([[0, 0, 1], [1, 2, 2]], np.uint8)
+    pred = np.array([[0, 1, 1], [1, 2, 0]], np.uint8)
+    cm = confusion_matrix(pred, ref, 4)
+    assert cm.tolist() == [[1, 1, 0, 0, 0], [0, 2, 0, 0, 0], [1, 0, 1, 0, 0], [0, 0, 0, 0, 0]]
+    inter, union = intersection_union(pred, ref, 4)
+    assert inter.tolist() == [1, 2, 1, 0] and union.tolist() == [3, 3, 2, 0]
+    assert mean_iou(inter, union, "present") == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
+    assert mean_iou(inter, union, "all") == pytest.approx((1 / 3 + 2 / 3 + 1 / 2 + 0) / 4)
+    with pytest.raises(MetricError):
+        mean_iou(inter, union, "weighted")
+
+
+def test_metric_average_option_reaches_the_dataset_value_and_identity() -> None:
+    img = np.zeros((2, 3, 3), np.uint8)
+    rec = img.copy()
+    rec[0, 0] = 1
+    labels_orig = np.array([[0, 0, 1], [1, 2, 2]], np.uint8)
+    labels_rec = np.array([[0, 1, 1], [1, 2, 0]], np.uint8)
+    seg = TableSegmenter(COCO_MERGED_9, {digest(img): labels_orig, digest(rec): labels_rec})
+    results = {}
+    for average in ("present", "all"):
+        metric = MIoU(segmenter=seg, average=average, refcache=RefCache(persist=False))
+        state = metric.init()
+        metric.update(state, Pair(Sample("a", img), rec, 1))
+        results[average] = metric.compute(state)["miou_orig"]
+        assert metric.describe()["average"] == average
+    assert results["present"] == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
+    assert results["all"] == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 9)  # 9 classes, 6 absent
+    with pytest.raises(MetricError):
+        MIoU(segmenter=seg, average="mean")

@@ -16,9 +16,12 @@ Cityscapes evaluation. The state holds per-class intersections and unions (int64
 C) summed over images, so the dataset mIoU is
 
     IoU_c = Σ_images |pred=c ∧ ref=c| / Σ_images |pred=c ∨ ref=c|  (over valid ref pixels)
-    mIoU  = mean of IoU_c over classes with a non-zero union,   in [0, 1]
+    mIoU  = mean of IoU_c over classes with a non-zero union,   in [0, 1]   (average="present")
+    mIoU  = Σ_c IoU_c / C, IoU_c = 0 where the union is 0,       in [0, 1]   (average="all")
 
-— dataset-level sums, not a mean of per-image IoUs. The per-image values written to each
+— dataset-level sums, not a mean of per-image IoUs. ``average="all"`` is SQ-GAN's
+convention (every class of the class set counts, an absent class scores 0); the
+default ``"present"`` is the Cityscapes/mmseg one. The per-image values written to each
 row (``miou_gt_img``, ``miou_orig_img``) are that image's own mIoU over the classes
 present in it: useful for inspection, NOT the dataset metric.
 """
@@ -75,9 +78,17 @@ def iou_per_class(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
     return out
 
 
-def mean_iou(inter: np.ndarray, union: np.ndarray) -> float:
-    """Mean IoU over classes with a non-zero union; NaN when there is none."""
+AVERAGES = ("present", "all")
+
+
+def mean_iou(inter: np.ndarray, union: np.ndarray, average: str = "present") -> float:
+    """Mean IoU in [0, 1]. ``average="present"``: over classes with a non-zero union (NaN
+    when there is none); ``"all"``: over every class, an absent class (union 0) scoring 0."""
+    if average not in AVERAGES:
+        raise MetricError(f"unknown mIoU average {average!r}", f"use one of {', '.join(AVERAGES)}")
     iou = iou_per_class(inter, union)
+    if average == "all":
+        return float(np.nan_to_num(iou, nan=0.0).mean()) if iou.size else math.nan
     return float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else math.nan
 
 
@@ -92,7 +103,8 @@ class MIoU(Metric):
     Options: ``segmenter`` (name in :data:`bench.segmenters.SEGMENTERS`, default
     ``espnetv2``), ``segmenter_params`` (its options; default ESPNetv2 s=2.0 at 1024×512),
     ``gt_class_set`` (class set of ``sample.labels`` when samples do not state it in
-    ``meta["class_set"]``), ``refcache`` (a :class:`bench.refcache.RefCache`; default the
+    ``meta["class_set"]``), ``average`` ("present": mean over classes with a non-zero
+    union, the default; "all": over every class, absent ones scoring 0), ``refcache`` (a :class:`bench.refcache.RefCache`; default the
     process-wide one), plus ``weights_dir`` / ``allow_random_weights`` / ``device``, which
     are passed to the segmenter.
     """
@@ -103,7 +115,7 @@ class MIoU(Metric):
     unit = ""
 
     def __init__(self, *, segmenter: str | Segmenter = DEFAULT_SEGMENTER, segmenter_params: dict[str, Any] | None = None,
-                 gt_class_set: str | None = None, refcache: Any = None, weights_dir: str | None = None,
+                 gt_class_set: str | None = None, average: str = "present", refcache: Any = None, weights_dir: str | None = None,
                  allow_random_weights: bool = False, device: str | None = None) -> None:
         super().__init__(weights_dir=weights_dir, allow_random_weights=allow_random_weights, device=device)
         if isinstance(segmenter, Segmenter):
@@ -115,7 +127,10 @@ class MIoU(Metric):
             params.setdefault("allow_random_weights", allow_random_weights)
             params.setdefault("device", device)
             self.segmenter = make_segmenter(segmenter, **params)
+        if average not in AVERAGES:
+            raise MetricError(f"unknown mIoU average {average!r}", f"use one of {', '.join(AVERAGES)}")
         self.gt_class_set = gt_class_set
+        self.average = average
         self._refcache = refcache
 
     # ------------------------------------------------------------------ identity
@@ -135,9 +150,10 @@ class MIoU(Metric):
         out = super().describe()
         out.update({"segmenter": self.segmenter.describe(), "class_set": self.class_set.name,
                     "references": list(REFERENCES), "ignore_index": IGNORE,
-                    "gt_class_set": self.gt_class_set,
+                    "gt_class_set": self.gt_class_set, "average": self.average,
                     "aggregation": "dataset-level sums of per-class intersections and unions; "
-                                   "mIoU over classes with a non-zero union"})
+                                   + ("mIoU over classes with a non-zero union" if self.average == "present"
+                                      else "mIoU over all classes, an absent class scoring 0")})
         return out
 
     # ------------------------------------------------------------------ protocol
@@ -191,7 +207,7 @@ class MIoU(Metric):
             state[f"inter_{ref}"] += inter
             state[f"union_{ref}"] += union
             state[f"images_{ref}"] += 1
-            per_image = mean_iou(inter, union)
+            per_image = mean_iou(inter, union, self.average) if union.any() else math.nan
             if not math.isnan(per_image):  # a reference that is void everywhere has no value
                 values[f"miou_{ref}_img"] = per_image
         return values
@@ -204,7 +220,7 @@ class MIoU(Metric):
                     out["miou_orig"] = math.nan
                 continue
             inter, union = state[f"inter_{ref}"], state[f"union_{ref}"]
-            out[f"miou_{ref}"] = mean_iou(inter, union)
+            out[f"miou_{ref}"] = mean_iou(inter, union, self.average)
             out[f"classes_{ref}"] = float(np.count_nonzero(union))
             for name, value in zip(self.class_set.names, iou_per_class(inter, union)):
                 if not math.isnan(value):
