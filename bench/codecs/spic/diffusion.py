@@ -151,15 +151,20 @@ def p_sample_step(schedule: RespacedSchedule, out: torch.Tensor, x: torch.Tensor
 
 def sample(model: Denoiser, x_start: torch.Tensor, labels: torch.Tensor, schedule: RespacedSchedule, *,
            guidance: float = 1.5, generator: torch.Generator | None = None, clip: bool = True,
-           on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
+           on_step: Callable[[int, int], None] | None = None,
+           noises: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
     """Run the respaced chain from ``x_start`` (taken as x at the last kept timestep) to t = 0.
 
     Noise is drawn on the CPU from ``generator`` (so a seed gives the same result on any
     device) in the order of the steps. ``on_step(i, t)`` is called before each model call
-    with the respaced index and the original timestep. Returns x₀ in [-1, 1] (float32).
+    with the respaced index and the original timestep. ``noises``: the ``len(schedule) − 1``
+    noise tensors to use instead of drawing them (step order, noises[k] at respaced index
+    ``len − 1 − k``), e.g. those an other implementation drew. Returns x₀ in [-1, 1] (float32).
     """
     x = x_start.float()
     b = x.shape[0]
+    if noises is not None and len(noises) < len(schedule) - 1:
+        raise ValueError(f"{len(schedule) - 1} noise tensors needed, got {len(noises)}")
     with torch.no_grad():
         for i in reversed(range(len(schedule))):
             t_orig = schedule.timesteps[i]
@@ -168,7 +173,9 @@ def sample(model: Denoiser, x_start: torch.Tensor, labels: torch.Tensor, schedul
             t = torch.full((b,), t_orig, dtype=torch.long, device=x.device)
             out = guided_output(model, x, t, labels, guidance)
             noise = None
-            if i > 0:
+            if i > 0 and noises is not None:
+                noise = noises[len(schedule) - 1 - i].reshape(x.shape).to(x.device, torch.float32)
+            elif i > 0:
                 noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device)
             x = p_sample_step(schedule, out, x, i, noise, clip)
     return x
