@@ -4,6 +4,8 @@
 #   BENCH_SKIP_BROWSER=1  do not apt-install chromium (the HTML browser test then skips)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# the project's test build of BPG 0.9.8 (../shared/tools/bpg) when present, so real-BPG tests run; users bring their own
+if [ -d ../shared/tools/bpg ]; then export PATH="$(cd ../shared/tools/bpg && pwd):$PATH"; fi
 bash scripts/setup.sh
 if [ "${BENCH_SKIP_MMSEG:-0}" != 1 ]; then
   # mmcv 2.1.0 is compiled once (~13 min on 2 idle cores) into ~/.cache/semcodec-bench/wheels;

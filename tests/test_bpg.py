@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fakes_bench import only_cards
+from PIL import Image
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 
 from bench import runner
+from bench.codecs.base import Semantics
 from bench.codecs.bpg import BpgCodec
 from bench.errors import CodecError, ConfigError, UnavailableError
 
@@ -188,3 +190,81 @@ def test_real_bpg_header_has_the_asked_format(chroma: str, pixel_format: int) ->
     assert head[:4] == b"BPG\xfb"
     assert head[4] >> 5 == pixel_format and head[4] & 0x0F == 0  # 8-bit
     assert head[5] >> 4 == 0
+
+
+# ---------------------------------------------------------------- reference values (../shared/tools/bpg)
+#: ../shared/tools/bpg/README.md: bpgenc/bpgdec 0.9.8 on kodim01.png (768×512), RGB PSNR on
+#: 8-bit values, bpp = 8·bytes/(768·512): q → (bpp, PSNR dB) per chroma format.
+KODIM01_REFERENCE = {
+    "444": {22: (2.8266, 41.526), 27: (1.9177, 37.589), 32: (1.1424, 33.284), 37: (0.5696, 29.348), 42: (0.2356, 26.084)},
+    "420": {22: (2.6824, 40.393), 27: (1.8568, 36.890), 32: (1.1163, 32.861), 37: (0.5625, 29.093), 42: (0.2321, 25.981)},
+}
+
+
+def _reference_tools() -> tuple[str, str] | None:
+    """The 0.9.8 tools the README's values were measured with: ../shared/tools/bpg, else a
+    bpgenc/bpgdec 0.9.8 on PATH (scripts/test.sh puts the shared folder there)."""
+    from conftest import SHARED
+
+    folder = SHARED / "tools" / "bpg"
+    if (folder / "bpgenc").is_file() and (folder / "bpgdec").is_file():
+        return str(folder / "bpgenc"), str(folder / "bpgdec")
+    enc, dec = shutil.which("bpgenc"), shutil.which("bpgdec")
+    return (enc, dec) if enc and dec else None
+
+
+@pytest.mark.parametrize("chroma", ["444", "420"])
+def test_real_bpg_matches_the_reference_values_on_kodim01(chroma: str) -> None:
+    from conftest import SHARED
+
+    tools = _reference_tools()
+    if tools is None:
+        pytest.skip("no bpgenc/bpgdec (../shared/tools/bpg or PATH)")
+    kodim01 = SHARED / "data" / "kodak" / "kodim01.png"
+    if not kodim01.is_file():
+        pytest.skip(f"{kodim01} not present")
+    codec = BpgCodec(chroma=chroma, bpgenc=tools[0], bpgdec=tools[1])
+    if not codec.version.startswith("bpg-0.9.8"):
+        pytest.skip(f"reference values are for BPG 0.9.8, found {codec.version}")
+    with Image.open(kodim01) as im:
+        image = np.asarray(im.convert("RGB"))
+    h, w = image.shape[:2]
+    for q, (bpp, psnr) in KODIM01_REFERENCE[chroma].items():
+        encoded = codec.encode(image, q)
+        recon = codec.decode(encoded.parts)
+        assert round(8 * encoded.total_bytes / (h * w), 4) == bpp, (chroma, q)
+        assert peak_signal_noise_ratio(image, recon, data_range=255) == pytest.approx(psnr, abs=0.01), (chroma, q)
+
+
+@REAL_BPG
+def test_spic_run_with_real_bpg_coarse_images(tmp_path: Path, store_path: Path) -> None:
+    """A bench run of SPIC (tiny random U-Net, 3 steps) whose coarse image is real BPG 4:2:0."""
+    from bench.codecs.spic.adapter import SpicCodec
+    from bench.codecs.spic.checkpoint import save_random_checkpoint
+    from bench.codecs.spic.unet import UNetConfig
+    from bench.runner import RunConfig, execute
+    from bench.store import Store
+
+    tiny = {"width": 8, "channel_mult": (1, 1, 1, 1, 1, 1), "num_res_blocks": 1, "num_head_channels": 8,
+            "spade_hidden": 4, "norm_groups": 4}
+    config = UNetConfig(num_channels=8, channel_mult=(1,) * 6, num_res_blocks=1, num_head_channels=8,
+                        spade_hidden=4, norm_groups=4)
+    ckpt = save_random_checkpoint(tmp_path / "ema_0.9999_000001.pt", config, seed=0)
+    params = dict(tiny, checkpoint=str(ckpt), coarse_codec="bpg", device="cpu", max_iter_time=20)
+    codec = SpicCodec(**params)
+    assert not codec.missing() and codec.display_name == "SPIC (BPG)"
+    store = Store(store_path)
+    run_id = execute(RunConfig(dataset="demo", codecs=["spic"], metrics=["psnr"], rates={"spic": ["35"]}, limit=1,
+                               codec_params={"spic": params}), store, progress=False)
+    [row] = list(store.rows(run_id))
+    assert row.status == "ok", row.error
+    assert row.bpp == pytest.approx(8 * (row.bytes["labels"] + row.bytes["coarse"]) / (256 * 512))
+    meta = store.run(run_id)["meta"]["codecs"]["spic"]
+    assert meta["label"] == "SPIC (BPG)" and "coarse=BPG (bpg-0.9.8" in meta["version"]
+    assert meta["params"]["coarse_codec"]["params"]["chroma"] == "420"
+    # the coarse part is a real BPG file: 4:2:0 (pixel_format 1), 8 bits, 64×128
+    image = np.ascontiguousarray(data.astronaut()[:256, :512])
+    labels = Semantics(np.zeros((256, 512), np.uint8), "cityscapes19", "ground-truth")
+    coarse = codec.encode(image, 35, semantics=labels).parts["coarse"]
+    assert coarse[:4] == b"BPG\xfb" and coarse[4] >> 5 == 1 and coarse[4] & 0x0F == 0
+    assert codec.coarse.decode({"image": coarse}).shape == (64, 128, 3)
