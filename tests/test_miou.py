@@ -19,7 +19,7 @@ from bench.errors import MetricError
 from bench.datasets.classes import (CITYSCAPES_19, CITYSCAPES_LABELID_TO_TRAINID, CITYSCAPES_TRAINID_TO_LABELID,
                                     COCO_MERGED_9)
 from bench.metrics.base import Pair
-from bench.metrics.miou import MIoU, confusion_matrix, intersection_union, mean_iou
+from bench.metrics.miou import MIoU, confusion_matrix, intersection_union, lsb_noise, mean_iou
 from bench.refcache import RefCache
 from bench.segmenters.base import Segmenter
 
@@ -117,7 +117,7 @@ def test_matches_cityscapesscripts(tmp_path: Path) -> None:
         labels = CITYSCAPES_LABELID_TO_TRAINID[gt_ids]
         pairs.append(Pair(Sample(f"im{i}", img, labels, meta={"class_set": "cityscapes19"}), img, 1))
     seg = TableSegmenter(CITYSCAPES_19, table)
-    metric = MIoU(segmenter=seg, refcache=RefCache(persist=False))
+    metric = MIoU(segmenter=seg, noise_floor=False, refcache=RefCache(persist=False))
     states = []
     for pair in pairs:
         state = metric.init()
@@ -148,7 +148,7 @@ def test_merge_of_per_image_states_is_one_pass_over_all_pixels() -> None:
         preds.append(pred.ravel())
         refs.append(ref.ravel())
     cs6 = ClassSet("classes6", tuple(f"k{k}" for k in range(c)))
-    metric = MIoU(segmenter=TableSegmenter(cs6, table), refcache=RefCache(persist=False))
+    metric = MIoU(segmenter=TableSegmenter(cs6, table), noise_floor=False, refcache=RefCache(persist=False))
     states, per_image = [], []
     for pair in pairs:
         state = metric.init()
@@ -172,7 +172,7 @@ def test_references_and_class_set_gating() -> None:
     labels_rec = labels_orig.copy()
     labels_rec[1, :3] = 0
     seg = TableSegmenter(COCO_MERGED_9, {digest(img): labels_orig, digest(rec): labels_rec})
-    metric = MIoU(segmenter=seg, refcache=RefCache(persist=False))
+    metric = MIoU(segmenter=seg, noise_floor=False, refcache=RefCache(persist=False))
     gt = np.full((4, 6), 2, np.uint8)
     # No stated class set → ground truth is not used.
     state = metric.init()
@@ -238,15 +238,17 @@ def test_originals_are_segmented_once_for_two_codecs_three_rates(tmp_path: Path)
             states.append(state)
             assert set(values) <= {"miou_orig_img"}  # no labels → no gt reference
     assert len(states) == 6
-    assert cache.computes == 1 and cache.misses == 1 and cache.hits == 5  # the original is segmented once
-    assert calls["n"] == 6 + 1  # every reconstruction, plus the original once
+    # the original and its ±1 LSB noisy copy (the segmenter's noise floor) are segmented once each
+    assert cache.computes == 2 and cache.misses == 2 and cache.hits == 10
+    assert calls["n"] == 6 + 2  # every reconstruction, plus the original and its noisy copy once
     result = metric.compute(metric.merge_all(states))
     assert 0.0 <= result["miou_orig"] <= 1.0 and "miou_gt" not in result
+    assert 0.0 <= result["miou_orig_floor"] <= 1.0
     assert int(metric.merge_all(states)["images_orig"]) == 6
     # A later run (new process, same cache folder) reads the originals' labels from disk.
     again = MIoU(segmenter=metric.segmenter, refcache=RefCache(tmp_path / "cache"))
     values = again.update(again.init(), Pair(Sample("im0", image), image, 1))
-    assert again._refcache.computes == 0 and again._refcache.stats.disk_hits == 1
+    assert again._refcache.computes == 0 and again._refcache.stats.disk_hits == 2
     if not metric.segmenter.random_weights:  # the real network is deterministic: perfect score
         assert values["miou_orig_img"] == 1.0
 
@@ -274,7 +276,7 @@ def test_metric_average_option_reaches_the_dataset_value_and_identity() -> None:
     seg = TableSegmenter(COCO_MERGED_9, {digest(img): labels_orig, digest(rec): labels_rec})
     results = {}
     for average in ("present", "all"):
-        metric = MIoU(segmenter=seg, average=average, refcache=RefCache(persist=False))
+        metric = MIoU(segmenter=seg, average=average, noise_floor=False, refcache=RefCache(persist=False))
         state = metric.init()
         metric.update(state, Pair(Sample("a", img), rec, 1))
         results[average] = metric.compute(state)["miou_orig"]
@@ -283,3 +285,50 @@ def test_metric_average_option_reaches_the_dataset_value_and_identity() -> None:
     assert results["all"] == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 9)  # 9 classes, 6 absent
     with pytest.raises(MetricError):
         MIoU(segmenter=seg, average="mean")
+
+
+def test_lsb_noise_is_plus_or_minus_one_and_seeded_by_content() -> None:
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (40, 50, 3)).astype(np.uint8)
+    image[0, :5] = 0
+    image[1, :5] = 255
+    noisy = lsb_noise(image)
+    diff = noisy.astype(int) - image.astype(int)
+    inner = (image > 0) & (image < 255)
+    assert set(np.unique(diff[inner])) == {-1, 1}
+    assert 0.45 < np.mean(diff[inner] == 1) < 0.55
+    assert np.all(np.abs(diff) <= 1) and noisy.dtype == np.uint8  # clipped at the ends, never wrapped
+    assert np.array_equal(lsb_noise(image.copy()), noisy)  # same content → same noise
+    other = image.copy()
+    other[-1, -1, -1] ^= 1
+    assert not np.array_equal(lsb_noise(other)[:10] - other[:10].astype(np.int16), diff[:10])
+
+
+def test_noise_floor_hand_computed_and_segmented_once() -> None:
+    img = np.full((2, 3, 3), 100, np.uint8)
+    rec_a, rec_b = img.copy(), img.copy()
+    rec_a[0, 0] = 1
+    rec_b[0, 0] = 2
+    labels_orig = np.array([[0, 0, 1], [1, 2, 2]], np.uint8)
+    labels_noisy = np.array([[0, 1, 1], [1, 2, 2]], np.uint8)  # one pixel flips 0 → 1
+    labels_rec = np.array([[0, 1, 1], [1, 2, 0]], np.uint8)
+    seg = TableSegmenter(COCO_MERGED_9, {digest(img): labels_orig, digest(lsb_noise(img)): labels_noisy,
+                                         digest(rec_a): labels_rec, digest(rec_b): labels_rec})
+    metric = MIoU(segmenter=seg, refcache=RefCache(persist=False))
+    states = [metric.init(), metric.init()]
+    metric.update(states[0], Pair(Sample("a", img), rec_a, 1, "x", "1"))
+    metric.update(states[1], Pair(Sample("a", img), rec_b, 1, "x", "2"))
+    assert seg.calls == 2 + 2  # two reconstructions, the original and its noisy copy once each
+    result = metric.compute(states[0])
+    # floor: class 0 inter 1 union 2; class 1 inter 2 union 3; class 2 inter 2 union 2
+    assert result["miou_orig_floor"] == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
+    assert result["miou_orig"] == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
+    assert list(result).index("miou_orig_floor") == list(result).index("miou_orig") + 1
+    # summed over the rate point's images, like the other states
+    assert metric.compute(metric.merge(states[0], states[0]))["miou_orig_floor"] == result["miou_orig_floor"]
+    assert int(metric.merge(states[0], states[1])["images_floor"]) == 2
+    off = MIoU(segmenter=seg, noise_floor=False, refcache=RefCache(persist=False))
+    state = off.init()
+    off.update(state, Pair(Sample("a", img), rec_a, 1))
+    assert "miou_orig_floor" not in off.compute(state) and "inter_floor" not in state
+    assert off.describe()["noise_floor"] is None and "LSB" in metric.describe()["noise_floor"]

@@ -19,7 +19,17 @@ C) summed over images, so the dataset mIoU is
     mIoU  = mean of IoU_c over classes with a non-zero union,   in [0, 1]   (average="present")
     mIoU  = Σ_c IoU_c / C, IoU_c = 0 where the union is 0,       in [0, 1]   (average="all")
 
-— dataset-level sums, not a mean of per-image IoUs. ``average="all"`` is SQ-GAN's
+— dataset-level sums, not a mean of per-image IoUs.
+
+The segmenter's own noise floor (``noise_floor=True``, the default): the original plus
+±1 LSB noise (every value moved up or down by one level, seeded by the image content, so
+the same image always gets the same noise; clipped at 0 and 255) is segmented once per
+original (through the reference cache, keyed by the original) and scored against the
+original's segmentation like a reconstruction. Its sums are accumulated with every row
+(``inter_floor`` / ``union_floor``), so ``miou_orig_floor`` is the mIoU vs original of a
+near-lossless "codec" over exactly the rate point's images: ``miou_orig`` cannot be
+expected to rise above it (ESPNetv2 at 256×512 changes ~3 % of its labels under such
+noise). ``average="all"`` is SQ-GAN's
 convention (every class of the class set counts, an absent class scores 0); the
 default ``"present"`` is the Cityscapes/mmseg one. The per-image values written to each
 row (``miou_gt_img``, ``miou_orig_img``) are that image's own mIoU over the classes
@@ -28,6 +38,7 @@ present in it: useful for inspection, NOT the dataset metric.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any, Sequence
 
@@ -35,7 +46,7 @@ import numpy as np
 
 from ..datasets.base import ClassSet
 from ..errors import MetricError
-from ..segmenters import Segmenter, make_segmenter, segment_cached
+from ..segmenters import Segmenter, extractor_id, make_segmenter, segment_cached
 from .base import Metric, Pair, State
 
 IGNORE = 255
@@ -92,6 +103,20 @@ def mean_iou(inter: np.ndarray, union: np.ndarray, average: str = "present") -> 
     return float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else math.nan
 
 
+#: Version of the noise recipe below: part of the cache id of the noisy segmentations.
+NOISE_RECIPE = "lsb-noise-v1"
+
+
+def lsb_noise(image: np.ndarray) -> np.ndarray:
+    """``image`` (uint8) with every value moved by +1 or −1 (equal odds, clipped to 0..255),
+    drawn from a generator seeded by the image's content: the same image always gets the
+    same noise, whatever the run, codec or order."""
+    arr = np.ascontiguousarray(image, dtype=np.uint8)
+    seed = int.from_bytes(hashlib.sha256(arr.tobytes()).digest()[:8], "little")
+    sign = np.random.default_rng(seed).integers(0, 2, arr.shape, dtype=np.int16) * 2 - 1
+    return np.clip(arr.astype(np.int16) + sign, 0, 255).astype(np.uint8)
+
+
 def _key(name: str) -> str:
     return name.replace(" ", "_")
 
@@ -104,7 +129,8 @@ class MIoU(Metric):
     ``espnetv2``), ``segmenter_params`` (its options; default ESPNetv2 s=2.0 at 1024×512),
     ``gt_class_set`` (class set of ``sample.labels`` when samples do not state it in
     ``meta["class_set"]``), ``average`` ("present": mean over classes with a non-zero
-    union, the default; "all": over every class, absent ones scoring 0), ``refcache`` (a :class:`bench.refcache.RefCache`; default the
+    union, the default; "all": over every class, absent ones scoring 0), ``noise_floor``
+    (default True: also score the original + ±1 LSB noise → ``miou_orig_floor``), ``refcache`` (a :class:`bench.refcache.RefCache`; default the
     process-wide one), plus ``weights_dir`` / ``allow_random_weights`` / ``device``, which
     are passed to the segmenter.
     """
@@ -115,7 +141,8 @@ class MIoU(Metric):
     unit = ""
 
     def __init__(self, *, segmenter: str | Segmenter = DEFAULT_SEGMENTER, segmenter_params: dict[str, Any] | None = None,
-                 gt_class_set: str | None = None, average: str = "present", refcache: Any = None, weights_dir: str | None = None,
+                 gt_class_set: str | None = None, average: str = "present", noise_floor: bool = True,
+                 refcache: Any = None, weights_dir: str | None = None,
                  allow_random_weights: bool = False, device: str | None = None) -> None:
         super().__init__(weights_dir=weights_dir, allow_random_weights=allow_random_weights, device=device)
         if isinstance(segmenter, Segmenter):
@@ -131,6 +158,7 @@ class MIoU(Metric):
             raise MetricError(f"unknown mIoU average {average!r}", f"use one of {', '.join(AVERAGES)}")
         self.gt_class_set = gt_class_set
         self.average = average
+        self.noise_floor = bool(noise_floor)
         self._refcache = refcache
 
     # ------------------------------------------------------------------ identity
@@ -151,6 +179,8 @@ class MIoU(Metric):
         out.update({"segmenter": self.segmenter.describe(), "class_set": self.class_set.name,
                     "references": list(REFERENCES), "ignore_index": IGNORE,
                     "gt_class_set": self.gt_class_set, "average": self.average,
+                    "noise_floor": (f"original + ±1 LSB noise ({NOISE_RECIPE}, seeded by content) vs original"
+                                    if self.noise_floor else None),
                     "aggregation": "dataset-level sums of per-class intersections and unions; "
                                    + ("mIoU over classes with a non-zero union" if self.average == "present"
                                       else "mIoU over all classes, an absent class scoring 0")})
@@ -164,11 +194,27 @@ class MIoU(Metric):
             state[f"inter_{ref}"] = np.zeros(c, np.int64)
             state[f"union_{ref}"] = np.zeros(c, np.int64)
             state[f"images_{ref}"] = np.zeros((), np.int64)
+        if self.noise_floor:
+            state["inter_floor"] = np.zeros(c, np.int64)
+            state["union_floor"] = np.zeros(c, np.int64)
+            state["images_floor"] = np.zeros((), np.int64)
         return state
 
     def segment_original(self, image: np.ndarray) -> np.ndarray:
         """The segmenter's labels of an original image, through the reference cache."""
         return segment_cached(self.segmenter, image, self._refcache)
+
+    def segment_noisy_original(self, image: np.ndarray) -> np.ndarray:
+        """The segmenter's labels of :func:`lsb_noise` (``image``), cached under the ORIGINAL's
+        content (one extra forward per original, once, for every codec and rate)."""
+        cache = self._refcache
+        if cache is None:
+            from ..refcache import default_cache
+
+            cache = default_cache()
+        ident = f"{extractor_id(self.segmenter)}/{NOISE_RECIPE}"
+        labels = cache.get_or_compute(image, ident, lambda: self.segmenter.predict(lsb_noise(image)))
+        return np.asarray(labels, dtype=np.uint8)
 
     def _gt_usable(self, pair: Pair) -> bool:
         sample = pair.sample
@@ -195,6 +241,12 @@ class MIoU(Metric):
         original = pair.sample.image
         self.random_weights = self.segmenter.random_weights
         references = {"orig": self.segment_original(original)}
+        if self.noise_floor and "inter_floor" in state:
+            inter, union = intersection_union(self.segment_noisy_original(original), references["orig"],
+                                              self.num_classes)
+            state["inter_floor"] += inter
+            state["union_floor"] += union
+            state["images_floor"] += 1
         if self._gt_usable(pair):
             labels = pair.sample.labels
             if labels.shape != original.shape[:2]:
@@ -221,6 +273,8 @@ class MIoU(Metric):
                 continue
             inter, union = state[f"inter_{ref}"], state[f"union_{ref}"]
             out[f"miou_{ref}"] = mean_iou(inter, union, self.average)
+            if ref == "orig" and int(state.get("images_floor", 0)) > 0:  # the column beside miou_orig
+                out["miou_orig_floor"] = mean_iou(state["inter_floor"], state["union_floor"], self.average)
             out[f"classes_{ref}"] = float(np.count_nonzero(union))
             for name, value in zip(self.class_set.names, iou_per_class(inter, union)):
                 if not math.isnan(value):

@@ -8,6 +8,7 @@ both are picked from a hash of its name (sha256, not Python's salted ``hash``).
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ..atomic import output_dir, write_with
 from ..errors import ConfigError
+from .floor import FLOOR_LABEL, floor_column, floor_value, is_floor
 from .intervals import draw_interval, draw_small_n, figure_note
 from .summary import ColumnInfo, column_info
 from .tables import pretty_name
@@ -60,10 +62,10 @@ def direction_note(info: ColumnInfo) -> str:
 def curve_columns(df: pd.DataFrame) -> list[str]:
     """Default curve columns: each metric's dataset-level values (detail columns such as
     sample counts and per-class values left out); per-image means of a metric only when
-    that metric has no dataset-level value."""
+    that metric has no dataset-level value. Noise floors are drawn in their metric's curve."""
     infos = column_info(df)
     with_dataset = {i.metric for i in infos.values() if i.kind == "dataset" and not i.detail}
-    return [c for c, i in infos.items() if not i.detail and i.metric
+    return [c for c, i in infos.items() if not i.detail and i.metric and not is_floor(i.key)
             and (i.kind == "dataset" or (i.kind == "mean" and i.metric not in with_dataset))]
 
 
@@ -93,6 +95,10 @@ def rd_figure(df: pd.DataFrame, column: str) -> Figure:
         ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
+    floor = floor_column(infos, column)
+    level = floor_value(df, floor) if floor else math.nan
+    if math.isfinite(level):  # e.g. mIoU vs original: the segmenter's own noise floor
+        ax.axhline(level, color="0.35", linestyle="--", linewidth=1.0, label=f"{FLOOR_LABEL}: {level:.4f}")
     ax.set_xlabel("rate [bpp]")
     note = direction_note(info)
     ax.set_ylabel(axis_label(info) + (f" ({note})" if note else ""))

@@ -50,6 +50,7 @@ from ..runner import semantics_for
 from ..store import Store
 from .curves import codec_colour, curve_columns, rd_figure
 from .evidence import per_image_iou, worst_images
+from .floor import FLOOR_NOTE, floor_value, is_floor
 from .intervals import CI_KIND, add_intervals, ci_notes, decorate, small_n_notes
 from .summary import column_info, load_run, per_image, summarise
 from .tables import formatted, header
@@ -220,6 +221,14 @@ def _bookkeeping(key: str) -> bool:
     per-class IoUs shown as bars)."""
     return ("/" in key or key.startswith("classes_") or key.startswith("matched_")
             or key.endswith(("_n", "_images", "_patch", "_low_n", "_subset_size", "_std")))
+
+
+def floor_html(df: pd.DataFrame) -> str:
+    """A line under the summary naming the segmenter's noise floor beside mIoU vs original."""
+    infos = column_info(df)
+    levels = [(infos[c], floor_value(df, c)) for c in df.columns if is_floor(infos[c].key)]
+    shown = [f"{_esc(header(i))} = {v:.4f}" for i, v in levels if math.isfinite(v)]
+    return f'<p class="floor">{"; ".join(shown)}. {_esc(FLOOR_NOTE)}</p>' if shown else ""
 
 
 def curves_html(df: pd.DataFrame) -> str:
@@ -412,7 +421,7 @@ def render_html(store: Store, run_ids: Sequence[str], options: HtmlOptions | Non
         bpp = options.bpp if options.bpp is not None else _default_bpp(df)
         parts.append(f"<h2>{_esc(ds)}</h2><h3>Provenance</h3>")
         parts += [provenance_html(run) for run in group.runs]
-        parts.append("<h3>Summary</h3>" + table_html(df))
+        parts.append("<h3>Summary</h3>" + table_html(df) + floor_html(df))
         parts.append("<h3>Rate curves</h3>" + curves_html(df))
         bars = iou_bars_html(df, bpp)
         if bars:

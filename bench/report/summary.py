@@ -29,6 +29,7 @@ from ..codecs.base import bits_per_pixel
 from ..errors import BenchError
 from ..metrics.base import Metric
 from ..store import Row, Store
+from .floor import is_floor
 
 log = logging.getLogger("bench")
 
@@ -93,7 +94,7 @@ def _value_info(key: str, metric: str | None, kind: str, random: bool) -> Column
     unit = "dB" if key.endswith("_db") else (cls.unit if cls is not None else "")
     direction = cls.higher_is_better if cls is not None else KNOWN_DIRECTIONS.get(key)
     detail = is_detail(key)
-    if detail and "/" not in key:  # counts and spreads have no better direction
+    if (detail and "/" not in key) or is_floor(key):  # counts, spreads, noise floors: no direction
         direction, unit = None, ""
     column = key + RANDOM_MARK if random else key
     return ColumnInfo(column, key, kind, unit, metric, direction, random, detail)

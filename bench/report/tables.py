@@ -16,6 +16,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from ..atomic import output_dir, write_text, write_with
+from .floor import FLOOR_NOTE, is_floor
 from .intervals import ci_notes, decorate, latex_interval_cells, small_n_notes
 from .summary import RANDOM_MARK, ColumnInfo, column_info
 
@@ -24,7 +25,7 @@ PRETTY: dict[str, str] = {
     "psnr": "PSNR", "psnr_of_mean_mse": "PSNR of mean MSE", "mse": "MSE",
     "msssim": "MS-SSIM", "msssim_db": "MS-SSIM", "lpips": "LPIPS", "dists": "DISTS",
     "fid": "FID", "kid": "KID", "miou": "mIoU", "pixel_accuracy": "pixel accuracy",
-    "miou_orig": "mIoU vs original", "miou_gt": "mIoU vs GT",
+    "miou_orig": "mIoU vs original", "miou_orig_floor": "mIoU vs original: segmenter floor", "miou_gt": "mIoU vs GT",
     "miou_orig_img": "mIoU vs original (per image)", "miou_gt_img": "mIoU vs GT (per image)",
 }
 
@@ -160,6 +161,8 @@ def _notes(df: pd.DataFrame) -> list[str]:
     if any(i.random_weights for i in infos.values()):
         notes.append("Columns marked (random weights) come from networks with random weights: "
                      "smoke-test numbers, not measurements.")
+    if any(is_floor(i.key) for i in infos.values()):
+        notes.append(FLOOR_NOTE)
     n_detail = sum(i.detail for i in infos.values())
     if n_detail:
         notes.append(f"{n_detail} more columns (sample counts, per-class values) are in the CSV.")
