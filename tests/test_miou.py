@@ -332,3 +332,5 @@ def test_noise_floor_hand_computed_and_segmented_once() -> None:
     off.update(state, Pair(Sample("a", img), rec_a, 1))
     assert "miou_orig_floor" not in off.compute(state) and "inter_floor" not in state
     assert off.describe()["noise_floor"] is None and "LSB" in metric.describe()["noise_floor"]
+    with pytest.raises(MetricError):
+        MIoU(segmenter=seg, noise_floor="false")

@@ -158,7 +158,10 @@ class MIoU(Metric):
             raise MetricError(f"unknown mIoU average {average!r}", f"use one of {', '.join(AVERAGES)}")
         self.gt_class_set = gt_class_set
         self.average = average
-        self.noise_floor = bool(noise_floor)
+        if not isinstance(noise_floor, bool):
+            raise MetricError(f"miou noise_floor {noise_floor!r} is not true or false",
+                              "write --param miou.noise_floor=false (or true)")
+        self.noise_floor = noise_floor
         self._refcache = refcache
 
     # ------------------------------------------------------------------ identity
