@@ -63,6 +63,6 @@ def test_curves_draw_the_floor_as_a_line_not_a_curve(store: Store, tmp_path: Pat
 
 
 def test_html_report_shows_the_floor(store: Store) -> None:
-    page = render_html(store, ["seg"], HtmlOptions(crops=False))
+    page = render_html(store, ["seg"], HtmlOptions(crops=False, worst=0))
     assert "mIoU vs original: segmenter floor (random weights)</th>" in page
     assert 'class="floor">mIoU vs original: segmenter floor (random weights) = 0.8000' in page
