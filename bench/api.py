@@ -131,9 +131,9 @@ def default_store_path() -> Path:
     return Path(os.environ.get("BENCH_RESULTS", "results")) / "bench.sqlite"
 
 
-def open_store(store: StoreLike) -> tuple["Store", bool]:
+def open_store(store: StoreLike, *, readonly: bool = False) -> tuple["Store", bool]:
     """The store for ``store`` (a Store, a .sqlite path, a results folder or None) and whether
-    the caller owns it (must close it)."""
+    the caller owns it (must close it); ``readonly`` opens an existing file for reading only."""
     from .store import Store
 
     if isinstance(store, Store):
@@ -141,7 +141,7 @@ def open_store(store: StoreLike) -> tuple["Store", bool]:
     path = default_store_path() if store is None else Path(store)
     if path.suffix not in (".sqlite", ".db", ".sqlite3"):
         path = path / "bench.sqlite"
-    return Store(path), True
+    return Store(path, readonly=readonly), True
 
 
 def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset", *,
@@ -271,7 +271,7 @@ def _frames(store: StoreLike, run: str | Sequence[str] | None, codec: str | None
             dataset: str | None, make: Callable[["Store", str], "pd.DataFrame"]) -> "pd.DataFrame":
     import pandas as pd
 
-    st, owned = open_store(store)
+    st, owned = open_store(store, readonly=True)
     try:
         frames = []
         for run_id in _select(st, run, codec, tag, dataset):

@@ -93,7 +93,7 @@ class BenchCallback(_callback_base()):  # type: ignore[misc]
         from ..api import open_store
         from ..trackers import payload
 
-        st, owned = open_store(self.store)
+        st, owned = open_store(self.store, readonly=True)
         try:
             data = payload(st, run_id, crops=0, figures=False)
         finally:
