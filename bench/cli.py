@@ -129,9 +129,11 @@ def _new_store(args: argparse.Namespace) -> Iterator[Any]:
 
 
 # -- commands ---------------------------------------------------------------------------
-def cmd_run(args: argparse.Namespace) -> int:
+def _run_config(args: argparse.Namespace) -> Any:
+    """The RunConfig of ``bench run`` (and ``bench sweep``) arguments, every one checked
+    before a store is opened."""
     from . import catalog
-    from .runner import RunConfig, execute
+    from .runner import RunConfig
 
     # every argument is checked before the store is opened (no empty bench.sqlite for a typo)
     _positive(args.limit, "--limit", "images")
@@ -152,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     segmenter = params.pop("segmenter", {}) if args.semantics == "segmenter" else None
     if args.root:
         dataset_params["root"] = args.root
-    config = RunConfig(
+    return RunConfig(
         dataset=args.dataset,
         codecs=codec_names,
         metrics=_csv(args.metrics),
@@ -172,20 +174,63 @@ def cmd_run(args: argparse.Namespace) -> int:
         use_cache=not args.no_cache,
         keep_reconstructions=args.keep_reconstructions,
     )
+
+
+def _warn_skip(name: str, reason: str) -> None:
+    print(f"warning: skipping {name}: {reason}", file=sys.stderr)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import api
+
+    config = _run_config(args)
     executor = None
     if args.executor == "ray":
         from .ray_executor import RayExecutor
 
         executor = RayExecutor(address=args.address, chunk=args.chunk, batch_size=args.batch_size)
 
-    def warn(name: str, reason: str) -> None:
-        print(f"warning: skipping {name}: {reason}", file=sys.stderr)
-
     with _new_store(args) as store:
-        run_id = execute(config, store, progress=not args.quiet, on_skip=warn, executor=executor)
+        run_id = api.run(config, store, progress=not args.quiet, on_skip=_warn_skip, executor=executor,
+                         log=args.log, step=args.step)
         print(f"run {run_id}: {store.count(run_id)} rows in {store.path}")
         if not args.no_report:
             return _report(store, run_id, Path(args.out) / run_id)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Evaluate every checkpoint matching --checkpoints (one tagged run each), write the
+    metric-vs-step table and figure, and gate the newest checkpoint (exit 6 on a regression)."""
+    from .compare import REGRESSION_EXIT
+    from .sweep import SweepResult, find_checkpoints, gate, run_sweep, sweep_tables, write_outputs
+
+    args.codecs = args.codec
+    config = _run_config(args)
+    checkpoints, axis = find_checkpoints(args.checkpoints, args.step_pattern)
+    metrics = _csv(args.metric) if args.metric else None
+    delta_tolerance = _delta_tolerances(args.delta_tolerance)
+    with _new_store(args) as store:
+        run_sweep(config, args.codec, checkpoints, store, axis=axis, checkpoint_param=args.checkpoint_param,
+                  log=args.log, progress=not args.quiet, on_skip=_warn_skip)
+        for c in checkpoints:
+            print(f"{axis}={c.x:<8} {c.path.name:32s} {c.sha256[:12]}  run {c.run_id}"
+                  f"{'  (already evaluated)' if c.skipped else ''}")
+        table, bd = sweep_tables(store, args.codec, checkpoints, axis=axis, anchor=args.anchor, metrics=metrics)
+        result = SweepResult(args.codec, axis, checkpoints, table, bd)
+        dest = Path(args.dest) if args.dest else Path(args.out) / f"sweep-{args.codec}"
+        write_outputs(result, dest)
+        print(f"{result.computed} of {len(checkpoints)} checkpoints evaluated now; table and figure: {dest}")
+        if args.gate:
+            result.regressions, result.gate_note = gate(
+                store, args.codec, checkpoints, args.gate, metrics=metrics, tolerance=args.tolerance,
+                delta_tolerance=delta_tolerance)
+            print(result.gate_note)
+            for line in result.regressions:
+                print(f"REGRESSION: {line}")
+            if result.regressions:
+                return REGRESSION_EXIT
+            print("gate: no regression beyond tolerance")
     return 0
 
 
@@ -285,17 +330,23 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import REGRESSION_EXIT, compare, render_text
-
+def _delta_tolerances(items: Sequence[str] | None) -> dict[str, float]:
+    """``--delta-tolerance psnr=0.1`` (repeatable) → {"psnr": 0.1}."""
     delta_tol: dict[str, float] = {}
-    for item in args.delta_tolerance or []:
+    for item in items or []:
         key, _, value = item.partition("=")
         try:
             delta_tol[key.strip()] = float(value)
         except ValueError:
             raise BenchError(f"--delta-tolerance {item!r} is not METRIC=VALUE",
                              "e.g. --delta-tolerance psnr=0.1") from None
+    return delta_tol
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import REGRESSION_EXIT, compare, render_text
+
+    delta_tol = _delta_tolerances(args.delta_tolerance)
     dest = _csv_dest(args.csv) if args.csv else None
     with _store(args) as store:
         result = compare(store, args.run_a, args.run_b, metrics=_csv(args.metric) if args.metric else None,
@@ -463,6 +514,12 @@ def exit_code_table() -> str:
     return "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
 
 
+def _add_log_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log", action="append", metavar="TRACKER",
+                        help="tensorboard[:DIR] or mlflow[:URI|DIR]: also send scalars, RD curves, crops and "
+                             "metadata there (repeatable; default dirs under --out)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="bench", description="Evaluation harness for semantic image compression.",
                                 parents=[_global_options(False)], epilog=exit_code_table(),
@@ -503,7 +560,43 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--chunk", type=int, default=16, help="images per Ray shard")
     r.add_argument("--no-report", action="store_true")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_log_options(r)
+    r.add_argument("--step", type=int, help="--log: the step the results are logged at (default 0)")
     r.set_defaults(func=cmd_run)
+
+    sw = sub.add_parser("sweep", parents=common,
+                        help="evaluate every checkpoint of a training run (one tagged run each), plot metrics "
+                             "against step and gate the newest (exit 6 on a regression)")
+    sw.add_argument("--codec", required=True, help="the codec whose checkpoints are swept (e.g. sqgan)")
+    sw.add_argument("--checkpoints", required=True, help="glob of checkpoint files, quoted: 'runs/exp1/*.ckpt'")
+    sw.add_argument("--checkpoint-param", default="checkpoint",
+                    help="codec param that takes the file (default checkpoint)")
+    sw.add_argument("--step-pattern", help="regex with one group (or a group named step) giving the step in a "
+                                           "file name (default: Lightning's step=N / epoch=N, else the "
+                                           "checkpoint's global_step / epoch)")
+    sw.add_argument("--dataset", required=True)
+    sw.add_argument("--protocol", help="a named protocol of the dataset's card (as for run; default: the card's params)")
+    sw.add_argument("--root", help="dataset root folder (overrides card and env)")
+    sw.add_argument("--rates", action="append", help="'v1,v2' or 'codec=v1,v2' (default: the card's rate points)")
+    sw.add_argument("--metrics", default="all", help="comma-separated metric names, or 'all' (default)")
+    sw.add_argument("--limit", type=int, help="only the first N images")
+    sw.add_argument("--param", action="append", help="NAME.KEY=VALUE for the codec, a metric or the dataset")
+    sw.add_argument("--semantics", choices=["ground-truth", "segmenter"], default="ground-truth")
+    sw.add_argument("--weights-dir", help="folder searched for metric network weights")
+    sw.add_argument("--allow-random-weights", action="store_true", help="smoke tests only (marked as such)")
+    sw.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA when available)")
+    sw.add_argument("--batch-size", type=int, default=8, help="metric-network batch")
+    sw.add_argument("--anchor", help="run id: BD-rate of every checkpoint against it, per step (table and figure)")
+    sw.add_argument("--gate", help="best | first | RUN: exit 6 when the newest checkpoint regresses against the "
+                                   "best earlier checkpoint (per metric), the first one, or run RUN")
+    sw.add_argument("--metric", help="metrics gated and tabulated (default: psnr,msssim_db,lpips,fid,miou_* present)")
+    sw.add_argument("--tolerance", type=float, default=1.0, help="BD-rate regression tolerance in %% (default 1)")
+    sw.add_argument("--delta-tolerance", action="append", help="METRIC=VALUE still counted as equal (repeatable)")
+    sw.add_argument("--dest", help="folder for the table and figure (default: results/sweep-<codec>/)")
+    sw.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_log_options(sw)
+    sw.set_defaults(func=cmd_sweep, tag=None, retry_failed=False, workers=None, no_cache=False,
+                    keep_reconstructions=False, chunk=None)
 
     rep = sub.add_parser("report", parents=common, help="tables and curves of a run")
     rep.add_argument("run", nargs="?", default="latest", help="run id or prefix (default: latest)")

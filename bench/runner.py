@@ -46,8 +46,8 @@ class RunConfig:
     codec not in it uses its card's or its default rate points.
     """
 
-    dataset: str
-    codecs: list[str]
+    dataset: str | Dataset  # a registered name, or a Dataset built by the caller
+    codecs: list[str | Codec]  # registered names and/or Codec instances built by the caller
     metrics: list[str] = field(default_factory=lambda: ["all"])
     rates: dict[str, list[str]] = field(default_factory=dict)
     limit: int | None = None
@@ -73,7 +73,10 @@ class RunConfig:
 def apply_protocol(config: RunConfig) -> tuple[RunConfig, dict[str, Any]]:
     """``config`` with its protocol preset merged in (dataset params, mIoU averaging,
     senders' label source) and the preset's record for the run metadata."""
-    preset = presets.resolve(config.dataset, config.protocol)
+    if isinstance(config.dataset, Dataset) and config.protocol not in (None, "", presets.CARD):
+        raise ConfigError(f"protocol {config.protocol!r} needs a registered dataset, got a "
+                          f"{type(config.dataset).__name__} instance", "pass the dataset's name, or no protocol")
+    preset = presets.resolve(getattr(config.dataset, "name", config.dataset), config.protocol)
     applied = presets.apply(preset, config.dataset_params, config.metric_params, config.semantics_segmenter)
     merged = dataclasses.replace(config, dataset_params=applied.dataset_params, metric_params=applied.metric_params,
                                  semantics_segmenter=applied.semantics_segmenter)
@@ -125,12 +128,24 @@ def _resolve(kind: str, names: Sequence[str], build: Callable[[str], Any], fix: 
     return built, skipped
 
 
-def resolve_codecs(names: Sequence[str], params: dict[str, dict[str, Any]],
+def resolve_codecs(names: Sequence[str | Codec], params: dict[str, dict[str, Any]],
                    weights_dir: str | None = None) -> tuple[list[Codec], list[tuple[str, str]]]:
-    """The codecs to run (see :func:`_resolve`); at least one."""
-    codecs, skipped = _resolve("codec", names,
+    """The codecs to run (see :func:`_resolve`); at least one. ``Codec`` instances among
+    ``names`` (built in the caller's process) are used as they are, in order."""
+    fix = "install what is missing, or see `bench list codecs`"
+    instances = [c for c in names if isinstance(c, Codec)]
+    for codec in instances:
+        missing = unmet(codec)
+        if missing:
+            raise UnavailableError(f"codec {codec.name!r} is not available: {_reason(missing)}", fix)
+    registered = [n for n in names if not isinstance(n, Codec)]
+    codecs, skipped = _resolve("codec", registered,
                                lambda n: catalog.make_codec(n, weights_dir=weights_dir, **params.get(n, {})),
-                               "install what is missing, or see `bench list codecs`")
+                               fix) if registered else ([], [])
+    codecs = instances + codecs
+    names_seen = [c.name for c in codecs]
+    if len(set(names_seen)) < len(names_seen):
+        raise ConfigError(f"two codecs have the same name in one run: {names_seen}", "give each codec its own name")
     if not codecs:
         raise ConfigError("no codec to run", "name codecs with --codecs (see `bench list codecs`)")
     return codecs, skipped
@@ -144,7 +159,8 @@ def resolve_metrics(names: Sequence[str], options: dict[str, Any] | None = None,
 
 
 def make_plan(config: RunConfig) -> Plan:
-    dataset = catalog.make_dataset(config.dataset, **config.dataset_params)
+    dataset = config.dataset if isinstance(config.dataset, Dataset) else \
+        catalog.make_dataset(config.dataset, **config.dataset_params)
     ids = dataset.ids()
     if config.limit is not None:
         ids = ids[: config.limit]
@@ -241,7 +257,8 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
         "tag": config.tag,
         "protocol": protocol,
     }
-    config_json = {"dataset": config.dataset, "codecs": config.codecs, "metrics": config.metrics,
+    config_json = {"dataset": getattr(config.dataset, "name", config.dataset),
+                   "codecs": [getattr(c, "name", c) for c in config.codecs], "metrics": config.metrics,
                    "rates": config.rates, "limit": config.limit, "dataset_params": config.dataset_params,
                    "protocol": protocol["name"]}
     store.begin_run(run_id, config_json, meta)

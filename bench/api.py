@@ -1,0 +1,310 @@
+"""The public Python API: evaluate codecs on a dataset and read the results back.
+
+    from bench import evaluate, load_results, summary
+
+    rows = evaluate(["jpeg", my_codec], "demo", metrics=["psnr"], limit=2)   # one row per image × codec × rate
+    table = summary(run=rows["run_id"].iloc[0])                               # per codec × rate point
+
+``evaluate`` takes registered codec names **and** :class:`~bench.codecs.base.Codec` instances
+built in the caller's process (e.g. a model being trained, wrapped in a few lines). It uses the
+same store, caches, resume and trackers as ``bench run`` (which is a thin layer over
+:func:`run`). A codec instance is identified for caching by what it declares: its ``name``,
+``version`` and ``describe()`` (params, ``checkpoint_sha256``). An instance that declares no
+identity (no ``version`` of its own and no checkpoint hash) is never cached across calls: each
+call makes a new run and skips the content cache, with one warning per codec name.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, Union
+
+from .codecs.base import Codec
+from .errors import ConfigError
+
+if TYPE_CHECKING:  # pandas and the runner are imported when called: `import bench` stays cheap
+    import pandas as pd
+
+    from .datasets.base import Dataset
+    from .runner import RunConfig
+    from .store import Store
+    from .trackers import Tracker
+
+__all__ = ["UncachedCodecWarning", "declares_identity", "evaluate", "load_results", "run", "summary"]
+
+CodecLike = Union[str, Codec]
+StoreLike = Union["Store", str, Path, None]
+LogLike = Union[str, "Tracker", Sequence[Union[str, "Tracker"]], None]
+
+
+class UncachedCodecWarning(UserWarning):
+    """A codec instance declares no identity, so its results are not cached across calls."""
+
+
+_WARNED: set[str] = set()
+
+
+def declares_identity(codec: Codec) -> bool:
+    """True when ``codec`` says what it is: a ``version`` of its own class (not the base
+    class's ``"0"``) or a ``checkpoint_sha256`` in its ``describe()``."""
+    from .compare import checkpoint_of
+
+    if type(codec).version != Codec.version:
+        return True
+    return bool(checkpoint_of(codec.describe()))
+
+
+class _CallScoped(Codec):
+    """An undeclared codec instance for one call: describes itself with a fresh nonce, so
+    that neither the run id nor any cache key can match another call's."""
+
+    def __init__(self, inner: Codec) -> None:  # noqa: D107 (Codec.__init__ would refuse params)
+        self.inner = inner
+        self.name = inner.name  # type: ignore[misc]
+        self.version = inner.version  # type: ignore[misc]
+        self.rate_knob = inner.rate_knob  # type: ignore[misc]
+        self.needs_semantics = inner.needs_semantics  # type: ignore[misc]
+        self.parallel_safe = inner.parallel_safe  # type: ignore[misc]
+        self.card = getattr(inner, "card", None)
+        self.nonce = uuid.uuid4().hex[:12]
+
+    def requirements(self) -> list[Any]:
+        return self.inner.requirements()
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.inner.describe(), "identity": "undeclared: not cached across calls", "call": self.nonce}
+
+    def rate_label(self, rate: Any) -> str:
+        return self.inner.rate_label(rate)
+
+    def encode(self, image: Any, rate: Any, *, semantics: Any = None) -> Any:
+        return self.inner.encode(image, rate, semantics=semantics)
+
+    def decode(self, parts: Any) -> Any:
+        return self.inner.decode(parts)
+
+
+def _scoped(codecs: Sequence[CodecLike]) -> tuple[list[CodecLike], bool]:
+    """Codecs with undeclared instances wrapped; True when the call must skip the cache."""
+    out: list[CodecLike] = []
+    uncached = False
+    for c in codecs:
+        if isinstance(c, Codec) and not declares_identity(c):
+            if c.name not in _WARNED:
+                _WARNED.add(c.name)
+                warnings.warn(f"codec {c.name!r} ({type(c).__name__}) declares no identity (no version of its own, "
+                              "no checkpoint_sha256): its results are not cached across calls; set a class "
+                              "attribute `version` (and describe() its weights) to reuse them",
+                              UncachedCodecWarning, stacklevel=4)  # the caller of evaluate()
+            out.append(_CallScoped(c))
+            uncached = True
+        else:
+            out.append(c)
+    return out, uncached
+
+
+def _rate_text(value: Any) -> str:
+    """A rate value as the text a rate knob parses (a pair ``(0.4, 0.6)`` → ``"0.4:0.6"``)."""
+    if isinstance(value, (tuple, list)):
+        return ":".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return str(value)
+
+
+def _rates(rates: Mapping[str, Sequence[Any]] | Sequence[Any] | None) -> dict[str, list[str]]:
+    if rates is None:
+        return {}
+    if isinstance(rates, Mapping):
+        return {str(k): [_rate_text(v) for v in vs] for k, vs in rates.items()}
+    return {"*": [_rate_text(v) for v in rates]}
+
+
+def _names(value: str | Sequence[Any]) -> list[Any]:
+    return [t.strip() for t in value.split(",") if t.strip()] if isinstance(value, str) else list(value)
+
+
+def default_store_path() -> Path:
+    """``$BENCH_RESULTS/bench.sqlite`` (default ``results/bench.sqlite``), as for the CLI."""
+    return Path(os.environ.get("BENCH_RESULTS", "results")) / "bench.sqlite"
+
+
+def open_store(store: StoreLike, *, readonly: bool = False) -> tuple["Store", bool]:
+    """The store for ``store`` (a Store, a .sqlite path, a results folder or None) and whether
+    the caller owns it (must close it); ``readonly`` opens an existing file for reading only."""
+    from .store import Store
+
+    if isinstance(store, Store):
+        return store, False
+    path = default_store_path() if store is None else Path(store)
+    if path.suffix not in (".sqlite", ".db", ".sqlite3"):
+        path = path / "bench.sqlite"
+    return Store(path, readonly=readonly), True
+
+
+def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset", *,
+                metrics: str | Sequence[str] = "all",
+                rates: Mapping[str, Sequence[Any]] | Sequence[Any] | None = None, limit: int | None = None,
+                protocol: Any = None, tag: str | None = None, params: Mapping[str, Mapping[str, Any]] | None = None,
+                dataset_params: Mapping[str, Any] | None = None,
+                metric_params: Mapping[str, Mapping[str, Any]] | None = None, weights_dir: str | None = None,
+                allow_random_weights: bool = False, device: str | None = None, batch_size: int = 8,
+                workers: int | None = None, use_cache: bool = True, retry_failed: bool = False,
+                keep_reconstructions: bool = False, semantics: str | Mapping[str, Any] = "ground-truth") -> "RunConfig":
+    """The :class:`~bench.runner.RunConfig` of an :func:`evaluate` call (see there)."""
+    from .runner import RunConfig
+
+    if isinstance(semantics, Mapping):
+        segmenter: dict[str, Any] | None = dict(semantics)
+    elif semantics == "segmenter":
+        segmenter = {}
+    elif semantics == "ground-truth":
+        segmenter = None
+    else:
+        raise ConfigError(f"semantics={semantics!r} is not 'ground-truth', 'segmenter' or a segmenter dict",
+                          "e.g. semantics={'name': 'espnetv2'}")
+    kwargs: dict[str, Any] = {}
+    if protocol is not None:
+        if "protocol" not in {f.name for f in fields(RunConfig)}:
+            raise ConfigError("protocol= is not supported by this version of the runner",
+                              "leave protocol unset (the dataset card's protocol is used)")
+        kwargs["protocol"] = protocol
+    return RunConfig(
+        dataset=dataset,  # type: ignore[arg-type]
+        codecs=_names(codecs) if isinstance(codecs, (str, list, tuple)) else [codecs],  # type: ignore[list-item]
+        metrics=_names(metrics),
+        rates=_rates(rates),
+        limit=limit,
+        dataset_params=dict(dataset_params or {}),
+        codec_params={k: dict(v) for k, v in (params or {}).items()},
+        metric_params={k: dict(v) for k, v in (metric_params or {}).items()},
+        metric_options={"weights_dir": weights_dir, "allow_random_weights": allow_random_weights, "device": device},
+        semantics_segmenter=segmenter,
+        retry_failed=retry_failed,
+        tag=tag,
+        workers=workers,
+        batch_size=batch_size,
+        use_cache=use_cache,
+        keep_reconstructions=keep_reconstructions,
+        **kwargs,
+    )
+
+
+def run(config: "RunConfig", store: "Store", *, log: LogLike = None, step: int | None = None,
+        progress: bool = False, on_skip: Callable[[str, str], None] | None = None, executor: Any = None,
+        crops: int = 2) -> str:
+    """Run (or resume) ``config`` into ``store``, then send the results to the trackers in
+    ``log`` (``"tensorboard[:DIR]"``, ``"mlflow[:URI]"`` or :class:`~bench.trackers.Tracker`
+    objects) at ``step``; returns the run id. This is what ``bench run`` calls."""
+    from dataclasses import replace
+
+    from .runner import execute
+
+    codecs, uncached = _scoped(config.codecs)
+    config = replace(config, codecs=codecs, use_cache=config.use_cache and not uncached)
+    run_id = execute(config, store, progress=progress, on_skip=on_skip, executor=executor)
+    if log:
+        from .trackers import log_run
+
+        log_run(log, store, run_id, step=step, config=config, crops=crops)
+    return run_id
+
+
+def evaluate(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset", *,
+             metrics: str | Sequence[str] = "all", rates: Mapping[str, Sequence[Any]] | Sequence[Any] | None = None,
+             limit: int | None = None, protocol: Any = None, store: StoreLike = None, tag: str | None = None,
+             params: Mapping[str, Mapping[str, Any]] | None = None, dataset_params: Mapping[str, Any] | None = None,
+             metric_params: Mapping[str, Mapping[str, Any]] | None = None, weights_dir: str | None = None,
+             allow_random_weights: bool = False, device: str | None = None, batch_size: int = 8,
+             workers: int | None = None, use_cache: bool = True, retry_failed: bool = False,
+             keep_reconstructions: bool = False, semantics: str | Mapping[str, Any] = "ground-truth",
+             log: LogLike = None, step: int | None = None, progress: bool = False) -> "pd.DataFrame":
+    """Evaluate ``codecs`` on ``dataset``; one tidy row per image × codec × rate.
+
+    ``codecs``: registered names (``"jpeg,webp"`` or a list), ``Codec`` instances, or both.
+    ``dataset``: a registered name or a :class:`~bench.datasets.base.Dataset`.
+    ``metrics``: names or ``"all"``; ``rates``: values for every codec (a list) or per codec
+    name (a dict), as text or numbers (a pair → ``"m_x:m_s"``); ``limit``: the first N images;
+    ``params`` / ``dataset_params`` / ``metric_params``: as ``--param`` on the CLI;
+    ``store``: a :class:`~bench.store.Store`, a ``.sqlite`` file or a results folder (default
+    ``results/bench.sqlite``); ``tag`` makes a separate run (codecs shown as ``name@tag``);
+    ``log`` / ``step``: trackers to send the results to, and the step they are logged at.
+
+    Columns are those of ``bench export`` (:func:`bench.export.tidy_rows`): run_id, codec,
+    rate, image_id, status, error, height, width, bpp, bpp_<part>, metric values (dB, [0,1]
+    … as in the report), seconds_<stage>, bytes_<part>.
+    """
+    from .export import tidy_rows
+
+    config = make_config(codecs, dataset, metrics=metrics, rates=rates, limit=limit, protocol=protocol, tag=tag,
+                         params=params, dataset_params=dataset_params, metric_params=metric_params,
+                         weights_dir=weights_dir, allow_random_weights=allow_random_weights, device=device,
+                         batch_size=batch_size, workers=workers, use_cache=use_cache, retry_failed=retry_failed,
+                         keep_reconstructions=keep_reconstructions, semantics=semantics)
+    st, owned = open_store(store)
+    try:
+        run_id = run(config, st, log=log, step=step, progress=progress)
+        return tidy_rows(st, run_id)
+    finally:
+        if owned:
+            st.close()
+
+
+def _select(st: "Store", run: str | Sequence[str] | None, codec: str | None, tag: str | None,
+            dataset: str | None) -> list[str]:
+    if run is not None:
+        ids = [run] if isinstance(run, str) else list(run)
+        return [st.run(r)["run_id"] for r in ids]
+    out = []
+    for r in st.runs():
+        meta, cfg = r["meta"], r["config"]
+        if (dataset and cfg.get("dataset") != dataset) or (tag and meta.get("tag") != tag) \
+                or (codec and codec not in (meta.get("codecs") or {})):
+            continue
+        out.append(r["run_id"])
+    return out
+
+
+def _frames(store: StoreLike, run: str | Sequence[str] | None, codec: str | None, tag: str | None,
+            dataset: str | None, make: Callable[["Store", str], "pd.DataFrame"]) -> "pd.DataFrame":
+    import pandas as pd
+
+    st, owned = open_store(store, readonly=True)
+    try:
+        frames = []
+        for run_id in _select(st, run, codec, tag, dataset):
+            df = make(st, run_id)
+            if codec:
+                df = df[df["codec"] == codec]
+            frames.append(df)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    finally:
+        if owned:
+            st.close()
+
+
+def load_results(store: StoreLike = None, run: str | Sequence[str] | None = None, *, codec: str | None = None,
+                 tag: str | None = None, dataset: str | None = None) -> "pd.DataFrame":
+    """Tidy rows (the columns of :func:`evaluate`) of ``run`` (an id, a unique prefix,
+    ``"latest"`` or a list), or of every run in ``store`` matching ``codec`` / ``tag`` /
+    ``dataset``."""
+    from .export import tidy_rows
+
+    return _frames(store, run, codec, tag, dataset, tidy_rows)
+
+
+def summary(store: StoreLike = None, run: str | Sequence[str] | None = "latest", *, codec: str | None = None,
+            tag: str | None = None, dataset: str | None = None) -> "pd.DataFrame":
+    """The report's table: one row per codec × rate point (mean bpp, dataset-level and
+    mean metric values, n_ok …) with a ``run_id`` column; ``run=None`` takes every run
+    matching the filters."""
+    from .report.summary import summarise
+
+    def one(st: "Store", run_id: str) -> "pd.DataFrame":
+        df = summarise(st, run_id)
+        df.insert(0, "run_id", run_id)
+        return df
+
+    return _frames(store, run, codec, tag, dataset, one)
