@@ -90,7 +90,7 @@ EXIT_CODES: dict[int, str] = {
     3: "missing data or unavailable component: dataset root, weights, binary, package (UnavailableError)",
     4: "run store: unreadable, damaged, locked, read-only, or unknown run id (StoreError)",
     5: "protocol mismatch: the runs cannot be compared (ProtocolMismatchError)",
-    REGRESSION_EXIT: "regression: `bench compare` found run B worse than run A",
+    REGRESSION_EXIT: "regression: `bench compare` found run B worse than run A, or `bench sweep --gate` found the newest checkpoint worse",
     7: "output: a path cannot be written (a file where a folder is needed, no permission) (OutputError)",
     INTERRUPTED_EXIT: "interrupted (Ctrl-C): finished rows are stored",
 }
