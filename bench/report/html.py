@@ -297,6 +297,15 @@ def _center_crop(image: np.ndarray, side: int) -> np.ndarray:
     return image[y:y + s, x:x + s]
 
 
+def run_dataset(run: dict[str, Any]) -> Any:
+    """The dataset a stored run evaluated, rebuilt from its recorded name and parameters
+    (its protocol preset already merged in), for recomputing crops."""
+    config = run.get("config") or {}
+    if not config.get("dataset"):
+        raise BenchError(f"run {run.get('run_id')} does not record its dataset", "crops need a run made by bench run")
+    return catalog.make_dataset(config["dataset"], **(config.get("dataset_params") or {}))
+
+
 def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions) -> str:
     """Original and reconstructions (recomputed) of one image, centre-cropped."""
     rows = {}
@@ -313,9 +322,8 @@ def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions) ->
             return f'<p class="note">image {_esc(image_id)} has no successful rows in these runs</p>'
     else:
         image_id = max(sorted(rows), key=lambda i: len({(ru["run_id"], r.codec) for ru, r in rows[i]}))
-    run0 = group.runs[0]
     try:
-        dataset = catalog.make_dataset(run0["config"]["dataset"], **(run0["config"].get("dataset_params") or {}))
+        dataset = run_dataset(group.runs[0])
         sample = dataset.load(image_id)
     except (BenchError, OSError) as err:
         return f'<p class="note">crops skipped: cannot load image {_esc(image_id)}: {_esc(err)}</p>'
@@ -366,9 +374,8 @@ def worst_html(store: Store, group: _Group, options: HtmlOptions) -> str:
     per criterion (recomputed, when ``options.crops``)."""
     parts = []
     samples: dict[str, Any] = {}
-    run0 = group.runs[0]
     try:
-        dataset = catalog.make_dataset(run0["config"]["dataset"], **(run0["config"].get("dataset_params") or {}))
+        dataset = run_dataset(group.runs[0])
     except (BenchError, OSError):
         dataset = None
     by_origin = {v: k for k, v in group.origin.items()}
