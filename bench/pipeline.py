@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import time
 import traceback
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
@@ -27,6 +28,7 @@ from .errors import BenchError, ConfigError
 from .metrics.base import Metric, Pair, State
 from .resultcache import CodedEntry, ResultCache, coded_key, identity, metric_key, sample_key
 from .store import Row
+from .threads import ThreadPlan, heavy_on_cpu, limit_process_threads, plan_threads, set_torch_threads
 
 
 @dataclass
@@ -187,13 +189,14 @@ AUTO_POOL_MIN = 24  # parallel-safe codings from which workers=None starts a pro
 _WORKER_CODECS: list[Codec] = []
 
 
-def _init_worker(codecs: list[Codec], parent_pid: int) -> None:
+def _init_worker(threads: int, codecs: bytes, parent_pid: int) -> None:
     """Set up a codec worker; it exits (killing its tools) when the run's process dies, even by kill -9."""
     from .procs import die_with_parent
 
     die_with_parent(parent_pid)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _WORKER_CODECS[:] = codecs
+    # thread pools limited before the codecs are unpickled (which may import torch)
+    limit_process_threads(threads)
+    _WORKER_CODECS[:] = pickle.loads(codecs)
 
 
 def _code_in_worker(index: int, rate: Any, sample: Sample, class_set: str | None) -> Coded:
@@ -235,6 +238,8 @@ class LocalExecutor:
         self.batch_size = batch_size
         self.cache = cache
         self.lookahead = lookahead
+        self.thread_plan: ThreadPlan | None = None  # chosen by run(), see bench.threads
+        self._inflight: deque[_Job] = deque()
 
     def run(self, dataset: Dataset, codecs: Sequence[Codec], metrics: Sequence[Metric],
             todo: Sequence[tuple[str, list[tuple[int, Any]]]], semantics: Any = None) -> Iterator[Row]:
@@ -247,15 +252,17 @@ class LocalExecutor:
         metric_ids = [identity(m) for m in metrics]
         pool = None
         n_parallel = sum(1 for _, pending in todo for ci, _r in pending if codecs[ci].parallel_safe)
-        workers = self.workers
-        if workers is None:  # spawning workers costs ~1-2 s: only worth it for more than a handful of images
-            workers = (os.cpu_count() or 1) if n_parallel >= AUTO_POOL_MIN else 1
-        if workers > 1 and n_parallel:
+        # spawning workers costs ~1-2 s: automatic only for more than a handful of images
+        plan = plan_threads(self.workers, n_parallel=n_parallel, heavy=heavy_on_cpu(metrics),
+                            auto_pool_min=AUTO_POOL_MIN)
+        self.thread_plan = plan
+        if plan.workers:
             from .procs import worker_context  # spawn; workers ignore Ctrl-C and die with this process
 
-            pool = ProcessPoolExecutor(workers, mp_context=worker_context(),
-                                       initializer=_init_worker, initargs=(list(codecs), os.getpid()))
-        inflight: deque[_Job] = deque()
+            pool = ProcessPoolExecutor(plan.workers, mp_context=worker_context(), initializer=_init_worker,
+                                       initargs=(plan.worker_threads, pickle.dumps(list(codecs)), os.getpid()))
+        inflight = self._inflight = deque()
+        old_threads = set_torch_threads(plan.main)
         try:
             for image_id, pending in todo:
                 inflight.append(self._start(dataset, codecs, codec_ids, metrics, metric_ids, class_set,
@@ -267,6 +274,7 @@ class LocalExecutor:
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
+            set_torch_threads(old_threads)
 
     def _start(self, dataset: Dataset, codecs: Sequence[Codec], codec_ids: list[str], metrics: Sequence[Metric],
                metric_ids: list[str], class_set: str | None, image_id: str, pending: list[tuple[int, Any]],
@@ -279,6 +287,7 @@ class LocalExecutor:
                                for ci, r in pending])
         job = _Job(sample, [], class_set=class_set)
         skey = sample_key(sample) if self.cache is not None else ""
+        inline: list[_Work] = []  # coded in this process, after the pool's share is submitted
         for ci, rate in pending:
             codec = codecs[ci]
             own_semantics = codec.needs_semantics and self.semantics is not None
@@ -301,8 +310,20 @@ class LocalExecutor:
             if pool is not None and codec.parallel_safe and not own_semantics:
                 job.work.append(_Work(ci, rate, keys, pool.submit(_code_in_worker, ci, rate, sample, class_set), ckey))
             else:
-                job.work.append(_Work(ci, rate, keys, code(codec, rate, sample, class_set, self.semantics), ckey))
+                inline.append(_Work(ci, rate, keys, Coded(), ckey))
+                job.work.append(inline[-1])
+        if inline:
+            self._quiesce(job)
+        for work in inline:
+            work.result = code(codecs[work.codec_index], work.rate, sample, class_set, self.semantics)
         return job
+
+    def _quiesce(self, *jobs: _Job) -> None:
+        """In phased mode (see bench.threads), wait until no worker codes: the main process then
+        computes on every core without oversubscribing them."""
+        if self.thread_plan is None or self.thread_plan.mode != "phased":
+            return
+        wait([w.result for job in (*self._inflight, *jobs) for w in job.work if isinstance(w.result, Future)])
 
     def _finish(self, job: _Job, codecs: Sequence[Codec], metrics: Sequence[Metric]) -> Iterator[Row]:
         yield from job.rows
@@ -329,5 +350,6 @@ class LocalExecutor:
             rows.append(row)
             recons.append(coded.recon)
             keys.append(work.keys)
+        self._quiesce()
         measure(metrics, job.sample, rows, recons, batch_size=self.batch_size, cache=self.cache, keys=keys)
         yield from rows

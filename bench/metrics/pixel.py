@@ -45,6 +45,7 @@ class PSNR(Metric):
 
     name = "psnr"
     unit = "dB"
+    pixel = True  # no network: light CPU work (see bench.threads)
 
     def init(self) -> State:
         return {"n": np.zeros(()), "sum_psnr": np.zeros(()), "n_inf": np.zeros(()), "sum_mse": np.zeros(())}
@@ -81,6 +82,7 @@ class MSSSIM(Metric):
     """
 
     name = "msssim"
+    pixel = True  # no network: light CPU work (see bench.threads)
 
     def init(self) -> State:
         return {"n": np.zeros(()), "sum_msssim": np.zeros(()), "sum_db": np.zeros(())}
