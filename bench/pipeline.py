@@ -28,7 +28,8 @@ from .errors import BenchError, ConfigError
 from .metrics.base import Metric, Pair, State
 from .resultcache import CodedEntry, ResultCache, coded_key, identity, metric_key, sample_key
 from .store import Row
-from .threads import ThreadPlan, heavy_on_cpu, limit_process_threads, plan_threads, set_torch_threads
+from .threads import (ThreadPlan, has_networks, heavy_on_cpu, limit_process_threads, plan_threads,
+                      set_torch_threads)
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Coded:
     seconds: dict[str, float] = field(default_factory=dict)
     recon: np.ndarray | None = None
     error: str | None = None
+    measured: dict[str, tuple[dict[str, float], State, float]] = field(default_factory=dict)  # in a worker
 
 
 def semantics_for(codec: Codec, sample: Sample, class_set: str | None) -> Semantics | None:
@@ -151,8 +153,10 @@ def measure(metrics: Sequence[Metric], sample: Sample | Sequence[Sample], rows: 
     samples = [sample] * len(rows) if isinstance(sample, Sample) else list(sample)
     errors: list[list[str]] = [[] for _ in rows]
     use_cache = cache is not None and keys is not None
-    missing = [fill_cached(row, metrics, keys[i], cache) if use_cache else list(metrics)  # type: ignore[index, arg-type]
-               for i, row in enumerate(rows)]
+    missing = []
+    for i, row in enumerate(rows):
+        todo = fill_cached(row, metrics, keys[i], cache) if use_cache else list(metrics)  # type: ignore[index, arg-type]
+        missing.append([m for m in todo if m.name not in row.states])  # not those measured in a codec worker
     for metric in metrics:
         todo = [i for i in range(len(rows)) if metric in missing[i]]
         for start in range(0, len(todo), max(1, batch_size)):
@@ -187,20 +191,35 @@ AUTO_POOL_MIN = 24  # parallel-safe codings from which workers=None starts a pro
 
 # -- worker processes ---------------------------------------------------------------------
 _WORKER_CODECS: list[Codec] = []
+_WORKER_METRICS: list[Metric] = []  # pixel metrics measured where the reconstruction is decoded
 
 
-def _init_worker(threads: int, codecs: bytes, parent_pid: int) -> None:
+def _init_worker(threads: int, payload: bytes, parent_pid: int) -> None:
     """Set up a codec worker; it exits (killing its tools) when the run's process dies, even by kill -9."""
     from .procs import die_with_parent
 
     die_with_parent(parent_pid)
-    # thread pools limited before the codecs are unpickled (which may import torch)
+    # thread pools limited before the codecs and metrics are unpickled (which may import torch)
     limit_process_threads(threads)
-    _WORKER_CODECS[:] = pickle.loads(codecs)
+    _WORKER_CODECS[:], _WORKER_METRICS[:] = pickle.loads(payload)
 
 
 def _code_in_worker(index: int, rate: Any, sample: Sample, class_set: str | None) -> Coded:
-    return code(_WORKER_CODECS[index], rate, sample, class_set)
+    codec = _WORKER_CODECS[index]
+    coded = code(codec, rate, sample, class_set)
+    if coded.recon is not None:
+        pair = Pair(sample, coded.recon, sum(coded.bytes.values()), codec.name, codec.rate_label(rate))
+        for metric in _WORKER_METRICS:
+            try:
+                state = metric.init()
+                t0 = time.perf_counter()
+                values = metric.update(state, pair)
+                seconds = time.perf_counter() - t0
+            except Exception:  # measured again in the main process, which records the error
+                continue
+            if not any(isinstance(v, float) and math.isnan(v) for v in values.values()):
+                coded.measured[metric.name] = (values, state, seconds)
+    return coded
 
 
 @dataclass
@@ -254,13 +273,15 @@ class LocalExecutor:
         n_parallel = sum(1 for _, pending in todo for ci, _r in pending if codecs[ci].parallel_safe)
         # spawning workers costs ~1-2 s: automatic only for more than a handful of images
         plan = plan_threads(self.workers, n_parallel=n_parallel, heavy=heavy_on_cpu(metrics),
-                            auto_pool_min=AUTO_POOL_MIN)
+                            networks=has_networks(metrics), auto_pool_min=AUTO_POOL_MIN)
         self.thread_plan = plan
         if plan.workers:
             from .procs import worker_context  # spawn; workers ignore Ctrl-C and die with this process
 
+            pixel = [m for m in metrics if getattr(m, "pixel", False)] if plan.pixel_metrics_in_workers else []
             pool = ProcessPoolExecutor(plan.workers, mp_context=worker_context(), initializer=_init_worker,
-                                       initargs=(plan.worker_threads, pickle.dumps(list(codecs)), os.getpid()))
+                                       initargs=(plan.worker_threads, pickle.dumps((list(codecs), pixel)),
+                                                 os.getpid()))
         inflight = self._inflight = deque()
         old_threads = set_torch_threads(plan.main)
         try:
@@ -347,6 +368,11 @@ class LocalExecutor:
                 continue
             if self.cache is not None and not work.from_cache:
                 self.cache.put_coded(work.coded_key, CodedEntry(coded.bytes, coded.notes, coded.seconds, coded.recon))
+            for name, (values, state, seconds) in coded.measured.items():  # pixel metrics from the worker
+                row.metrics.update(values)
+                row.states[name], row.seconds[name] = state, seconds
+                if self.cache is not None:
+                    self.cache.put_metric(work.keys[name], values, state, seconds)
             rows.append(row)
             recons.append(coded.recon)
             keys.append(work.keys)

@@ -4,12 +4,17 @@ Oversubscribed cores are slow in a particular way: torch's OpenMP threads wait f
 every operator, so one preempted thread stalls the rest (MS-SSIM measured 20× slower on a busy
 2-core machine). A run therefore picks its processes and threads from the cores it may use:
 
-* codec worker processes run with 1 thread each (codec libraries are single-threaded), their
-  OpenMP/MKL/OpenBLAS variables set before torch or numpy's BLAS can start a pool;
-* ``overlap`` mode (metrics light on the CPU: pixel metrics only, or networks on a GPU): the
-  main process measures with ``main`` threads while ``workers`` code, main + workers ≤ cores;
+* codec worker processes run with 1 thread each (codec libraries and the MS-SSIM kernel are
+  single-threaded), their OpenMP/MKL/OpenBLAS variables set before torch or numpy's BLAS can
+  start a pool; they also compute the pixel metrics (PSNR, MS-SSIM) of what they decode;
+* ``workers`` mode (pixel metrics only): ``workers`` = cores code and measure; the main process
+  only loads images and stores rows;
+* ``overlap`` mode (metric networks on a GPU): the main process drives the GPU with ``main``
+  threads while ``workers`` code, main + workers ≤ cores;
 * ``phased`` mode (metric networks on the CPU, which dominate): ``workers`` = cores code one
-  image's reconstructions, then the main process measures with all cores while they wait.
+  image's reconstructions, then the main process measures with all cores while they wait;
+* ``inline`` (no pool: few codings, or ``workers`` ≤ 1): everything in the main process, with
+  every core for networks, one thread for pixel metrics only (they do not profit from more).
 
 :func:`plan_threads` makes the choice and :meth:`ThreadPlan.as_meta` is recorded with the run.
 """
@@ -36,7 +41,8 @@ def available_cores() -> int:
 class ThreadPlan:
     """Processes and threads of one run. ``workers`` = 0: no pool, everything in the main process.
 
-    ``mode``: "inline" (no pool), "overlap" (workers code while the main process measures),
+    ``mode``: "inline" (no pool), "workers" (workers code and measure pixel metrics, the main
+    process only coordinates), "overlap" (workers code while the main process measures),
     "phased" (the main process measures only while no worker codes) or "ray" (Ray tasks of one
     CPU each code and measure; the driver only collects rows, ``cores`` = the cluster's CPUs)."""
 
@@ -50,7 +56,11 @@ class ThreadPlan:
         """The most threads busy at one moment."""
         if self.mode == "overlap":
             return self.main + self.workers * self.worker_threads
-        return max(self.main, self.workers * self.worker_threads)
+        return max(self.main, self.workers * self.worker_threads)  # workers, ray: the main one waits
+
+    @property
+    def pixel_metrics_in_workers(self) -> bool:
+        return self.mode in ("workers", "overlap", "phased")
 
     def as_meta(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,23 +80,31 @@ def heavy_on_cpu(metrics: Sequence[Any]) -> bool:
     return any(str(d).startswith("cpu") for d in devices)
 
 
-def plan_threads(workers: int | None, *, n_parallel: int, heavy: bool, auto_pool_min: int = 24,
-                 cores: int | None = None) -> ThreadPlan:
+def has_networks(metrics: Sequence[Any]) -> bool:
+    """Whether some metric is a network (any metric without ``pixel = True``)."""
+    return any(not getattr(m, "pixel", False) for m in metrics)
+
+
+def plan_threads(workers: int | None, *, n_parallel: int, heavy: bool, networks: bool | None = None,
+                 auto_pool_min: int = 24, cores: int | None = None) -> ThreadPlan:
     """Choose processes and threads for a run.
 
     ``workers``: the user's request (None: automatic; 0 or 1: no pool); ``n_parallel``: codings
     that may run in workers; ``heavy``: metric networks run on the CPU (see :func:`heavy_on_cpu`);
+    ``networks``: some metric is a network (on any device; default: ``heavy``);
     ``auto_pool_min``: codings from which the automatic choice starts a pool (start-up ~1–2 s).
     """
     cores = cores or available_cores()
+    networks = heavy if networks is None else networks
     if n_parallel == 0 or cores == 1 or (workers is not None and workers <= 1) \
             or (workers is None and n_parallel < auto_pool_min):
-        return ThreadPlan(cores, main=cores, workers=0, mode="inline")
+        return ThreadPlan(cores, main=cores if heavy else 1, workers=0, mode="inline")
+    workers = min(workers or cores, cores)
     if heavy:  # codings, then networks on every core: the networks' share dominates
-        return ThreadPlan(cores, main=cores, workers=min(workers or cores, cores), mode="phased")
-    if workers is None:  # codec and pixel-metric work are of one order: half the cores each
-        workers = max(1, cores - cores // 2)
-    workers = min(workers, cores - 1)
+        return ThreadPlan(cores, main=cores, workers=workers, mode="phased")
+    if not networks:  # the workers code and measure; the main process only coordinates
+        return ThreadPlan(cores, main=1, workers=workers, mode="workers")
+    workers = min(workers, cores - 1)  # one core drives the GPU
     return ThreadPlan(cores, main=cores - workers, workers=workers, mode="overlap")
 
 

@@ -23,23 +23,27 @@ from bench.threads import ThreadPlan, available_cores, heavy_on_cpu, plan_thread
 def test_plans_never_exceed_the_cores(cores):
     for workers in (None, 0, 1, 2, 3, cores, 2 * cores + 1):
         for n_parallel in (0, 5, AUTO_POOL_MIN, 1000):
-            for heavy in (False, True):
-                plan = plan_threads(workers, n_parallel=n_parallel, heavy=heavy, cores=cores)
-                where = (cores, workers, n_parallel, heavy, plan)
+            for heavy, networks in ((False, False), (False, True), (True, True)):
+                plan = plan_threads(workers, n_parallel=n_parallel, heavy=heavy, networks=networks, cores=cores)
+                where = (cores, workers, n_parallel, heavy, networks, plan)
                 assert plan.cores == cores and plan.main >= 1 and plan.worker_threads == 1, where
                 assert plan.peak() <= cores, where
                 assert plan.workers <= cores, where
                 if plan.workers == 0:
-                    assert plan.mode == "inline" and plan.main == cores, where
+                    assert plan.mode == "inline" and plan.main == (cores if heavy else 1), where
                     continue
                 assert n_parallel and cores > 1, where
                 if heavy:  # the networks then get every core, while no worker codes
                     assert plan.mode == "phased" and plan.main == cores, where
-                else:
+                elif networks:  # on a GPU, driven by the main process beside the workers
                     assert plan.mode == "overlap" and plan.main + plan.workers == cores, where
+                else:  # pixel metrics only: the workers code and measure, the main process waits
+                    assert plan.mode == "workers" and plan.workers == min(workers or cores, cores), where
     # automatic: a pool only when there is enough to code; on 2 cores one worker beside the main process
     assert plan_threads(None, n_parallel=AUTO_POOL_MIN - 1, heavy=False, cores=8).workers == 0
     assert plan_threads(None, n_parallel=AUTO_POOL_MIN, heavy=False, cores=2) == \
+        ThreadPlan(2, main=1, workers=2, mode="workers")
+    assert plan_threads(None, n_parallel=AUTO_POOL_MIN, heavy=False, networks=True, cores=2) == \
         ThreadPlan(2, main=1, workers=1, mode="overlap")
     assert plan_threads(None, n_parallel=100, heavy=True, cores=2) == ThreadPlan(2, main=2, workers=2, mode="phased")
 
@@ -99,7 +103,7 @@ class ThreadProbeCodec(QuantCodec):
 
 
 class _Probe(Metric):
-    """Records the main process's torch threads and when it measured."""
+    """Records where it measured (process, torch threads) and when (in the main process)."""
 
     name = "probe"
 
@@ -115,7 +119,7 @@ class _Probe(Metric):
         t0 = time.time()
         time.sleep(0.005)
         self.intervals.append((t0, time.time()))
-        return {"main_threads": float(torch.get_num_threads()), "main_pid": float(os.getpid())}
+        return {"measure_threads": float(torch.get_num_threads()), "measure_pid": float(os.getpid())}
 
     def compute(self, state: State) -> dict[str, float]:
         return {}
@@ -138,14 +142,15 @@ def test_run_uses_at_most_the_cores(monkeypatch, pixel):
     assert os.getpid() not in worker_pids and 1 <= len(worker_pids) <= plan.workers  # coded in the pool
     assert {r.metrics["torch_threads"] for r in rows} == {1.0}  # what each worker really ran with
     assert {r.notes["omp"] for r in rows} == {"1"}
-    main_threads = {r.metrics["main_threads"] for r in rows}
-    assert main_threads == {float(plan.main)}
-    busy_workers = len(worker_pids)
-    if pixel:  # workers and the main process at once
-        assert plan.mode == "overlap"
-        assert plan.main + busy_workers * 1 <= cores
+    measured_in = {r.metrics["measure_pid"] for r in rows}
+    measure_threads = {r.metrics["measure_threads"] for r in rows}
+    if pixel:  # the workers code and measure; the main process only waits for them
+        assert plan.mode == "workers" and plan.workers == cores and plan.main == 1
+        assert measured_in <= worker_pids and measure_threads == {1.0}
+        assert len(worker_pids) * 1 <= cores
     else:  # the main process gets every core, but only while no worker codes
         assert plan.mode == "phased" and plan.main == cores
+        assert measured_in == {float(os.getpid())} and measure_threads == {float(cores)}
         codings = [(r.metrics["t0"], r.metrics["t1"]) for r in rows]
         overlaps = [(c, m) for c in codings for m in probe.intervals if c[0] < m[1] and m[0] < c[1]]
         assert not overlaps
@@ -162,4 +167,34 @@ def test_run_meta_records_the_threads(tmp_path, monkeypatch):
     with Store(tmp_path / "bench.sqlite") as store:
         run_id = execute(RunConfig("pngs", ["quant"], ["psnr"], workers=2), store, progress=False)
         recorded = store.run(run_id)["meta"]["threads"]
-    assert recorded == {"cores": 2, "main": 1, "workers": 1, "worker_threads": 1, "mode": "overlap"}
+    assert recorded == {"cores": 2, "main": 1, "workers": 2, "worker_threads": 1, "mode": "workers"}
+
+
+def test_pixel_metrics_measured_in_workers_equal_inline_and_keep_errors(monkeypatch):
+    """PSNR and MS-SSIM measured in the codec workers give the main process's values; a metric
+    failing there (MS-SSIM on a 48×40 image) is recorded for that image as in the main process."""
+    from bench.metrics.pixel import MSSSIM, PSNR
+
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+
+    class Mixed(_Images):
+        def load(self, image_id: str) -> Sample:
+            size = (48, 40) if image_id == "im0" else (170, 180)
+            rng = np.random.default_rng(int(image_id[2:]))
+            return Sample(image_id, rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+
+    dataset = Mixed(8)
+    todo = [(i, [(0, 32), (0, 16), (0, 8)]) for i in dataset.ids()]
+    pooled = LocalExecutor(workers=None)
+    rows = {(r.image_id, r.rate): r for r in pooled.run(dataset, [QuantCodec()], [PSNR(), MSSSIM()], todo)}
+    assert pooled.thread_plan.mode == "workers"
+    inline = {(r.image_id, r.rate): r for r in LocalExecutor(workers=1).run(dataset, [QuantCodec()],
+                                                                            [PSNR(), MSSSIM()], todo)}
+    assert rows.keys() == inline.keys() and len(rows) == 24
+    for key, row in rows.items():
+        assert row.status == inline[key].status and row.error == inline[key].error
+        assert row.metrics == inline[key].metrics
+        assert set(row.states) == set(inline[key].states)
+    small = rows[("im0", "32")]
+    assert small.status == "error" and "msssim: MS-SSIM needs both sides >= 161" in small.error
+    assert "psnr" in small.metrics
