@@ -155,7 +155,8 @@ def measure(metrics: Sequence[Metric], sample: Sample | Sequence[Sample], rows: 
     use_cache = cache is not None and keys is not None
     missing = []
     for i, row in enumerate(rows):
-        todo = fill_cached(row, metrics, keys[i], cache) if use_cache else list(metrics)  # type: ignore[index, arg-type]
+        todo = (fill_cached(row, metrics, keys[i], cache)  # type: ignore[index, arg-type]
+                if use_cache else list(metrics))
         missing.append([m for m in todo if m.name not in row.states])  # not those measured in a codec worker
     for metric in metrics:
         todo = [i for i in range(len(rows)) if metric in missing[i]]
