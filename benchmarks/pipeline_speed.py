@@ -8,7 +8,8 @@ Inception, the segmenter as loaded). The naive loop is fed our preprocessing, wh
 channels_last-strided tensors already make the segmenter ~1.3× faster than the seeds'
 contiguous ones on CPU, so the printed speed-up is conservative. Ours: ``bench.runner.execute`` (reference cache,
 batched metrics, an original's LPIPS features shared by its reconstructions, codec worker
-pool overlapped with metric work, the segmenter's BN folded and channels_last on CPU).
+pool (pixel metrics in the workers, networks on every core between codings), the segmenter's
+BN folded and channels_last on CPU).
 With ``--attribute`` (default) the naive loop also runs with our networks, which splits
 the speed-up into network tuning and pipeline. Then the incremental case: the same run
 with one rate point added to one codec, against the cold run.
