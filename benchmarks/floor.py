@@ -78,14 +78,16 @@ def msssim_micro(repeat: int) -> None:
 
 
 class BusyCore:
-    """One core kept busy by a pure-Python loop in a child process for at most ``seconds``."""
+    """One core kept busy by a pure-Python loop in a child process for at most ``seconds``; killed
+    on exit, and it stops by itself when this process is gone (its parent changes)."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "BusyCore":
-        code = f"import time\nend = time.time() + {self.seconds}\nwhile time.time() < end:\n    pass\n"
+        code = (f"import os, time\nend = time.time() + {self.seconds}\nparent = {os.getpid()}\n"
+                "while time.time() < end and os.getppid() == parent:\n    pass\n")
         self.proc = subprocess.Popen([sys.executable, "-c", code])
         return self
 
@@ -221,6 +223,9 @@ def scenario(name: str, metrics: list[str]) -> None:
 
 
 def main() -> int:
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout's TERM still kills the busy loop
     if ARGS.micro:
         msssim_micro(ARGS.repeat)
     for name in ARGS.scenarios.split(","):
