@@ -228,7 +228,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout's TERM still kills the busy loop
     if ARGS.micro:
         msssim_micro(ARGS.repeat)
-    for name in ARGS.scenarios.split(","):
+    for name in filter(None, ARGS.scenarios.split(",")):
         metrics = ["psnr", "msssim"] if name == "classical" else ["psnr", "msssim", "lpips", "fid", "miou"]
         scenario(name, metrics)
     return 0
