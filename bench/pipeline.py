@@ -155,9 +155,8 @@ def measure(metrics: Sequence[Metric], sample: Sample | Sequence[Sample], rows: 
     use_cache = cache is not None and keys is not None
     missing = []
     for i, row in enumerate(rows):
-        todo = (fill_cached(row, metrics, keys[i], cache)  # type: ignore[index, arg-type]
-                if use_cache else list(metrics))
-        missing.append([m for m in todo if m.name not in row.states])  # not those measured in a codec worker
+        wanted = [m for m in metrics if m.name not in row.states]  # not those measured in a codec worker
+        missing.append(fill_cached(row, wanted, keys[i], cache) if use_cache else wanted)  # type: ignore[index, arg-type]
     for metric in metrics:
         todo = [i for i in range(len(rows)) if metric in missing[i]]
         for start in range(0, len(todo), max(1, batch_size)):
