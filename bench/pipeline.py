@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import time
 import traceback
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
@@ -27,6 +28,8 @@ from .errors import BenchError, ConfigError
 from .metrics.base import Metric, Pair, State
 from .resultcache import CodedEntry, ResultCache, coded_key, identity, metric_key, sample_key
 from .store import Row
+from .threads import (ThreadPlan, has_networks, heavy_on_cpu, limit_process_threads, plan_threads,
+                      set_torch_threads)
 
 
 @dataclass
@@ -39,6 +42,7 @@ class Coded:
     seconds: dict[str, float] = field(default_factory=dict)
     recon: np.ndarray | None = None
     error: str | None = None
+    measured: dict[str, tuple[dict[str, float], State, float]] = field(default_factory=dict)  # in a worker
 
 
 def semantics_for(codec: Codec, sample: Sample, class_set: str | None) -> Semantics | None:
@@ -149,8 +153,10 @@ def measure(metrics: Sequence[Metric], sample: Sample | Sequence[Sample], rows: 
     samples = [sample] * len(rows) if isinstance(sample, Sample) else list(sample)
     errors: list[list[str]] = [[] for _ in rows]
     use_cache = cache is not None and keys is not None
-    missing = [fill_cached(row, metrics, keys[i], cache) if use_cache else list(metrics)  # type: ignore[index, arg-type]
-               for i, row in enumerate(rows)]
+    missing = []
+    for i, row in enumerate(rows):
+        wanted = [m for m in metrics if m.name not in row.states]  # not those measured in a codec worker
+        missing.append(fill_cached(row, wanted, keys[i], cache) if use_cache else wanted)  # type: ignore[index, arg-type]
     for metric in metrics:
         todo = [i for i in range(len(rows)) if metric in missing[i]]
         for start in range(0, len(todo), max(1, batch_size)):
@@ -185,19 +191,35 @@ AUTO_POOL_MIN = 24  # parallel-safe codings from which workers=None starts a pro
 
 # -- worker processes ---------------------------------------------------------------------
 _WORKER_CODECS: list[Codec] = []
+_WORKER_METRICS: list[Metric] = []  # pixel metrics measured where the reconstruction is decoded
 
 
-def _init_worker(codecs: list[Codec], parent_pid: int) -> None:
+def _init_worker(threads: int, payload: bytes, parent_pid: int) -> None:
     """Set up a codec worker; it exits (killing its tools) when the run's process dies, even by kill -9."""
     from .procs import die_with_parent
 
     die_with_parent(parent_pid)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _WORKER_CODECS[:] = codecs
+    # thread pools limited before the codecs and metrics are unpickled (which may import torch)
+    limit_process_threads(threads)
+    _WORKER_CODECS[:], _WORKER_METRICS[:] = pickle.loads(payload)
 
 
 def _code_in_worker(index: int, rate: Any, sample: Sample, class_set: str | None) -> Coded:
-    return code(_WORKER_CODECS[index], rate, sample, class_set)
+    codec = _WORKER_CODECS[index]
+    coded = code(codec, rate, sample, class_set)
+    if coded.recon is not None:
+        pair = Pair(sample, coded.recon, sum(coded.bytes.values()), codec.name, codec.rate_label(rate))
+        for metric in _WORKER_METRICS:
+            try:
+                state = metric.init()
+                t0 = time.perf_counter()
+                values = metric.update(state, pair)
+                seconds = time.perf_counter() - t0
+            except Exception:  # measured again in the main process, which records the error
+                continue
+            if not any(isinstance(v, float) and math.isnan(v) for v in values.values()):
+                coded.measured[metric.name] = (values, state, seconds)
+    return coded
 
 
 @dataclass
@@ -235,6 +257,8 @@ class LocalExecutor:
         self.batch_size = batch_size
         self.cache = cache
         self.lookahead = lookahead
+        self.thread_plan: ThreadPlan | None = None  # chosen by run(), see bench.threads
+        self._inflight: deque[_Job] = deque()
 
     def run(self, dataset: Dataset, codecs: Sequence[Codec], metrics: Sequence[Metric],
             todo: Sequence[tuple[str, list[tuple[int, Any]]]], semantics: Any = None) -> Iterator[Row]:
@@ -247,15 +271,19 @@ class LocalExecutor:
         metric_ids = [identity(m) for m in metrics]
         pool = None
         n_parallel = sum(1 for _, pending in todo for ci, _r in pending if codecs[ci].parallel_safe)
-        workers = self.workers
-        if workers is None:  # spawning workers costs ~1-2 s: only worth it for more than a handful of images
-            workers = (os.cpu_count() or 1) if n_parallel >= AUTO_POOL_MIN else 1
-        if workers > 1 and n_parallel:
+        # spawning workers costs ~1-2 s: automatic only for more than a handful of images
+        plan = plan_threads(self.workers, n_parallel=n_parallel, heavy=heavy_on_cpu(metrics),
+                            networks=has_networks(metrics), auto_pool_min=AUTO_POOL_MIN)
+        self.thread_plan = plan
+        if plan.workers:
             from .procs import worker_context  # spawn; workers ignore Ctrl-C and die with this process
 
-            pool = ProcessPoolExecutor(workers, mp_context=worker_context(),
-                                       initializer=_init_worker, initargs=(list(codecs), os.getpid()))
-        inflight: deque[_Job] = deque()
+            pixel = [m for m in metrics if getattr(m, "pixel", False)] if plan.pixel_metrics_in_workers else []
+            pool = ProcessPoolExecutor(plan.workers, mp_context=worker_context(), initializer=_init_worker,
+                                       initargs=(plan.worker_threads, pickle.dumps((list(codecs), pixel)),
+                                                 os.getpid()))
+        inflight = self._inflight = deque()
+        old_threads = set_torch_threads(plan.main)
         try:
             for image_id, pending in todo:
                 inflight.append(self._start(dataset, codecs, codec_ids, metrics, metric_ids, class_set,
@@ -267,6 +295,7 @@ class LocalExecutor:
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
+            set_torch_threads(old_threads)
 
     def _start(self, dataset: Dataset, codecs: Sequence[Codec], codec_ids: list[str], metrics: Sequence[Metric],
                metric_ids: list[str], class_set: str | None, image_id: str, pending: list[tuple[int, Any]],
@@ -279,6 +308,7 @@ class LocalExecutor:
                                for ci, r in pending])
         job = _Job(sample, [], class_set=class_set)
         skey = sample_key(sample) if self.cache is not None else ""
+        inline: list[_Work] = []  # coded in this process, after the pool's share is submitted
         for ci, rate in pending:
             codec = codecs[ci]
             own_semantics = codec.needs_semantics and self.semantics is not None
@@ -301,8 +331,20 @@ class LocalExecutor:
             if pool is not None and codec.parallel_safe and not own_semantics:
                 job.work.append(_Work(ci, rate, keys, pool.submit(_code_in_worker, ci, rate, sample, class_set), ckey))
             else:
-                job.work.append(_Work(ci, rate, keys, code(codec, rate, sample, class_set, self.semantics), ckey))
+                inline.append(_Work(ci, rate, keys, Coded(), ckey))
+                job.work.append(inline[-1])
+        if inline:
+            self._quiesce(job)
+        for work in inline:
+            work.result = code(codecs[work.codec_index], work.rate, sample, class_set, self.semantics)
         return job
+
+    def _quiesce(self, *jobs: _Job) -> None:
+        """In phased mode (see bench.threads), wait until no worker codes: the main process then
+        computes on every core without oversubscribing them."""
+        if self.thread_plan is None or self.thread_plan.mode != "phased":
+            return
+        wait([w.result for job in (*self._inflight, *jobs) for w in job.work if isinstance(w.result, Future)])
 
     def _finish(self, job: _Job, codecs: Sequence[Codec], metrics: Sequence[Metric]) -> Iterator[Row]:
         yield from job.rows
@@ -326,8 +368,14 @@ class LocalExecutor:
                 continue
             if self.cache is not None and not work.from_cache:
                 self.cache.put_coded(work.coded_key, CodedEntry(coded.bytes, coded.notes, coded.seconds, coded.recon))
+            for name, (values, state, seconds) in coded.measured.items():  # pixel metrics from the worker
+                row.metrics.update(values)
+                row.states[name], row.seconds[name] = state, seconds
+                if self.cache is not None:
+                    self.cache.put_metric(work.keys[name], values, state, seconds)
             rows.append(row)
             recons.append(coded.recon)
             keys.append(work.keys)
+        self._quiesce()
         measure(metrics, job.sample, rows, recons, batch_size=self.batch_size, cache=self.cache, keys=keys)
         yield from rows

@@ -19,11 +19,13 @@ from .metrics.base import Metric
 from .pipeline import base_row, code, measure
 from .refcache import default_dir
 from .store import Row
+from .threads import THREAD_ENV, ThreadPlan, limit_process_threads
 
 
 def _shard(dataset: Dataset, codec: Codec, metrics: Sequence[Metric], rate: Any, image_ids: Sequence[str],
            batch_size: int, semantics: Any = None) -> list[Row]:
-    """One shard's rows (runs inside a Ray worker)."""
+    """One shard's rows (runs inside a Ray worker, one CPU: torch on one thread)."""
+    limit_process_threads(1)
     class_set = dataset.class_set.name if dataset.class_set else None
     done: list[Row] = []
     samples, rows, recons = [], [], []
@@ -57,6 +59,7 @@ class RayExecutor:
         self.batch_size = batch_size
         self.num_cpus = num_cpus
         self.env = dict(env or {})
+        self.thread_plan: ThreadPlan | None = None  # set by run(): one thread per Ray task (num_cpus=1)
 
     def _ray(self) -> Any:
         try:
@@ -65,7 +68,7 @@ class RayExecutor:
             raise UnavailableError("the Ray executor needs the 'ray' package", "pip install ray") from None
         if not ray.is_initialized():
             env = {"BENCH_CACHE_DIR": str(default_dir().resolve()), "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-                   **self.env}
+                   **{var: "1" for var in THREAD_ENV}, **self.env}
             ray.init(address=self.address, num_cpus=None if self.address else self.num_cpus,
                      include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
                      runtime_env={"env_vars": {k: v for k, v in env.items() if v}})
@@ -74,6 +77,8 @@ class RayExecutor:
     def run(self, dataset: Dataset, codecs: Sequence[Codec], metrics: Sequence[Metric],
             todo: Sequence[tuple[str, list[tuple[int, Any]]]], semantics: Any = None) -> Iterator[Row]:
         ray = self._ray()
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))  # tasks at once, each on 1 CPU, 1 thread
+        self.thread_plan = ThreadPlan(cores=cpus, main=1, workers=cpus, worker_threads=1, mode="ray")
         by_point: dict[tuple[int, str], tuple[Any, list[str]]] = {}
         for image_id, pending in todo:
             for ci, rate in pending:

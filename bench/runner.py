@@ -281,6 +281,8 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
     bar.close()
     # networks learn whether they fell back to random weights only when first loaded
     meta["metrics"] = {m.name: m.describe() for m in plan.metrics}
+    thread_plan = getattr(executor, "thread_plan", None)  # processes × threads used (bench.threads)
+    meta["threads"] = thread_plan.as_meta() if thread_plan is not None else None
     store.update_meta(run_id, meta)
     store.finish_run(run_id)
     return run_id

@@ -102,3 +102,111 @@ def test_bits_per_pixel_is_exact():
     assert bits_per_pixel(0, 10, 10) == 0.0
     with pytest.raises(ValueError):
         bits_per_pixel(1, 0, 10)
+
+
+# -- the MS-SSIM kernel (bench.metrics.ssim_kernel) against pytorch-msssim in float64 ---------------
+
+def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=quality)
+    return np.array(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
+def _reference(refs: list[np.ndarray], recs: list[np.ndarray]) -> np.ndarray:
+    """pytorch-msssim in float64, one value per image."""
+    a = torch.from_numpy(np.stack(refs)).permute(0, 3, 1, 2).double()
+    b = torch.from_numpy(np.stack(recs)).permute(0, 3, 1, 2).double()
+    return ms_ssim(a, b, data_range=255, size_average=False).numpy()
+
+
+def _photo(h: int, w: int) -> np.ndarray:
+    """A real photo of h×w: scikit-image's astronaut/coffee, cropped, or resized up for large sizes."""
+    from PIL import Image
+
+    src = data.coffee() if w > h else data.astronaut()
+    if src.shape[0] < h or src.shape[1] < w:
+        scale = max(h / src.shape[0], w / src.shape[1])
+        size = (math.ceil(src.shape[1] * scale), math.ceil(src.shape[0] * scale))
+        src = np.asarray(Image.fromarray(src).resize(size, Image.BICUBIC))
+    return np.ascontiguousarray(src[:h, :w])
+
+
+@pytest.mark.parametrize("h,w,distortion", [(161, 161, "jpeg10"), (161, 300, "noise"), (175, 233, "jpeg60"),
+                                             (256, 512, "noise"), (383, 511, "jpeg10"), (1024, 683, "jpeg30")])
+def test_msssim_kernel_equals_pytorch_msssim_on_photos_of_many_sizes(h, w, distortion):
+    from bench.metrics.pixel import msssim_rgb
+
+    img = _photo(h, w)
+    rec = _noisy(img, 12, h) if distortion == "noise" else _jpeg(img, int(distortion[4:]))
+    expected = float(_reference([img], [rec])[0])
+    assert 0.5 < expected < 0.999  # a real distortion, not a trivial value
+    assert msssim_rgb(img, rec) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_msssim_kernel_batches_equal_single_images_and_pytorch_msssim(batch):
+    from bench.metrics.ssim_kernel import ms_ssim as fast_ms_ssim
+
+    refs = [_photo(203, 317)] * batch
+    recs = [_jpeg(refs[0], 5 + 15 * i) for i in range(batch)]
+    x = torch.from_numpy(np.stack(refs)).permute(0, 3, 1, 2)
+    y = torch.from_numpy(np.stack(recs)).permute(0, 3, 1, 2)
+    batched = fast_ms_ssim(x, y).numpy()
+    assert batched.shape == (batch,) and batched.dtype == np.float32
+    np.testing.assert_allclose(batched, _reference(refs, recs), rtol=0, atol=1e-6)
+    singles = [float(fast_ms_ssim(x[i:i + 1], y[i:i + 1])[0]) for i in range(batch)]
+    np.testing.assert_allclose(batched, singles, rtol=0, atol=1e-7)
+
+
+def test_msssim_kernel_on_kodak(shared_dir):
+    """Full 768×512 and 512×768 Kodak photos against their JPEG reconstructions."""
+    from PIL import Image
+
+    from bench.metrics.pixel import msssim_rgb
+
+    for name in ("kodim01.png", "kodim04.png"):  # kodim04 is portrait
+        img = np.asarray(Image.open(shared_dir / "data" / "kodak" / name).convert("RGB"))
+        rec = _jpeg(img, 20)
+        assert msssim_rgb(img, rec) == pytest.approx(float(_reference([img], [rec])[0]), abs=1e-6)
+
+
+def test_msssim_kernel_edge_cases_follow_pytorch_msssim():
+    """Identical images give 1; an inverted image has negative contrast-structure, which
+    pytorch-msssim clips by relu (value 0); float inputs with data range 1 and float64 work."""
+    from bench.metrics.ssim_kernel import ms_ssim as fast_ms_ssim
+
+    img = _photo(170, 190)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None]
+    assert float(fast_ms_ssim(x, x)[0]) == pytest.approx(1.0, abs=1e-6)
+    inverted = 255 - x
+    ref = float(ms_ssim(x.double(), inverted.double(), data_range=255))
+    assert ref == 0.0 and float(fast_ms_ssim(x, inverted)[0]) == 0.0
+    rec = torch.from_numpy(_jpeg(img, 15)).permute(2, 0, 1)[None]
+    expected = float(ms_ssim(x.double() / 255, rec.double() / 255, data_range=1.0))
+    assert float(fast_ms_ssim(x.float() / 255, rec.float() / 255, data_range=1.0)[0]) == pytest.approx(expected,
+                                                                                                      abs=1e-6)
+    as64 = fast_ms_ssim(x.double(), rec.double())
+    assert as64.dtype == torch.float64 and float(as64[0]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_msssim_kernel_parts_equal_torch_ops():
+    """The separable blur equals pytorch-msssim's grouped convolution, the pooling F.avg_pool2d
+    with padding on odd sides (zeros counted)."""
+    import torch.nn.functional as F
+    from pytorch_msssim.ssim import _fspecial_gauss_1d, gaussian_filter
+
+    from bench.metrics.ssim_kernel import avg_pool_2x2, gaussian_blur
+
+    x = torch.rand(2, 3, 37, 52, dtype=torch.float64) * 255
+    win = _fspecial_gauss_1d(11, 1.5).double().repeat(3, 1, 1, 1)
+    np.testing.assert_allclose(gaussian_blur(x).numpy(), gaussian_filter(x, win).numpy(), atol=1e-5)
+    for h, w in [(8, 10), (9, 10), (8, 11), (9, 11)]:
+        y = x[..., :h, :w].contiguous()
+        np.testing.assert_allclose(avg_pool_2x2(y).numpy(), F.avg_pool2d(y, 2, padding=[h % 2, w % 2]).numpy(),
+                                   atol=1e-12)
+        np.testing.assert_allclose(avg_pool_2x2(y - 128, fill=-128.0).numpy() + 128,
+                                   F.avg_pool2d(y, 2, padding=[h % 2, w % 2]).numpy(), atol=1e-9)

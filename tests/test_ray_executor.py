@@ -42,6 +42,9 @@ def test_ray_rows_and_dataset_metrics_equal_local(env, tmp_path):
     with Store(tmp_path / "ray.sqlite") as store:
         ray_id = execute(config, store, progress=False, executor=RayExecutor(num_cpus=2, chunk=2))
         remote, remote_summary = _rows(store, ray_id), summarise(store, ray_id)
+        # one thread per Ray task, as many tasks as the cluster's CPUs: never more threads than cores
+        assert store.run(ray_id)["meta"]["threads"] == {"cores": 2, "main": 1, "workers": 2, "worker_threads": 1,
+                                                        "mode": "ray"}
     assert ray_id == local_id
     assert local.keys() == remote.keys() and len(local) == 4 * 4
     for key, row in local.items():

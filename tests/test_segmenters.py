@@ -165,7 +165,8 @@ def test_mmseg_backend_unavailable_says_how_to_install(tmp_path: Path, monkeypat
         seg.predict(np.zeros((8, 8, 3), np.uint8))
 
 
-@pytest.mark.skipif(not HAVE_MMSEG, reason="mmsegmentation not installed (scripts/build_mmcv.sh)")
+@pytest.mark.skipif(not HAVE_MMSEG, reason="mmcv/mmsegmentation not installed: BENCH_WITH_MMSEG=1 bash "
+                    "scripts/test.sh builds them (~15-25 min on 2 cores), or scripts/build_mmcv.sh")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 def test_mmseg_backend_tiny_config_random_init_and_checkpoint(tmp_path: Path) -> None:
     from mmseg.apis import inference_model

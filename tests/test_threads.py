@@ -1,0 +1,200 @@
+"""The thread budget: processes × torch threads never exceed the cores, read back from a real run."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from fakes_bench import QuantCodec
+
+from bench import threads
+from bench.datasets.base import Dataset, Sample
+from bench.metrics.base import Metric, Pair, State
+from bench.pipeline import AUTO_POOL_MIN, LocalExecutor
+from bench.threads import ThreadPlan, available_cores, heavy_on_cpu, plan_threads
+
+
+@pytest.mark.parametrize("cores", [1, 2, 3, 4, 8, 16, 64])
+def test_plans_never_exceed_the_cores(cores):
+    for workers in (None, 0, 1, 2, 3, cores, 2 * cores + 1):
+        for n_parallel in (0, 5, AUTO_POOL_MIN, 1000):
+            for heavy, networks in ((False, False), (False, True), (True, True)):
+                plan = plan_threads(workers, n_parallel=n_parallel, heavy=heavy, networks=networks, cores=cores)
+                where = (cores, workers, n_parallel, heavy, networks, plan)
+                assert plan.cores == cores and plan.main >= 1 and plan.worker_threads == 1, where
+                assert plan.peak() <= cores, where
+                assert plan.workers <= cores, where
+                if plan.workers == 0:
+                    assert plan.mode == "inline" and plan.main == (cores if heavy else 1), where
+                    continue
+                assert n_parallel and cores > 1, where
+                if heavy:  # the networks then get every core, while no worker codes
+                    assert plan.mode == "phased" and plan.main == cores, where
+                elif networks:  # on a GPU, driven by the main process beside the workers
+                    assert plan.mode == "overlap" and plan.main + plan.workers == cores, where
+                else:  # pixel metrics only: the workers code and measure, the main process waits
+                    assert plan.mode == "workers" and plan.workers == min(workers or cores, cores), where
+    # automatic: a pool only when there is enough to code; on 2 cores one worker beside the main process
+    assert plan_threads(None, n_parallel=AUTO_POOL_MIN - 1, heavy=False, cores=8).workers == 0
+    assert plan_threads(None, n_parallel=AUTO_POOL_MIN, heavy=False, cores=2) == \
+        ThreadPlan(2, main=1, workers=2, mode="workers")
+    assert plan_threads(None, n_parallel=AUTO_POOL_MIN, heavy=False, networks=True, cores=2) == \
+        ThreadPlan(2, main=1, workers=1, mode="overlap")
+    assert plan_threads(None, n_parallel=100, heavy=True, cores=2) == ThreadPlan(2, main=2, workers=2, mode="phased")
+
+
+def test_available_cores_reads_the_affinity_then_cpu_count(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 5, 7}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert available_cores() == 3  # a process pinned to 3 of 64 cores (taskset, cgroup cpuset)
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    assert available_cores() == 64
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert available_cores() == 1
+
+
+def test_pixel_metrics_are_light_networks_heavy_on_cpu():
+    from bench.metrics.pixel import MSSSIM, PSNR
+
+    assert not heavy_on_cpu([PSNR(), MSSSIM()])
+    net = Metric.__new__(_Probe)
+    net.device = "cpu"
+    assert heavy_on_cpu([PSNR(), net])
+    net.device = "cuda:0"
+    assert not heavy_on_cpu([PSNR(), net])
+
+
+# -- a real run: what the workers and the main process actually used -------------------------------
+
+class _Images(Dataset):
+    name = "probe-images"
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def ids(self) -> list[str]:
+        return [f"im{i}" for i in range(self.n)]
+
+    def files(self, image_id: str) -> list[Path]:
+        return []
+
+    def load(self, image_id: str) -> Sample:
+        rng = np.random.default_rng(int(image_id[2:]))
+        return Sample(image_id, rng.integers(0, 256, (48, 40, 3), dtype=np.uint8))
+
+
+class ThreadProbeCodec(QuantCodec):
+    """QuantCodec that notes its process, torch threads, OMP setting and busy interval."""
+
+    name = "threadprobe"
+
+    def encode(self, image: np.ndarray, rate: Any, *, semantics: Any = None):
+        t0 = time.time()
+        enc = super().encode(image, rate)
+        time.sleep(0.01)  # long enough for intervals to be seen
+        enc.notes = {"pid": float(os.getpid()), "torch_threads": float(torch.get_num_threads()),
+                     "omp": os.environ.get("OMP_NUM_THREADS", ""), "t0": t0, "t1": time.time()}
+        return enc
+
+
+class _Probe(Metric):
+    """Records where it measured (process, torch threads) and when (in the main process)."""
+
+    name = "probe"
+
+    def __init__(self, pixel: bool) -> None:
+        super().__init__(device="cpu")
+        self.pixel = pixel
+        self.intervals: list[tuple[float, float]] = []
+
+    def init(self) -> State:
+        return {"n": np.zeros(())}
+
+    def update(self, state: State, pair: Pair) -> dict[str, float]:
+        t0 = time.time()
+        time.sleep(0.005)
+        self.intervals.append((t0, time.time()))
+        return {"measure_threads": float(torch.get_num_threads()), "measure_pid": float(os.getpid())}
+
+    def compute(self, state: State) -> dict[str, float]:
+        return {}
+
+
+@pytest.mark.parametrize("pixel", [True, False], ids=["pixel-metrics", "network-metrics"])
+def test_run_uses_at_most_the_cores(monkeypatch, pixel):
+    cores = 3
+    monkeypatch.setattr(threads, "available_cores", lambda: cores)
+    before = torch.get_num_threads()
+    dataset, probe = _Images(8), _Probe(pixel)
+    todo = [(i, [(0, 32), (0, 16), (0, 8)]) for i in dataset.ids()]  # 24 codings: an automatic pool
+    executor = LocalExecutor(workers=None)
+    rows = list(executor.run(dataset, [ThreadProbeCodec()], [probe], todo))
+    plan = executor.thread_plan
+    assert len(rows) == 24 and all(r.status == "ok" for r in rows), [r.error for r in rows]
+    assert torch.get_num_threads() == before  # restored after the run
+
+    worker_pids = {r.metrics["pid"] for r in rows}
+    assert os.getpid() not in worker_pids and 1 <= len(worker_pids) <= plan.workers  # coded in the pool
+    assert {r.metrics["torch_threads"] for r in rows} == {1.0}  # what each worker really ran with
+    assert {r.notes["omp"] for r in rows} == {"1"}
+    measured_in = {r.metrics["measure_pid"] for r in rows}
+    measure_threads = {r.metrics["measure_threads"] for r in rows}
+    if pixel:  # the workers code and measure; the main process only waits for them
+        assert plan.mode == "workers" and plan.workers == cores and plan.main == 1
+        assert measured_in <= worker_pids and measure_threads == {1.0}
+        assert len(worker_pids) * 1 <= cores
+    else:  # the main process gets every core, but only while no worker codes
+        assert plan.mode == "phased" and plan.main == cores
+        assert measured_in == {float(os.getpid())} and measure_threads == {float(cores)}
+        codings = [(r.metrics["t0"], r.metrics["t1"]) for r in rows]
+        overlaps = [(c, m) for c in codings for m in probe.intervals if c[0] < m[1] and m[0] < c[1]]
+        assert not overlaps
+
+
+def test_run_meta_records_the_threads(tmp_path, monkeypatch):
+    import fakes_bench
+
+    from bench.runner import RunConfig, execute
+    from bench.store import Store
+
+    fakes_bench.use_fakes(tmp_path, monkeypatch, 2)
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    with Store(tmp_path / "bench.sqlite") as store:
+        run_id = execute(RunConfig("pngs", ["quant"], ["psnr"], workers=2), store, progress=False)
+        recorded = store.run(run_id)["meta"]["threads"]
+    assert recorded == {"cores": 2, "main": 1, "workers": 2, "worker_threads": 1, "mode": "workers"}
+
+
+def test_pixel_metrics_measured_in_workers_equal_inline_and_keep_errors(monkeypatch):
+    """PSNR and MS-SSIM measured in the codec workers give the main process's values; a metric
+    failing there (MS-SSIM on a 48×40 image) is recorded for that image as in the main process."""
+    from bench.metrics.pixel import MSSSIM, PSNR
+
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+
+    class Mixed(_Images):
+        def load(self, image_id: str) -> Sample:
+            size = (48, 40) if image_id == "im0" else (170, 180)
+            rng = np.random.default_rng(int(image_id[2:]))
+            return Sample(image_id, rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+
+    dataset = Mixed(8)
+    todo = [(i, [(0, 32), (0, 16), (0, 8)]) for i in dataset.ids()]
+    pooled = LocalExecutor(workers=None)
+    rows = {(r.image_id, r.rate): r for r in pooled.run(dataset, [QuantCodec()], [PSNR(), MSSSIM()], todo)}
+    assert pooled.thread_plan.mode == "workers"
+    inline = {(r.image_id, r.rate): r for r in LocalExecutor(workers=1).run(dataset, [QuantCodec()],
+                                                                            [PSNR(), MSSSIM()], todo)}
+    assert rows.keys() == inline.keys() and len(rows) == 24
+    for key, row in rows.items():
+        assert row.status == inline[key].status and row.error == inline[key].error
+        assert row.metrics == inline[key].metrics
+        assert set(row.states) == set(inline[key].states)
+    small = rows[("im0", "32")]
+    assert small.status == "error" and "msssim: MS-SSIM needs both sides >= 161" in small.error
+    assert "psnr" in small.metrics
