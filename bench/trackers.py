@@ -78,13 +78,6 @@ def run_params(run: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def _center_crop(image: np.ndarray, side: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    s = min(side, h, w)
-    y, x = (h - s) // 2, (w - s) // 2
-    return image[y:y + s, x:x + s]
-
-
 def reconstruction_crops(config: "RunConfig", store: "Store", run_id: str, *, per_codec: int = 2,
                          side: int = 128) -> dict[str, np.ndarray]:
     """Centre crops (``side`` px) of the first fully coded image: the original and each codec's
@@ -95,6 +88,7 @@ def reconstruction_crops(config: "RunConfig", store: "Store", run_id: str, *, pe
     from .codecs.base import Codec
     from .errors import BenchError
     from .pipeline import code
+    from .report.html import center_crop
 
     rows = [r for r in store.rows(run_id) if r.status == "ok" and r.bpp is not None]
     if not rows or per_codec <= 0:
@@ -104,7 +98,7 @@ def reconstruction_crops(config: "RunConfig", store: "Store", run_id: str, *, pe
         catalog.make_dataset(config.dataset, **config.dataset_params)
     sample = dataset.get(image_id)
     class_set = dataset.class_set.name if dataset.class_set else None
-    out = {"original": _center_crop(sample.image, side)}
+    out = {"original": center_crop(sample.image, side)}
     instances = {c.name: c for c in config.codecs if isinstance(c, Codec)}
     for name in dict.fromkeys(r.codec for r in rows if r.image_id == image_id):
         points = sorted((r for r in rows if r.image_id == image_id and r.codec == name), key=lambda r: r.bpp)
@@ -117,7 +111,7 @@ def reconstruction_crops(config: "RunConfig", store: "Store", run_id: str, *, pe
         for r in chosen:
             coded = code(codec, codec.rate_knob.parse(r.rate), sample, class_set)
             if coded.recon is not None:
-                out[_UNSAFE.sub("_", f"{name}_rate_{r.rate}_{r.bpp:.3f}bpp")] = _center_crop(coded.recon, side)
+                out[_UNSAFE.sub("_", f"{name}_rate_{r.rate}_{r.bpp:.3f}bpp")] = center_crop(coded.recon, side)
     return out
 
 

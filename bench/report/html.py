@@ -290,7 +290,8 @@ def _rebuild_codec(name: str, recorded: Mapping[str, Any] | None, overrides: Map
     return codec
 
 
-def _center_crop(image: np.ndarray, side: int) -> np.ndarray:
+def center_crop(image: np.ndarray, side: int) -> np.ndarray:
+    """The centred ``side`` × ``side`` square of an H×W(×C) image (smaller when the image is)."""
     h, w = image.shape[:2]
     s = min(side, h, w)
     y, x = (h - s) // 2, (w - s) // 2
@@ -327,7 +328,7 @@ def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions) ->
         sample = dataset.load(image_id)
     except (BenchError, OSError) as err:
         return f'<p class="note">crops skipped: cannot load image {_esc(image_id)}: {_esc(err)}</p>'
-    figs = [f'<figure>{_img(array_uri(_center_crop(sample.image, options.crop)), "original")}'
+    figs = [f'<figure>{_img(array_uri(center_crop(sample.image, options.crop)), "original")}'
             f"<figcaption>original {_esc(image_id)} ({sample.height}×{sample.width})</figcaption></figure>"]
     for label in labels:
         run_id, codec_name = group.origin[label]
@@ -348,7 +349,7 @@ def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions) ->
             f'<br><span class="note">recomputed {enc.total_bytes} B ≠ stored {stored} B</span>')
         psnr = row.metrics.get("psnr")
         extra = f", PSNR {psnr:.2f} dB" if isinstance(psnr, (int, float)) and math.isfinite(psnr) else ""
-        figs.append(f'<figure>{_img(array_uri(_center_crop(recon, options.crop)), label)}'
+        figs.append(f'<figure>{_img(array_uri(center_crop(recon, options.crop)), label)}'
                     f"<figcaption>{_esc(label)} rate {_esc(row.rate)}: {float(row.bpp):.4f} bpp{extra}{check}"
                     f"</figcaption></figure>")
     return (f"<p>image {_esc(image_id)}, centre crop {options.crop}×{options.crop} px, each codec at its rate "
@@ -405,9 +406,9 @@ def worst_html(store: Store, group: _Group, options: HtmlOptions) -> str:
                                 "</figcaption></figure>")
                     continue
                 why = "; ".join(f"{c}: {v:.4g}" for c, v in zip(cg["criterion"], cg["value"]))
-                figs.append(f'<figure>{_img(array_uri(_center_crop(sample.image, options.crop)), "original")}'
+                figs.append(f'<figure>{_img(array_uri(center_crop(sample.image, options.crop)), "original")}'
                             f"<figcaption>original {_esc(crit)}</figcaption></figure>"
-                            f'<figure>{_img(array_uri(_center_crop(recon, options.crop)), label)}'
+                            f'<figure>{_img(array_uri(center_crop(recon, options.crop)), label)}'
                             f"<figcaption>{_esc(label)} @ {_esc(rate)} — {_esc(why)}</figcaption></figure>")
             parts.append(f"<h4>{_esc(label)} @ rate {_esc(rate)}</h4><table class=meta>{lines}</table>"
                          + (f'<div class="crops">{"".join(figs)}</div>' if figs else ""))
