@@ -254,8 +254,8 @@ def _add_ci_args(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--ci-seed", type=int, default=0, help="bootstrap seed (default 0)")
 
 
-def _report(store: Any, run_id: str, out_dir: Path, boot: Any = None) -> int:
-    from .report import load_run, render_console, summarise, write_report
+def _report(store: Any, run_id: str, out_dir: Path, boot: Any = None, rate: str = "real") -> int:
+    from .report import load_run, rate_view, render_console, summarise, write_report
 
     loaded = load_run(store, run_id)  # the rows, read once for the console and the files
     summary = summarise(store, run_id, loaded)
@@ -263,8 +263,8 @@ def _report(store: Any, run_id: str, out_dir: Path, boot: Any = None) -> int:
         from .report.intervals import add_intervals
 
         summary = add_intervals(summary, store, run_id, loaded, boot)
-    paths = write_report(store, run_id, out_dir, summary, loaded)
-    print(render_console(summary))
+    paths = write_report(store, run_id, out_dir, summary, loaded, rate=rate)
+    print(render_console(rate_view(summary, rate)))
     print(f"report: {out_dir} ({len(paths)} files)")
     return 0
 
@@ -277,12 +277,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     with _store(args) as store:  # read-only: the report goes to files, not into the store
         run = store.run(args.run)
         if args.html:
+            if args.rate != "real":
+                raise BenchError("--rate paper is not drawn in the HTML report yet",
+                                 "use `bench report RUN --rate paper` (tables and curves) or `bench figures`")
             return _html_report(args, store, [run["run_id"]] + [store.run(r)["run_id"] for r in args.more_runs])
         if args.more_runs:
             raise BenchError("several runs make one report only with --html", "add --html, or report one run")
         dest = Path(args.dest) if args.dest else Path(args.out) / run["run_id"]
         output_dir(dest, "report folder", "pass --dest DIR, a folder you can write (the store itself is only read)")
-        return _report(store, run["run_id"], dest, _bootstrap(args))
+        return _report(store, run["run_id"], dest, _bootstrap(args), args.rate)
 
 
 def _html_report(args: argparse.Namespace, store: Any, run_ids: list[str]) -> int:
@@ -353,7 +356,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                          codecs=_csv(args.codec) if args.codec else None, anchor=args.anchor, test=args.test,
                          tolerance=args.tolerance, delta_tolerance=delta_tol, method=args.method,
                          ci=_bootstrap(args) or (_bootstrap(args, force=True) if args.gate == "significant" else None),
-                         rate_map=_rate_map(args.pair_rate))
+                         rate_map=_rate_map(args.pair_rate), rate=args.rate)
     print(render_text(result))
     if dest is not None:
         from .atomic import write_with
@@ -393,7 +396,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     with _store(args) as store:
         run = store.run(args.run)
         path = Path(args.output) if args.output else Path(args.out) / run["run_id"] / f"rows.{args.format}"
-        export_run(store, run["run_id"], path, args.format)
+        export_run(store, run["run_id"], path, args.format, rate=args.rate)
         print(f"exported {store.count(run['run_id'])} rows of {run['run_id']} to {path}")
     return 0
 
@@ -410,7 +413,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ProtocolWarning)
                 paths = write_figure(name, store, args.runs or ["latest"], dest, ssm=args.ssm_bpp,
-                                     ci=_bootstrap(args))
+                                     ci=_bootstrap(args), rate=args.rate)
             for w in caught:  # a figure drawn from runs of another protocol than its paper's
                 print(f"warning: {w.message}", file=sys.stderr)
             print(f"{name}: {', '.join(str(p) for p in paths)}")
@@ -488,6 +491,10 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
     from .codecs.spadegan.train import main as train_main
 
     return int(train_main(rest) or 0)
+
+
+RATE_HELP = ("bpp drawn / compared: real (transmitted bytes, default) or paper (a codec's paper formula rate, "
+             "real bpp for codecs without one)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -609,6 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--crop", type=int, default=192, help="--html: side of the centre crop in pixels")
     rep.add_argument("--no-crops", action="store_true", help="--html: do not recompute reconstructions")
     rep.add_argument("--param", action="append", help="--html: NAME.KEY=VALUE to rebuild a codec (as for run)")
+    rep.add_argument("--rate", choices=["real", "paper"], default="real", help=RATE_HELP)
     _add_ci_args(rep, "tables and curves with")
     rep.set_defaults(func=cmd_report)
 
@@ -634,6 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="BD interpolation (default pchip; cubic = VCEG-M33 polynomial fit)")
     cmp_.add_argument("--csv", help="also write compare_bd.csv and compare_points.csv to this folder")
     cmp_.add_argument("--no-gate", action="store_true", help="report only: exit 0 even on a regression")
+    cmp_.add_argument("--rate", choices=["real", "paper"], default="real", help=RATE_HELP)
     cmp_.add_argument("--gate", choices=["tolerance", "significant"], default="tolerance",
                       help="exit 6 on a regression beyond the tolerances (default), or only when its 95%% "
                            "bootstrap interval excludes 0 ('significant'; implies --ci)")
@@ -647,6 +656,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("run", nargs="?", default="latest")
     ex.add_argument("--format", default="csv", choices=["csv", "parquet", "json"])
     ex.add_argument("--output", "-o", help="file to write (default: results/<run-id>/rows.<format>)")
+    ex.add_argument("--rate", choices=["real", "paper"], default="real",
+                    help="what the bpp column holds: real (default) or paper (bpp_real and rate_basis added); "
+                         "bpp_paper is exported either way")
     ex.set_defaults(func=cmd_export)
 
     fg = sub.add_parser("figures", parents=common, help="paper figure layouts (sqgan-fig12, spic-fig4, iwai-fig8) as PDF and PNG")
@@ -655,6 +667,8 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--dest", help="output folder (default: results/figures/)")
     fg.add_argument("--ssm-bpp", type=float, help="spic-fig4: bpp of the lossless semantic map (dotted line); "
                                                   "default: found in the runs' byte parts")
+    fg.add_argument("--rate", choices=["real", "paper"],
+                    help="x axis: real bpp or paper formula rate (default: the preset's; sqgan-fig12: paper)")
     _add_ci_args(fg, "error bars of")
     fg.set_defaults(func=cmd_figures)
 

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, ProtocolMismatchError
+from .report.rates import BASIS, BASIS_PAPER, BASIS_REAL, rate_note, rate_view
 from .report.summary import column_info, summarise
 from .store import Store
 
@@ -249,6 +250,7 @@ class Comparison:
     regressions: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     tolerance: float = DEFAULT_TOLERANCE
+    rate: str = "real"  # the bpp compared: "real" (transmitted bytes) or "paper" (formula rates)
     #: with ``ci`` (bench.paired.attach): paired B − A per matched rate point with intervals,
     #: significant regressions (interval excludes 0 on the worse side) and the bootstrap settings
     paired: pd.DataFrame | None = None
@@ -399,8 +401,14 @@ def compare_frames(df_a: pd.DataFrame, df_b: pd.DataFrame, pairs: Sequence[tuple
 def compare(store: Store, run_a: str, run_b: str | None = None, *, metrics: Sequence[str] | None = None,
             codecs: Sequence[str] | None = None, anchor: str | None = None, test: str | None = None,
             tolerance: float = DEFAULT_TOLERANCE, delta_tolerance: Mapping[str, float] | None = None,
-            method: str = BD_METHOD, ci: Any = None, rate_map: Mapping[str, str] | None = None) -> Comparison:
+            method: str = BD_METHOD, ci: Any = None, rate_map: Mapping[str, str] | None = None,
+            rate: str = "real") -> Comparison:
     """Compare run ``run_b`` (test) against ``run_a`` (anchor).
+
+    ``rate``: "real" compares at the bpp of the transmitted bytes; "paper" at each codec's
+    paper formula rate (real bpp for codecs without one; ``rate_basis`` in the tables says
+    which), see :func:`bench.report.rates.rate_view`. Paired intervals (``ci``) resample the
+    rows' real bpp.
 
     Without ``anchor``/``test``: every codec present in both runs (or those in ``codecs``).
     With them: codec ``anchor`` of run A against codec ``test`` of run B (run B defaults to
@@ -417,8 +425,8 @@ def compare(store: Store, run_a: str, run_b: str | None = None, *, metrics: Sequ
     if same_run and not (anchor and test):
         raise ConfigError("comparing a run with itself needs two codecs",
                           "give a second run, or --anchor CODEC --test CODEC to compare two codecs of one run")
-    df_a = summarise(store, ra["run_id"])
-    df_b = df_a if same_run else summarise(store, rb["run_id"])
+    df_a = rate_view(summarise(store, ra["run_id"]), rate)
+    df_b = df_a if same_run else rate_view(summarise(store, rb["run_id"]), rate)
     if anchor or test:
         if not (anchor and test):
             raise ConfigError("--anchor and --test go together", "give both codec names")
@@ -442,6 +450,9 @@ def compare(store: Store, run_a: str, run_b: str | None = None, *, metrics: Sequ
         check_same_protocol(ra, rb, owners)
     result = compare_frames(df_a, df_b, pairs, keys, tolerance=tolerance, delta_tolerance=delta_tolerance,
                             method=method, run_a=ra["run_id"], run_b=rb["run_id"])
+    _record_rate(result, rate, df_a, df_b, pairs)
+    if ci is not None and rate == "paper":
+        result.notes.append("paired differences and BD intervals (--ci) resample the rows' real bpp")
     if ci is not None:
         from .paired import attach
         from .report.summary import load_run
@@ -458,6 +469,28 @@ def compare(store: Store, run_a: str, run_b: str | None = None, *, metrics: Sequ
     return result
 
 
+def _basis(df: pd.DataFrame, codec: str) -> str:
+    if BASIS not in df.columns:
+        return BASIS_REAL
+    return BASIS_PAPER if (df.loc[df["codec"] == codec, BASIS] == BASIS_PAPER).any() else BASIS_REAL
+
+
+def _record_rate(result: Comparison, rate: str, df_a: pd.DataFrame, df_b: pd.DataFrame,
+                 pairs: Sequence[tuple[str, str]]) -> None:
+    """Say which bpp was compared: ``rate`` on the result, a ``rate_basis`` column per codec
+    pair in both tables ("paper formula" / "real bytes", A/B when the sides differ), a note."""
+    result.rate = rate
+    labels = {(a if a == b else f"{a} → {b}"): (_basis(df_a, a), _basis(df_b, b)) for a, b in pairs}
+    text = {k: (ba if ba == bb else f"{ba} / {bb}") for k, (ba, bb) in labels.items()}
+    for frame in (result.metrics, result.points):
+        frame.insert(1, BASIS, [text.get(c, BASIS_REAL) for c in frame["codec"]])
+    note = rate_note(df_a) if rate == "paper" else None
+    if note:
+        result.notes.insert(0, f"rate: {note}")
+    if any(ba != bb for ba, bb in labels.values()):
+        result.notes.append("some codec pairs compare a paper formula rate with a real bpp (rate_basis)")
+
+
 # -- rendering ---------------------------------------------------------------------------
 def _fmt(x: Any, spec: str) -> str:
     try:
@@ -471,7 +504,9 @@ def render_text(result: Comparison) -> str:
     """A console report: BD table, per-rate-point table, notes and the regression verdict."""
     from tabulate import tabulate
 
-    lines = [f"anchor (A): {result.run_a}", f"test   (B): {result.run_b}", ""]
+    lines = [f"anchor (A): {result.run_a}", f"test   (B): {result.run_b}",
+             "rate: " + ("paper formula where a codec has one (see notes)" if result.rate == "paper"
+                         else "real bpp (transmitted bytes)"), ""]
     m = result.metrics
     table = [[r.codec, r.metric + (" ↑" if r.higher_is_better else " ↓"), f"{r.n_a}/{r.n_b}",
               _fmt(r.bd_rate_pct, "+.2f"), _fmt(r.bd_metric, "+.4f"), _fmt(r.quality_overlap, ".2f"),

@@ -1,8 +1,13 @@
 """Export a run's rows as one tidy table: one row per image × codec × rate.
 
 Columns: run_id, codec, rate, image_id, status, error, height, width, bpp (total),
-bpp_<part> per byte part, bytes_<part> (byte counts), every per-image metric value
-(random-weights ones marked ``" (random weights)"``) and seconds_<stage>; with an mIoU
+bpp_paper (the paper's formula rate of codecs that declare one, NaN for others) and its
+terms bpp_paper_<term>, bpp_<part> per byte part, bytes_<part> (byte counts), every
+per-image metric value (random-weights ones marked ``" (random weights)"``),
+error_<metric> (a metric's failure on that image) and seconds_<stage>. With
+``rate="paper"``, ``bpp`` is each codec's paper rate (its real bpp when it has none),
+``bpp_real`` the real bpp and ``rate_basis`` says which (see :mod:`bench.report.rates`).
+With an mIoU
 state, ``miou_gt_img`` / ``miou_orig_img`` (the image's own mIoU against the ground truth
 and against the segmentation of the original, recomputed from the state) and
 ``iou_drop_orig`` = 1 − ``miou_orig_img``. Metric
@@ -24,13 +29,14 @@ import pandas as pd
 from .atomic import output_file, write_text, write_with
 from .errors import ConfigError, UnavailableError
 from .report.evidence import per_image_iou
+from .report.rates import rate_view
 from .report.summary import RANDOM_MARK, load_run, per_image
 from .store import Store
 
 FORMATS = ("csv", "parquet", "json")
 
 
-def tidy_rows(store: Store, run_id: str) -> pd.DataFrame:
+def tidy_rows(store: Store, run_id: str, rate: str = "real") -> pd.DataFrame:
     """The run's rows as a DataFrame (see the module docstring for the columns)."""
     loaded = load_run(store, run_id)  # the rows, read once
     run, rows = loaded
@@ -46,6 +52,7 @@ def tidy_rows(store: Store, run_id: str) -> pd.DataFrame:
         keep = [c for c in df.columns if c not in ious.columns or c in ("codec", "rate", "image_id")]
         df = df[keep].merge(ious, on=["codec", "rate", "image_id"], how="left")
     df.insert(0, "run_id", run["run_id"])
+    df = rate_view(df, rate)
     df.attrs = {}
     return df
 
@@ -58,15 +65,16 @@ def _check_parquet() -> None:
                                "pip install pyarrow   (or export with --format csv / json)")
 
 
-def export_run(store: Store, run_id: str, path: Path | str, fmt: str | None = None) -> Path:
-    """Write the tidy rows of ``run_id`` to ``path`` as ``fmt`` (default: from the suffix), atomically."""
+def export_run(store: Store, run_id: str, path: Path | str, fmt: str | None = None, rate: str = "real") -> Path:
+    """Write the tidy rows of ``run_id`` to ``path`` as ``fmt`` (default: from the suffix), atomically;
+    ``rate``: "real" or "paper" (what ``bpp`` holds; both are always exported)."""
     path = output_file(path, "export file")
     fmt = (fmt or path.suffix.lstrip(".") or "csv").lower()
     if fmt not in FORMATS:
         raise ConfigError(f"export format {fmt!r} is unknown", f"use one of {', '.join(FORMATS)}")
     if fmt == "parquet":
         _check_parquet()
-    df = tidy_rows(store, run_id)
+    df = tidy_rows(store, run_id, rate)
     if fmt == "csv":
         write_with(path, lambda tmp: df.to_csv(tmp, index=False, float_format="%.17g"))
     elif fmt == "json":

@@ -45,6 +45,8 @@ from .compare import check_same_protocol
 from .errors import ConfigError
 from .report.curves import axis_label, codec_colour, codec_marker
 from .report.intervals import add_intervals, ci_notes, draw_interval, draw_small_n, small_n_notes
+from .report.curves import rate_axis_label
+from .report.rates import check_rate, paper_codecs_of, rate_view
 from .report.summary import column_info, summarise
 from .stats import Bootstrap
 from .store import Store
@@ -78,13 +80,14 @@ class Preset:
     rows_by_dataset: bool = False
     panel_size: tuple[float, float] = (1.75, 1.6)  # inches per panel
     protocol: str | None = None  # the paper's dataset protocol preset (bench.datasets.presets)
+    rate: str = "real"  # default x axis: "real" bpp or each codec's "paper" formula rate
 
 
 PRESETS: dict[str, Preset] = {
     "sqgan-fig12": Preset(
         "sqgan-fig12", "SQ-GAN (Pezone, Barbarossa, Caire), Fig. 12: FID, LPIPS, PSNR, mIoU vs BPP (Cityscapes)",
         (Panel(("fid",), "FID"), Panel(("lpips",), "LPIPS"), Panel(("psnr",), "PSNR"),
-         Panel(("miou_gt", "miou_orig"), "mIoU")), protocol="sqgan"),
+         Panel(("miou_gt", "miou_orig"), "mIoU")), protocol="sqgan", rate="paper"),
     "spic-fig4": Preset(
         "spic-fig4", "SPIC, Fig. 4: (a) mIoU and (b) FID vs BPP (Cityscapes); dotted line = lossless SSM bpp",
         (Panel(("miou_gt", "miou_orig"), "(a) mIoU", ssm_line=True), Panel(("fid",), "(b) FID")),
@@ -160,9 +163,10 @@ def preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-def load_runs(store: Store, run_ids: Sequence[str], ci: Bootstrap | None = None) -> list[RunData]:
+def load_runs(store: Store, run_ids: Sequence[str], ci: Bootstrap | None = None, rate: str = "real") -> list[RunData]:
     """Summaries of the runs (ids or prefixes, ``latest``), in the given order; with ``ci``
-    each carries bootstrap intervals (:func:`bench.report.intervals.add_intervals`)."""
+    each carries bootstrap intervals (:func:`bench.report.intervals.add_intervals`); ``bpp``
+    is the chosen rate (:func:`bench.report.rates.rate_view`)."""
     if not run_ids:
         raise ConfigError("no run given", "name runs (see `bench runs`)")
     out = []
@@ -171,7 +175,7 @@ def load_runs(store: Store, run_ids: Sequence[str], ci: Bootstrap | None = None)
         summary = summarise(store, run["run_id"])
         if ci is not None:
             summary = add_intervals(summary, store, run["run_id"], boot=ci)
-        out.append(RunData(run, summary))
+        out.append(RunData(run, rate_view(summary, rate)))
     return out
 
 
@@ -221,7 +225,7 @@ def _draw_panel(ax: Any, group: list[RunData], panel: Panel, ssm: float | None) 
     """Draw one panel; returns the key drawn (None when no run has the metric)."""
     found = [(r, _key_column(r.summary, panel.keys)) for r in group]
     found = [(r, kc) for r, kc in found if kc is not None]
-    ax.set_xlabel("bpp")
+    ax.set_xlabel(rate_axis_label(group[0].summary, "bpp") if group else "bpp")
     ax.set_title(panel.title)
     ax.grid(True, which="major", alpha=0.3, linewidth=0.5)
     if not found:
@@ -245,6 +249,8 @@ def _draw_panel(ax: Any, group: list[RunData], panel: Panel, ssm: float | None) 
             if d.empty:
                 continue
             label = r.labels.get(str(codec), str(codec))
+            if _real_in_paper_view(group, r, str(codec)):
+                label += " (real bpp)"
             all_bpp += d["bpp"].tolist()
             ax.plot(d["bpp"], d[col], label=label, color=codec_colour(label), marker=codec_marker(label))
             draw_interval(ax, r.summary, col, d.index, d["bpp"], codec_colour(label), style="bars")
@@ -259,6 +265,24 @@ def _draw_panel(ax: Any, group: list[RunData], panel: Panel, ssm: float | None) 
         ax.text(0.5, 0.02, "random weights", transform=ax.transAxes, ha="center", va="bottom", color="red",
                 fontsize=6)
     return key
+
+
+def _real_in_paper_view(group: list[RunData], r: RunData, codec: str) -> bool:
+    """A codec drawn at its real bpp in a paper-rate figure where another codec has a formula."""
+    return (r.summary.attrs.get("rate") == "paper" and codec in (r.summary.attrs.get("real_rate_codecs") or [])
+            and any(paper_codecs_of(g.summary) for g in group))
+
+
+def rate_caption(runs: list[RunData]) -> str | None:
+    """What the x axis holds, for the figure's caption (None: real bpp, the default)."""
+    if not runs or runs[0].summary.attrs.get("rate") != "paper":
+        return None
+    paper = sorted({c for r in runs for c in paper_codecs_of(r.summary)})
+    real = sorted({c for r in runs for c in (r.summary.attrs.get("real_rate_codecs") or [])} - set(paper))
+    if not paper:
+        return "x axis: real bpp (no codec here has a paper formula rate)"
+    text = f"x axis: the paper's formula rate for {', '.join(paper)}"
+    return text + (f"; real bpp (transmitted bytes) for {', '.join(real)}" if real else "")
 
 
 def figure(preset_name: str, runs: list[RunData], *, ssm: float | None = None) -> Figure:
@@ -294,7 +318,9 @@ def figure(preset_name: str, runs: list[RunData], *, ssm: float | None = None) -
         if handles:
             fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
                        ncol=min(len(handles), 6), frameon=False)
-        fig.suptitle(f"{p.source}\n{protocol_caption(p, runs)}", fontsize=7, color="0.35")
+        caption = rate_caption(runs)
+        fig.suptitle(f"{p.source}\n{protocol_caption(p, runs)}" + (f"\n{caption}" if caption else ""),
+                     fontsize=7, color="0.35")
         notes = list(dict.fromkeys(n for r in runs
                                    for n in small_n_notes(r.summary) + ci_notes(r.summary, "error bars: the")))
         if notes:  # small-N values are drawn hollow; intervals are error bars
@@ -305,10 +331,12 @@ def figure(preset_name: str, runs: list[RunData], *, ssm: float | None = None) -
 
 
 def write_figure(preset_name: str, store: Store, run_ids: Sequence[str], out_dir: Path | str, *,
-                 ssm: float | None = None, stem: str | None = None, ci: Bootstrap | None = None) -> list[Path]:
+                 ssm: float | None = None, stem: str | None = None, ci: Bootstrap | None = None,
+                 rate: str | None = None) -> list[Path]:
     """Draw the preset from stored runs and save ``<stem>.pdf`` (vector) and ``.png`` (300 dpi);
-    ``ci``: draw bootstrap error bars (off by default, as the papers print them)."""
-    runs = load_runs(store, run_ids, ci)
+    ``ci``: draw bootstrap error bars (off by default, as the papers print them); ``rate``:
+    "real" or "paper" x axis (default: the preset's, e.g. paper for sqgan-fig12)."""
+    runs = load_runs(store, run_ids, ci, rate=check_rate(rate or preset(preset_name).rate))
     fig = figure(preset_name, runs, ssm=ssm)
     out = output_dir(out_dir, "figures folder")
     base = out / (stem or preset_name)
@@ -319,14 +347,14 @@ def write_figure(preset_name: str, store: Store, run_ids: Sequence[str], out_dir
     return paths
 
 
-def write_all(store: Store, run_ids: Sequence[str], out_dir: Path | str) -> list[Path]:
+def write_all(store: Store, run_ids: Sequence[str], out_dir: Path | str, rate: str | None = None) -> list[Path]:
     """Every preset for the same runs (what notebooks/figures.ipynb does)."""
     paths: list[Path] = []
     for name in PRESETS:
-        paths += write_figure(name, store, run_ids, out_dir)
+        paths += write_figure(name, store, run_ids, out_dir, rate=rate)
     return paths
 
 
 def describe_presets() -> str:
     """One line per preset: name, source figure and panels."""
-    return "\n".join(f"{p.name:12s} {p.source} [protocol: {p.protocol}]" for p in PRESETS.values())
+    return "\n".join(f"{p.name:12s} {p.source} [protocol: {p.protocol}; rate: {p.rate}]" for p in PRESETS.values())

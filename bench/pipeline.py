@@ -148,10 +148,14 @@ def measure(metrics: Sequence[Metric], sample: Sample | Sequence[Sample], rows: 
     ``sample`` is the original of every row, or one original per row.
     Values do not depend on ``batch_size`` (metrics guarantee it).
 
+    A metric that raises or returns NaN on an image fails for that image only: the error
+    goes to ``row.metric_errors[metric]``, that metric's values and state are left out, and
+    the row stays ``ok`` with every other value (bpp, the other metrics). A batch that
+    raises is retried image by image, so one bad image does not fail its batch mates.
+
     ``keys[i][metric.name]`` are metric cache keys; cached results are reused, fresh ones stored.
     """
     samples = [sample] * len(rows) if isinstance(sample, Sample) else list(sample)
-    errors: list[list[str]] = [[] for _ in rows]
     use_cache = cache is not None and keys is not None
     missing = []
     for i, row in enumerate(rows):
@@ -161,30 +165,40 @@ def measure(metrics: Sequence[Metric], sample: Sample | Sequence[Sample], rows: 
         todo = [i for i in range(len(rows)) if metric in missing[i]]
         for start in range(0, len(todo), max(1, batch_size)):
             chunk = todo[start:start + max(1, batch_size)]
-            pairs = [Pair(samples[i], recons[i], sum(rows[i].bytes.values()), rows[i].codec, rows[i].rate)
-                     for i in chunk]
-            states: list[State] = [metric.init() for _ in chunk]
-            t0 = time.perf_counter()
-            try:
-                results = metric.update_batch(states, pairs)
-            except Exception as err:  # recorded for these images; the run goes on
-                message = err.problem if isinstance(err, BenchError) else _describe_error(err)
-                for i in chunk:
-                    errors[i].append(f"{metric.name}: {message}")
-                continue
-            seconds = (time.perf_counter() - t0) / len(chunk)
-            for i, state, values in zip(chunk, states, results):
+            done = _update(metric, chunk, samples, rows, recons)
+            if done is None and len(chunk) > 1:  # find the image(s) that fail; keep the others
+                done = [r for i in chunk for r in (_update(metric, [i], samples, rows, recons) or [])]
+            for i, state, values, seconds in done or []:
+                nans = [k for k, v in values.items() if isinstance(v, float) and math.isnan(v)]
+                if nans:
+                    rows[i].metric_errors[metric.name] = f"NaN in {', '.join(nans)}"
+                    continue
                 rows[i].metrics.update(values)
                 rows[i].states[metric.name] = state
                 rows[i].seconds[metric.name] = seconds
-                nans = [k for k, v in values.items() if isinstance(v, float) and math.isnan(v)]
-                if nans:
-                    errors[i].append(f"{metric.name}: NaN in {', '.join(nans)}")
-                elif use_cache:
-                    cache.put_metric(keys[i][metric.name], values, state, seconds)
-    for row, errs in zip(rows, errors):
-        if errs:
-            row.status, row.error = "error", "; ".join(errs)
+                if use_cache:
+                    cache.put_metric(keys[i][metric.name], values, state, seconds)  # type: ignore[index, union-attr]
+
+
+def _update(metric: Metric, chunk: list[int], samples: Sequence[Sample], rows: Sequence[Row],
+            recons: Sequence[np.ndarray]) -> list[tuple[int, State, dict[str, float], float]] | None:
+    """``metric.update_batch`` on rows ``chunk``: (row index, state, values, seconds per image)
+    each, or None when it raised (the error is then recorded on every row of the chunk, to be
+    overwritten by a per-image retry)."""
+    pairs = [Pair(samples[i], recons[i], sum(rows[i].bytes.values()), rows[i].codec, rows[i].rate) for i in chunk]
+    states: list[State] = [metric.init() for _ in chunk]
+    t0 = time.perf_counter()
+    try:
+        results = metric.update_batch(states, pairs)
+    except Exception as err:  # recorded for these images; the run goes on
+        message = err.problem if isinstance(err, BenchError) else _describe_error(err)
+        for i in chunk:
+            rows[i].metric_errors[metric.name] = message
+        return None
+    for i in chunk:
+        rows[i].metric_errors.pop(metric.name, None)
+    seconds = (time.perf_counter() - t0) / len(chunk)
+    return [(i, state, values, seconds) for i, state, values in zip(chunk, states, results)]
 
 
 AUTO_POOL_MIN = 24  # parallel-safe codings from which workers=None starts a process pool

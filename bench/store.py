@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS rows (
     seconds    TEXT,            -- JSON {encode, decode, metrics}
     created    REAL NOT NULL,
     notes      TEXT,            -- JSON text notes of the codec (semantics source, stand-ins)
+    metric_errors TEXT,         -- JSON {metric: error} of metrics that failed on this row (row stays ok)
     PRIMARY KEY (run_id, codec, rate, image_id)
 );
 """
@@ -79,6 +80,7 @@ class Row:
     states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # metric -> state
     seconds: dict[str, float] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    metric_errors: dict[str, str] = field(default_factory=dict)  # metric -> error; the row stays "ok"
 
 
 def recover_fix(path: Path | str) -> str:
@@ -169,13 +171,24 @@ class Store:
         try:
             if readonly:
                 self.db = connect_readonly(self.path)
-                return
-            self.db = sqlite3.connect(self.path, timeout=60)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
+            else:
+                self.db = sqlite3.connect(self.path, timeout=60)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(SCHEMA)
+                self._migrate()
+            self._has_metric_errors = "metric_errors" in self._row_columns()
         except sqlite3.Error as err:
             raise store_error(err, self.path) from None
+
+    def _row_columns(self) -> set[str]:
+        return {r[1] for r in self.db.execute("PRAGMA table_info(rows)")}
+
+    def _migrate(self) -> None:
+        """Add columns that stores written by older versions lack (their values stay NULL)."""
+        if "metric_errors" not in self._row_columns():
+            with self.db:
+                self.db.execute("ALTER TABLE rows ADD COLUMN metric_errors TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -271,10 +284,13 @@ class Store:
     # -- rows -----------------------------------------------------------------------
     @_guarded
     def done_keys(self, run_id: str, *, include_errors: bool = True) -> set[tuple[str, str, str]]:
-        """(codec, rate, image_id) of rows already stored."""
+        """(codec, rate, image_id) of rows already stored (``include_errors=False``: only
+        rows with no error at all, neither the row's nor a metric's)."""
         sql = "SELECT codec, rate, image_id FROM rows WHERE run_id = ?"
         if not include_errors:
             sql += " AND status = 'ok'"
+            if self._has_metric_errors:
+                sql += " AND (metric_errors IS NULL OR metric_errors IN ('', '{}'))"
         return {tuple(r) for r in self.db.execute(sql, (run_id,))}  # type: ignore[misc]
 
     @_guarded
@@ -283,9 +299,12 @@ class Store:
         states = pack_states(row.states) if row.states else None
         with self.db:
             self.db.execute(
-                "INSERT OR REPLACE INTO rows VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO rows (run_id, codec, rate, image_id, status, error, height, width, bytes, "
+                "bpp, metrics, states, seconds, created, notes, metric_errors) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run_id, row.codec, row.rate, row.image_id, row.status, row.error, row.height, row.width,
-                 _dumps(row.bytes), row.bpp, _dumps(row.metrics), states, _dumps(row.seconds), time.time(), _dumps(row.notes)),
+                 _dumps(row.bytes), row.bpp, _dumps(row.metrics), states, _dumps(row.seconds), time.time(),
+                 _dumps(row.notes), _dumps(row.metric_errors)),
             )
 
     def rows(self, run_id: str) -> Iterator[Row]:
@@ -294,7 +313,8 @@ class Store:
         try:
             cur = self.db.execute(
                 "SELECT codec, rate, image_id, status, error, height, width, bytes, bpp, metrics, states, seconds, "
-                "notes FROM rows WHERE run_id = ? ORDER BY codec, rate, image_id",
+                f"notes, {'metric_errors' if self._has_metric_errors else 'NULL'} FROM rows WHERE run_id = ? "
+                "ORDER BY codec, rate, image_id",
                 (run_id,),
             )
             for r in cur:
@@ -317,6 +337,7 @@ def _row(r: tuple[Any, ...]) -> Row:
         bytes=json.loads(r[7] or "{}"), bpp=r[8], metrics=json.loads(r[9] or "{}"),
         states=unpack_states(r[10]) if r[10] else {},
         seconds=json.loads(r[11] or "{}"), notes=json.loads(r[12] or "{}"),
+        metric_errors=json.loads(r[13] or "{}") if len(r) > 13 else {},
     )
 
 

@@ -62,7 +62,7 @@ def main() -> None:
           f"(torch threads {torch.get_num_threads()}): encode {statistics.median(enc_t):.3f} s, "
           f"decode {statistics.median(dec_t):.3f} s per image (median of {len(enc_t)}); "
           f"{enc.total_bytes} bytes = {bits_per_pixel(enc.total_bytes, cfg.height, cfg.width):.5f} bpp, "
-          f"bound {enc.notes['bpp_bound']:.6f} bpp")
+          f"bound {enc.notes['bpp_paper']:.6f} bpp")
 
 
 if __name__ == "__main__":

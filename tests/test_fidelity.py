@@ -91,7 +91,7 @@ def test_fid_kid_equal_torch_fidelity(inception: Path, tmp_path: Path, caplog: p
 
     cache = RefCache(tmp_path / "cache")
     fid = F.FID(weights_dir=str(inception.parent), device="cpu", cache=cache)
-    kid = F.KID(weights_dir=str(inception.parent), device="cpu", cache=cache)
+    kid = F.KID(weights_dir=str(inception.parent), device="cpu", cache=cache, subset_size=N_IMAGES)
     fid_states, kid_states = [], []
     for i, (ref, rec) in enumerate(zip(refs, recs)):
         pair = Pair(Sample(f"img{i}", ref), rec, 0)

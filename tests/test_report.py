@@ -180,7 +180,12 @@ def test_summary_matches_independent_values(tmp_path: Path, evaluated: dict[str,
         assert row.psnr_of_mean_mse == pytest.approx(10 * math.log10(255**2 / mean("mse")), rel=1e-9)
         assert row.mse == pytest.approx(mean("mse"), rel=1e-9)  # per-image mean, not from compute()
         assert row.msssim == pytest.approx(mean("msssim"), abs=2e-5)
-        assert row.msssim_db == pytest.approx(np.mean([-10 * math.log10(1 - r["msssim"]) for r in refs]), abs=1e-3)
+        # dataset MS-SSIM in dB is the dB of the mean MS-SSIM; the per-image mean of dB is its own column
+        assert row.msssim_db == pytest.approx(-10 * math.log10(1 - mean("msssim")), rel=1e-9)
+        assert row.msssim_db_mean == pytest.approx(np.mean([-10 * math.log10(1 - r["msssim"]) for r in refs]),
+                                                   rel=1e-9)
+        assert row.n_identical == 0 and row.n_psnr == row.n_msssim == len(refs)
+    assert not np.allclose(df.msssim_db, df.msssim_db_mean, rtol=0, atol=1e-5)  # a test that can fail
     # the mean of PSNRs and the PSNR of the mean MSE are different numbers here
     assert not np.allclose(df.psnr, df.psnr_of_mean_mse)
 

@@ -169,8 +169,8 @@ def test_decode_of_bytes_equals_quantised_forward(micro_model, micro_codec, rate
     # real size never exceeds the (byte-rounded) official bound by more than the headers
     bound = sum(math.ceil(bitstream.bound_bits(int(512 * m)) / 8) for m in rate)
     assert enc.total_bytes <= bound + bitstream.MAX_OVERHEAD_BYTES
-    assert enc.notes["bpp_bound"] == pytest.approx(enc.notes["bpp_bound_image"] + enc.notes["bpp_bound_semantic"])
-    assert enc.notes["bpp_bound_image"] == bitstream.bound_bpp(int(512 * rate[0]), 64, 128)
+    assert enc.notes["bpp_paper"] == pytest.approx(enc.notes["bpp_paper_image"] + enc.notes["bpp_paper_semantic"])
+    assert enc.notes["bpp_paper_image"] == bitstream.bound_bpp(int(512 * rate[0]), 64, 128)
     assert enc.notes["semantics_ground_truth"] == 1.0
 
 
@@ -293,8 +293,8 @@ def test_runner_end_to_end_on_demo(tmp_path, store_path):
         (row,) = list(store.rows(run_id))
     assert row.status == "ok", row.error
     assert row.rate == "0.4:0.6" and set(row.bytes) == {"header", "semantic", "image"}
-    assert row.metrics["bpp_bound_image"] == OFFICIAL_BOUND[0.4]
-    assert row.metrics["bpp_bound_semantic"] == OFFICIAL_BOUND[0.6]
+    assert row.metrics["bpp_paper_image"] == OFFICIAL_BOUND[0.4]
+    assert row.metrics["bpp_paper_semantic"] == OFFICIAL_BOUND[0.6]
     assert row.bpp == 8 * sum(row.bytes.values()) / (256 * 512)
     assert row.bpp <= OFFICIAL_BOUND[0.4] + OFFICIAL_BOUND[0.6] + 8 * (bitstream.MAX_OVERHEAD_BYTES + 2) / (256 * 512)
     assert np.isfinite(row.metrics["psnr"])

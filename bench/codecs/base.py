@@ -93,7 +93,12 @@ class Semantics:
 
 @dataclass
 class Encoded:
-    """The transmitted parts (real bytes) plus untransmitted notes for the record."""
+    """The transmitted parts (real bytes) plus untransmitted notes for the record.
+
+    A codec whose paper reports a formula rate instead of real bytes declares it with the
+    numeric note ``bpp_paper`` (and optionally its terms ``bpp_paper_<name>``); it is
+    reported beside the real bpp, never instead (``--rate paper`` draws with it).
+    """
 
     parts: dict[str, bytes]
     notes: dict[str, Any] = field(default_factory=dict)

@@ -13,8 +13,9 @@ features come from the :class:`~bench.refcache.RefCache`, so they are extracted 
 image whatever the number of codecs × rate points. ``compute`` merges these and calls
 torch-fidelity's own functions: ``fid_features_to_statistics`` /
 ``fid_statistics_to_metric`` for FID and ``kid_features_to_metric`` for KID (polynomial
-kernel, subset size min(1000, N), 100 subsets, seed 2020 by default). Both are lower-is-
-better, unitless, ≥ 0 (KID can be slightly negative). N is reported with every value;
+kernel, subset size min(1000, N), 100 subsets, seed 2020 by default; ``kid_std`` from
+subsets of min(1000, ⌊N/2⌋) when the value's subset is the whole set, see :class:`KID`).
+Both are lower-is-better, unitless, ≥ 0 (KID can be slightly negative). N is reported with every value;
 FID with N < 2048 is biased and its covariance rank-deficient: a warning is logged and
 ``fid_low_n`` = 1.
 
@@ -49,7 +50,8 @@ EXTRACTOR = "inception-v3-compat"
 FEATURE = "2048"
 DIM = 2048
 FID_MIN_N = 2048  # below this the 2048×2048 covariance is rank-deficient
-KID_MAX_SUBSET = 1000
+KID_MAX_SUBSET = 1000  # torch-fidelity's default kid_subset_size
+KID_MIN_SUBSET = 2    # the unbiased MMD estimate needs 2 samples per subset
 RANDOM_SEED = 0
 
 # The file torch-fidelity downloads (URL_INCEPTION_V3 in torch_fidelity/feature_extractor_inceptionv3.py);
@@ -370,25 +372,45 @@ class FID(_InceptionMetric):
         return {"fid": float(fid_statistics_to_metric(stats_rec, stats_ref, False)[KEY_METRIC_FID]), **out}
 
 
+def kid_subset_size(n: int) -> int:
+    """Subset size of KID's spread for N samples: min(1000, ⌊N/2⌋), so that the subsets are
+    random halves (or 1000-sample draws) of the set and their spread (``kid_std``) says
+    something; 0 when N < 4 (no two distinct subsets of 2 or more)."""
+    return min(KID_MAX_SUBSET, n // 2) if n >= 2 * KID_MIN_SUBSET else 0
+
+
 class KID(_InceptionMetric):
     """Kernel Inception Distance (torch-fidelity, cubic polynomial kernel); lower is better.
 
-    Subset size min(1000, N), ``subsets`` random subsets (default 100) drawn with
-    ``seed`` (default 2020, torch-fidelity's). Values: ``kid`` (mean over subsets),
-    ``kid_std``, ``kid_n``, ``kid_subset_size``, ``kid_patch``.
+    ``kid``: torch-fidelity's protocol, the mean unbiased MMD² over ``subsets`` (default 100)
+    random subsets of ``subset_size`` (default min(1000, N), torch-fidelity's) drawn with
+    ``seed`` (default 2020, torch-fidelity's); when that is the whole set (N ≤ 1000) it is one
+    subset, the plain unbiased MMD² of all samples (as :mod:`bench.stats` assumes).
+    ``kid_std``: the standard deviation over the subsets when they are smaller than N; when the
+    value's subset is the whole set, over 100 subsets of :func:`kid_subset_size` =
+    min(1000, ⌊N/2⌋) instead (the spread of KID on half the data; ``kid_std_subset_size``
+    records it; NaN for N < 4) — no longer the 0 that identical whole-set subsets gave. For an
+    interval of the value itself use ``--ci`` (bootstrap over images).
+    Also ``kid_n``, ``kid_subset_size``, ``kid_subsets``, ``kid_patch``.
     """
 
     name = "kid"
-    version = "1"
+    version = "2"  # 2: kid_std from half-size subsets when the value uses the whole set (was always 0)
 
-    def __init__(self, *, subsets: int = 100, seed: int = 2020, **kwargs: Any) -> None:
+    def __init__(self, *, subsets: int = 100, seed: int = 2020, subset_size: int | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.subsets = int(subsets)
         self.seed = int(seed)
+        if subset_size is not None and int(subset_size) < KID_MIN_SUBSET:
+            raise ConfigError(f"kid: subset_size={subset_size} is under {KID_MIN_SUBSET}",
+                              "leave it unset (min(1000, N)) or give 2 or more")
+        self.subset_size = int(subset_size) if subset_size is not None else None
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "subsets": self.subsets, "seed": self.seed,
-                "subset_size": f"min({KID_MAX_SUBSET}, N)"}
+        size = self.subset_size if self.subset_size is not None else f"min({KID_MAX_SUBSET}, N)"
+        return {**super().describe(), "subsets": self.subsets, "seed": self.seed, "subset_size": size,
+                "std_subset_size": f"subset_size if < N, else min({KID_MAX_SUBSET}, N // 2)"}
 
     def compute(self, state: State) -> dict[str, float]:
         from torch_fidelity.metric_kid import (
@@ -399,10 +421,22 @@ class KID(_InceptionMetric):
 
         rec, ref, patch = self.features_of(state)
         n = len(rec)
-        size = min(KID_MAX_SUBSET, n)
-        out = {"kid_n": float(n), "kid_subset_size": float(size), "kid_patch": patch}
-        if size < 2:
-            return {"kid": math.nan, "kid_std": math.nan, **out}
-        values = kid_features_to_metric(_native(rec), _native(ref), kid_subsets=self.subsets,
-                                        kid_subset_size=size, rng_seed=self.seed, verbose=False)
-        return {"kid": float(values[KEY_METRIC_KID_MEAN]), "kid_std": float(values[KEY_METRIC_KID_STD]), **out}
+        size = min(self.subset_size or KID_MAX_SUBSET, n)
+        subsets = self.subsets if size < n else 1  # the whole set drawn 100 times is one subset
+        out = {"kid_n": float(n), "kid_subset_size": float(size), "kid_subsets": float(subsets),
+               "kid_patch": patch}
+        if size < KID_MIN_SUBSET:
+            return {"kid": math.nan, "kid_std": math.nan, "kid_std_subset_size": 0.0, **out}
+
+        def kid(subset_size: int, n_subsets: int) -> dict[str, float]:
+            return kid_features_to_metric(_native(rec), _native(ref), kid_subsets=n_subsets,
+                                          kid_subset_size=subset_size, rng_seed=self.seed, verbose=False)
+
+        values = kid(size, subsets)
+        std_size = size if size < n else kid_subset_size(n)
+        if std_size == size:
+            std = float(values[KEY_METRIC_KID_STD])
+        else:
+            std = float(kid(std_size, self.subsets)[KEY_METRIC_KID_STD]) if std_size >= KID_MIN_SUBSET else math.nan
+        return {"kid": float(values[KEY_METRIC_KID_MEAN]), "kid_std": std, "kid_std_subset_size": float(std_size),
+                **out}

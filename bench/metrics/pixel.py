@@ -39,8 +39,14 @@ def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
 class PSNR(Metric):
     """RGB PSNR in dB with peak 255 on 8-bit images.
 
-    Per image: 10·log10(255² / MSE). Dataset level: ``psnr`` = mean of per-image PSNR
-    (infinite values excluded and counted), ``psnr_of_mean_mse`` = PSNR of the mean MSE.
+    Per image: 10·log10(255² / MSE); ``inf`` for an identical reconstruction (MSE = 0).
+    Dataset level (conventions, stated so the two are not mixed up):
+
+    * ``psnr_of_mean_mse`` — PSNR of the mean MSE over *all* images (identical ones
+      included, with MSE 0): finite unless every image is identical.
+    * ``psnr`` — mean of the per-image PSNRs over the images that are *not* identical
+      (their number is ``psnr_n``); ``inf`` only when every image is identical.
+    * ``n_identical`` — identical reconstructions (MSE = 0), left out of ``psnr``.
     """
 
     name = "psnr"
@@ -64,11 +70,13 @@ class PSNR(Metric):
     def compute(self, state: State) -> dict[str, float]:
         n, n_inf = float(state["n"]), float(state["n_inf"])
         if n == 0:
-            return {"psnr": math.nan, "psnr_of_mean_mse": math.nan}
+            return {"psnr": math.nan, "psnr_of_mean_mse": math.nan, "psnr_n": 0.0, "n_identical": 0.0}
         finite = n - n_inf
         return {
             "psnr": float(state["sum_psnr"]) / finite if finite else math.inf,
             "psnr_of_mean_mse": psnr_from_mse(float(state["sum_mse"]) / n),
+            "psnr_n": finite,
+            "n_identical": n_inf,
         }
 
 
@@ -77,15 +85,21 @@ class MSSSIM(Metric):
     pytorch-msssim's definition and values (computed by :mod:`bench.metrics.ssim_kernel`);
     also reported in dB as −10·log10(1 − MS-SSIM).
 
+    Dataset level: ``msssim`` = mean MS-SSIM over all images; ``msssim_db`` = the dB of
+    that mean, −10·log10(1 − mean) (finite unless every image scores 1); ``msssim_db_mean``
+    = mean of the per-image dB values over the images scoring below 1 (their number is
+    ``msssim_db_mean_n``; an identical image's dB is ``inf``).
+
     Images whose shorter side is under 161 px raise :class:`MetricError` (the 5-scale
     pyramid does not fit), recorded for that image instead of a wrong number.
     """
 
     name = "msssim"
     pixel = True  # no network: light CPU work (see bench.threads)
+    version = "2"  # 2: per-image dB sums leave out inf (identical images); msssim_db from the mean
 
     def init(self) -> State:
-        return {"n": np.zeros(()), "sum_msssim": np.zeros(()), "sum_db": np.zeros(())}
+        return {"n": np.zeros(()), "sum_msssim": np.zeros(()), "sum_db": np.zeros(()), "n_inf": np.zeros(())}
 
     def update(self, state: State, pair: Pair) -> dict[str, float]:
         ref, rec = _check_pair(pair)
@@ -93,14 +107,21 @@ class MSSSIM(Metric):
         db = msssim_db(value)
         state["n"] += 1
         state["sum_msssim"] += value
-        state["sum_db"] += db
+        if math.isinf(db):
+            state["n_inf"] += 1
+        else:
+            state["sum_db"] += db
         return {"msssim": value, "msssim_db": db}
 
     def compute(self, state: State) -> dict[str, float]:
         n = float(state["n"])
         if n == 0:
-            return {"msssim": math.nan, "msssim_db": math.nan}
-        return {"msssim": float(state["sum_msssim"]) / n, "msssim_db": float(state["sum_db"]) / n}
+            return {"msssim": math.nan, "msssim_db": math.nan, "msssim_db_mean": math.nan, "msssim_db_mean_n": 0.0}
+        finite = n - float(state.get("n_inf", 0.0))
+        mean = float(state["sum_msssim"]) / n
+        return {"msssim": mean, "msssim_db": msssim_db(mean),
+                "msssim_db_mean": float(state["sum_db"]) / finite if finite else math.inf,
+                "msssim_db_mean_n": finite}
 
 
 def msssim_db(value: float) -> float:

@@ -14,6 +14,7 @@ import pandas as pd
 from ..atomic import output_dir, remove_stale, write_with
 from ..store import Store
 from .curves import codec_colour, codec_marker, rd_figure, write_curves
+from .rates import RATES, rate_view
 from .summary import (
     RANDOM_MARK,
     ColumnInfo,
@@ -28,15 +29,18 @@ from .tables import render_console, to_latex, to_markdown, write_tables
 
 
 def write_report(store: Store, run_id: str, out_dir: Path | str, summary: pd.DataFrame | None = None,
-                 loaded: Loaded | None = None) -> list[Path]:
+                 loaded: Loaded | None = None, rate: str = "real") -> list[Path]:
     """Write summary.{md,csv,tex}, per_image.csv, rd_<metric>.{png,pdf} and, when any
     row failed, failures.csv into ``out_dir`` (each file atomically; a failures.csv left by an
     earlier report is removed once no row fails); returns the written paths. The rows are read
     once (``loaded``: :func:`load_run` of the run, when the caller already has it;
-    ``summary``: its :func:`summarise`)."""
+    ``summary``: its :func:`summarise`). Metric failures on ok rows are listed there too.
+    ``rate``: "real" (bpp of the transmitted bytes) or "paper" (each codec's paper formula rate
+    where it has one, see :func:`rate_view`) for the tables' bpp and the curves' x axis;
+    per_image.csv has both."""
     out = output_dir(out_dir, "report folder")
     loaded = loaded or load_run(store, run_id)
-    df = summary if summary is not None else summarise(store, run_id, loaded)
+    df = rate_view(summary if summary is not None else summarise(store, run_id, loaded), rate)
     paths = write_tables(df, out)
     paths += write_curves(df, out)
     images = per_image(store, run_id, loaded)
@@ -50,7 +54,8 @@ def write_report(store: Store, run_id: str, out_dir: Path | str, summary: pd.Dat
 
 
 __all__ = [
-    "RANDOM_MARK", "ColumnInfo", "Loaded", "codec_colour", "codec_marker", "column_info", "failures", "load_run", "per_image",
+    "RANDOM_MARK", "RATES", "ColumnInfo", "rate_view",
+    "Loaded", "codec_colour", "codec_marker", "column_info", "failures", "load_run", "per_image",
     "rd_figure", "render_console", "summarise", "to_latex", "to_markdown", "write_curves", "write_report",
     "write_tables",
 ]

@@ -59,6 +59,25 @@ def direction_note(info: ColumnInfo) -> str:
     return "↑ better" if info.higher_is_better else "↓ better"
 
 
+def rate_axis_label(df: pd.DataFrame, base: str = "bpp") -> str:
+    """The x-axis label: ``base``, or ``base`` + ", paper formula" for a paper-rate view
+    (:func:`bench.report.rates.rate_view`) where some codec has one."""
+    from .rates import paper_codecs_of
+
+    if df.attrs.get("rate") == "paper" and paper_codecs_of(df):
+        return base.replace("]", ", paper formula rate]") if base.endswith("]") else base + " (paper formula rate)"
+    return base
+
+
+def _rate_suffix(df: pd.DataFrame, codec: str) -> str:
+    """" (real bpp)" for a codec drawn at its real bpp in a paper-rate view with paper codecs."""
+    from .rates import paper_codecs_of
+
+    if df.attrs.get("rate") == "paper" and codec in (df.attrs.get("real_rate_codecs") or []) and paper_codecs_of(df):
+        return " (real bpp)"
+    return ""
+
+
 def curve_columns(df: pd.DataFrame) -> list[str]:
     """Default curve columns: each metric's dataset-level values (detail columns such as
     sample counts and per-class values left out); per-image means of a metric only when
@@ -85,7 +104,7 @@ def rd_figure(df: pd.DataFrame, column: str) -> Figure:
         if data.empty:
             continue
         all_bpp += data["bpp"].tolist()
-        label = (df.attrs.get("codec_labels") or {}).get(str(codec), str(codec))
+        label = (df.attrs.get("codec_labels") or {}).get(str(codec), str(codec)) + _rate_suffix(df, str(codec))
         ax.plot(data["bpp"], data[column], label=label, color=codec_colour(str(codec)),
                 marker=codec_marker(str(codec)), linewidth=1.5, markersize=5)
         draw_interval(ax, df, column, data.index, data["bpp"], codec_colour(str(codec)))  # with --ci
@@ -99,7 +118,7 @@ def rd_figure(df: pd.DataFrame, column: str) -> Figure:
     level = floor_value(df, floor) if floor else math.nan
     if math.isfinite(level):  # e.g. mIoU vs original: the segmenter's own noise floor
         ax.axhline(level, color="0.35", linestyle="--", linewidth=1.0, label=f"{FLOOR_LABEL}: {level:.4f}")
-    ax.set_xlabel("rate [bpp]")
+    ax.set_xlabel(rate_axis_label(df, "rate [bpp]"))
     note = direction_note(info)
     ax.set_ylabel(axis_label(info) + (f" ({note})" if note else ""))
     ax.set_title(f"{pretty_name(info)} vs rate" + (f" — {note}" if note else ""))

@@ -1,10 +1,17 @@
 """Summaries of a stored run as pandas DataFrames.
 
 * :func:`summarise` — one row per codec × rate point: counts, mean bpp (total and per
-  byte part), the metrics' dataset-level values (``compute(merge_all(states))`` over the
-  ok rows) and the mean of any per-image value that ``compute`` does not produce.
-* :func:`per_image` — one tidy row per image × codec × rate.
-* :func:`failures` — the failed rows and their errors.
+  byte part; the paper's formula rate ``bpp_paper`` beside it for codecs that declare one,
+  see :mod:`.rates`), the metrics' dataset-level values (``compute(merge_all(states))`` over
+  the ok rows where that metric succeeded), ``n_<metric>`` (images each metric was computed
+  on) and the mean of any per-image value that ``compute`` does not produce.
+* :func:`per_image` — one tidy row per image × codec × rate (``error_<metric>`` for a
+  metric that failed on that image).
+* :func:`failures` — (image, codec, rate, metric, error): codec-level failures with an
+  empty metric, then each metric's failure on an image.
+
+A metric that failed on some images of a rate point leaves ``n_<metric>`` below ``n_ok``;
+tables then mark its values (see :mod:`.tables`).
 
 Every column that comes from a metric recorded with ``random_weights: True`` in the run
 meta is renamed ``"<key> (random weights)"`` so the mark follows the value into every
@@ -25,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .. import catalog
+from .rates import BASIS, PAPER, PAPER_PREFIX, REAL_COPY, is_paper_key, paper_values
 from ..codecs.base import bits_per_pixel
 from ..errors import BenchError
 from ..metrics.base import Metric
@@ -36,6 +44,8 @@ log = logging.getLogger("bench")
 RANDOM_MARK = " (random weights)"
 KEY_COLUMNS = ("codec", "rate")
 COUNT_COLUMNS = ("n_ok", "n_failed")
+#: Counts about the data that metrics report (identical reconstructions), always printed.
+DATA_COUNTS = ("n_identical",)
 
 # Per-image keys that belong to no metric's compute() but whose meaning is known.
 KNOWN_DIRECTIONS: dict[str, bool] = {"mse": False}
@@ -63,6 +73,7 @@ class ColumnInfo:
     higher_is_better: bool | None = None
     random_weights: bool = False
     detail: bool = False
+    label: str = ""  # shown name when it is not derived from the key (e.g. "bpp (paper rate)")
 
 
 def is_detail(key: str) -> bool:
@@ -91,20 +102,31 @@ def _owner(key: str, names: Iterable[str]) -> str | None:
 
 def _value_info(key: str, metric: str | None, kind: str, random: bool) -> ColumnInfo:
     cls = _metric_class(metric) if metric else None
-    unit = "dB" if key.endswith("_db") else (cls.unit if cls is not None else "")
     direction = cls.higher_is_better if cls is not None else KNOWN_DIRECTIONS.get(key)
+    unit = "dB" if (key.endswith("_db") or "_db_" in key) else (cls.unit if cls is not None else "")
     detail = is_detail(key)
     if (detail and "/" not in key) or is_floor(key):  # counts, spreads, noise floors: no direction
         direction, unit = None, ""
     column = key + RANDOM_MARK if random else key
+    if key.startswith("n_"):  # a count a metric reports (n_identical)
+        return ColumnInfo(column, key, "count", "", metric, None, random, False)
     return ColumnInfo(column, key, kind, unit, metric, direction, random, detail)
 
 
 def _fixed_info(column: str) -> ColumnInfo | None:
     if column in KEY_COLUMNS or column == "image_id":
         return ColumnInfo(column, column, "key")
-    if column in COUNT_COLUMNS:
+    if column in COUNT_COLUMNS or column in DATA_COUNTS:
         return ColumnInfo(column, column, "count")
+    if column.startswith("n_"):  # n_<metric>: images the metric was computed on
+        return ColumnInfo(column, column, "count", metric=column[2:])
+    if column == BASIS:
+        return ColumnInfo(column, column, "key")
+    if column == PAPER or column.startswith(PAPER_PREFIX):
+        label = "bpp (paper formula)" if column == PAPER else f"bpp (paper: {column[len(PAPER_PREFIX):]})"
+        return ColumnInfo(column, column, "rate", "bpp", None, False, detail=column != PAPER, label=label)
+    if column == REAL_COPY:
+        return ColumnInfo(column, column, "rate", "bpp", None, False, label="bpp (real)")
     if column == "bpp" or column.startswith("bpp_"):
         return ColumnInfo(column, column, "rate", "bpp", None, False)
     return None
@@ -186,9 +208,12 @@ def _sort(df: pd.DataFrame) -> pd.DataFrame:
 def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.DataFrame:
     """One row per (codec, rate), sorted per codec from lowest to highest bpp.
 
-    Columns: codec, rate, n_ok, n_failed, bpp (mean per-image bpp over ok images),
-    bpp_<part> per byte part, each metric's dataset-level values, then means of per-image
-    values that no compute() produced. Failed rows are counted and otherwise ignored.
+    Columns: codec, rate, n_ok, n_failed, n_<metric> (ok images on which that metric
+    succeeded), bpp (mean per-image bpp over ok images), bpp_paper (mean paper formula rate,
+    when a codec declares one; NaN for the others) and its terms bpp_paper_<part>, bpp_<part>
+    per byte part, each metric's dataset-level values (over the images in n_<metric>), then
+    means of per-image values that no compute() produced. Failed rows are counted and
+    otherwise ignored; a metric's failure on an image only lowers that metric's N.
     """
     run, rows = loaded or load_run(store, run_id)
     names = _metric_names(run, rows)
@@ -196,6 +221,7 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
     metrics: dict[str, Metric | None] = {}  # built on first use (importing some is slow)
     random = _random_metrics(run)
     parts = sorted({p for r in rows if r.status == "ok" for p in r.bytes})
+    paper_keys = sorted({k for r in rows if r.status == "ok" for k in paper_values(r.metrics)})
 
     groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
     for r in rows:
@@ -209,8 +235,11 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
         rec["bpp"] = _mean([float(r.bpp) for r in ok if r.bpp is not None])
         for p in parts:
             rec[f"bpp_{p}"] = _mean([_part_bpp(r, p) for r in ok])
+        for key in paper_keys:
+            rec[key] = _mean([v[key] for v in (paper_values(r.metrics) for r in ok) if key in v])
         for name in names:
             states = [r.states[name] for r in ok if name in r.states]
+            rec[f"n_{name}"] = len(states)
             if not states:
                 continue
             if name not in metrics:
@@ -218,9 +247,10 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
             metric = metrics[name]
             if metric is None:
                 continue
-            if len(states) < len(ok):
+            failed = sum(1 for r in ok if name in r.metric_errors)
+            if len(states) < len(ok) - failed:  # recorded failures are marked in tables and failures.csv
                 warnings.append(f"{codec} @ {rate}: {name} from {len(states)} of {len(ok)} ok images "
-                                "(the others have no stored state)")
+                                f"({len(ok) - failed - len(states)} have no stored state and no recorded error)")
                 log.warning(warnings[-1])
             try:
                 values = metric.compute(metric.merge_all(states))
@@ -235,13 +265,17 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
 
     # Means of per-image values that compute() did not produce (e.g. psnr's "mse").
     mean_keys = sorted({k for _rec, ok in records for r in ok for k in r.metrics
-                        if k not in dataset_keys and not k.startswith("bpp_")})
+                        if k not in dataset_keys and not k.startswith("bpp_") and not is_paper_key(k)})
     for rec, ok in records:
         for key in mean_keys:
             rec[key] = _mean([float(r.metrics[key]) for r in ok if key in r.metrics])
 
-    infos: list[ColumnInfo] = [_fixed_info(c) for c in (*KEY_COLUMNS, *COUNT_COLUMNS, "bpp")]  # type: ignore[misc]
+    infos: list[ColumnInfo] = [_fixed_info(c) for c in (*KEY_COLUMNS, *COUNT_COLUMNS)]  # type: ignore[misc]
+    n_names = [n for n in names if any(f"n_{n}" in rec for rec, _ok in records)]
+    infos += [ColumnInfo(f"n_{n}", f"n_{n}", "count", metric=n) for n in n_names]
+    infos += [_fixed_info(c) for c in ("bpp", *(k for k in paper_keys if k == PAPER))]  # type: ignore[misc]
     infos += [_fixed_info(f"bpp_{p}") for p in parts]  # type: ignore[misc]
+    infos += [_fixed_info(k) for k in paper_keys if k != PAPER]  # type: ignore[misc]
     owners = {k: _owner(k, names) for k in mean_keys}
     for name in names:
         infos += [_value_info(k, name, "dataset", name in random) for k, m in dataset_keys.items() if m == name]
@@ -272,7 +306,9 @@ def codec_labels(run: dict[str, Any]) -> dict[str, str]:
 
 def per_image(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.DataFrame:
     """One tidy row per image × codec × rate: status, error, size, bpp (total and per
-    part), per-image metric values (random-weights ones marked) and seconds_<stage>."""
+    part), bpp_paper (a codec's paper formula rate, NaN for others) and its terms, per-image
+    metric values (random-weights ones marked), error_<metric> (a metric's failure on the
+    image; the row stays ok) and seconds_<stage>."""
     run, rows = loaded or load_run(store, run_id)
     names = _metric_names(run, rows)
     random = _random_metrics(run)
@@ -284,13 +320,15 @@ def per_image(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
                                "bpp": r.bpp if r.bpp is not None else math.nan}
         for p in parts:
             rec[f"bpp_{p}"] = _part_bpp(r, p) if r.status == "ok" or p in r.bytes else math.nan
+        rec.update(paper_values(r.metrics))
         for key, value in r.metrics.items():
-            if key.startswith("bpp_"):
+            if key.startswith("bpp_") or is_paper_key(key):
                 continue
             owner = _owner(key, names)
             rec[key + RANDOM_MARK if owner in random else key] = value
         rec.update({f"seconds_{k}": v for k, v in r.seconds.items()})
         rec.update({f"note_{k}": v for k, v in r.notes.items()})
+        rec.update({f"error_{k}": v for k, v in r.metric_errors.items()})
         records.append(rec)
     df = pd.DataFrame(records)
     if df.empty:
@@ -300,11 +338,18 @@ def per_image(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
     return df.sort_values(["codec", "rate", "image_id"], kind="stable").reset_index(drop=True)
 
 
+FAILURE_COLUMNS = ["image_id", "codec", "rate", "metric", "error"]
+
+
 def failures(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.DataFrame:
-    """The failed rows: codec, rate, image_id, error."""
+    """Every failure: (image_id, codec, rate, metric, error). A failed row (unreadable
+    image, codec crash) has an empty metric; a metric that failed on an otherwise ok row
+    has one line per metric."""
     run, rows = loaded or load_run(store, run_id)
-    bad = [{"codec": r.codec, "rate": r.rate, "image_id": r.image_id, "error": r.error or ""}
+    bad = [{"image_id": r.image_id, "codec": r.codec, "rate": r.rate, "metric": "", "error": r.error or ""}
            for r in rows if r.status != "ok"]
-    df = pd.DataFrame(bad, columns=["codec", "rate", "image_id", "error"])
+    bad += [{"image_id": r.image_id, "codec": r.codec, "rate": r.rate, "metric": m, "error": e}
+            for r in rows for m, e in sorted(r.metric_errors.items())]
+    df = pd.DataFrame(bad, columns=FAILURE_COLUMNS)
     df.attrs = {"run_id": run["run_id"]}
     return df

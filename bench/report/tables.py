@@ -4,6 +4,11 @@ CSV keeps full precision and the plain column names (a random-weights metric kee
 ``"(random weights)"`` mark). Markdown and LaTeX use readable labels with units and the
 direction of each metric (↑ / ↓ better), and round numbers per column: bpp 4 decimals,
 dB 2 decimals, values under 10 (MS-SSIM, LPIPS, mIoU) 4 decimals, larger ones 2.
+
+A metric's value computed on fewer images than its rate point has (``n_<metric>`` <
+``n_ok``: the metric failed on some) is marked with ``†`` and its ``n_<metric>`` column is
+printed; ``n identical`` (identical reconstructions) is printed whenever PSNR was measured.
+When a codec declares a paper formula rate, ``bpp_paper`` is printed beside the real bpp.
 """
 
 from __future__ import annotations
@@ -18,7 +23,11 @@ from tabulate import tabulate
 from ..atomic import output_dir, write_text, write_with
 from .floor import FLOOR_NOTE, is_floor
 from .intervals import ci_notes, decorate, latex_interval_cells, small_n_notes
+from .rates import rate_note
 from .summary import RANDOM_MARK, ColumnInfo, column_info
+
+FEWER_MARK = "†"  # computed on fewer images than the rate point has (a metric failed on some)
+LATEX_FEWER_MARK = r"$^\dagger$"
 
 PRETTY: dict[str, str] = {
     "codec": "codec", "rate": "rate", "n_ok": "n ok", "n_failed": "n failed", "bpp": "bpp",
@@ -27,6 +36,7 @@ PRETTY: dict[str, str] = {
     "fid": "FID", "kid": "KID", "miou": "mIoU", "pixel_accuracy": "pixel accuracy",
     "miou_orig": "mIoU vs original", "miou_orig_floor": "mIoU vs original: segmenter floor", "miou_gt": "mIoU vs GT",
     "miou_orig_img": "mIoU vs original (per image)", "miou_gt_img": "mIoU vs GT (per image)",
+    "msssim_db_mean": "MS-SSIM (per-image mean)", "n_identical": "n identical", "rate_basis": "rate basis",
 }
 
 ARROWS = {True: "↑", False: "↓"}
@@ -37,7 +47,11 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 
 def pretty_name(info: ColumnInfo) -> str:
     """Readable name without unit: ``"MS-SSIM"``, ``"bpp (image)"``, ``"LPIPS (random weights)"``."""
-    if info.kind == "rate" and info.key.startswith("bpp_"):
+    if info.label:
+        base = info.label
+    elif info.kind == "count" and info.metric and info.key == f"n_{info.metric}":
+        base = f"n {PRETTY.get(info.metric, info.metric)}"
+    elif info.kind == "rate" and info.key.startswith("bpp_"):
         base = f"bpp ({info.key[4:]})"
     else:
         base = PRETTY.get(info.key, info.key)
@@ -82,12 +96,35 @@ def _formatter(info: ColumnInfo, values: pd.Series, nan: str, inf: str) -> Calla
     return fmt
 
 
+def is_metric_n(info: ColumnInfo) -> bool:
+    """True for ``n_<metric>``: the images a metric was computed on."""
+    return info.kind == "count" and bool(info.metric) and info.key == f"n_{info.metric}"
+
+
+def fewer_images(df: pd.DataFrame, infos: dict[str, ColumnInfo], column: str) -> pd.Series:
+    """Per row: the column's metric was computed on fewer images than ``n_ok``."""
+    info = infos[column]
+    n_col = f"n_{info.metric}" if info.metric and info.kind in ("dataset", "mean") else None
+    if n_col is None or n_col not in df.columns or "n_ok" not in df.columns:
+        return pd.Series(False, index=df.index)
+    return pd.to_numeric(df[n_col], errors="coerce") < pd.to_numeric(df["n_ok"], errors="coerce")
+
+
 def formatted(df: pd.DataFrame, *, nan: str = "–", inf: str = "inf",
-              infos: dict[str, ColumnInfo] | None = None) -> tuple[pd.DataFrame, dict[str, ColumnInfo]]:
-    """A copy of ``df`` with every cell as a rounded string, and the column metadata."""
+              infos: dict[str, ColumnInfo] | None = None, full: pd.DataFrame | None = None,
+              mark: str = FEWER_MARK) -> tuple[pd.DataFrame, dict[str, ColumnInfo]]:
+    """A copy of ``df`` with every cell as a rounded string, and the column metadata.
+    Values computed on fewer images than the rate point's ``n_ok`` get ``mark`` (``full``:
+    the frame holding the ``n_*`` columns, when ``df`` is a selection of its columns)."""
     infos = infos if infos is not None else column_info(df)
+    full = full if full is not None else df
     out = pd.DataFrame({c: [_formatter(infos[c], df[c], nan, inf)(v) for v in df[c]] for c in df.columns},
                        index=df.index)
+    full_infos = {**column_info(full), **infos}
+    for c in df.columns:
+        fewer = fewer_images(full, full_infos, c) if c in full.columns else None
+        if fewer is not None and fewer.any():
+            out[c] = [v + mark if f and v != nan else v for v, f in zip(out[c], fewer)]
     labels = df.attrs.get("codec_labels") or {}
     if labels and "codec" in out:  # e.g. "SPIC (BPG stand-in: heic)" instead of "spic"
         out["codec"] = [labels.get(v, v) for v in out["codec"]]
@@ -99,16 +136,22 @@ def _align(infos: dict[str, ColumnInfo], columns: list[str]) -> list[str]:
 
 
 def printed_columns(df: pd.DataFrame, infos: dict[str, ColumnInfo] | None = None) -> list[str]:
-    """Columns of the printed tables: all but the detail ones (those stay in the CSV)."""
+    """Columns of the printed tables: all but the detail ones (those stay in the CSV) and
+    the ``n_<metric>`` counts that equal ``n_ok`` on every row."""
     infos = infos if infos is not None else column_info(df)
-    return [c for c in df.columns if not infos[c].detail]
+    return [c for c in df.columns if not infos[c].detail
+            and not (is_metric_n(infos[c]) and "n_ok" in df and not _differs(df[c], df["n_ok"]))]
+
+
+def _differs(a: pd.Series, b: pd.Series) -> bool:
+    return bool((pd.to_numeric(a, errors="coerce") != pd.to_numeric(b, errors="coerce")).any())
 
 
 def to_markdown(df: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table with units and ↑/↓ in the headers."""
     infos = column_info(df)
     cols = printed_columns(df, infos)
-    cells, _ = formatted(df[cols], infos=infos)
+    cells, _ = formatted(df[cols], infos=infos, full=df)
     cells = decorate(df, cells, infos)  # value ± half-width, small-N marks
     cells.columns = [header(infos[c]) for c in cols]
     table = cells.to_markdown(index=False, disable_numparse=True, colalign=_align(infos, cols))
@@ -125,7 +168,7 @@ def to_latex(df: pd.DataFrame) -> str:
     printed on its first rate point only."""
     infos = column_info(df)
     cols = printed_columns(df, infos)
-    cells, _ = formatted(df[cols], nan="--", inf=r"$\infty$", infos=infos)
+    cells, _ = formatted(df[cols], nan="--", inf=r"$\infty$", infos=infos, full=df, mark=LATEX_FEWER_MARK)
     cells = decorate(df, cells, infos, style="none")  # small-N marks
     cells, cols, infos = latex_interval_cells(df, cells, infos, cols)  # [lo, hi] columns
     for c in cols:
@@ -163,6 +206,15 @@ def _notes(df: pd.DataFrame) -> list[str]:
                      "smoke-test numbers, not measurements.")
     if any(is_floor(i.key) for i in infos.values()):
         notes.append(FLOOR_NOTE)
+    note = rate_note(df)
+    if note:
+        notes.append(note)
+    if any(fewer_images(df, infos, c).any() for c in df.columns):
+        notes.append(f"{FEWER_MARK} computed on fewer images than the rate point has (n ok): the metric failed on "
+                     "the others (n_<metric> columns; failures.csv lists each failure).")
+    if "n_identical" in df.columns and bool((pd.to_numeric(df["n_identical"], errors="coerce") > 0).any()):
+        notes.append("n identical: reconstructions equal to the original; PSNR (and the per-image mean of "
+                     "MS-SSIM in dB) average the other images, PSNR of mean MSE and MS-SSIM [dB] include them.")
     n_detail = sum(i.detail for i in infos.values())
     if n_detail:
         notes.append(f"{n_detail} more columns (sample counts, per-class values) are in the CSV.")
@@ -191,11 +243,12 @@ def render_console(df: pd.DataFrame) -> str:
     infos = column_info(df)
     keep = [c for c in printed_columns(df, infos)
             if infos[c].kind in ("key", "dataset")
-            or c in ("n_ok", "bpp")
-            or (c == "n_failed" and bool((df[c] > 0).any()))]
+            or c in ("n_ok", "bpp", "bpp_paper", "bpp_real", "rate_basis", "n_identical")
+            or (c == "n_failed" and bool((df[c] > 0).any()))
+            or is_metric_n(infos[c])]
     if not any(infos[c].kind == "dataset" for c in keep):  # no compute() values: show the means
         keep += [c for c in printed_columns(df, infos) if infos[c].kind == "mean"]
-    cells, _ = formatted(df[keep], infos=infos)
+    cells, _ = formatted(df[keep], infos=infos, full=df)
     cells = decorate(df, cells, infos)
     cells.columns = [header(infos[c]) for c in keep]
     return tabulate(cells.values.tolist(), headers=list(cells.columns), tablefmt="simple",
