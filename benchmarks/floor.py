@@ -99,16 +99,16 @@ class BusyCore:
 
 def pool_startup(codecs, metrics, cores: int) -> float:
     """Seconds to spawn ``cores`` codec workers as a run does (imports, codecs, pixel metrics)."""
-    import multiprocessing
     import pickle
     from concurrent.futures import ProcessPoolExecutor
 
     from bench.pipeline import _init_worker
+    from bench.procs import worker_context
 
     pixel = [m for m in metrics if getattr(m, "pixel", False)]
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                             initargs=(1, pickle.dumps((list(codecs), pixel)))) as pool:
+    with ProcessPoolExecutor(cores, mp_context=worker_context(), initializer=_init_worker,
+                             initargs=(1, pickle.dumps((list(codecs), pixel)), os.getpid())) as pool:
         list(pool.map(time.sleep, [0.2] * cores))
     return time.perf_counter() - t0 - 0.2
 
