@@ -277,9 +277,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     with _store(args) as store:  # read-only: the report goes to files, not into the store
         run = store.run(args.run)
         if args.html:
-            if args.rate != "real":
-                raise BenchError("--rate paper is not drawn in the HTML report yet",
-                                 "use `bench report RUN --rate paper` (tables and curves) or `bench figures`")
             return _html_report(args, store, [run["run_id"]] + [store.run(r)["run_id"] for r in args.more_runs])
         if args.more_runs:
             raise BenchError("several runs make one report only with --html", "add --html, or report one run")
@@ -293,7 +290,7 @@ def _html_report(args: argparse.Namespace, store: Any, run_ids: list[str]) -> in
     from .report.html import HtmlOptions, write_html
 
     options = HtmlOptions(bpp=args.bpp, image_id=args.image, crop=args.crop, crops=not args.no_crops,
-                          codec_params=parse_params(args.param), ci=_bootstrap(args))
+                          codec_params=parse_params(args.param), ci=_bootstrap(args), rate=args.rate)
     dest = output_dir(Path(args.dest) if args.dest else Path(args.out) / run_ids[0], "--dest folder")
     path = write_html(store, run_ids, dest / "report.html", options)
     print(f"html report: {path}")

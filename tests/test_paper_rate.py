@@ -162,7 +162,10 @@ def test_cli_rate_flags(runs, tmp_path, capsys):
     assert main([*out, "figures", run_a, "--preset", "sqgan-fig12", "--rate", "real",
                  "--dest", str(tmp_path / "f")]) == 0
     assert (tmp_path / "f" / "sqgan-fig12.pdf").is_file()
-    assert main([*out, "report", run_a, "--html", "--rate", "paper"]) != 0
+    assert main([*out, "report", run_a, "--html", "--rate", "paper", "--no-crops", "--dest", str(tmp_path / "h")]) == 0
+    page = (tmp_path / "h" / "report.html").read_text()
+    table = page.split("<h3>Summary</h3>", 1)[1].split("<h3>", 1)[0]
+    assert "paper formula rate" in table and f"{PAPER['1:1']:.4f}" in table  # the formula's bpp, by hand
 
 
 def test_legacy_bound_notes_count_as_paper_rate(tmp_path):

@@ -52,6 +52,7 @@ from .curves import codec_colour, curve_columns, rd_figure
 from .evidence import per_image_iou, worst_images
 from .floor import FLOOR_NOTE, floor_value, is_floor
 from .intervals import CI_KIND, add_intervals, ci_notes, decorate, small_n_notes
+from .rates import rate_note, rate_view
 from .summary import column_info, load_run, per_image, summarise
 from .tables import formatted, header
 
@@ -95,6 +96,7 @@ class HtmlOptions:
     codec_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     ci: Any = None  # a bench.stats.Bootstrap: intervals in the table and bands on the curves
     worst: int = 3  # images listed per codec × rate × criterion in "Worst images" (0: no section)
+    rate: str = "real"  # x axis of the table and curves: real bpp, or "paper" (bench.report.rates.rate_view)
 
 
 # -- small helpers -----------------------------------------------------------------------
@@ -429,8 +431,11 @@ def render_html(store: Store, run_ids: Sequence[str], options: HtmlOptions | Non
         bpp = options.bpp if options.bpp is not None else _default_bpp(df)
         parts.append(f"<h2>{_esc(ds)}</h2><h3>Provenance</h3>")
         parts += [provenance_html(run) for run in group.runs]
-        parts.append("<h3>Summary</h3>" + table_html(df) + floor_html(df))
-        parts.append("<h3>Rate curves</h3>" + curves_html(df))
+        shown = rate_view(df, options.rate)  # IoU bars, crops and worst images stay at the real bpp
+        note = rate_note(shown)
+        rate_p = f'<p class="note">{_esc(note)}</p>' if note else ""
+        parts.append("<h3>Summary</h3>" + table_html(shown) + rate_p + floor_html(df))
+        parts.append("<h3>Rate curves</h3>" + curves_html(shown))
         bars = iou_bars_html(df, bpp)
         if bars:
             parts.append(f"<h3>Per-class IoU near {bpp:.4f} bpp</h3>{bars}")
