@@ -284,7 +284,15 @@ def open_trackers(log: str | Tracker | Sequence[str | Tracker] | None,
                   results_dir: str | Path = "results") -> tuple[list[Tracker], list[Tracker]]:
     """(all trackers, those opened here, which the caller closes) for ``log``."""
     items = [log] if isinstance(log, (str, Tracker)) else list(log or [])
-    opened = [open_tracker(i, results_dir) for i in items if isinstance(i, str)]
+    opened: list[Tracker] = []
+    try:
+        for item in items:
+            if isinstance(item, str):
+                opened.append(open_tracker(item, results_dir))
+    except BaseException:  # a later spec is refused: close those already opened
+        for tracker in opened:
+            tracker.close()
+        raise
     given = [i for i in items if isinstance(i, Tracker)]
     return given + opened, opened
 
