@@ -203,7 +203,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """Evaluate every checkpoint matching --checkpoints (one tagged run each), write the
     metric-vs-step table and figure, and gate the newest checkpoint (exit 6 on a regression)."""
     from .compare import REGRESSION_EXIT
-    from .sweep import SweepResult, find_checkpoints, gate, run_sweep, sweep_tables, write_outputs
+    from .sweep import (SweepResult, check_references, find_checkpoints, gate, run_sweep, sweep_tables,
+                        write_outputs)
 
     args.codecs = args.codec
     config = _run_config(args)
@@ -211,6 +212,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     metrics = _csv(args.metric) if args.metric else None
     delta_tolerance = _delta_tolerances(args.delta_tolerance)
     with _new_store(args) as store:
+        check_references(store, args.codec, gate=args.gate, anchor=args.anchor)
         run_sweep(config, args.codec, checkpoints, store, axis=axis, checkpoint_param=args.checkpoint_param,
                   log=args.log, progress=not args.quiet, on_skip=_warn_skip)
         for c in checkpoints:

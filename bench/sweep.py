@@ -199,6 +199,23 @@ def _anchor_pair(store: "Store", anchor_run: str, codec: str) -> tuple[str | Non
                       "anchor on a run with one codec, or one that has this codec")
 
 
+GATES = ("best", "first")
+
+
+def check_references(store: "Store", codec: str, *, gate: str | None = None, anchor: str | None = None) -> None:
+    """Refuse a ``--gate`` / ``--anchor`` that names no stored run (or an anchor run that
+    cannot pair with ``codec``) before any checkpoint is evaluated."""
+    if gate and gate not in GATES:
+        if gate in ("significant", "tolerance"):  # bench compare's --gate kinds, not a reference
+            raise ConfigError(f"--gate {gate!r}: a sweep gates the newest checkpoint against a reference "
+                              "(best, first or a run id) with BD-rate / delta tolerances",
+                              "use --gate best|first|RUN; for intervals, `bench compare RUN_A RUN_B --gate "
+                              "significant` on two of the sweep's runs")
+        store.run(gate)  # StoreError naming the stored runs
+    if anchor:
+        _anchor_pair(store, store.run(anchor)["run_id"], codec)
+
+
 def sweep_tables(store: "Store", codec: str, checkpoints: Sequence[Checkpoint], *, axis: str = "step",
                  anchor: str | None = None, metrics: Sequence[str] | None = None) -> tuple["pd.DataFrame", "pd.DataFrame"]:
     """(per checkpoint × rate point: bpp and metric means/dataset values; per checkpoint ×
@@ -330,11 +347,11 @@ def gate(store: "Store", codec: str, checkpoints: Sequence[Checkpoint], referenc
         return [], "no checkpoint to gate"
     newest = checkpoints[-1]
     earlier = list(checkpoints[:-1])
-    if reference in ("best", "first") and not earlier:
+    if reference in GATES and not earlier:
         return [], f"only one checkpoint ({newest.path.name}): nothing to gate against"
     df_new = summarise(store, newest.run_id)
     out: list[str] = []
-    if reference in ("best", "first"):
+    if reference in GATES:
         pairs = []
         df_ref = summarise(store, earlier[0].run_id)
         keys = resolve_metrics(metrics, df_ref, df_new)
@@ -348,7 +365,7 @@ def gate(store: "Store", codec: str, checkpoints: Sequence[Checkpoint], referenc
         pairs = [(key, ref_run, f"run {ref_run}") for key in keys]
     a_codec = t_codec = None
     for key, ref_run, what in pairs:
-        if reference not in ("best", "first"):
+        if reference not in GATES:
             a_codec, t_codec = _anchor_pair(store, ref_run, codec)
         result = compare(store, ref_run, newest.run_id, metrics=[key], anchor=a_codec or codec, test=t_codec or codec,
                          tolerance=tolerance, delta_tolerance=delta_tolerance)

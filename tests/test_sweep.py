@@ -102,3 +102,15 @@ def test_second_sweep_computes_nothing_and_first_gate_and_anchor(degraded_sweep,
     assert by_epoch[0] == pytest.approx(0.0, abs=1e-9) and by_epoch[2] < -3
     # a generous tolerance on the gated metric passes
     assert main(args + ["--gate", "first", "--delta-tolerance", "psnr=100", "--tolerance", "1000"]) == 0
+
+
+@pytest.mark.parametrize("option, says", [(["--gate", "no-such-run"], "no runs in"),
+                                          (["--gate", "significant"], "bench compare"),
+                                          (["--anchor", "no-such-run"], "no runs in")])
+def test_bad_gate_or_anchor_is_refused_before_any_checkpoint_runs(tmp_path, capsys, option, says):
+    (tmp_path / "epoch=000.ckpt").write_bytes(b"never loaded")
+    out = tmp_path / "results"
+    rc = main(["--out", str(out), "sweep", *SWEEP, "--checkpoints", str(tmp_path / "*.ckpt"), *option])
+    err = capsys.readouterr().err
+    assert rc in (2, 4) and says in err and "Traceback" not in err
+    assert not (out / "bench.sqlite").exists()  # nothing was evaluated (the empty store is removed)
