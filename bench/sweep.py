@@ -128,6 +128,10 @@ def settings_key(config: "RunConfig", codec: str, checkpoint_param: str) -> str:
            "codec": codec, "params": params, "metrics": config.metrics, "rates": config.rates, "limit": config.limit,
            "metric_params": config.metric_params, "semantics": config.semantics_segmenter,
            "metric_options": {k: v for k, v in config.metric_options.items() if k != "device"}}
+    from .datasets.presets import CARD
+
+    if config.protocol not in (None, "", CARD):  # a named preset changes the numbers; keys without one unchanged
+        key["protocol"] = config.protocol
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from bench.cli import main
 from bench.store import Store
-from bench.sweep import find_checkpoints, parse_name
+from bench.runner import RunConfig
+from bench.sweep import find_checkpoints, parse_name, settings_key
 from sweep_fixtures import DEMO_MICRO, write_checkpoints
 
 SWEEP = ["--codec", "sqgan", "--dataset", "demo", *DEMO_MICRO, "--param", "sqgan.model=micro",
@@ -114,3 +115,13 @@ def test_bad_gate_or_anchor_is_refused_before_any_checkpoint_runs(tmp_path, caps
     err = capsys.readouterr().err
     assert rc in (2, 4) and says in err and "Traceback" not in err
     assert not (out / "bench.sqlite").exists()  # nothing was evaluated (the empty store is removed)
+
+
+def test_settings_key_separates_protocols_but_not_checkpoints():
+    def key(**kw):
+        return settings_key(RunConfig(dataset="cityscapes", codecs=["sqgan"], **kw), "sqgan", "checkpoint")
+
+    card = key()
+    assert key(protocol="card") == card
+    assert key(protocol="sqgan") != card and key(protocol="sqgan") != key(protocol="spic")
+    assert key(codec_params={"sqgan": {"checkpoint": "a.ckpt"}}) == card  # the checkpoint is not a setting
