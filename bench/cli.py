@@ -591,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--limit", type=int, help="only the first N images")
     sw.add_argument("--param", action="append", help="NAME.KEY=VALUE for the codec, a metric or the dataset")
     sw.add_argument("--semantics", choices=["ground-truth", "segmenter"], default="ground-truth")
-    sw.add_argument("--weights-dir", help="folder searched for metric network weights")
+    sw.add_argument("--weights-dir", help="folder searched for metric network and codec weights")
     sw.add_argument("--allow-random-weights", action="store_true", help="smoke tests only (marked as such)")
     sw.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA when available)")
     sw.add_argument("--batch-size", type=int, default=8, help="metric-network batch")
