@@ -243,7 +243,9 @@ def _bootstrap(args: argparse.Namespace, force: bool = False) -> Any:
     from .stats import Bootstrap
 
     if args.ci_resamples < 10:
-        raise BenchError(f"--ci-resamples {args.ci_resamples} is too few", "use 10 or more (default 1000)")
+        raise ConfigError(f"--ci-resamples {args.ci_resamples} is too few", "use 10 or more (default 1000)")
+    if args.ci_heavy_resamples < 10:  # a negative count sliced the draws from the end; 0 gave no interval
+        raise ConfigError(f"--ci-heavy-resamples {args.ci_heavy_resamples} is too few", "use 10 or more (default 100)")
     return Bootstrap(resamples=args.ci_resamples, seed=args.ci_seed,
                      heavy_resamples=min(args.ci_resamples, args.ci_heavy_resamples))
 
