@@ -64,10 +64,20 @@ class Checkpoint:
 def parse_name(name: str, pattern: str | None = None) -> tuple[int | None, int | None]:
     """(step, epoch) from a file name; with ``pattern``, its group ``step`` (or first group) is the step."""
     if pattern:
-        m = re.search(pattern, name)
+        try:
+            m = re.search(pattern, name)
+        except re.error as err:
+            raise ConfigError(f"--step-pattern {pattern!r} is not a regular expression: {err}",
+                              r"e.g. --step-pattern '_it(\d+)'") from None
         if not m:
             return None, None
+        if "step" not in m.groupdict() and m.re.groups < 1:
+            raise ConfigError(f"--step-pattern {pattern!r} has no group to take the step from",
+                              r"put the digits in a group: --step-pattern '_it(\d+)' or '(?P<step>\d+)'")
         group = m.group("step") if "step" in m.groupdict() else m.group(1)
+        if group is None or not group.isdigit():
+            raise ConfigError(f"--step-pattern {pattern!r} gives {group!r} for {name}, not a step number",
+                              r"match only digits in the group, e.g. (\d+)")
         return int(group), None
     s, e = STEP_RE.search(name), EPOCH_RE.search(name)
     return (int(s.group(1)) if s else None), (int(e.group(1)) if e else None)

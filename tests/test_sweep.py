@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
+from bench.errors import ConfigError
 from bench.store import Store
 from bench.runner import RunConfig
 from bench.sweep import find_checkpoints, parse_name, settings_key
@@ -25,6 +26,9 @@ def test_step_and_epoch_from_lightning_names():
     assert parse_name("last.ckpt") == (None, None)
     assert parse_name("model_it4500.pt", r"_it(\d+)") == (4500, None)
     assert parse_name("ckpt-9-at-77.pt", r"at-(?P<step>\d+)") == (77, None)
+    for bad in ("(", "ckpt", "(a)"):  # not a regex, no group, a group that is no number
+        with pytest.raises(ConfigError, match="--step-pattern"):
+            parse_name("a.ckpt", bad)
 
 
 def test_step_from_checkpoint_metadata(tmp_path):
