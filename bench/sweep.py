@@ -364,6 +364,10 @@ def gate(store: "Store", codec: str, checkpoints: Sequence[Checkpoint], referenc
     if reference in GATES and not earlier:
         return [], f"only one checkpoint ({newest.path.name}): nothing to gate against"
     df_new = summarise(store, newest.run_id)
+    mine = df_new[df_new["codec"] == codec]
+    if not len(mine) or not (mine["n_ok"].fillna(0) > 0).any():  # a broken checkpoint must not pass the gate
+        return ([f"{newest.path.name}: no image was coded and measured (every row failed; see `bench report "
+                 f"{newest.run_id}`)"], f"newest {newest.path.name} has no result to gate")
     out: list[str] = []
     if reference in GATES:
         pairs = []

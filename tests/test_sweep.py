@@ -129,3 +129,12 @@ def test_settings_key_separates_protocols_but_not_checkpoints():
     assert key(protocol="card") == card
     assert key(protocol="sqgan") != card and key(protocol="sqgan") != key(protocol="spic")
     assert key(codec_params={"sqgan": {"checkpoint": "a.ckpt"}}) == card  # the checkpoint is not a setting
+
+
+def test_gate_fails_when_the_newest_checkpoint_codes_nothing(tmp_path, capsys):
+    for name in ("step=1.ckpt", "step=2.ckpt"):  # no torch files: every row of both runs fails
+        (tmp_path / name).write_text("not a checkpoint\n")
+    rc = main(["--out", str(tmp_path / "res"), "sweep", *SWEEP, "--checkpoints", str(tmp_path / "*.ckpt"),
+               "--gate", "first"])
+    out = capsys.readouterr().out
+    assert rc == 6 and "REGRESSION: step=2.ckpt: no image was coded" in out
