@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import uuid
 import warnings
-from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, Union
 
@@ -165,12 +164,6 @@ def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset
     else:
         raise ConfigError(f"semantics={semantics!r} is not 'ground-truth', 'segmenter' or a segmenter dict",
                           "e.g. semantics={'name': 'espnetv2'}")
-    kwargs: dict[str, Any] = {}
-    if protocol is not None:
-        if "protocol" not in {f.name for f in fields(RunConfig)}:
-            raise ConfigError("protocol= is not supported by this version of the runner",
-                              "leave protocol unset (the dataset card's protocol is used)")
-        kwargs["protocol"] = protocol
     return RunConfig(
         dataset=dataset,  # type: ignore[arg-type]
         codecs=_names(codecs) if isinstance(codecs, (str, list, tuple)) else [codecs],  # type: ignore[list-item]
@@ -188,7 +181,7 @@ def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset
         batch_size=batch_size,
         use_cache=use_cache,
         keep_reconstructions=keep_reconstructions,
-        **kwargs,
+        protocol=protocol,
     )
 
 
@@ -202,13 +195,19 @@ def run(config: "RunConfig", store: "Store", *, log: LogLike = None, step: int |
 
     from .runner import execute
 
+    from .trackers import log_run, open_trackers
+
     codecs, uncached = _scoped(config.codecs)
     config = replace(config, codecs=codecs, use_cache=config.use_cache and not uncached)
-    run_id = execute(config, store, progress=progress, on_skip=on_skip, executor=executor)
-    if log:
-        from .trackers import log_run
-
-        log_run(log, store, run_id, step=step, config=config, crops=crops)
+    # trackers are opened first: an unknown --log or a missing package fails before the run, not after it
+    trackers, opened = open_trackers(log, Path(store.path).parent) if log else ([], [])
+    try:
+        run_id = execute(config, store, progress=progress, on_skip=on_skip, executor=executor)
+        if trackers:
+            log_run(trackers, store, run_id, step=step, config=config, crops=crops)
+    finally:
+        for tracker in opened:
+            tracker.close()
     return run_id
 
 

@@ -203,7 +203,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """Evaluate every checkpoint matching --checkpoints (one tagged run each), write the
     metric-vs-step table and figure, and gate the newest checkpoint (exit 6 on a regression)."""
     from .compare import REGRESSION_EXIT
-    from .sweep import SweepResult, find_checkpoints, gate, run_sweep, sweep_tables, write_outputs
+    from .sweep import (SweepResult, check_references, find_checkpoints, gate, run_sweep, sweep_tables,
+                        write_outputs)
 
     args.codecs = args.codec
     config = _run_config(args)
@@ -211,6 +212,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     metrics = _csv(args.metric) if args.metric else None
     delta_tolerance = _delta_tolerances(args.delta_tolerance)
     with _new_store(args) as store:
+        check_references(store, args.codec, gate=args.gate, anchor=args.anchor)
         run_sweep(config, args.codec, checkpoints, store, axis=axis, checkpoint_param=args.checkpoint_param,
                   log=args.log, progress=not args.quiet, on_skip=_warn_skip)
         for c in checkpoints:
@@ -241,7 +243,9 @@ def _bootstrap(args: argparse.Namespace, force: bool = False) -> Any:
     from .stats import Bootstrap
 
     if args.ci_resamples < 10:
-        raise BenchError(f"--ci-resamples {args.ci_resamples} is too few", "use 10 or more (default 1000)")
+        raise ConfigError(f"--ci-resamples {args.ci_resamples} is too few", "use 10 or more (default 1000)")
+    if args.ci_heavy_resamples < 10:  # a negative count sliced the draws from the end; 0 gave no interval
+        raise ConfigError(f"--ci-heavy-resamples {args.ci_heavy_resamples} is too few", "use 10 or more (default 100)")
     return Bootstrap(resamples=args.ci_resamples, seed=args.ci_seed,
                      heavy_resamples=min(args.ci_resamples, args.ci_heavy_resamples))
 
@@ -586,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--limit", type=int, help="only the first N images")
     sw.add_argument("--param", action="append", help="NAME.KEY=VALUE for the codec, a metric or the dataset")
     sw.add_argument("--semantics", choices=["ground-truth", "segmenter"], default="ground-truth")
-    sw.add_argument("--weights-dir", help="folder searched for metric network weights")
+    sw.add_argument("--weights-dir", help="folder searched for metric network and codec weights")
     sw.add_argument("--allow-random-weights", action="store_true", help="smoke tests only (marked as such)")
     sw.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA when available)")
     sw.add_argument("--batch-size", type=int, default=8, help="metric-network batch")

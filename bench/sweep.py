@@ -64,10 +64,20 @@ class Checkpoint:
 def parse_name(name: str, pattern: str | None = None) -> tuple[int | None, int | None]:
     """(step, epoch) from a file name; with ``pattern``, its group ``step`` (or first group) is the step."""
     if pattern:
-        m = re.search(pattern, name)
+        try:
+            m = re.search(pattern, name)
+        except re.error as err:
+            raise ConfigError(f"--step-pattern {pattern!r} is not a regular expression: {err}",
+                              r"e.g. --step-pattern '_it(\d+)'") from None
         if not m:
             return None, None
+        if "step" not in m.groupdict() and m.re.groups < 1:
+            raise ConfigError(f"--step-pattern {pattern!r} has no group to take the step from",
+                              r"put the digits in a group: --step-pattern '_it(\d+)' or '(?P<step>\d+)'")
         group = m.group("step") if "step" in m.groupdict() else m.group(1)
+        if group is None or not group.isdigit():
+            raise ConfigError(f"--step-pattern {pattern!r} gives {group!r} for {name}, not a step number",
+                              r"match only digits in the group, e.g. (\d+)")
         return int(group), None
     s, e = STEP_RE.search(name), EPOCH_RE.search(name)
     return (int(s.group(1)) if s else None), (int(e.group(1)) if e else None)
@@ -128,6 +138,10 @@ def settings_key(config: "RunConfig", codec: str, checkpoint_param: str) -> str:
            "codec": codec, "params": params, "metrics": config.metrics, "rates": config.rates, "limit": config.limit,
            "metric_params": config.metric_params, "semantics": config.semantics_segmenter,
            "metric_options": {k: v for k, v in config.metric_options.items() if k != "device"}}
+    from .datasets.presets import CARD
+
+    if config.protocol not in (None, "", CARD):  # a named preset changes the numbers; keys without one unchanged
+        key["protocol"] = config.protocol
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -197,6 +211,23 @@ def _anchor_pair(store: "Store", anchor_run: str, codec: str) -> tuple[str | Non
         return codecs[0], codec
     raise ConfigError(f"anchor run {anchor_run} has no {codec!r} and several codecs ({', '.join(codecs)})",
                       "anchor on a run with one codec, or one that has this codec")
+
+
+GATES = ("best", "first")
+
+
+def check_references(store: "Store", codec: str, *, gate: str | None = None, anchor: str | None = None) -> None:
+    """Refuse a ``--gate`` / ``--anchor`` that names no stored run (or an anchor run that
+    cannot pair with ``codec``) before any checkpoint is evaluated."""
+    if gate and gate not in GATES:
+        if gate in ("significant", "tolerance"):  # bench compare's --gate kinds, not a reference
+            raise ConfigError(f"--gate {gate!r}: a sweep gates the newest checkpoint against a reference "
+                              "(best, first or a run id) with BD-rate / delta tolerances",
+                              "use --gate best|first|RUN; for intervals, `bench compare RUN_A RUN_B --gate "
+                              "significant` on two of the sweep's runs")
+        store.run(gate)  # StoreError naming the stored runs
+    if anchor:
+        _anchor_pair(store, store.run(anchor)["run_id"], codec)
 
 
 def sweep_tables(store: "Store", codec: str, checkpoints: Sequence[Checkpoint], *, axis: str = "step",
@@ -330,11 +361,15 @@ def gate(store: "Store", codec: str, checkpoints: Sequence[Checkpoint], referenc
         return [], "no checkpoint to gate"
     newest = checkpoints[-1]
     earlier = list(checkpoints[:-1])
-    if reference in ("best", "first") and not earlier:
+    if reference in GATES and not earlier:
         return [], f"only one checkpoint ({newest.path.name}): nothing to gate against"
     df_new = summarise(store, newest.run_id)
+    mine = df_new[df_new["codec"] == codec]
+    if not len(mine) or not (mine["n_ok"].fillna(0) > 0).any():  # a broken checkpoint must not pass the gate
+        return ([f"{newest.path.name}: no image was coded and measured (every row failed; see `bench report "
+                 f"{newest.run_id}`)"], f"newest {newest.path.name} has no result to gate")
     out: list[str] = []
-    if reference in ("best", "first"):
+    if reference in GATES:
         pairs = []
         df_ref = summarise(store, earlier[0].run_id)
         keys = resolve_metrics(metrics, df_ref, df_new)
@@ -348,7 +383,7 @@ def gate(store: "Store", codec: str, checkpoints: Sequence[Checkpoint], referenc
         pairs = [(key, ref_run, f"run {ref_run}") for key in keys]
     a_codec = t_codec = None
     for key, ref_run, what in pairs:
-        if reference not in ("best", "first"):
+        if reference not in GATES:
             a_codec, t_codec = _anchor_pair(store, ref_run, codec)
         result = compare(store, ref_run, newest.run_id, metrics=[key], anchor=a_codec or codec, test=t_codec or codec,
                          tolerance=tolerance, delta_tolerance=delta_tolerance)

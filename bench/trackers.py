@@ -89,10 +89,12 @@ def reconstruction_crops(config: "RunConfig", store: "Store", run_id: str, *, pe
     from .errors import BenchError
     from .pipeline import code
     from .report.html import center_crop
+    from .runner import apply_protocol, resolve_codecs
 
     rows = [r for r in store.rows(run_id) if r.status == "ok" and r.bpp is not None]
     if not rows or per_codec <= 0:
         return {}
+    config, _record = apply_protocol(config)  # the dataset as the run read it (a --protocol preset's size …)
     image_id = sorted({r.image_id for r in rows})[0]
     dataset = config.dataset if not isinstance(config.dataset, str) else \
         catalog.make_dataset(config.dataset, **config.dataset_params)
@@ -105,7 +107,9 @@ def reconstruction_crops(config: "RunConfig", store: "Store", run_id: str, *, pe
         chosen = [points[0], points[-1]][:per_codec] if len(points) > 1 else points[:1]
         chosen = list({r.rate: r for r in chosen}.values())
         try:
-            codec = instances.get(name) or catalog.make_codec(name, **config.codec_params.get(name, {}))
+            # names are built as the runner builds them (card, codec params, --weights-dir)
+            codec = instances.get(name) or resolve_codecs([name], config.codec_params,
+                                                          config.metric_options.get("weights_dir"))[0][0]
         except BenchError:
             continue
         for r in chosen:
@@ -284,7 +288,15 @@ def open_trackers(log: str | Tracker | Sequence[str | Tracker] | None,
                   results_dir: str | Path = "results") -> tuple[list[Tracker], list[Tracker]]:
     """(all trackers, those opened here, which the caller closes) for ``log``."""
     items = [log] if isinstance(log, (str, Tracker)) else list(log or [])
-    opened = [open_tracker(i, results_dir) for i in items if isinstance(i, str)]
+    opened: list[Tracker] = []
+    try:
+        for item in items:
+            if isinstance(item, str):
+                opened.append(open_tracker(item, results_dir))
+    except BaseException:  # a later spec is refused: close those already opened
+        for tracker in opened:
+            tracker.close()
+        raise
     given = [i for i in items if isinstance(i, Tracker)]
     return given + opened, opened
 

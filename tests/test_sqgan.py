@@ -241,6 +241,9 @@ def test_wrong_checkpoints_list_keys(micro_model, tmp_path):
         load_official(SQGAN(make_config("micro")), parts)
     with pytest.raises(WeightsError, match="does not exist"):
         load_official(SQGAN(make_config("micro")), tmp_path / "nothing.ckpt")
+    (tmp_path / "notes.ckpt").write_text("hi\n")  # not a torch file at all (pickle reads 'h', 'i' as opcodes)
+    with pytest.raises(WeightsError, match="cannot read"):
+        load_official(SQGAN(make_config("micro")), tmp_path / "notes.ckpt")
 
 
 class _Hyper:  # stands for the OmegaConf objects a Lightning file may pickle

@@ -225,6 +225,8 @@ def test_report_and_figures_accept_ci_on_the_command_line(demo, tmp_path):
     rc = main(["--out", str(demo["out"]), "figures", demo["a"], "--preset", "sqgan-fig12", "--ci",
                "--ci-resamples", "100", "--dest", str(tmp_path / "fig")])
     assert rc == 0 and (tmp_path / "fig" / "sqgan-fig12.pdf").stat().st_size > 0
+    for bad in (["--ci-resamples", "5"], ["--ci-heavy-resamples", "-5"], ["--ci-heavy-resamples", "0"]):
+        assert main(["--out", str(demo["out"]), "report", demo["a"], "--ci", *bad, "--dest", str(tmp_path / "x")]) == 2
 
 
 def test_paired_run_against_itself_is_exactly_zero_with_zero_width(demo):

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
+from bench.errors import ConfigError
 from bench.store import Store
-from bench.sweep import find_checkpoints, parse_name
+from bench.runner import RunConfig
+from bench.sweep import find_checkpoints, parse_name, settings_key
 from sweep_fixtures import DEMO_MICRO, write_checkpoints
 
 SWEEP = ["--codec", "sqgan", "--dataset", "demo", *DEMO_MICRO, "--param", "sqgan.model=micro",
@@ -24,6 +26,9 @@ def test_step_and_epoch_from_lightning_names():
     assert parse_name("last.ckpt") == (None, None)
     assert parse_name("model_it4500.pt", r"_it(\d+)") == (4500, None)
     assert parse_name("ckpt-9-at-77.pt", r"at-(?P<step>\d+)") == (77, None)
+    for bad in ("(", "ckpt", "(a)"):  # not a regex, no group, a group that is no number
+        with pytest.raises(ConfigError, match="--step-pattern"):
+            parse_name("a.ckpt", bad)
 
 
 def test_step_from_checkpoint_metadata(tmp_path):
@@ -102,3 +107,34 @@ def test_second_sweep_computes_nothing_and_first_gate_and_anchor(degraded_sweep,
     assert by_epoch[0] == pytest.approx(0.0, abs=1e-9) and by_epoch[2] < -3
     # a generous tolerance on the gated metric passes
     assert main(args + ["--gate", "first", "--delta-tolerance", "psnr=100", "--tolerance", "1000"]) == 0
+
+
+@pytest.mark.parametrize("option, says", [(["--gate", "no-such-run"], "no runs in"),
+                                          (["--gate", "significant"], "bench compare"),
+                                          (["--anchor", "no-such-run"], "no runs in")])
+def test_bad_gate_or_anchor_is_refused_before_any_checkpoint_runs(tmp_path, capsys, option, says):
+    (tmp_path / "epoch=000.ckpt").write_bytes(b"never loaded")
+    out = tmp_path / "results"
+    rc = main(["--out", str(out), "sweep", *SWEEP, "--checkpoints", str(tmp_path / "*.ckpt"), *option])
+    err = capsys.readouterr().err
+    assert rc in (2, 4) and says in err and "Traceback" not in err
+    assert not (out / "bench.sqlite").exists()  # nothing was evaluated (the empty store is removed)
+
+
+def test_settings_key_separates_protocols_but_not_checkpoints():
+    def key(**kw):
+        return settings_key(RunConfig(dataset="cityscapes", codecs=["sqgan"], **kw), "sqgan", "checkpoint")
+
+    card = key()
+    assert key(protocol="card") == card
+    assert key(protocol="sqgan") != card and key(protocol="sqgan") != key(protocol="spic")
+    assert key(codec_params={"sqgan": {"checkpoint": "a.ckpt"}}) == card  # the checkpoint is not a setting
+
+
+def test_gate_fails_when_the_newest_checkpoint_codes_nothing(tmp_path, capsys):
+    for name in ("step=1.ckpt", "step=2.ckpt"):  # no torch files: every row of both runs fails
+        (tmp_path / name).write_text("not a checkpoint\n")
+    rc = main(["--out", str(tmp_path / "res"), "sweep", *SWEEP, "--checkpoints", str(tmp_path / "*.ckpt"),
+               "--gate", "first"])
+    out = capsys.readouterr().out
+    assert rc == 6 and "REGRESSION: step=2.ckpt: no image was coded" in out

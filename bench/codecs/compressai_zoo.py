@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import CodecError, ConfigError, WeightsError
-from ..weights import (WeightSpec, check_name_hash, find, hash_in_name, load_state_dict, resolve, sha256_file,
+from ..weights import (WeightSpec, find, hash_in_name, load_state_dict, resolve, sha256_file,
                        weights_dirs)
 from . import compressai_bitstream as bitstream
 from .base import Codec, Encoded, RateKnob, Requirement, Semantics, check_rgb_uint8
@@ -154,7 +154,8 @@ class CompressAIZooCodec(Codec):
                                    f"add it to params.checkpoint, or run --rates {self.name}="
                                    + ",".join(map(str, self.checkpoints)))
             path = self.checkpoints[quality]
-            return WeightSpec(name=f"{self.name} q{quality} checkpoint", filename=Path(path).name)
+            # hashed_name: a hash prefix in the user's file name is checked by resolve(), as for zoo files
+            return WeightSpec(name=f"{self.name} q{quality} checkpoint", filename=Path(path).name, hashed_name=True)
         return zoo_spec(self.architecture, self.metric, quality)
 
     def weights_path(self, quality: int) -> Path | None:
@@ -240,8 +241,7 @@ class CompressAIZooCodec(Codec):
         from compressai.zoo.pretrained import load_pretrained
 
         spec = self.spec(quality)
-        path = resolve(spec, self.checkpoints.get(quality), self.weights_dir)
-        check_name_hash(path, f"{self.name} q{quality} weights")
+        path = resolve(spec, self.checkpoints.get(quality), self.weights_dir)  # checks the name's hash prefix
         obj = load_state_dict(path)
         for key in CHECKPOINT_KEYS:  # CompressAI's training script saves {"state_dict": …, "epoch": …}
             if isinstance(obj.get(key), dict):

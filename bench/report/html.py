@@ -397,19 +397,19 @@ def worst_html(store: Store, group: _Group, options: HtmlOptions) -> str:
                             + ", ".join(f"{_esc(r.image_id)} ({r.value:.4g})" for r in cg.itertuples())
                             + "</td></tr>" for crit, cg in g.groupby("criterion", sort=False))
             figs = []
-            for crit, cg in (g[g["rank"] == 1].groupby("image_id", sort=False) if options.crops and dataset else ()):
+            for image_id, cg in (g[g["rank"] == 1].groupby("image_id", sort=False) if options.crops and dataset else ()):
                 try:
-                    sample = samples.get(crit) or dataset.load(crit)
-                    samples[crit] = sample
+                    sample = samples.get(image_id) or dataset.load(image_id)
+                    samples[image_id] = sample
                     _enc, recon = _recompute(run, codec, rate, sample, dataset, options)
                 except Exception as err:  # noqa: BLE001 - one crop's failure must not lose the page
                     msg = err.problem if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
-                    figs.append(f'<figure><figcaption class="note">{_esc(crit)}: not recomputed ({_esc(msg)})'
+                    figs.append(f'<figure><figcaption class="note">{_esc(image_id)}: not recomputed ({_esc(msg)})'
                                 "</figcaption></figure>")
                     continue
                 why = "; ".join(f"{c}: {v:.4g}" for c, v in zip(cg["criterion"], cg["value"]))
                 figs.append(f'<figure>{_img(array_uri(center_crop(sample.image, options.crop)), "original")}'
-                            f"<figcaption>original {_esc(crit)}</figcaption></figure>"
+                            f"<figcaption>original {_esc(image_id)}</figcaption></figure>"
                             f'<figure>{_img(array_uri(center_crop(recon, options.crop)), label)}'
                             f"<figcaption>{_esc(label)} @ {_esc(rate)} — {_esc(why)}</figcaption></figure>")
             parts.append(f"<h4>{_esc(label)} @ rate {_esc(rate)}</h4><table class=meta>{lines}</table>"

@@ -53,12 +53,13 @@ class LoadReport:
 
 
 def _load_lightning(path: Path, trust_pickle: bool) -> dict[str, Any]:
+    # refused: not tensors-only, broken, or no torch file at all (pickle reads text as opcodes: KeyError)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:  # not tensors-only, or broken
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError) as err:
         if not trust_pickle:
             raise WeightsError(
-                f"cannot read {path} with torch.load(weights_only=True): {str(err).splitlines()[0]}",
+                f"cannot read {path} with torch.load(weights_only=True): {(str(err).splitlines() or [repr(err)])[0]}",
                 "convert it once with `python -m bench.codecs.sqgan.checkpoint convert IN.ckpt OUT.ckpt` "
                 "(full unpickling: only for a file you trust), or set the codec param trust_pickle: true",
             ) from None
