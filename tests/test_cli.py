@@ -102,6 +102,16 @@ def _bad_input_cases():
         ("root-is-file", ["run", "--codecs", "jpeg", "--dataset", "kodak", "--root", "{file}"], 3, "is a file"),
         ("root-missing", ["run", "--codecs", "jpeg", "--dataset", "kodak", "--root", "{dir}/nope"], 3, "not found"),
         ("unknown-run", ["report", "nosuchrun"], 4, "no run store"),
+        ("ci-seed-negative", ["report", "--ci", "--ci-seed", "-1"], 2, "--ci-seed"),
+        ("ci-heavy-zero", ["report", "--ci", "--ci-heavy-resamples", "0"], 2, "--ci-heavy-resamples"),
+        ("ci-resamples-few", ["compare", "latest", "--gate", "significant", "--ci-resamples", "5"], 2,
+         "--ci-resamples"),
+        ("pair-rate-form", ["compare", "latest", "--pair-rate", "50"], 2, "RATE_A=RATE_B"),
+        ("delta-tolerance-form", ["compare", "latest", "--delta-tolerance", "psnr"], 2, "METRIC=VALUE"),
+        ("html-rate-paper", ["report", "--html", "--rate", "paper"], 2, "--rate paper"),
+        ("more-runs-without-html", ["report", "a", "b"], 2, "--html"),
+        ("miou-average", ["run", "--codecs", "jpeg", "--dataset", "demo", "-q", "--metrics", "miou",
+                          "--param", "miou.average=bogus"], 2, "average"),
     ]
 
 
