@@ -246,6 +246,8 @@ def _bootstrap(args: argparse.Namespace, force: bool = False) -> Any:
         raise ConfigError(f"--ci-resamples {args.ci_resamples} is too few", "use 10 or more (default 1000)")
     if args.ci_heavy_resamples < 10:  # a negative count sliced the draws from the end; 0 gave no interval
         raise ConfigError(f"--ci-heavy-resamples {args.ci_heavy_resamples} is too few", "use 10 or more (default 100)")
+    if args.ci_seed < 0:
+        raise ConfigError(f"--ci-seed {args.ci_seed} is negative", "give a seed of 0 or more (default 0)")
     return Bootstrap(resamples=args.ci_resamples, seed=args.ci_seed,
                      heavy_resamples=min(args.ci_resamples, args.ci_heavy_resamples))
 
@@ -276,25 +278,26 @@ def _report(store: Any, run_id: str, out_dir: Path, boot: Any = None, rate: str 
 def cmd_report(args: argparse.Namespace) -> int:
     from .atomic import output_dir
 
+    if args.more_runs and not args.html:
+        raise ConfigError("several runs make one report only with --html", "add --html, or report one run")
+    boot = _bootstrap(args)  # options checked before the store is read
     if args.dest:
         output_dir(args.dest, "--dest folder")
     with _store(args) as store:  # read-only: the report goes to files, not into the store
         run = store.run(args.run)
         if args.html:
-            return _html_report(args, store, [run["run_id"]] + [store.run(r)["run_id"] for r in args.more_runs])
-        if args.more_runs:
-            raise BenchError("several runs make one report only with --html", "add --html, or report one run")
+            return _html_report(args, store, [run["run_id"]] + [store.run(r)["run_id"] for r in args.more_runs], boot)
         dest = Path(args.dest) if args.dest else Path(args.out) / run["run_id"]
         output_dir(dest, "report folder", "pass --dest DIR, a folder you can write (the store itself is only read)")
-        return _report(store, run["run_id"], dest, _bootstrap(args), args.rate)
+        return _report(store, run["run_id"], dest, boot, args.rate)
 
 
-def _html_report(args: argparse.Namespace, store: Any, run_ids: list[str]) -> int:
+def _html_report(args: argparse.Namespace, store: Any, run_ids: list[str], boot: Any = None) -> int:
     from .atomic import output_dir
     from .report.html import HtmlOptions, write_html
 
     options = HtmlOptions(bpp=args.bpp, image_id=args.image, crop=args.crop, crops=not args.no_crops,
-                          codec_params=parse_params(args.param), ci=_bootstrap(args), rate=args.rate)
+                          codec_params=parse_params(args.param), ci=boot, rate=args.rate)
     dest = output_dir(Path(args.dest) if args.dest else Path(args.out) / run_ids[0], "--dest folder")
     path = write_html(store, run_ids, dest / "report.html", options)
     print(f"html report: {path}")
@@ -342,8 +345,8 @@ def _delta_tolerances(items: Sequence[str] | None) -> dict[str, float]:
         try:
             delta_tol[key.strip()] = float(value)
         except ValueError:
-            raise BenchError(f"--delta-tolerance {item!r} is not METRIC=VALUE",
-                             "e.g. --delta-tolerance psnr=0.1") from None
+            raise ConfigError(f"--delta-tolerance {item!r} is not METRIC=VALUE",
+                              "e.g. --delta-tolerance psnr=0.1") from None
     return delta_tol
 
 
@@ -351,13 +354,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import REGRESSION_EXIT, compare, render_text
 
     delta_tol = _delta_tolerances(args.delta_tolerance)
+    rate_map = _rate_map(args.pair_rate)
+    ci = _bootstrap(args, force=args.gate == "significant")
     dest = _csv_dest(args.csv) if args.csv else None
     with _store(args) as store:
         result = compare(store, args.run_a, args.run_b, metrics=_csv(args.metric) if args.metric else None,
                          codecs=_csv(args.codec) if args.codec else None, anchor=args.anchor, test=args.test,
                          tolerance=args.tolerance, delta_tolerance=delta_tol, method=args.method,
-                         ci=_bootstrap(args) or (_bootstrap(args, force=True) if args.gate == "significant" else None),
-                         rate_map=_rate_map(args.pair_rate), rate=args.rate)
+                         ci=ci, rate_map=rate_map, rate=args.rate)
     print(render_text(result))
     if dest is not None:
         from .atomic import write_with
@@ -377,7 +381,7 @@ def _rate_map(items: Sequence[str] | None) -> dict[str, str]:
     for item in items or []:
         a, sep, b = item.partition("=")
         if not sep or not a.strip() or not b.strip():
-            raise BenchError(f"--pair-rate {item!r} is not RATE_A=RATE_B", "e.g. --pair-rate 50=45")
+            raise ConfigError(f"--pair-rate {item!r} is not RATE_A=RATE_B", "e.g. --pair-rate 50=45")
         out[a.strip()] = b.strip()
     return out
 
@@ -408,13 +412,14 @@ def cmd_figures(args: argparse.Namespace) -> int:
     from .figures import PRESETS, ProtocolWarning, write_figure
 
     names = list(PRESETS) if args.preset == "all" else _csv(args.preset)
+    boot = _bootstrap(args)
     with _store(args) as store:
         dest = Path(args.dest) if args.dest else Path(args.out) / "figures"
         for name in names:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ProtocolWarning)
                 paths = write_figure(name, store, args.runs or ["latest"], dest, ssm=args.ssm_bpp,
-                                     ci=_bootstrap(args), rate=args.rate)
+                                     ci=boot, rate=args.rate)
             for w in caught:  # a figure drawn from runs of another protocol than its paper's
                 print(f"warning: {w.message}", file=sys.stderr)
             print(f"{name}: {', '.join(str(p) for p in paths)}")
@@ -488,7 +493,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
     if args.codec != "spadegan":
-        raise BenchError(f"no training entry point for {args.codec!r}", "train spadegan, or use the codec's own repo")
+        raise ConfigError(f"no training entry point for {args.codec!r}", "train spadegan, or use the codec's own repo")
     from .codecs.spadegan.train import main as train_main
 
     return int(train_main(rest) or 0)

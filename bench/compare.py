@@ -408,7 +408,7 @@ def compare(store: Store, run_a: str, run_b: str | None = None, *, metrics: Sequ
     ``rate``: "real" compares at the bpp of the transmitted bytes; "paper" at each codec's
     paper formula rate (real bpp for codecs without one; ``rate_basis`` in the tables says
     which), see :func:`bench.report.rates.rate_view`. Paired intervals (``ci``) resample the
-    rows' real bpp.
+    same rate (:func:`bench.report.rates.paper_rate_rows`).
 
     Without ``anchor``/``test``: every codec present in both runs (or those in ``codecs``).
     With them: codec ``anchor`` of run A against codec ``test`` of run B (run B defaults to
@@ -451,14 +451,16 @@ def compare(store: Store, run_a: str, run_b: str | None = None, *, metrics: Sequ
     result = compare_frames(df_a, df_b, pairs, keys, tolerance=tolerance, delta_tolerance=delta_tolerance,
                             method=method, run_a=ra["run_id"], run_b=rb["run_id"])
     _record_rate(result, rate, df_a, df_b, pairs)
-    if ci is not None and rate == "paper":
-        result.notes.append("paired differences and BD intervals (--ci) resample the rows' real bpp")
     if ci is not None:
         from .paired import attach
+        from .report.rates import paper_rate_rows
         from .report.summary import load_run
 
         rows_a = load_run(store, ra["run_id"])[1]
         rows_b = rows_a if same_run else load_run(store, rb["run_id"])[1]
+        if rate == "paper":  # the intervals resample the rate the point values use
+            rows_a = paper_rate_rows(rows_a)
+            rows_b = rows_a if same_run else paper_rate_rows(rows_b)
         attach(result, ra, rows_a, rb, rows_b, pairs, ci, rate_map=rate_map, method=method)
     if not same_run:
         for a, b in pairs:

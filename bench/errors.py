@@ -55,6 +55,10 @@ class MetricError(BenchError):
     """A metric cannot be computed for this input (recorded per image)."""
 
 
+class MetricOptionError(ConfigError, MetricError):
+    """A metric's option has a bad value: a configuration error (exit 2), raised before any image."""
+
+
 class StoreError(BenchError):
     """The run store is unreadable, damaged, locked or read-only, or a run id is unknown."""
 

@@ -25,7 +25,8 @@ from .store import Store, connect_readonly, unpack_states
 
 RUN_COLUMNS = "run_id, created, updated, config, meta, status"
 ROW_COLUMNS = ("run_id, codec, rate, image_id, status, error, height, width, bytes, bpp, metrics, states, "
-               "seconds, created, notes")
+               "seconds, created, notes, metric_errors")
+_ADDED_ROW_COLUMNS = ("metric_errors",)  # added by Store._migrate: absent from older stores (read as NULL)
 _MAX_ROWID = 2**63 - 1
 
 
@@ -100,6 +101,17 @@ def scan(db: sqlite3.Connection, table: str, columns: str, on_skip: Callable[[],
             after = nxt
 
 
+def _source_columns(db: sqlite3.Connection, table: str, columns: str) -> str:
+    """``columns`` as a SELECT list for ``table`` of the source: a column that an older store
+    lacks (one of ``_ADDED_ROW_COLUMNS``) is read as NULL."""
+    try:
+        have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+    except sqlite3.DatabaseError:
+        return columns
+    names = [c.strip() for c in columns.split(",")]
+    return ", ".join("NULL" if c in _ADDED_ROW_COLUMNS and have and c not in have else c for c in names)
+
+
 def _valid_run(rec: tuple[Any, ...]) -> bool:
     try:
         return isinstance(rec[0], str) and isinstance(json.loads(rec[3]), dict) and isinstance(json.loads(rec[4]), dict)
@@ -111,7 +123,7 @@ def _valid_row(rec: tuple[Any, ...]) -> bool:
     try:
         if not all(isinstance(v, str) for v in rec[:5]):
             return False
-        for i in (8, 10, 12, 14):
+        for i in (8, 10, 12, 14, 15):
             if rec[i] is not None:
                 json.loads(rec[i])
         if rec[11] is not None:
@@ -145,7 +157,7 @@ def recover(source: Path | str, dest: Path | str) -> Recovered:
                                                 ("rows", ROW_COLUMNS, _valid_row, "rows")):
                 marks = ",".join("?" * len(columns.split(",")))
                 try:
-                    records = list(scan(src, table, columns, skipped))
+                    records = list(scan(src, table, _source_columns(src, table, columns), skipped))
                 except sqlite3.DatabaseError:  # the table's root page itself is unreadable
                     skipped()
                     records = []

@@ -229,15 +229,20 @@ def replicates(rows: Sequence[Row], metrics: Mapping[str, Metric | None], counts
     out["bpp"] = _weighted_mean(counts, np.array([math.nan if r.bpp is None else float(r.bpp) for r in rows]))
     produced: set[str] = set()
     for name, metric in metrics.items():
-        if metric is None or not all(name in r.states for r in rows):
+        # a metric that failed on some images (row.metric_errors) is resampled over the images
+        # it was computed on, as summarise computes its value over them
+        have = [i for i, r in enumerate(rows) if name in r.states]
+        if metric is None or not have:
             continue
         kind = merge_kind(metric)
-        use = counts if kind == "sum" else counts[:heavy]
+        use = (counts if kind == "sum" else counts[:heavy])[:, have].astype(np.int64)
+        drawn = use.sum(1) > 0  # a resample that draws none of them has no value (NaN)
         try:
-            values = REPLICATORS[kind](metric, [r.states[name] for r in rows], use.astype(np.int64))
+            computed = iter(REPLICATORS[kind](metric, [rows[i].states[name] for i in have], use[drawn]))
         except Exception as err:  # noqa: BLE001 - a metric that cannot be resampled gets no interval
             log.warning("%s: no bootstrap interval (%s: %s)", name, type(err).__name__, err)
             continue
+        values = [next(computed) if d else {} for d in drawn]
         for key in dict.fromkeys(k for v in values for k in v):
             out[key] = np.array([float(v.get(key, math.nan)) for v in values])
             produced.add(key)

@@ -304,23 +304,22 @@ def sweep_figure(table: "pd.DataFrame", bd: "pd.DataFrame", axis: str, codec: st
 
 
 def write_outputs(result: SweepResult, out_dir: Path | str) -> list[Path]:
-    """sweep.csv, sweep.md, sweep_bd.csv (when anchored) and sweep_<codec>.png/.pdf."""
+    """sweep.csv, sweep.md, sweep_bd.csv (when anchored) and sweep_<codec>.png/.pdf, each
+    written atomically (:mod:`bench.atomic`)."""
     from tabulate import tabulate
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "sweep.csv", out / "sweep.md"]
-    result.table.to_csv(paths[0], index=False, float_format="%.17g")
-    paths[1].write_text(tabulate(result.table.drop(columns=["run_id"]), headers="keys", tablefmt="github",
-                                 showindex=False, floatfmt=".4f") + "\n")
+    from .atomic import output_dir, write_text, write_with
+
+    out = output_dir(out_dir, "sweep folder (--dest)")
+    paths = [write_with(out / "sweep.csv", lambda tmp: result.table.to_csv(tmp, index=False, float_format="%.17g")),
+             write_text(out / "sweep.md", tabulate(result.table.drop(columns=["run_id"]), headers="keys",
+                                                   tablefmt="github", showindex=False, floatfmt=".4f") + "\n")]
     if len(result.bd):
-        paths.append(out / "sweep_bd.csv")
-        result.bd.to_csv(paths[-1], index=False, float_format="%.17g")
+        paths.append(write_with(out / "sweep_bd.csv",
+                                lambda tmp: result.bd.to_csv(tmp, index=False, float_format="%.17g")))
     fig = sweep_figure(result.table, result.bd, result.axis, result.codec)
     for suffix in ("png", "pdf"):
-        path = out / f"sweep_{result.codec}.{suffix}"
-        fig.savefig(path, dpi=120)
-        paths.append(path)
+        paths.append(write_with(out / f"sweep_{result.codec}.{suffix}", lambda tmp: fig.savefig(tmp, dpi=120)))
     result.paths = paths
     return paths
 

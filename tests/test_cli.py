@@ -102,6 +102,15 @@ def _bad_input_cases():
         ("root-is-file", ["run", "--codecs", "jpeg", "--dataset", "kodak", "--root", "{file}"], 3, "is a file"),
         ("root-missing", ["run", "--codecs", "jpeg", "--dataset", "kodak", "--root", "{dir}/nope"], 3, "not found"),
         ("unknown-run", ["report", "nosuchrun"], 4, "no run store"),
+        ("ci-seed-negative", ["report", "--ci", "--ci-seed", "-1"], 2, "--ci-seed"),
+        ("ci-heavy-zero", ["report", "--ci", "--ci-heavy-resamples", "0"], 2, "--ci-heavy-resamples"),
+        ("ci-resamples-few", ["compare", "latest", "--gate", "significant", "--ci-resamples", "5"], 2,
+         "--ci-resamples"),
+        ("pair-rate-form", ["compare", "latest", "--pair-rate", "50"], 2, "RATE_A=RATE_B"),
+        ("delta-tolerance-form", ["compare", "latest", "--delta-tolerance", "psnr"], 2, "METRIC=VALUE"),
+        ("more-runs-without-html", ["report", "a", "b"], 2, "--html"),
+        ("miou-average", ["run", "--codecs", "jpeg", "--dataset", "demo", "-q", "--metrics", "miou",
+                          "--param", "miou.average=bogus"], 2, "average"),
     ]
 
 
@@ -126,7 +135,7 @@ def test_bad_input_is_one_line_with_its_exit_code(argv, code, words, offline, ca
 
 
 @pytest.mark.parametrize("argv", [["run"], ["run", "--codecs", "jpeg", "--dataset", "demo", "--limit", "x"],
-                                  ["nosuchcommand"], ["report", "--bogus"]])
+                                  ["nosuchcommand"], ["report", "--bogus"], ["report", "--html", "--rate", "bpp"]])
 def test_usage_errors_are_one_line_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as stop:
         main(argv)

@@ -144,6 +144,15 @@ def test_compare_at_paper_rate(runs, tmp_path):
     rpts = real.points[real.points.codec == "sqgan"].set_index("rate")
     assert (rpts.bpp_a != pts.bpp_a.reindex(rpts.index)).all() and set(real.metrics.rate_basis) == {"real bytes"}
     assert not paper.regressed  # run b is run a from the cache
+    # the paired intervals (--ci) resample the rate the points use: the paper formula for sqgan
+    from bench.stats import Bootstrap
+
+    with Store(store_path) as store:
+        paired = compare(store, run_a, run_b, metrics=["psnr"], rate="paper", ci=Bootstrap(resamples=20)).paired
+    bpp = paired[paired.metric == "bpp"].set_index(["codec", "rate_a"])
+    assert {r: bpp.loc[("sqgan", r), "value_a"] for r in PAPER} == pytest.approx(PAPER, rel=1e-12)
+    jpeg = paper.points[paper.points.codec == "jpeg"].set_index("rate")
+    assert {r: bpp.loc[("jpeg", r), "value_a"] for r in jpeg.index} == pytest.approx(jpeg.bpp_a.to_dict(), rel=1e-12)
 
 
 def test_cli_rate_flags(runs, tmp_path, capsys):

@@ -87,6 +87,27 @@ def test_small_image_keeps_psnr_and_bpp_while_msssim_records_error(small_image_r
     assert (tmp_path / "report" / "failures.csv") in paths
 
 
+def test_intervals_of_a_metric_that_failed_on_one_image_use_the_images_it_was_computed_on(small_image_run):
+    from bench.report.intervals import add_intervals, run_metrics
+    from bench.stats import Bootstrap, replicates
+
+    store, run_id = small_image_run
+    run, rows = store.run(run_id), [r for r in store.rows(run_id) if r.rate == "16"]
+    boot = Bootstrap(resamples=200, seed=3)
+    counts = boot.counts(len(rows))
+    reps = replicates(rows, run_metrics(run, rows), counts).values
+    # dataset-level values, not per-image means: msssim_db is the dB of each replicate's mean MS-SSIM
+    np.testing.assert_allclose(reps["msssim_db"], -10 * np.log10(1 - reps["msssim"]), rtol=1e-12)
+    have = [i for i, r in enumerate(rows) if "msssim" in r.states]
+    assert len(have) == 2
+    mean = (counts[:, have] @ np.array([rows[i].metrics["msssim"] for i in have])) / counts[:, have].sum(1)
+    np.testing.assert_allclose(reps["msssim"], mean, rtol=1e-12)  # NaN where neither image was drawn
+    df = add_intervals(summarise(store, run_id), store, run_id, boot=boot)
+    for key in ("msssim_db_mean", "psnr_of_mean_mse", "msssim"):
+        lo, hi, value = df[f"{key}_lo"], df[f"{key}_hi"], df[key]
+        assert (np.isfinite(lo) & (lo <= value + 1e-9) & (value - 1e-9 <= hi)).all(), key
+
+
 def test_codec_failure_and_metric_failure_both_listed(tmp_path, store_path):
     with Store(store_path) as store:
         store.begin_run("r", {}, {"metrics": {"psnr": {"name": "psnr"}}})

@@ -126,8 +126,7 @@ def test_apply_merges_dataset_metric_and_sender_settings():
     applied = presets.apply(sq, {"root": "/x"}, {}, None)
     assert applied.dataset_params == {"root": "/x", **sq.dataset}
     assert applied.semantics_segmenter is None
-    if presets.metric_accepts("miou", "average"):
-        assert applied.metric_params["miou"]["average"] == "all"
+    assert applied.metric_params["miou"]["average"] == "all" and applied.record["miou_average_used"] == "all"
     assert applied.record["name"] == "sqgan" and applied.record["miou_average"] == "all"
     assert "16-bit" in applied.record["image_modes"]
     user = presets.apply(sq, {}, {"miou": {"average": "present"}}, None)

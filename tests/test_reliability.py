@@ -121,6 +121,27 @@ def test_recover_keeps_every_row_on_an_intact_page(tmp_path):
         np.testing.assert_array_equal(r.states["psnr"]["se"], np.arange(3.0) + i)
 
 
+def test_recover_keeps_metric_errors_and_reads_a_store_from_before_the_column(tmp_path):
+    src = tmp_path / "s.sqlite"
+    with Store(src) as store:
+        store.begin_run("r1", {"dataset": "x"}, {"tag": None})
+        store.put("r1", Row("jpeg", "1", "a", metrics={"psnr": 30.0}, metric_errors={"lpips": "boom"}))
+        store.put("r1", Row("jpeg", "1", "b", metrics={"psnr": 31.0, "lpips": 0.2}))
+    recover(src, tmp_path / "r.sqlite")
+    with Store(tmp_path / "r.sqlite", readonly=True) as store:
+        got = {r.image_id: r.metric_errors for r in store.rows("r1")}
+        assert got == {"a": {"lpips": "boom"}, "b": {}}
+        assert store.done_keys("r1", include_errors=False) == {("jpeg", "1", "b")}
+    con = sqlite3.connect(src)  # the same store as written before metric_errors existed
+    con.execute("ALTER TABLE rows DROP COLUMN metric_errors")
+    con.commit()
+    con.close()
+    result = recover(src, tmp_path / "old.sqlite")
+    assert (result.runs, result.rows, result.lost_rows) == (1, 2, 0)
+    with Store(tmp_path / "old.sqlite", readonly=True) as store:
+        assert {r.image_id: r.metrics["psnr"] for r in store.rows("r1")} == {"a": 30.0, "b": 31.0}
+
+
 def test_recover_dest_leaves_the_store_alone_and_a_sound_store_is_not_copied(tmp_path, capsys):
     out = tmp_path / "out"
     with Store(out / "bench.sqlite") as store:

@@ -297,7 +297,21 @@ def test_per_image_iou_comes_from_each_rows_state_and_feeds_export_and_worst(tmp
             r.height, r.width = 16, 16
             store.put("r1", r)
         tidy = tidy_rows(store, "r1")
+        # a run whose mIoU averaged over all classes (SQ-GAN's protocol): the same averaging per image
+        store.begin_run("r2", {"dataset": "x"}, {"metrics": {"miou": {"name": "miou", "average": "all"}}})
+        expected_all = []
+        for r in rows:
+            s = r.states["miou"]
+            for key in ("inter_orig", "union_orig"):
+                s[key] = np.asarray(s[key]).copy()
+                s[key][:2] = 0  # two classes absent from this image
+            iou = s["inter_orig"] / np.where(s["union_orig"] > 0, s["union_orig"], 1)
+            expected_all.append(float(iou.sum() / len(iou)))  # absent classes score 0
+            assert expected_all[-1] < float(np.mean(iou[s["union_orig"] > 0]))
+            store.put("r2", r)
+        tidy_all = tidy_rows(store, "r2")
     assert tidy["miou_orig_img"].tolist() == pytest.approx(expected)
+    assert tidy_all["miou_orig_img"].tolist() == pytest.approx(expected_all, rel=1e-12)
     assert "miou_gt_img" in tidy and "iou_drop_orig" in tidy
     # the worst images: largest IoU drop and lowest PSNR
     images = tidy.assign(status="ok")

@@ -25,7 +25,6 @@ runs made under different protocols.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
@@ -113,17 +112,6 @@ def resolve(dataset_name: str, name: str | None) -> ProtocolPreset:
     return presets[name]
 
 
-def metric_accepts(metric: str, param: str) -> bool:
-    """Whether the built-in ``metric``'s constructor takes ``param``."""
-    from .. import catalog
-
-    try:
-        init = catalog.registry("metric").get(metric).load().__init__
-    except Exception:  # an unknown metric: nothing to configure
-        return False
-    return param in inspect.signature(init).parameters
-
-
 @dataclass
 class Applied:
     """A run's settings after applying a preset, and what the run records about it."""
@@ -157,11 +145,9 @@ def apply(preset: ProtocolPreset, dataset_params: Mapping[str, Any], metric_para
         user = mp.get("miou", {}).get("average")
         if user is not None:
             record["miou_average_used"] = str(user)
-        elif metric_accepts("miou", "average"):
+        else:
             mp.setdefault("miou", {})["average"] = preset.miou_average
             record["miou_average_used"] = preset.miou_average
-        else:  # the metric predates the parameter: it averages over present classes
-            record["miou_average_used"] = "present (miou has no 'average' parameter)"
     seg = dict(semantics_segmenter) if semantics_segmenter is not None else None
     if preset.name != CARD:
         if preset.sender_labels == "ground-truth" and seg is not None:

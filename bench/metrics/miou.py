@@ -45,7 +45,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..datasets.base import ClassSet
-from ..errors import MetricError
+from ..errors import MetricError, MetricOptionError
 from ..segmenters import Segmenter, extractor_id, make_segmenter, segment_cached
 from .base import Metric, Pair, State
 
@@ -145,6 +145,12 @@ class MIoU(Metric):
                  refcache: Any = None, weights_dir: str | None = None,
                  allow_random_weights: bool = False, device: str | None = None) -> None:
         super().__init__(weights_dir=weights_dir, allow_random_weights=allow_random_weights, device=device)
+        if average not in AVERAGES:  # options are checked before the segmenter is built
+            raise MetricOptionError(f"unknown mIoU average {average!r}",
+                                    f"use --param miou.average={' or '.join(AVERAGES)}")
+        if not isinstance(noise_floor, bool):
+            raise MetricOptionError(f"miou noise_floor {noise_floor!r} is not true or false",
+                                    "write --param miou.noise_floor=false (or true)")
         if isinstance(segmenter, Segmenter):
             self.segmenter = segmenter
         else:
@@ -154,13 +160,8 @@ class MIoU(Metric):
             params.setdefault("allow_random_weights", allow_random_weights)
             params.setdefault("device", device)
             self.segmenter = make_segmenter(segmenter, **params)
-        if average not in AVERAGES:
-            raise MetricError(f"unknown mIoU average {average!r}", f"use one of {', '.join(AVERAGES)}")
         self.gt_class_set = gt_class_set
         self.average = average
-        if not isinstance(noise_floor, bool):
-            raise MetricError(f"miou noise_floor {noise_floor!r} is not true or false",
-                              "write --param miou.noise_floor=false (or true)")
         self.noise_floor = noise_floor
         self._refcache = refcache
 

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,8 +29,16 @@ CRITERIA: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def row_iou(row: Row) -> dict[str, float]:
-    """``miou_<ref>_img`` (in [0, 1]) for each reference the row's mIoU state holds, and
+def miou_average(run: Mapping[str, Any]) -> str:
+    """The class averaging ("present" or "all") the run's mIoU metric recorded (its
+    ``describe()`` in the run meta); "present" for runs from before the option."""
+    described = ((run.get("meta") or {}).get("metrics") or {}).get("miou")
+    return str(described.get("average") or "present") if isinstance(described, Mapping) else "present"
+
+
+def row_iou(row: Row, average: str = "present") -> dict[str, float]:
+    """``miou_<ref>_img`` (in [0, 1], classes averaged as the run's metric did: ``average``,
+    see :func:`miou_average`) for each reference the row's mIoU state holds, and
     ``iou_drop_orig``; {} without an mIoU state."""
     state = row.states.get("miou")
     if not state:
@@ -39,7 +47,8 @@ def row_iou(row: Row) -> dict[str, float]:
     for ref in REFERENCES:
         if f"inter_{ref}" not in state or int(np.asarray(state.get(f"images_{ref}", 0))) == 0:
             continue
-        value = mean_iou(np.asarray(state[f"inter_{ref}"]), np.asarray(state[f"union_{ref}"]))
+        union = np.asarray(state[f"union_{ref}"])
+        value = mean_iou(np.asarray(state[f"inter_{ref}"]), union, average) if union.any() else math.nan
         if not math.isnan(value):
             out[f"miou_{ref}_img"] = value
     if "miou_orig_img" in out:
@@ -47,11 +56,12 @@ def row_iou(row: Row) -> dict[str, float]:
     return out
 
 
-def per_image_iou(rows: Sequence[Row], mark: str = "") -> pd.DataFrame:
+def per_image_iou(rows: Sequence[Row], mark: str = "", average: str = "present") -> pd.DataFrame:
     """codec, rate, image_id and :func:`row_iou` of every row with an mIoU state (value
-    columns suffixed with ``mark``, e.g. the random-weights mark)."""
+    columns suffixed with ``mark``, e.g. the random-weights mark; ``average``: the run's
+    :func:`miou_average`)."""
     records = [{"codec": r.codec, "rate": r.rate, "image_id": r.image_id,
-                **{k + mark: v for k, v in row_iou(r).items()}} for r in rows]
+                **{k + mark: v for k, v in row_iou(r, average).items()}} for r in rows]
     records = [rec for rec in records if len(rec) > 3]
     return pd.DataFrame(records, columns=None if records else ["codec", "rate", "image_id"])
 

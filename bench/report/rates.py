@@ -13,8 +13,9 @@ one instead of the other.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,16 @@ def paper_values(metrics: Mapping[str, Any]) -> dict[str, float]:
     """A row's paper-rate values (``bpp_paper`` and ``bpp_paper_<part>``, in bpp), legacy names mapped."""
     out = {LEGACY[k]: float(v) for k, v in metrics.items() if k in LEGACY}
     out.update({k: float(v) for k, v in metrics.items() if k == PAPER or k.startswith(PAPER_PREFIX)})
+    return out
+
+
+def paper_rate_rows(rows: Sequence[Any]) -> list[Any]:
+    """Store rows whose ``bpp`` is the paper formula rate where the row declares one (real bpp
+    elsewhere): what ``rate="paper"`` resamples (:mod:`bench.paired`)."""
+    out = []
+    for r in rows:
+        paper = paper_values(r.metrics).get(PAPER)
+        out.append(dataclasses.replace(r, bpp=paper) if paper is not None and math.isfinite(paper) else r)
     return out
 
 
