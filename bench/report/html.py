@@ -53,7 +53,7 @@ from .evidence import miou_average, per_image_iou, worst_images
 from .floor import FLOOR_NOTE, floor_value, is_floor
 from .intervals import CI_KIND, add_intervals, ci_notes, decorate, small_n_notes
 from .rates import rate_note, rate_view
-from .summary import column_info, load_run, per_image, summarise
+from .summary import column_info, is_detail, load_run, per_image, summarise
 from .tables import formatted, header
 
 log = logging.getLogger("bench")
@@ -219,10 +219,9 @@ def provenance_html(run: Mapping[str, Any]) -> str:
 
 
 def _bookkeeping(key: str) -> bool:
-    """Keys that are counts or settings rather than quality (FID's N, classes seen, the
-    per-class IoUs shown as bars)."""
-    return ("/" in key or key.startswith("classes_") or key.startswith("matched_")
-            or key.endswith(("_n", "_images", "_patch", "_low_n", "_subset_size", "_std")))
+    """Keys that are counts or settings rather than quality: the summary's detail keys (FID's
+    N, classes seen, per-class IoUs shown as bars, interval bounds) and matched-rate settings."""
+    return is_detail(key) or key.startswith("matched_")
 
 
 def floor_html(df: pd.DataFrame) -> str:
@@ -235,8 +234,9 @@ def floor_html(df: pd.DataFrame) -> str:
 
 def curves_html(df: pd.DataFrame) -> str:
     imgs = []
+    infos = column_info(df)
     for column in curve_columns(df):
-        if _bookkeeping(column_info(df)[column].key):
+        if _bookkeeping(infos[column].key):
             continue
         fig = rd_figure(df, column)
         imgs.append(_img(figure_uri(fig), f"{column} vs bpp", "curve"))
