@@ -17,7 +17,7 @@ import traceback
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -273,6 +273,8 @@ class LocalExecutor:
         self.lookahead = lookahead
         self.thread_plan: ThreadPlan | None = None  # chosen by run(), see bench.threads
         self._inflight: deque[_Job] = deque()
+        self._pool: ProcessPoolExecutor | None = None  # started by _worker_pool() when first needed
+        self._pool_payload: bytes | None = None        # the workers' codecs and pixel metrics, pickled
 
     def run(self, dataset: Dataset, codecs: Sequence[Codec], metrics: Sequence[Metric],
             todo: Sequence[tuple[str, list[tuple[int, Any]]]], semantics: Any = None) -> Iterator[Row]:
@@ -283,37 +285,47 @@ class LocalExecutor:
         class_set = dataset.class_set.name if dataset.class_set else None
         codec_ids = [identity(c) for c in codecs]
         metric_ids = [identity(m) for m in metrics]
-        pool = None
         n_parallel = sum(1 for _, pending in todo for ci, _r in pending if codecs[ci].parallel_safe)
-        # spawning workers costs ~1-2 s: automatic only for more than a handful of images
         plan = plan_threads(self.workers, n_parallel=n_parallel, heavy=heavy_on_cpu(metrics),
                             networks=has_networks(metrics), auto_pool_min=AUTO_POOL_MIN)
-        self.thread_plan = plan
         if plan.workers:
-            from .procs import worker_context  # spawn; workers ignore Ctrl-C and die with this process
+            from .procs import start_method
 
-            pixel = [m for m in metrics if getattr(m, "pixel", False)] if plan.pixel_metrics_in_workers else []
-            pool = ProcessPoolExecutor(plan.workers, mp_context=worker_context(), initializer=_init_worker,
-                                       initargs=(plan.worker_threads, pickle.dumps((list(codecs), pixel)),
-                                                 os.getpid()))
+            plan = replace(plan, start=start_method())
+        self.thread_plan = plan
+        pixel = [m for m in metrics if getattr(m, "pixel", False)] if plan.pixel_metrics_in_workers else []
+        self._pool, self._pool_payload = None, pickle.dumps((list(codecs), pixel)) if plan.workers else None
         inflight = self._inflight = deque()
         old_threads = set_torch_threads(plan.main)
         try:
             for image_id, pending in todo:
                 inflight.append(self._start(dataset, codecs, codec_ids, metrics, metric_ids, class_set,
-                                            image_id, pending, pool))
+                                            image_id, pending))
                 while len(inflight) > self.lookahead:
                     yield from self._finish(inflight.popleft(), codecs, metrics)
             while inflight:
                 yield from self._finish(inflight.popleft(), codecs, metrics)
         finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+            if self._pool is not None:
+                self._pool.shutdown(cancel_futures=True)
+            self._pool = self._pool_payload = None
             set_torch_threads(old_threads)
 
+    def _worker_pool(self) -> ProcessPoolExecutor | None:
+        """The run's codec workers, started at the first coding they get (a re-run whose codings
+        are all cached starts none); None when the thread plan has no workers."""
+        if self._pool is None and self._pool_payload is not None:
+            from .procs import worker_context  # workers ignore Ctrl-C and die with this process
+
+            plan = self.thread_plan
+            self._pool = ProcessPoolExecutor(plan.workers, mp_context=worker_context(plan.start),
+                                             initializer=_init_worker,
+                                             initargs=(plan.worker_threads, self._pool_payload, os.getpid()))
+        return self._pool
+
     def _start(self, dataset: Dataset, codecs: Sequence[Codec], codec_ids: list[str], metrics: Sequence[Metric],
-               metric_ids: list[str], class_set: str | None, image_id: str, pending: list[tuple[int, Any]],
-               pool: ProcessPoolExecutor | None) -> _Job:
+               metric_ids: list[str], class_set: str | None, image_id: str,
+               pending: list[tuple[int, Any]]) -> _Job:
         try:
             sample = dataset.get(image_id)
         except Exception as err:  # unreadable image: one error row per pending codec × rate
@@ -342,7 +354,8 @@ class LocalExecutor:
                             job.work.append(_Work(ci, rate, keys, Coded(entry.bytes, entry.notes, entry.seconds,
                                                                          entry.recon), ckey, from_cache=True))
                             continue
-            if pool is not None and codec.parallel_safe and not own_semantics:
+            pool = self._worker_pool() if codec.parallel_safe and not own_semantics else None
+            if pool is not None:
                 job.work.append(_Work(ci, rate, keys, pool.submit(_code_in_worker, ci, rate, sample, class_set), ckey))
             else:
                 inline.append(_Work(ci, rate, keys, Coded(), ckey))

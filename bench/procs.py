@@ -7,9 +7,10 @@
   dies (also by ``kill -9``): ``prctl(PR_SET_PDEATHSIG)`` on Linux, and everywhere a
   watchdog thread that polls the parent pid (every ``WATCHDOG_S`` seconds). Tool process
   groups the worker started are killed first.
-* :func:`worker_context` is the multiprocessing "spawn" context for codec pools: its workers
-  start with SIGINT ignored, so Ctrl-C reaches only the run's process (which stops the pool)
-  instead of printing a traceback from every worker.
+* :func:`worker_context` is the multiprocessing context for codec pools (fork where it is safe,
+  see :func:`start_method`; else spawn): its workers start with SIGINT ignored, so Ctrl-C
+  reaches only the run's process (which stops the pool) instead of printing a traceback from
+  every worker.
 """
 
 from __future__ import annotations
@@ -93,23 +94,59 @@ def die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="bench-parent-watchdog", daemon=True).start()
 
 
-class _WorkerProcess(multiprocessing.context.SpawnProcess):
-    """A spawned process that starts with SIGINT ignored (the disposition survives exec)."""
+class _IgnoresSigint:
+    """A worker process that starts with SIGINT ignored (the disposition survives fork and exec)."""
 
     def start(self) -> None:
         if threading.current_thread() is not threading.main_thread():
-            return super().start()
+            return super().start()  # type: ignore[misc]
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            super().start()
+            super().start()  # type: ignore[misc]
         finally:
             signal.signal(signal.SIGINT, previous)
 
 
-class _WorkerContext(multiprocessing.context.SpawnContext):
-    Process = _WorkerProcess  # type: ignore[assignment]
+class _SpawnWorker(_IgnoresSigint, multiprocessing.context.SpawnProcess):
+    pass
 
 
-def worker_context() -> multiprocessing.context.SpawnContext:
-    """The "spawn" context whose processes ignore Ctrl-C (see the module docstring)."""
-    return _WorkerContext()
+class _ForkWorker(_IgnoresSigint, multiprocessing.context.ForkProcess):
+    pass
+
+
+class _SpawnContext(multiprocessing.context.SpawnContext):
+    Process = _SpawnWorker  # type: ignore[assignment]
+
+
+class _ForkContext(multiprocessing.context.ForkContext):
+    Process = _ForkWorker  # type: ignore[assignment]
+
+
+START_METHODS = ("fork", "spawn")
+
+
+def start_method() -> str:
+    """How codec workers start: "fork" where it is safe, else "spawn"; ``BENCH_START_METHOD``
+    (fork or spawn) overrides it.
+
+    A forked worker shares the modules this process has imported, so it starts in ~10 ms; a
+    spawned one imports them again (torch: 1–2 s per worker, on the cores the run needs). Fork is
+    safe on Linux while CUDA is not initialised here (a forked child cannot use it); the workers
+    run single-threaded (bench.threads), so torch's OpenMP pool is not entered after the fork.
+    macOS and Windows spawn."""
+    chosen = os.environ.get("BENCH_START_METHOD", "").strip().lower()
+    if chosen in START_METHODS:
+        return chosen
+    if not sys.platform.startswith("linux"):
+        return "spawn"
+    torch = sys.modules.get("torch")
+    if torch is not None and getattr(torch, "cuda", None) is not None and torch.cuda.is_initialized():
+        return "spawn"
+    return "fork"
+
+
+def worker_context(method: str | None = None) -> multiprocessing.context.BaseContext:
+    """The context for codec pools (``method``: see :func:`start_method`): its workers ignore
+    Ctrl-C (the run's process stops the pool) instead of printing a traceback each."""
+    return _ForkContext() if (method or start_method()) == "fork" else _SpawnContext()

@@ -51,6 +51,7 @@ class ThreadPlan:
     workers: int             # codec worker processes
     worker_threads: int = 1  # torch/OpenMP threads of each worker
     mode: str = "inline"
+    start: str = ""          # how workers start: "fork" or "spawn" (bench.procs.start_method); "" without
 
     def peak(self) -> int:
         """The most threads busy at one moment."""
@@ -92,7 +93,8 @@ def plan_threads(workers: int | None, *, n_parallel: int, heavy: bool, networks:
     ``workers``: the user's request (None: automatic; 0 or 1: no pool); ``n_parallel``: codings
     that may run in workers; ``heavy``: metric networks run on the CPU (see :func:`heavy_on_cpu`);
     ``networks``: some metric is a network (on any device; default: ``heavy``);
-    ``auto_pool_min``: codings from which the automatic choice starts a pool (start-up ~1–2 s).
+    ``auto_pool_min``: codings from which the automatic choice starts a pool (start-up: ~10 ms
+    forked, 1–2 s spawned).
     """
     cores = cores or available_cores()
     networks = heavy if networks is None else networks

@@ -103,11 +103,11 @@ def pool_startup(codecs, metrics, cores: int) -> float:
     from concurrent.futures import ProcessPoolExecutor
 
     from bench.pipeline import _init_worker
-    from bench.procs import worker_context
+    from bench.procs import start_method, worker_context
 
     pixel = [m for m in metrics if getattr(m, "pixel", False)]
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(cores, mp_context=worker_context(), initializer=_init_worker,
+    with ProcessPoolExecutor(cores, mp_context=worker_context(start_method()), initializer=_init_worker,
                              initargs=(1, pickle.dumps((list(codecs), pixel)), os.getpid())) as pool:
         list(pool.map(time.sleep, [0.2] * cores))
     return time.perf_counter() - t0 - 0.2
@@ -140,8 +140,9 @@ def scenario(name: str, metrics: list[str]) -> None:
     limit = ARGS.limit if name == "classical" else ARGS.full_limit
     n_rates = ARGS.rates if name == "classical" else ARGS.full_rates
     params = {"root": ARGS.root} if ARGS.root else {}
+    sweep = [v for v in ARGS.sweep.split(",") if v] if name == "classical" else []
     config = RunConfig(ARGS.dataset, ARGS.codecs.split(","), metrics, limit=limit, metric_options=opts,
-                       dataset_params=params)
+                       dataset_params=params, rates={"*": sweep} if sweep else {})
     plan = make_plan(config)
     rates = {c.name: plan.rates[c.name][:n_rates] for c in plan.codecs}
     first = plan.codecs[0]
@@ -153,7 +154,9 @@ def scenario(name: str, metrics: list[str]) -> None:
     print(f"\n== {name}: {len(plan.ids)} images x {sum(len(v) for v in rates.values())} codec-rate points "
           f"= {n} reconstructions ({ARGS.codecs}); metrics {', '.join(metrics)}; {cores} cores; "
           f"device {ARGS.device or 'auto'}")
-    timed_run(copy.deepcopy(config), work, "warmup")  # imports, network construction, file caches
+    warm = copy.deepcopy(config)
+    warm.limit = 1
+    timed_run(warm, work, "warmup")  # imports, network construction, file caches
 
     # the floor: the same work inline on one thread, no caches; the rows' own seconds
     inline = copy.deepcopy(config)
@@ -172,8 +175,10 @@ def scenario(name: str, metrics: list[str]) -> None:
           f"(target <= {TARGETS['overhead']:.0f}%)")
 
     startup = pool_startup(plan.codecs, plan.metrics, cores)
-    print(f"start-up of {cores} codec workers (spawn, imports): {startup:.2f} s, paid once per run "
-          f"(a run of {n} reconstructions is short: the floor ratio without it is printed too)")
+    from bench.procs import start_method
+
+    print(f"start-up of {cores} codec workers ({start_method()}): {startup:.2f} s, paid once per run "
+          f"(the floor ratio without it is printed too)")
     walls, busy_walls = [], []
     for i in range(ARGS.repeat):
         wall, rows, plan_meta = timed_run(copy.deepcopy(config), work, f"ours{i}")
@@ -202,7 +207,8 @@ def scenario(name: str, metrics: list[str]) -> None:
     print(f"naive loop: {t_naive:.2f} s = {t_naive / floor:.2f}x the floor; naive/ours: {t_naive / best:.2f}x")
 
     more = copy.deepcopy(config)
-    extra = [first.rate_label(r) for r in plan.rates[first.name] if first.rate_label(r) not in config.rates[first.name]]
+    extra = [first.rate_label(r) for r in plan.rates[first.name][:n_rates]
+             if first.rate_label(r) not in config.rates[first.name]]
     if extra:
         more.rates[first.name] = config.rates[first.name] + extra[:1]
         os.environ["BENCH_CACHE_DIR"] = str(work / "refcache-ours0")
@@ -216,7 +222,7 @@ def scenario(name: str, metrics: list[str]) -> None:
         points = sum(len(v) for v in rates.values())
         print(f"re-run with one added rate point ({first.name} {extra[0]}): {t_incr:.2f} s; cold/re-run "
               f"{walls[0] / t_incr:.1f}x   (target >= {TARGETS['incremental']:.0f}x; at most {points}x here: "
-              f"{points} codec-rate points cold, 1 added; pipeline_speed.py's default has 41)")
+              f"{points} codec-rate points cold, 1 added)")
     print(f"summary {name}: floor {floor:.2f} s, ours {best / floor:.2f}x floor (best of {len(walls)}), "
           + (f"busy-core slowdown {min(busy_walls) / best:.2f}x, " if busy_walls else "")
           + f"naive/ours {t_naive / best:.2f}x")
@@ -240,8 +246,11 @@ if __name__ == "__main__":
     p.add_argument("--dataset", default="kodak" if kodak.is_dir() else "demo")
     p.add_argument("--root", default=str(kodak) if kodak.is_dir() else None, help="dataset root (kodak: folder)")
     p.add_argument("--codecs", default="jpeg,webp")
-    p.add_argument("--limit", type=int, default=4, help="images of the classical sweep")
-    p.add_argument("--rates", type=int, default=7, help="rate points per codec of the classical sweep")
+    p.add_argument("--limit", type=int, default=24, help="images of the classical sweep")
+    p.add_argument("--sweep", default=",".join(str(q) for q in range(5, 100, 5)),
+                   help="rate values of the classical sweep, every codec (default: qualities 5..95, 19 points; "
+                        "'': the cards' rates)")
+    p.add_argument("--rates", type=int, default=19, help="rate points per codec of the classical sweep (the first N)")
     p.add_argument("--full-limit", type=int, default=2, help="images of the full-metric run")
     p.add_argument("--full-rates", type=int, default=7, help="rate points per codec of the full-metric run")
     p.add_argument("--scenarios", default="classical,full")

@@ -209,19 +209,21 @@ def _session(sid: int) -> set[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
-def test_kill_9_of_a_run_leaves_no_worker_and_no_resource_tracker(fakes, tmp_path):
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_kill_9_of_a_run_leaves_no_worker_and_no_resource_tracker(fakes, tmp_path, start):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]), "FAKE_CODEC_SLEEP": "0.5",
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", "BENCH_START_METHOD": start}
+    expected = 3 if start == "spawn" else 2  # spawned pools also start multiprocessing's resource tracker
     proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *RUN, "--workers", "2", "--out", str(fakes)],
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline, children = time.time() + 90, set()
         while time.time() < deadline and proc.poll() is None:
             children = _children(proc.pid)
-            if len(children) >= 3:  # two workers and multiprocessing's resource tracker
+            if len(children) >= expected:  # two workers (and the resource tracker)
                 break
             time.sleep(0.2)
-        assert proc.poll() is None and len(children) >= 3, f"the pool did not start: {children}"
+        assert proc.poll() is None and len(children) >= expected, f"the pool did not start: {children}"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         deadline = time.time() + 5

@@ -167,7 +167,66 @@ def test_run_meta_records_the_threads(tmp_path, monkeypatch):
     with Store(tmp_path / "bench.sqlite") as store:
         run_id = execute(RunConfig("pngs", ["quant"], ["psnr"], workers=2), store, progress=False)
         recorded = store.run(run_id)["meta"]["threads"]
-    assert recorded == {"cores": 2, "main": 1, "workers": 2, "worker_threads": 1, "mode": "workers"}
+    assert recorded == {"cores": 2, "main": 1, "workers": 2, "worker_threads": 1, "mode": "workers",
+                        "start": "fork"}
+
+
+def test_workers_fork_on_linux_without_cuda_else_spawn(monkeypatch):
+    from bench import procs
+
+    monkeypatch.delenv("BENCH_START_METHOD", raising=False)
+    monkeypatch.setattr(procs.sys, "platform", "linux")
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    assert procs.start_method() == "fork"
+    assert procs.worker_context().get_start_method() == "fork"
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)  # a forked child could not use it
+    assert procs.start_method() == "spawn"
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    monkeypatch.setattr(procs.sys, "platform", "darwin")
+    assert procs.start_method() == "spawn"
+    monkeypatch.setenv("BENCH_START_METHOD", "fork")
+    assert procs.start_method() == "fork"
+    monkeypatch.setenv("BENCH_START_METHOD", "spawn")
+    monkeypatch.setattr(procs.sys, "platform", "linux")
+    assert procs.start_method() == "spawn" and procs.worker_context().get_start_method() == "spawn"
+
+
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_pool_starts_at_the_first_uncached_coding_only(monkeypatch, tmp_path, start):
+    """A re-run whose codings are all cached starts no worker; one with a new rate point starts
+    them and codes only that point there (with either start method)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from bench import pipeline
+    from bench.resultcache import ResultCache
+
+    monkeypatch.setenv("BENCH_START_METHOD", start)
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    started = []
+
+    class Counting(ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            started.append(kwargs["mp_context"].get_start_method())
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "ProcessPoolExecutor", Counting)
+    dataset = _Images(8)
+    rates = [32, 16, 8]
+    import sqlite3
+
+    cache = ResultCache(sqlite3.connect(tmp_path / "cache.sqlite"))
+    todo = [(i, [(0, r) for r in rates]) for i in dataset.ids()]
+    first = list(LocalExecutor(workers=None, cache=cache).run(dataset, [ThreadProbeCodec()], [], todo))
+    assert started == [start] and len(first) == 24
+    again = LocalExecutor(workers=None, cache=cache)
+    rows = list(again.run(dataset, [ThreadProbeCodec()], [], todo))
+    assert started == [start] and again.thread_plan.workers == 2  # planned, never started
+    assert [r.metrics["pid"] for r in rows] == [r.metrics["pid"] for r in first]  # the cached codings
+    todo = [(i, [(0, r) for r in [*rates, 4]]) for i in dataset.ids()]
+    rows = list(LocalExecutor(workers=None, cache=cache).run(dataset, [ThreadProbeCodec()], [], todo))
+    assert started == [start, start] and len(rows) == 32
+    new = {r.metrics["pid"] for r in rows if r.rate == "4"}
+    assert new and os.getpid() not in new and not new & {r.metrics["pid"] for r in first}
 
 
 def test_pixel_metrics_measured_in_workers_equal_inline_and_keep_errors(monkeypatch):
