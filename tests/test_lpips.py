@@ -177,15 +177,24 @@ def test_wrong_hash_is_refused_even_with_random_weights(hub: Path) -> None:
         LM.LPIPS(allow_random_weights=True, device="cpu").model()
 
 
-def test_random_weights_mode_is_seeded_and_marked(hub: Path, no_network: None) -> None:
+def test_random_weights_mode_is_seeded_and_marked(hub: Path, no_network: None, monkeypatch: pytest.MonkeyPatch) -> None:
     refs, recs = _images(2)
     a = LM.LPIPS(net="squeeze", allow_random_weights=True, device="cpu")
     assert all(r.found for r in a.requirements())
     values = a.distances(refs, recs)
+    monkeypatch.setattr(LM, "_BUILT", {})  # built again, not shared: the seed makes the same weights
     b = LM.LPIPS(net="squeeze", allow_random_weights=True, device="cpu")
+    assert b.model() is not a.model()
     np.testing.assert_array_equal(values, b.distances(refs, recs))
     assert a.random_weights and a.describe()["random_weights"] is True
     assert a.describe()["backbone_sha256"].startswith("random")
+
+
+def test_instances_share_one_network_per_weights_and_device(alex: LM.LPIPS, random_hub: Path) -> None:
+    """A run, a sweep or a training loop's evaluations build each network once per process."""
+    again = LM.LPIPS(net="alex", device="cpu")
+    assert again.model() is alex.model() and again.describe()["backbone_sha256"] == alex.describe()["backbone_sha256"]
+    assert LM.LPIPS(net="squeeze", device="cpu").model() is not alex.model()
 
 
 def test_shared_lin_layers_match_the_wheel(random_hub: Path, shared_dir: Path) -> None:

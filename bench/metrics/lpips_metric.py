@@ -102,6 +102,39 @@ def backbone_state_to_lpips(state: dict[str, Any], lpips_net: torch.nn.Module, w
     return mapped
 
 
+_BUILT: dict[tuple[str, str, str, str], torch.nn.Module] = {}  # (net, backbone sha, lin sha, device)
+
+
+def build_lpips(net: str, backbone: Path | None, lins: Path | None, device: torch.device) -> torch.nn.Module:
+    """lpips.LPIPS ``net`` v0.1 in eval mode without gradients on ``device``, its backbone and
+    linear layers loaded strictly from the given files (None: seeded random, smoke tests)."""
+    import lpips
+    import torchvision
+
+    # pnet_rand=True: torchvision builds the backbone without weights (no download);
+    # pretrained=False: no lin file is read here — both are loaded below, strictly.
+    with warnings.catch_warnings():  # torchvision's deprecation notice for pretrained=False
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(pretrained=False, net=net, version=LPIPS_VERSION, pnet_rand=True, verbose=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_SEED)
+        state = (W.load_state_dict(backbone) if backbone is not None
+                 else getattr(torchvision.models, _TORCHVISION_BUILDERS[net])(weights=None).state_dict())
+    model.net.load_state_dict(backbone_state_to_lpips(state, model.net, BACKBONES[net].name), strict=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_SEED)
+        layers = (W.load_state_dict(lins) if lins is not None
+                  else {f"lin{k}.model.1.weight": torch.rand_like(lin.model[-1].weight) * 0.1
+                        for k, lin in enumerate(model.lins)})
+    W.check_keys({f"lin{k}.model.1.weight" for k in range(len(model.lins))}, set(layers), LIN_LAYERS[net].name)
+    for k, lin in enumerate(model.lins):
+        lin.model[-1].load_state_dict({"weight": layers[f"lin{k}.model.1.weight"]}, strict=True)
+    model = model.eval().requires_grad_(False).to(device)
+    if device.type == "cpu":  # 1.2× on CPU; values move by float rounding only
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
 class LPIPS(Metric):
     """LPIPS v0.1 distance, lower is better; per image and mean over the dataset.
 
@@ -151,7 +184,9 @@ class LPIPS(Metric):
         out.update(self._hashes)
         return out
 
-    def _state_or_random(self, spec: W.WeightSpec, path: str | Path | None, make_random) -> tuple[dict[str, Any], str]:
+    def _weights_file(self, spec: W.WeightSpec, path: str | Path | None) -> tuple[Path | None, str]:
+        """The checked file of ``spec`` and its sha256, or (None, "random(seed=…)") when it is
+        missing and random weights are allowed (smoke tests)."""
         try:
             file = W.resolve(spec, path, self.weights_dir)
         except WeightsError:
@@ -159,46 +194,22 @@ class LPIPS(Metric):
                 raise  # missing and not allowed, or present with a wrong hash
             log.warning("lpips: %s missing, using seeded random weights (smoke test only)", spec.name)
             self.random_weights = True
-            return make_random(), f"random(seed={RANDOM_SEED})"
-        return W.load_state_dict(file), W.sha256_file(file)
+            return None, f"random(seed={RANDOM_SEED})"
+        return file, W.sha256_file(file)
 
     def model(self) -> torch.nn.Module:
-        """The lpips.LPIPS module with local weights, built on first use."""
+        """The lpips.LPIPS module with local weights, built on first use and shared by every
+        instance of this process with the same net, weights (by sha256) and device."""
         if self._model is not None:
             return self._model
-        import lpips
-        import torchvision
-
-        # pnet_rand=True: torchvision builds the backbone without weights (no download);
-        # pretrained=False: no lin file is read here — both are loaded below, strictly.
-        with warnings.catch_warnings():  # torchvision's deprecation notice for pretrained=False
-            warnings.simplefilter("ignore", UserWarning)
-            model = lpips.LPIPS(pretrained=False, net=self.net, version=LPIPS_VERSION, pnet_rand=True, verbose=False)
-
-        def random_backbone() -> dict[str, Any]:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(RANDOM_SEED)
-                return getattr(torchvision.models, _TORCHVISION_BUILDERS[self.net])(weights=None).state_dict()
-
-        def random_lins() -> dict[str, Any]:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(RANDOM_SEED)
-                return {f"lin{k}.model.1.weight": torch.rand_like(lin.model[-1].weight) * 0.1
-                        for k, lin in enumerate(model.lins)}
-
-        backbone, bhash = self._state_or_random(BACKBONES[self.net], self.backbone_path, random_backbone)
-        model.net.load_state_dict(backbone_state_to_lpips(backbone, model.net, BACKBONES[self.net].name), strict=True)
-        lins, lhash = self._state_or_random(LIN_LAYERS[self.net], self._lin_candidate(), random_lins)
-        expected = {f"lin{k}.model.1.weight" for k in range(len(model.lins))}
-        W.check_keys(expected, set(lins), LIN_LAYERS[self.net].name)
-        for k, lin in enumerate(model.lins):
-            lin.model[-1].load_state_dict({"weight": lins[f"lin{k}.model.1.weight"]}, strict=True)
-        self._hashes = {"backbone_sha256": bhash, "lin_sha256": lhash}
+        backbone, bhash = self._weights_file(BACKBONES[self.net], self.backbone_path)
+        lins, lhash = self._weights_file(LIN_LAYERS[self.net], self._lin_candidate())
         device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        model = model.eval().requires_grad_(False).to(device)
-        if device.type == "cpu":  # 1.2× on CPU; values move by float rounding only
-            model = model.to(memory_format=torch.channels_last)
-        self._model = model
+        key = (self.net, bhash, lhash, str(device))
+        if key not in _BUILT:
+            _BUILT[key] = build_lpips(self.net, backbone, lins, device)
+        self._hashes = {"backbone_sha256": bhash, "lin_sha256": lhash}
+        self._model = _BUILT[key]
         return self._model
 
     def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
