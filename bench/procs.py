@@ -44,10 +44,27 @@ def kill_tools() -> None:
         kill_group(pgid)
 
 
+def _tool_dies_with(parent: int):
+    """A ``preexec_fn`` (Linux): the tool gets SIGKILL when ``parent`` dies, even by kill -9 of a
+    run coding in its main process (workers also kill their tools' groups, see die_with_parent)."""
+    prctl = _libc_prctl()
+    if prctl is None:
+        return None
+
+    def arm() -> None:  # in the child, between fork and exec: no imports, no locks
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+
+    return arm
+
+
 def run_tool(args: Sequence[str], timeout: float) -> subprocess.CompletedProcess:
     """Run ``args`` with captured output in a new process group; raises
-    :class:`subprocess.TimeoutExpired` after ``timeout`` seconds, once the whole group is dead."""
-    proc = subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    :class:`subprocess.TimeoutExpired` after ``timeout`` seconds, once the whole group is dead.
+    The tool dies with this process (Linux: PR_SET_PDEATHSIG)."""
+    proc = subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=_tool_dies_with(os.getpid()))
     _groups.add(proc.pid)
     with proc:
         try:
@@ -67,15 +84,26 @@ def _exit_now(*_: object) -> None:
     os._exit(1)
 
 
+_PRCTL: list = []  # [libc's prctl or None], looked up once
+
+
+def _libc_prctl():
+    """libc's ``prctl`` on Linux (the C library already loaded into this process), else None."""
+    if not _PRCTL:
+        prctl = None
+        if sys.platform.startswith("linux"):
+            try:
+                prctl = ctypes.CDLL(None, use_errno=True).prctl
+            except (OSError, AttributeError):
+                prctl = None
+        _PRCTL.append(prctl)
+    return _PRCTL[0]
+
+
 def _set_pdeathsig(sig: int) -> bool:
     """Ask Linux to send ``sig`` to this process when its parent dies; False elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)  # the C library already loaded into this process
-        return libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+    prctl = _libc_prctl()
+    return prctl is not None and prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0
 
 
 def die_with_parent(parent_pid: int) -> None:

@@ -304,6 +304,33 @@ def test_bpg_timeout_kills_the_tool_and_its_children(tmp_path, monkeypatch):
                 os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_a_tool_run_by_the_main_process_dies_with_it_on_kill_9(tmp_path):
+    """Small runs code inline: a tool they started (bpgenc, cjxl, …) must not outlive kill -9."""
+    code = ("import sys; from bench.procs import run_tool; "
+            "run_tool([sys.executable, '-c', 'import time; time.sleep(300)'], 600)")
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            start_new_session=True)
+    tools: set[int] = set()
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not tools:
+            tools = _children(proc.pid)
+            time.sleep(0.1)
+        assert tools, "the tool did not start"
+        time.sleep(0.3)  # past exec
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 5
+        while time.time() < deadline and any(_alive(p) for p in tools):
+            time.sleep(0.05)
+        assert not [p for p in tools if _alive(p)], "the tool outlived its killed parent"
+    finally:
+        for pid in tools:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 # -- report files ----------------------------------------------------------------------------
 def test_interrupted_report_leaves_no_empty_or_partial_file(fakes, monkeypatch, capsys):
     from matplotlib.figure import Figure
