@@ -28,9 +28,9 @@ import pandas as pd
 
 from .atomic import output_file, write_text, write_with
 from .errors import ConfigError, UnavailableError
-from .report.evidence import miou_average, per_image_iou
+from .report.evidence import with_image_iou
 from .report.rates import rate_view
-from .report.summary import RANDOM_MARK, load_run, per_image
+from .report.summary import load_run, per_image
 from .store import Store
 
 FORMATS = ("csv", "parquet", "json")
@@ -47,10 +47,7 @@ def tidy_rows(store: Store, run_id: str, rate: str = "real") -> pd.DataFrame:
     for p in parts:
         df[f"bytes_{p}"] = [float(byte_counts.get(k, {}).get(p, np.nan)) for k in keys]
     # per-image IoU vs GT and vs seg(original), recomputed from each row's mIoU state
-    ious = per_image_iou(rows, RANDOM_MARK if "miou" in df.attrs.get("random_metrics", []) else "", miou_average(run))
-    if not ious.empty:
-        keep = [c for c in df.columns if c not in ious.columns or c in ("codec", "rate", "image_id")]
-        df = df[keep].merge(ious, on=["codec", "rate", "image_id"], how="left")
+    df = with_image_iou(df, rows, run)
     df.insert(0, "run_id", run["run_id"])
     df = rate_view(df, rate)
     df.attrs = {}

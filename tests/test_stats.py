@@ -322,6 +322,29 @@ def test_per_image_iou_comes_from_each_rows_state_and_feeds_export_and_worst(tmp
     assert low["value"].iloc[0] == min(r.metrics["psnr"] for r in rows)
 
 
+def test_export_and_html_take_per_image_iou_from_the_states_with_the_random_mark():
+    """One helper serves export and the HTML report: a stale column of the same name gives way
+    to the value recomputed from the state, and a random-weights mIoU is marked."""
+    from bench.report.evidence import with_image_iou
+    from bench.report.summary import RANDOM_MARK
+
+    rows = _pixel_rows(3)
+    truth = [row_iou(r)["miou_orig_img"] for r in rows]
+    frame = pd.DataFrame({"codec": [r.codec for r in rows], "rate": [r.rate for r in rows],
+                          "image_id": [r.image_id for r in rows], "miou_orig_img": [-1.0] * 3})
+    frame.attrs = {"random_metrics": []}
+    got = with_image_iou(frame, rows, {"meta": {}})
+    assert got["miou_orig_img"].tolist() == pytest.approx(truth) and got.attrs == {"random_metrics": []}
+    frame.attrs = {"random_metrics": ["miou"]}
+    marked = with_image_iou(frame, rows, {"meta": {}})
+    assert marked["miou_orig_img" + RANDOM_MARK].tolist() == pytest.approx(truth)
+    assert marked["miou_orig_img"].tolist() == [-1.0] * 3  # not a column of the recomputed set
+    worst = worst_images(marked.assign(status="ok"), k=1)
+    drop = worst[worst["criterion"].str.contains("IoU drop")]  # one codec × rate: the single worst
+    assert drop["value"].tolist() == pytest.approx([1 - min(truth)])
+    assert drop["image_id"].tolist() == [rows[int(np.argmin(truth))].image_id]
+
+
 def test_html_report_lists_the_worst_images_with_crops(demo):
     from bench.report.html import HtmlOptions, render_html
     from bench.report import per_image

@@ -4,7 +4,7 @@
   segmentation of the original, recomputed from the row's stored mIoU state (per-class
   intersections and unions of that image), so it exists for every row that has a state;
   ``iou_drop_orig`` = 1 − ``miou_orig_img`` (0: the reconstruction segments exactly like
-  the original).
+  the original); :func:`with_image_iou` adds them to a per-image frame (export, HTML).
 * :func:`worst_images` — per codec × rate, the images with the largest LPIPS, the lowest
   PSNR and the largest IoU drop against the original's segmentation.
 """
@@ -64,6 +64,21 @@ def per_image_iou(rows: Sequence[Row], mark: str = "", average: str = "present")
                 **{k + mark: v for k, v in row_iou(r, average).items()}} for r in rows]
     records = [rec for rec in records if len(rec) > 3]
     return pd.DataFrame(records, columns=None if records else ["codec", "rate", "image_id"])
+
+
+def with_image_iou(images: pd.DataFrame, rows: Sequence[Row], run: Mapping[str, Any]) -> pd.DataFrame:
+    """``images`` (a per-image frame of ``run``) with :func:`per_image_iou`'s columns, recomputed
+    from each row's mIoU state (they replace columns of the same name) and marked like the
+    frame's other values of a random-weights mIoU (``images.attrs["random_metrics"]``)."""
+    mark = RANDOM_MARK if "miou" in images.attrs.get("random_metrics", []) else ""
+    ious = per_image_iou(rows, mark, miou_average(run))
+    if ious.empty:
+        return images
+    keys = ["codec", "rate", "image_id"]
+    attrs = dict(images.attrs)
+    merged = images[[c for c in images.columns if c not in ious.columns or c in keys]].merge(ious, on=keys, how="left")
+    merged.attrs = attrs
+    return merged
 
 
 def worst_images(images: pd.DataFrame, k: int = 3) -> pd.DataFrame:

@@ -49,7 +49,7 @@ from ..errors import BenchError
 from ..runner import semantics_for
 from ..store import Store
 from .curves import codec_colour, curve_columns, rd_figure
-from .evidence import miou_average, per_image_iou, worst_images
+from .evidence import with_image_iou, worst_images
 from .floor import FLOOR_NOTE, floor_value, is_floor
 from .intervals import CI_KIND, add_intervals, ci_notes, decorate, small_n_notes
 from .rates import rate_note, rate_view
@@ -384,12 +384,7 @@ def worst_html(store: Store, group: _Group, options: HtmlOptions) -> str:
     by_origin = {v: k for k, v in group.origin.items()}
     for run in group.runs:
         loaded = load_run(store, run["run_id"])
-        images = per_image(store, run["run_id"], loaded)
-        ious = per_image_iou(loaded[1], average=miou_average(run))
-        if not ious.empty:
-            images = images.merge(ious[["codec", "rate", "image_id", *[c for c in ious if c not in images and
-                                                                        c not in ("codec", "rate", "image_id")]]],
-                                  on=["codec", "rate", "image_id"], how="left")
+        images = with_image_iou(per_image(store, run["run_id"], loaded), loaded[1], run)
         worst = worst_images(images, options.worst)
         for (codec, rate), g in worst.groupby(["codec", "rate"], sort=False):
             label = by_origin.get((run["run_id"], codec), codec)
