@@ -64,7 +64,11 @@ class ThreadPlan:
         return self.mode in ("workers", "overlap", "phased")
 
     def as_meta(self) -> dict[str, Any]:
-        return asdict(self)
+        """The plan as recorded in a run's ``meta["threads"]`` (``start`` only with a local pool)."""
+        out = asdict(self)
+        if not out["start"]:
+            del out["start"]
+        return out
 
 
 def heavy_on_cpu(metrics: Sequence[Any]) -> bool:

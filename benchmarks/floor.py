@@ -220,9 +220,11 @@ def scenario(name: str, metrics: list[str]) -> None:
             execute(more, store, progress=False)
             t_incr = time.perf_counter() - t0
         points = sum(len(v) for v in rates.values())
+        added_floor = inside / n * len(plan.ids) / cores  # the new reconstructions' share of the floor
         print(f"re-run with one added rate point ({first.name} {extra[0]}): {t_incr:.2f} s; cold/re-run "
               f"{walls[0] / t_incr:.1f}x   (target >= {TARGETS['incremental']:.0f}x; at most {points}x here: "
-              f"{points} codec-rate points cold, 1 added)")
+              f"{points} codec-rate points cold, 1 added); {t_incr / added_floor:.2f}x the floor of its "
+              f"{len(plan.ids)} new reconstructions (~{added_floor:.2f} s)")
     print(f"summary {name}: floor {floor:.2f} s, ours {best / floor:.2f}x floor (best of {len(walls)}), "
           + (f"busy-core slowdown {min(busy_walls) / best:.2f}x, " if busy_walls else "")
           + f"naive/ours {t_naive / best:.2f}x")
