@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
+from .devices import resolve_device
 from . import catalog, provenance
 from .codecs.base import Codec, unmet
 from .datasets import presets
@@ -159,6 +160,9 @@ def resolve_metrics(names: Sequence[str], options: dict[str, Any] | None = None,
 
 
 def make_plan(config: RunConfig) -> Plan:
+    """Dataset, codecs, rates, metrics and image ids of ``config``; a device that is not on
+    this machine, an empty dataset or no codec is a :class:`ConfigError` before any work."""
+    resolve_device(config.metric_options.get("device"))
     dataset = config.dataset if isinstance(config.dataset, Dataset) else \
         catalog.make_dataset(config.dataset, **config.dataset_params)
     ids = dataset.ids()

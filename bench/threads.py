@@ -79,9 +79,9 @@ def heavy_on_cpu(metrics: Sequence[Any]) -> bool:
         return False
     devices = {getattr(m, "device", None) for m in networks}
     if None in devices:
-        import torch
+        from .devices import resolve_device
 
-        devices = {d or ("cuda" if torch.cuda.is_available() else "cpu") for d in devices}
+        devices = {resolve_device(d) for d in devices}
     return any(str(d).startswith("cpu") for d in devices)
 
 

@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..devices import resolve_device
 from ..errors import CodecError, ConfigError, WeightsError
 from ..weights import (WeightSpec, find, hash_in_name, load_state_dict, resolve, sha256_file,
                        weights_dirs)
@@ -191,7 +192,7 @@ class CompressAIZooCodec(Codec):
                  f"CompressAI publishes them at {self.spec(missing[0]).source.rsplit('/', 1)[0]}/<file name>"
                  if missing else "")
         if not found:
-            return [Requirement("weights", what, False, where + f" (or set params.checkpoint {{quality: path}})")]
+            return [Requirement("weights", what, False, where + " (or set params.checkpoint {quality: path})")]
         detail = ", ".join(f"q{q}={p}" for q, p in found.items())
         return [Requirement("weights", what, True, detail + (f" ({where})" if where else ""))]
 
@@ -223,11 +224,7 @@ class CompressAIZooCodec(Codec):
     # -- model -----------------------------------------------------------------------------
     @property
     def device(self) -> str:
-        if self.device_name == "auto":
-            import torch
-
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self.device_name
+        return resolve_device(self.device_name)
 
     def model(self, quality: int) -> Any:
         """The network of ``quality``: loaded (weights_only), CDFs updated, on the device."""

@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ..devices import resolve_device
 from .. import weights as W
 from ..codecs.base import Requirement
 from ..errors import ConfigError, MetricError, WeightsError
@@ -234,7 +235,7 @@ class _InceptionMetric(Metric):
             file = _random_weights_file(RANDOM_SEED)
             sha = f"random-seed{RANDOM_SEED}-torch{torch.__version__}"
             self.random_weights = True
-        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(self.device)
         key = (str(file), device)
         if key not in _LOADED:
             _LOADED[key] = load_extractor(file, device)

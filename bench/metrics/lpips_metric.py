@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..devices import resolve_device
 from .. import weights as W
 from ..codecs.base import Requirement
 from ..errors import ConfigError, MetricError, WeightsError
@@ -204,7 +205,7 @@ class LPIPS(Metric):
             return self._model
         backbone, bhash = self._weights_file(BACKBONES[self.net], self.backbone_path)
         lins, lhash = self._weights_file(LIN_LAYERS[self.net], self._lin_candidate())
-        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = torch.device(resolve_device(self.device))
         key = (self.net, bhash, lhash, str(device))
         if key not in _BUILT:
             _BUILT[key] = build_lpips(self.net, backbone, lins, device)

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..devices import resolve_device
 from .. import weights as W
 from ..codecs.base import Requirement
 from ..datasets.base import ClassSet
@@ -477,7 +478,7 @@ class ESPNetv2Segmenter(Segmenter):
                 self._random = True
             else:
                 net = load_network(path, self.scale)
-            device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            device = torch.device(resolve_device(self.device))
             if self.optimize:
                 fold_batchnorm(net)
                 if device.type == "cpu":

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..devices import resolve_device
 from .. import weights as W
 from ..codecs.base import Requirement
 from ..datasets.base import ClassSet
@@ -179,12 +180,10 @@ class MMSegSegmenter(Segmenter):
         """The mmseg segmentor (built and loaded on first use)."""
         if self._model is None:
             apis = _import_apis()
-            import torch
-
             if not Path(self.config).is_file():
                 raise UnavailableError(f"mmseg config {self.config} not found", "pass config=PATH to the model's .py")
             path = self._weights_path()
-            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            device = resolve_device(self.device)
             model = apis.init_model(self.config, checkpoint=None, device="cpu")
             if path is not None:
                 ckpt = load_checkpoint_safely(path, trust=self.trust_checkpoint)

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ...devices import resolve_device
 from ...errors import CodecError, ConfigError
 from ...weights import find, sha256_file
 from ..base import Codec, Encoded, RateKnob, Requirement, Semantics, check_rgb_uint8
@@ -234,11 +235,7 @@ class SpicCodec(Codec):
 
     # -- receiver -------------------------------------------------------------------------
     def device(self) -> str:
-        import torch
-
-        if self.device_name == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self.device_name
+        return resolve_device(self.device_name)
 
     def model(self):
         """The U-Net, loaded once (strictly) from the checkpoint."""

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ...devices import resolve_device
 from ...errors import CodecError, ConfigError
 from ...weights import WeightSpec, candidates, sha256_file
 from ..base import Codec, Encoded, RateKnob, Requirement, Semantics, check_rgb_uint8
@@ -152,11 +153,7 @@ class SQGANCodec(Codec):
     # -- model -------------------------------------------------------------------------
     @property
     def device(self) -> str:
-        import torch
-
-        if self.device_name == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self.device_name
+        return resolve_device(self.device_name)
 
     def model(self) -> Any:
         """The loaded :class:`~.model.SQGAN` (built and loaded on first use)."""
