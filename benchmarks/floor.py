@@ -233,12 +233,20 @@ def scenario(name: str, metrics: list[str]) -> None:
 def main() -> int:
     import signal
 
+    from bench.devices import resolve_device
+    from bench.errors import BenchError
+
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout's TERM still kills the busy loop
-    if ARGS.micro:
-        msssim_micro(ARGS.repeat)
-    for name in filter(None, ARGS.scenarios.split(",")):
-        metrics = ["psnr", "msssim"] if name == "classical" else ["psnr", "msssim", "lpips", "fid", "miou"]
-        scenario(name, metrics)
+    try:
+        resolve_device(ARGS.device)
+        if ARGS.micro:
+            msssim_micro(ARGS.repeat)
+        for name in filter(None, ARGS.scenarios.split(",")):
+            metrics = ["psnr", "msssim"] if name == "classical" else ["psnr", "msssim", "lpips", "fid", "miou"]
+            scenario(name, metrics)
+    except BenchError as err:
+        print(f"floor.py: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

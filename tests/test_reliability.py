@@ -240,9 +240,10 @@ def test_kill_9_of_a_run_leaves_no_worker_and_no_resource_tracker(fakes, tmp_pat
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
-def test_ctrl_c_of_a_run_with_workers_prints_one_line_and_stops_them(fakes):
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_ctrl_c_of_a_run_with_workers_prints_one_line_and_stops_them(fakes, start):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]), "FAKE_CODEC_SLEEP": "0.5",
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", "BENCH_START_METHOD": start}
     proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *RUN, "--workers", "2", "--out", str(fakes)],
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
