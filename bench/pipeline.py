@@ -28,8 +28,8 @@ from .errors import BenchError, ConfigError
 from .metrics.base import Metric, Pair, State
 from .resultcache import CodedEntry, ResultCache, coded_key, identity, metric_key, sample_key
 from .store import Row
-from .threads import (ThreadPlan, has_networks, heavy_on_cpu, limit_process_threads, plan_threads,
-                      set_torch_threads)
+from .threads import (MainThreads, ThreadPlan, has_networks, heavy_on_cpu, limit_process_threads,
+                      plan_threads, set_torch_threads)
 
 
 @dataclass
@@ -275,6 +275,7 @@ class LocalExecutor:
         self._inflight: deque[_Job] = deque()
         self._pool: ProcessPoolExecutor | None = None  # started by _worker_pool() when first needed
         self._pool_payload: bytes | None = None        # the workers' codecs and pixel metrics, pickled
+        self._main_threads = MainThreads(ThreadPlan(1, main=1, workers=0))  # set by run()
 
     def run(self, dataset: Dataset, codecs: Sequence[Codec], metrics: Sequence[Metric],
             todo: Sequence[tuple[str, list[tuple[int, Any]]]], semantics: Any = None) -> Iterator[Row]:
@@ -293,6 +294,7 @@ class LocalExecutor:
 
             plan = replace(plan, start=start_method())
         self.thread_plan = plan
+        self._main_threads = MainThreads(plan)  # fewer while other programs keep cores busy
         pixel = [m for m in metrics if getattr(m, "pixel", False)] if plan.pixel_metrics_in_workers else []
         self._pool, self._pool_payload = None, pickle.dumps((list(codecs), pixel)) if plan.workers else None
         inflight = self._inflight = deque()
@@ -310,6 +312,12 @@ class LocalExecutor:
                 self._pool.shutdown(cancel_futures=True)
             self._pool = self._pool_payload = None
             set_torch_threads(old_threads)
+
+    @property
+    def main_threads_used(self) -> dict[str, int]:
+        """Measuring phases per torch thread count of the main process in the last run, when
+        that count adapted to other programs' load (see bench.threads.MainThreads); else {}."""
+        return self._main_threads.as_meta()
 
     def _worker_pool(self) -> ProcessPoolExecutor | None:
         """The run's codec workers, started at the first coding they get (a re-run whose codings
@@ -404,5 +412,6 @@ class LocalExecutor:
             recons.append(coded.recon)
             keys.append(work.keys)
         self._quiesce()
-        measure(metrics, job.sample, rows, recons, batch_size=self.batch_size, cache=self.cache, keys=keys)
+        with self._main_threads.phase():
+            measure(metrics, job.sample, rows, recons, batch_size=self.batch_size, cache=self.cache, keys=keys)
         yield from rows

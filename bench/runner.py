@@ -287,6 +287,9 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
     meta["metrics"] = {m.name: m.describe() for m in plan.metrics}
     thread_plan = getattr(executor, "thread_plan", None)  # processes × threads used (bench.threads)
     meta["threads"] = thread_plan.as_meta() if thread_plan is not None else None
+    used = getattr(executor, "main_threads_used", None)  # adapted to other programs' load
+    if meta["threads"] is not None and used:
+        meta["threads"]["main_used"] = used
     store.update_meta(run_id, meta)
     store.finish_run(run_id)
     return run_id

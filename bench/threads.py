@@ -17,13 +17,21 @@ every operator, so one preempted thread stalls the rest (MS-SSIM measured 20× s
   every core for networks, one thread for pixel metrics only (they do not profit from more).
 
 :func:`plan_threads` makes the choice and :meth:`ThreadPlan.as_meta` is recorded with the run.
+Other processes' load is not ours to plan, but it is measured: :class:`MainThreads` gives the
+main process's networks ``main`` threads less the cores that other programs kept busy during
+the previous measuring phase (:class:`CoreLoad`), since one of its threads sharing a core with
+someone else's stalls all of them (ESPNetv2 on 2 cores with one busy: 1.7 s at 2 threads,
+0.9 s at 1). The thread counts used are recorded as ``meta["threads"]["main_used"]``.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -134,3 +142,99 @@ def set_torch_threads(n: int) -> int:
     if n != old:
         torch.set_num_threads(n)
     return old
+
+
+class CpuTimes(NamedTuple):
+    """One reading: busy and total clock ticks of this process's CPUs, and its own CPU ticks."""
+
+    busy: int
+    total: int
+    own: int
+    wall: float
+
+
+class CoreLoad:
+    """How many of this process's cores *other* processes kept busy between two readings.
+
+    From ``/proc/stat`` (busy ticks of the CPUs in this process's affinity) minus this
+    process's own CPU time (``/proc/self/stat``, every thread); Linux only (:meth:`open`
+    returns None elsewhere). Child processes count as others: read it while they wait."""
+
+    def __init__(self, cpus: Sequence[int], stat: Callable[[], str] | None = None,
+                 self_stat: Callable[[], str] | None = None) -> None:
+        self.cpus = {f"cpu{c}" for c in cpus}
+        self.n = len(self.cpus)
+        self._stat = stat or (lambda: _read("/proc/stat"))
+        self._self_stat = self_stat or (lambda: _read("/proc/self/stat"))
+
+    @classmethod
+    def open(cls) -> "CoreLoad | None":
+        try:
+            probe = cls(sorted(os.sched_getaffinity(0)))
+            probe.read()
+        except (AttributeError, OSError, ValueError, IndexError):
+            return None
+        return probe
+
+    def read(self) -> CpuTimes:
+        busy = total = 0
+        for line in self._stat().splitlines():
+            name, *ticks = line.split()
+            if name in self.cpus:
+                values = [int(v) for v in ticks[:8]]  # user nice system idle iowait irq softirq steal
+                idle = values[3] + values[4]
+                busy += sum(values) - idle
+                total += sum(values)
+        fields = self._self_stat().rsplit(")", 1)[1].split()
+        return CpuTimes(busy, total, int(fields[11]) + int(fields[12]), time.monotonic())
+
+    def others_busy(self, since: CpuTimes, now: CpuTimes | None = None) -> float | None:
+        """Cores' worth of other processes' work since ``since`` (0 … cores); None when too
+        little time passed to tell (under 0.2 s, or no tick)."""
+        now = now or self.read()
+        elapsed = (now.total - since.total) / self.n  # ticks per core
+        if elapsed <= 0 or now.wall - since.wall < 0.2:
+            return None
+        others = (now.busy - since.busy) - (now.own - since.own)
+        return min(float(self.n), max(0.0, others / elapsed))
+
+
+def _read(path: str) -> str:
+    with open(path) as fh:
+        return fh.read()
+
+
+class MainThreads:
+    """The main process's torch threads for each measuring phase: ``plan.main``, less the
+    cores other processes kept busy during the previous phase (at least 1; a core counts once
+    others used half of it). ``used``: phases per thread count.
+
+    Adaptive (``adaptive``) only where the main process measures with several threads while
+    no worker of its own codes: the "phased" and "inline" modes (in "overlap" its workers would
+    count as others). ``probe``: the load reading (default: :meth:`CoreLoad.open`)."""
+
+    def __init__(self, plan: ThreadPlan, probe: CoreLoad | None = None) -> None:
+        self.plan = plan
+        self.threads = plan.main
+        self.used: Counter[int] = Counter()
+        self.adaptive = plan.mode in ("phased", "inline") and plan.main > 1
+        self.probe = (probe or CoreLoad.open()) if self.adaptive else None
+
+    def as_meta(self) -> dict[str, int]:
+        """``{threads: phases}`` of an adaptive plan (what ``meta["threads"]["main_used"]`` holds), else {}."""
+        return {str(k): v for k, v in sorted(self.used.items())} if self.adaptive else {}
+
+    @contextmanager
+    def phase(self) -> Iterator[int]:
+        """Run one measuring phase with the chosen threads (yields their number)."""
+        threads = self.threads
+        set_torch_threads(threads)
+        start = self.probe.read() if self.probe is not None else None
+        try:
+            yield threads
+        finally:
+            self.used[threads] += 1
+            if start is not None:
+                others = self.probe.others_busy(start)
+                if others is not None:
+                    self.threads = max(1, min(self.plan.main, self.plan.cores - int(others + 0.5)))

@@ -188,10 +188,11 @@ def scenario(name: str, metrics: list[str]) -> None:
               f"workers' start-up {(wall - startup) / floor:.2f}x; threads {plan_meta}; {failed} failed")
         if ARGS.busy:
             with BusyCore(ARGS.busy_seconds):
-                busy, _, _ = timed_run(copy.deepcopy(config), work, f"busy{i}")
+                busy, _, busy_meta = timed_run(copy.deepcopy(config), work, f"busy{i}")
             busy_walls.append(busy)
             print(f"ours with one busy core: {busy:.2f} s = {busy / floor:.2f}x the floor, {busy / wall:.2f}x "
-                  f"slower than without   (target <= {TARGETS['busy']}x; {cores / max(1, cores - 1):.1f}x ideal)")
+                  f"slower than without   (target <= {TARGETS['busy']}x; {cores / max(1, cores - 1):.1f}x ideal); "
+                  f"main threads per measuring phase {busy_meta.get('main_used') or busy_meta.get('main')}")
 
     # the seeds-style naive loop, then the incremental re-run on the first cold run's store
     nets = pipeline_speed.seeds_networks(plan.metrics)
@@ -261,7 +262,7 @@ if __name__ == "__main__":
                    help="rate values of the classical sweep, every codec (default: qualities 5..95, 19 points; "
                         "'': the cards' rates)")
     p.add_argument("--rates", type=int, default=19, help="rate points per codec of the classical sweep (the first N)")
-    p.add_argument("--full-limit", type=int, default=2, help="images of the full-metric run")
+    p.add_argument("--full-limit", type=int, default=4, help="images of the full-metric run")
     p.add_argument("--full-rates", type=int, default=7, help="rate points per codec of the full-metric run")
     p.add_argument("--scenarios", default="classical,full")
     p.add_argument("--repeat", type=int, default=1, help="timed runs per scenario (noisy machines: 3)")

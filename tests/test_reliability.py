@@ -208,6 +208,16 @@ def _session(sid: int) -> set[int]:
     return out
 
 
+def _survivors_of_kill_9(proc: subprocess.Popen, pids: set[int]) -> list[int]:
+    """kill -9 ``proc``, then the processes of ``pids`` still alive 5 s later."""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 5
+    while time.time() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.05)
+    return [p for p in pids if _alive(p)]
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
 @pytest.mark.parametrize("start", ["fork", "spawn"])
 def test_kill_9_of_a_run_leaves_no_worker_and_no_resource_tracker(fakes, tmp_path, start):
@@ -224,12 +234,7 @@ def test_kill_9_of_a_run_leaves_no_worker_and_no_resource_tracker(fakes, tmp_pat
                 break
             time.sleep(0.2)
         assert proc.poll() is None and len(children) >= expected, f"the pool did not start: {children}"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        deadline = time.time() + 5
-        while time.time() < deadline and any(_alive(p) for p in children):
-            time.sleep(0.1)
-        assert not [p for p in children if _alive(p)], "processes of the killed run are still alive"
+        assert not _survivors_of_kill_9(proc, children), "processes of the killed run are still alive"
         assert not _session(proc.pid), "a process of the killed run's session is still alive"
     finally:
         try:
@@ -320,12 +325,7 @@ def test_a_tool_run_by_the_main_process_dies_with_it_on_kill_9(tmp_path):
             time.sleep(0.1)
         assert tools, "the tool did not start"
         time.sleep(0.3)  # past exec
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        deadline = time.time() + 5
-        while time.time() < deadline and any(_alive(p) for p in tools):
-            time.sleep(0.05)
-        assert not [p for p in tools if _alive(p)], "the tool outlived its killed parent"
+        assert not _survivors_of_kill_9(proc, tools), "the tool outlived its killed parent"
     finally:
         for pid in tools:
             if _alive(pid):

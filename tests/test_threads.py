@@ -259,3 +259,103 @@ def test_pixel_metrics_measured_in_workers_equal_inline_and_keep_errors(monkeypa
     # a metric's failure is that metric's: the row stays ok with its PSNR
     assert small.status == "ok" and "MS-SSIM needs both sides >= 161" in small.metric_errors["msssim"]
     assert "psnr" in small.metrics and "msssim" not in small.metrics
+
+
+# -- other programs' load: the main process's network threads adapt ----------------------------
+
+def _stat(ticks: dict[int, tuple[int, int]]) -> str:
+    """/proc/stat text with (busy, idle) ticks per CPU (busy as user time)."""
+    total = (sum(b for b, _ in ticks.values()), sum(i for _, i in ticks.values()))
+    lines = [f"cpu  {total[0]} 0 0 {total[1]} 0 0 0 0 0 0"]
+    lines += [f"cpu{c} {b} 0 0 {i} 0 0 0 0 0 0" for c, (b, i) in sorted(ticks.items())]
+    return "\n".join(lines + ["intr 1 2 3", "ctxt 5"]) + "\n"
+
+
+def _self_stat(own: int) -> str:  # utime = own, stime = 0 (fields 14 and 15)
+    return "4242 (python (x)) R " + " ".join(["0"] * 10) + f" {own} 0 " + " ".join(["0"] * 30) + "\n"
+
+
+def test_core_load_counts_busy_ticks_of_our_cpus_less_our_own(monkeypatch):
+    from bench.threads import CoreLoad, CpuTimes
+
+    readings = {"stat": _stat({0: (100, 900), 1: (50, 950), 2: (0, 1000)}), "self": _self_stat(40)}
+    probe = CoreLoad([0, 1], stat=lambda: readings["stat"], self_stat=lambda: readings["self"])
+    start = probe.read()
+    assert start.busy == 150 and start.total == 2000 and start.own == 40
+    # 100 ticks per core pass; our CPUs did 150 busy ticks, 60 of them ours; CPU 2 is not ours
+    readings.update(stat=_stat({0: (200, 900), 1: (100, 1000), 2: (100, 1000)}), self=_self_stat(100))
+    later = probe.read()._replace(wall=start.wall + 1.0)
+    assert probe.others_busy(start, later) == pytest.approx((150 - 60) / 100)
+    assert probe.others_busy(start, later._replace(wall=start.wall + 0.05)) is None  # too short to tell
+    assert probe.others_busy(start, CpuTimes(start.busy, start.total, start.own, start.wall + 1)) is None
+
+
+def test_main_threads_drop_a_core_while_others_use_it_and_come_back(monkeypatch):
+    from bench.threads import MainThreads
+
+    loads = iter([0.7, 1.0, 0.3, None, 1.9])
+
+    class Probe:
+        def read(self):
+            return time.monotonic()
+
+        def others_busy(self, since):
+            return next(loads)
+
+    plan = ThreadPlan(cores=2, main=2, workers=2, mode="phased")
+    chosen = []
+    main = MainThreads(plan, Probe())
+    for _ in range(5):
+        with main.phase() as n:
+            chosen.append((n, torch.get_num_threads()))
+    assert chosen == [(2, 2), (1, 1), (1, 1), (2, 2), (2, 2)]  # None (too short): keep; then 1.9 busy
+    assert main.threads == 1 and main.as_meta() == {"1": 2, "2": 3}
+    assert MainThreads(ThreadPlan(cores=2, main=1, workers=2, mode="workers")).as_meta() == {}
+    overlap = MainThreads(ThreadPlan(cores=4, main=2, workers=2, mode="overlap"), Probe())
+    assert not overlap.adaptive and overlap.probe is None  # its own workers would count as others
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs /proc (Linux)")
+def test_core_load_sees_a_spinning_process():
+    import subprocess
+    import sys
+
+    from bench.threads import CoreLoad
+
+    probe = CoreLoad.open()
+    assert probe is not None
+    spin = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
+    try:
+        time.sleep(0.3)  # past its start-up
+        start = probe.read()
+        time.sleep(1.0)
+        others = probe.others_busy(start)
+    finally:
+        spin.kill()
+        spin.wait()
+    assert others is not None and others >= 0.6  # the spinner's core (more if the machine is busy too)
+
+
+def test_phased_run_measures_with_fewer_threads_while_a_core_is_busy_and_records_it(monkeypatch):
+    from bench.threads import CoreLoad
+
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+
+    class Busy:
+        def read(self):
+            return time.monotonic()
+
+        def others_busy(self, since):
+            return 1.0
+
+    monkeypatch.setattr(CoreLoad, "open", classmethod(lambda cls: Busy()))
+    dataset, probe = _Images(8), _Probe(pixel=False)
+    todo = [(i, [(0, 32), (0, 16), (0, 8)]) for i in dataset.ids()]
+    executor = LocalExecutor(workers=None)
+    rows = list(executor.run(dataset, [ThreadProbeCodec()], [probe], todo))
+    assert executor.thread_plan.mode == "phased" and executor.thread_plan.main == 2
+    by_image = {}
+    for r in rows:
+        by_image.setdefault(r.image_id, set()).add(r.metrics["measure_threads"])
+    assert by_image["im0"] == {2.0} and all(by_image[f"im{i}"] == {1.0} for i in range(1, 8))
+    assert executor.main_threads_used == {"1": 7, "2": 1}
