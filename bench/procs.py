@@ -156,7 +156,7 @@ START_METHODS = ("fork", "spawn")
 
 def start_method() -> str:
     """How codec workers start: "fork" where it is safe, else "spawn"; ``BENCH_START_METHOD``
-    (fork or spawn) overrides it.
+    (fork or spawn) overrides it (another value: :class:`~bench.errors.ConfigError`).
 
     A forked worker shares the modules this process has imported, so it starts in ~10 ms; a
     spawned one imports them again (torch: 1–2 s per worker, on the cores the run needs). Fork is
@@ -166,6 +166,11 @@ def start_method() -> str:
     chosen = os.environ.get("BENCH_START_METHOD", "").strip().lower()
     if chosen in START_METHODS:
         return chosen
+    if chosen:
+        from .errors import ConfigError
+
+        raise ConfigError(f"BENCH_START_METHOD={chosen!r} is not a start method",
+                          f"set it to {' or '.join(START_METHODS)}, or unset it (fork where safe)")
     if not sys.platform.startswith("linux"):
         return "spawn"
     torch = sys.modules.get("torch")

@@ -14,6 +14,7 @@ from fakes_bench import QuantCodec
 
 from bench import threads
 from bench.datasets.base import Dataset, Sample
+from bench.errors import ConfigError
 from bench.metrics.base import Metric, Pair, State
 from bench.pipeline import AUTO_POOL_MIN, LocalExecutor
 from bench.threads import ThreadPlan, available_cores, heavy_on_cpu, plan_threads
@@ -189,6 +190,9 @@ def test_workers_fork_on_linux_without_cuda_else_spawn(monkeypatch):
     monkeypatch.setenv("BENCH_START_METHOD", "spawn")
     monkeypatch.setattr(procs.sys, "platform", "linux")
     assert procs.start_method() == "spawn" and procs.worker_context().get_start_method() == "spawn"
+    monkeypatch.setenv("BENCH_START_METHOD", "forkserver")
+    with pytest.raises(ConfigError, match="not a start method"):
+        procs.start_method()
 
 
 @pytest.mark.parametrize("start", ["fork", "spawn"])
