@@ -11,7 +11,8 @@ recomputed, pytorch-msssim, networks as loaded), and a re-run with one rate poin
 
 Two scenarios: a classical sweep with pixel metrics only (PSNR, MS-SSIM) and a full-metric run
 (+ LPIPS, FID/KID, mIoU; random weights: timing only). First, a side-by-side MS-SSIM
-microbenchmark: bench's kernel against pytorch-msssim on one thread at 768×512, interleaved.
+microbenchmark: bench's kernel against pytorch-msssim on one thread at 768×512, interleaved;
+then ESPNetv2 with all cores and one fewer, idle and with one core busy.
 Ratios come from one process; on a shared machine repeat and compare (``--repeat``).
 
     python benchmarks/floor.py [--dataset kodak --root ../shared/data/kodak] [--device cuda]
@@ -75,6 +76,42 @@ def msssim_micro(repeat: int) -> None:
           f"{1000 * mo:.1f} ms, pytorch-msssim {1000 * mt:.1f} ms: {mt / mo:.2f}x   (target >= 2x); "
           f"min {1000 * min(t_ours):.1f} vs {1000 * min(t_theirs):.1f} ms; "
           f"values {msssim_rgb(ref, rec):.7f} vs {theirs():.7f}")
+
+
+def threads_under_load() -> None:
+    """ESPNetv2 (random weights) on two Kodak-size images with every core vs one thread fewer,
+    idle and with one core busy: why bench.threads.MainThreads adapts to other programs."""
+    import numpy as np
+    import torch
+
+    from bench import threads
+    from bench.segmenters import make_segmenter
+
+    cores = threads.available_cores()
+    if cores < 2:
+        return
+    seg = make_segmenter("espnetv2", allow_random_weights=True, device="cpu")
+    images = [np.random.default_rng(i).integers(0, 256, (512, 768, 3), dtype=np.uint8) for i in range(2)]
+    seg.predict_batch(images)
+    old = torch.get_num_threads()
+
+    def median(n: int) -> float:
+        torch.set_num_threads(n)
+        times = []
+        for _ in range(4):
+            t0 = time.perf_counter()
+            seg.predict_batch(images)
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+    idle = {n: median(n) for n in (cores, cores - 1)}
+    with BusyCore(120):
+        time.sleep(0.3)
+        busy = {n: median(n) for n in (cores, cores - 1)}
+    torch.set_num_threads(old)
+    print(f"ESPNetv2, 2 images, median of 4: idle {idle[cores]:.2f} s at {cores} threads, {idle[cores - 1]:.2f} s at "
+          f"{cores - 1}; one core busy: {busy[cores]:.2f} s at {cores} threads, {busy[cores - 1]:.2f} s at {cores - 1} "
+          f"(bench.threads.MainThreads drops to {cores - 1} while the core is busy)")
 
 
 class BusyCore:
@@ -242,6 +279,7 @@ def main() -> int:
         resolve_device(ARGS.device)
         if ARGS.micro:
             msssim_micro(ARGS.repeat)
+            threads_under_load()
         for name in filter(None, ARGS.scenarios.split(",")):
             metrics = ["psnr", "msssim"] if name == "classical" else ["psnr", "msssim", "lpips", "fid", "miou"]
             scenario(name, metrics)
@@ -268,7 +306,8 @@ if __name__ == "__main__":
     p.add_argument("--repeat", type=int, default=1, help="timed runs per scenario (noisy machines: 3)")
     p.add_argument("--busy", action=argparse.BooleanOptionalAction, default=True, help="also with one busy core")
     p.add_argument("--busy-seconds", type=float, default=900, help="upper bound of the busy loop's life")
-    p.add_argument("--micro", action=argparse.BooleanOptionalAction, default=True, help="MS-SSIM side by side")
+    p.add_argument("--micro", action=argparse.BooleanOptionalAction, default=True,
+                   help="MS-SSIM side by side, and network threads under a busy core")
     p.add_argument("--device", default=None, help="metric networks' device (cpu, cuda; default: CUDA if any)")
     ARGS = p.parse_args()
     sys.exit(main())
