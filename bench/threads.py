@@ -20,7 +20,7 @@ every operator, so one preempted thread stalls the rest (MS-SSIM measured 20× s
 Other processes' load is not ours to plan, but it is measured: :class:`MainThreads` gives the
 main process's networks ``main`` threads less the cores that other programs kept busy during
 the previous measuring phase (:class:`CoreLoad`), since one of its threads sharing a core with
-someone else's stalls all of them (ESPNetv2 on 2 cores with one busy: 1.7 s at 2 threads,
+someone else's stalls all of them (ESPNetv2 on 2 cores with one busy: 1.3 s at 2 threads,
 0.9 s at 1). The thread counts used are recorded as ``meta["threads"]["main_used"]``.
 """
 
