@@ -54,6 +54,11 @@ def make_codec(name: str, *, weights_dir: str | None = None, **overrides: Any) -
     return _construct(entry, overrides)
 
 
+def codec_class(name: str) -> type:
+    """The adapter class of the codec card ``name`` (not constructed)."""
+    return registry("codec").get(name).load()
+
+
 def make_dataset(name: str, **overrides: Any) -> Any:
     """Build a dataset from its card; ``overrides`` (e.g. root) replace card params."""
     return _construct(registry("dataset").get(name), overrides)

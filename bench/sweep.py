@@ -3,7 +3,8 @@
     bench sweep --codec sqgan --checkpoints 'runs/exp1/*.ckpt' --dataset cityscapes --gate best
 
 Each checkpoint is one run in the store, tagged ``<axis>=<n>`` (shown as ``sqgan@step=1200``),
-with its codec built from the card plus ``checkpoint=<file>``. The training position comes
+with its codec built from the card plus ``checkpoint=<file>`` (for CompressAI models, one model
+per λ, ``checkpoint={Q: <file>}`` for the quality label given by ``--rates CODEC=Q``). The training position comes
 from the file name (Lightning's ``epoch=012.ckpt``, ``step=1200.ckpt``,
 ``epoch=3-step=1200.ckpt``, or ``--step-pattern REGEX`` with one group or a group named
 ``step``), else from the checkpoint's own ``global_step`` / ``epoch`` entries (read with
@@ -171,6 +172,22 @@ class SweepResult:
         return sum(not c.skipped for c in self.checkpoints)
 
 
+def checkpoint_value(base: "RunConfig", codec: str, path: Path) -> "str | dict[str, str]":
+    """What the codec's checkpoint param gets for one snapshot: its path, or — for a codec with
+    one model per rate point (``checkpoint_per_rate``: CompressAI, where each quality is its own
+    λ) — ``{rate: path}`` for each swept rate, which must then be given (``--rates CODEC=Q``)."""
+    from . import catalog
+
+    if not getattr(catalog.codec_class(codec), "checkpoint_per_rate", False):
+        return str(path)
+    rates = base.rates.get(codec) or base.rates.get("*")
+    if not rates:
+        raise ConfigError(f"{codec}: a training checkpoint is one model at one rate point (one λ), and no rate "
+                          "was given to label it",
+                          f"add --rates {codec}=Q (the quality whose λ it was trained with; it labels the curve)")
+    return {str(r): str(path) for r in rates}
+
+
 def run_sweep(base: "RunConfig", codec: str, checkpoints: Sequence[Checkpoint], store: "Store", *,
               axis: str = "step", checkpoint_param: str = "checkpoint", log: Any = None, progress: bool = False,
               on_skip: Callable[[str, str], None] | None = None) -> list[Checkpoint]:
@@ -180,6 +197,8 @@ def run_sweep(base: "RunConfig", codec: str, checkpoints: Sequence[Checkpoint], 
     from .trackers import open_trackers
 
     key = settings_key(base, codec, checkpoint_param)
+    if checkpoints:
+        checkpoint_value(base, codec, checkpoints[0].path)  # refuses missing --rates before any evaluation
     trackers, opened = open_trackers(log, Path(store.path).parent) if log else ([], [])
     try:
         for ckpt in checkpoints:
@@ -188,7 +207,7 @@ def run_sweep(base: "RunConfig", codec: str, checkpoints: Sequence[Checkpoint], 
                 ckpt.run_id, ckpt.skipped = done, True
                 continue
             params = {**base.codec_params, codec: {**base.codec_params.get(codec, {}),
-                                                   checkpoint_param: str(ckpt.path)}}
+                                                   checkpoint_param: checkpoint_value(base, codec, ckpt.path)}}
             config = replace(base, codecs=[codec], codec_params=params, tag=f"{axis}={ckpt.x}")
             ckpt.run_id = api.run(config, store, log=trackers or None, step=ckpt.x, progress=progress, on_skip=on_skip)
             run = store.run(ckpt.run_id)

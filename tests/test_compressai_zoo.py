@@ -252,3 +252,37 @@ def test_architecture_facts_match_compressais_zoo():
         assert issubclass(cls, JointAutoregressiveHierarchicalPriors) == facts.autoregressive
         assert max(zoo.cfgs[arch]) == facts.max_quality == max(zoo.model_urls[arch]["ms-ssim"])
         assert catalog.make_codec(arch).rate_knob.values == tuple(range(1, facts.max_quality + 1))
+
+
+def test_sweep_of_own_compressai_checkpoints_labels_each_with_the_given_quality(no_weights, capsys):
+    """A training run's snapshots are one model at one λ each: `bench sweep` gives each file to
+    the quality named by --rates and evaluates it; without --rates it refuses before any work."""
+    arch = "bmshj2018-factorized"
+    folder = no_weights / "train"
+    files = []
+    for epoch, seed in ((1, 1), (2, 2)):
+        tmp = _save(_net(arch, seed=seed).state_dict(), folder, "x")
+        files.append(tmp.rename(folder / f"checkpoint_epoch={epoch}.pth.tar"))
+    out = no_weights / "results"
+    args = ["--out", str(out), "sweep", "--codec", arch, "--checkpoints", str(folder / "*.pth.tar"),
+            "--dataset", "demo", "--metrics", "psnr", "--limit", "1", "-q",
+            "--param", "demo.height=64", "--param", "demo.width=96"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"fix: add --rates {arch}=Q" in err and "Traceback" not in err
+    if (out / "bench.sqlite").exists():  # refused before any evaluation
+        con = sqlite3.connect(out / "bench.sqlite")
+        assert con.execute("SELECT COUNT(*) FROM runs").fetchone() == (0,)
+        con.close()
+    assert main([*args, "--rates", f"{arch}=3"]) == 0, capsys.readouterr().err
+    table = (out / f"sweep-{arch}" / "sweep.csv").read_text().splitlines()
+    assert len(table) == 3  # header + one row per checkpoint at quality 3
+    con = sqlite3.connect(out / "bench.sqlite")
+    try:
+        runs = [json.loads(m) for (m,) in con.execute("SELECT meta FROM runs ORDER BY created")]
+        rows = list(con.execute("SELECT run_id, rate, status FROM rows"))
+    finally:
+        con.close()
+    assert [r[1:] for r in rows] == [("3", "ok"), ("3", "ok")] and len({r[0] for r in rows}) == 2
+    shas = [r["codecs"][arch]["params"]["files"]["3"]["sha256"] for r in runs]
+    assert shas == [W.sha256_file(f) for f in files]  # each run evaluated its own snapshot

@@ -130,6 +130,9 @@ class Codec(ABC):
     #: adapter: classical codecs, subprocess tools); learned codecs stay in the main
     #: process where the accelerator and the loaded weights are.
     parallel_safe: ClassVar[bool] = False
+    #: True when ``params.checkpoint`` maps each rate point to a file (one trained model per
+    #: rate, as CompressAI's λ): a sweep then gives the one checkpoint to each swept rate.
+    checkpoint_per_rate: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         if params:

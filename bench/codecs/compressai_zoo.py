@@ -120,6 +120,7 @@ class CompressAIZooCodec(Codec):
 
     name: ClassVar[str] = "compressai-zoo"
     version: ClassVar[str] = "1"
+    checkpoint_per_rate: ClassVar[bool] = True  # {quality: path}; a sweep maps --rates to each file
     rate_knob: ClassVar[RateKnob] = RateKnob("quality", tuple(range(1, 9)), higher_is_better=True,
                                              minimum=1, maximum=8)
 
