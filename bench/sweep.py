@@ -9,7 +9,8 @@ from the file name (Lightning's ``epoch=012.ckpt``, ``step=1200.ckpt``,
 ``epoch=3-step=1200.ckpt``, or ``--step-pattern REGEX`` with one group or a group named
 ``step``), else from the checkpoint's own ``global_step`` / ``epoch`` entries (read with
 ``torch.load(weights_only=True)``); the x axis is the step when every checkpoint has a distinct
-one, else the epoch, else the order of the names. A checkpoint whose content (sha256) was
+one, else the epoch, else the order of the names. A pattern ending in "/" matches folders
+(split checkpoints such as SQ-GAN's parts) instead of files. A checkpoint whose content (sha256) was
 already evaluated with the same settings is skipped, so a second sweep computes nothing and an
 interrupted one resumes.
 
@@ -30,6 +31,7 @@ import glob
 import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -104,23 +106,28 @@ def read_metadata(path: Path) -> tuple[int | None, int | None]:
 
 def find_checkpoints(pattern: str, step_pattern: str | None = None) -> tuple[list[Checkpoint], str]:
     """The checkpoint files matching the glob ``pattern`` in training order, and the axis
-    ("step", "epoch" or "index") their ``x`` is on."""
-    from .weights import sha256_file
+    ("step", "epoch" or "index") their ``x`` is on. A pattern ending in "/" matches folders
+    instead (split checkpoints, e.g. SQ-GAN's parts), hashed with every file inside."""
+    from .weights import sha256_path
 
-    paths = [Path(p) for p in sorted(glob.glob(str(Path(pattern).expanduser()), recursive=True))]
-    paths = [p for p in paths if p.is_file()]
+    folders = pattern.endswith(("/", os.sep))
+    matched = sorted(glob.glob(str(Path(pattern).expanduser()) + ("/" if folders else ""), recursive=True))
+    paths = [Path(p) for p in matched if (Path(p).is_dir() if folders else Path(p).is_file())]
     if not paths:
-        raise ConfigError(f"no checkpoint file matches {pattern!r}", "quote the glob, e.g. --checkpoints 'runs/exp1/*.ckpt'")
+        what = "folder" if folders else "file"
+        raise ConfigError(f"no checkpoint {what} matches {pattern!r}",
+                          "quote the glob, e.g. --checkpoints 'runs/exp1/*.ckpt' (files) or 'runs/exp1/step=*/' "
+                          "(folders of split checkpoints)")
     found = []
     for p in paths:
         step, epoch = parse_name(p.name, step_pattern)
         source = "pattern" if step_pattern else "name"
-        if step is None and not step_pattern:
+        if step is None and not step_pattern and p.is_file():
             meta_step, meta_epoch = read_metadata(p)
             if meta_step is not None or (epoch is None and meta_epoch is not None):
                 source = "metadata" if epoch is None else "name+metadata"
             step, epoch = meta_step, epoch if epoch is not None else meta_epoch
-        found.append(Checkpoint(p, sha256_file(p), step, epoch, source if (step, epoch) != (None, None) else "none"))
+        found.append(Checkpoint(p, sha256_path(p), step, epoch, source if (step, epoch) != (None, None) else "none"))
     axis = "index"
     for name in ("step", "epoch"):
         values = [getattr(c, name) for c in found]

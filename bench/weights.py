@@ -96,6 +96,18 @@ def sha256_file(path: Path | str) -> str:
     return _HASHES[key]
 
 
+def sha256_path(path: Path | str) -> str:
+    """sha256 of a file, or of a folder of files (split checkpoints): the digest of one line
+    ``<relative posix path>:<sha256>`` per file below it, in name order."""
+    p = Path(path)
+    if not p.is_dir():
+        return sha256_file(p)
+    h = hashlib.sha256()
+    for f in sorted((f for f in p.rglob("*") if f.is_file()), key=lambda f: f.relative_to(p).as_posix()):
+        h.update(f"{f.relative_to(p).as_posix()}:{sha256_file(f)}\n".encode())
+    return h.hexdigest()
+
+
 def weights_dirs(extra: Path | str | None = None) -> list[Path]:
     dirs = [Path(extra)] if extra else []
     if os.environ.get("BENCH_WEIGHTS_DIR"):

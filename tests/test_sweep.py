@@ -138,3 +138,36 @@ def test_gate_fails_when_the_newest_checkpoint_codes_nothing(tmp_path, capsys):
                "--gate", "first"])
     out = capsys.readouterr().out
     assert rc == 6 and "REGRESSION: step=2.ckpt: no image was coded" in out
+
+
+def test_sweep_over_folders_of_split_checkpoints(tmp_path, monkeypatch):
+    """A glob ending in "/" sweeps folders (SQ-GAN's split parts): each is hashed with every file
+    inside, and that hash is the one the codec records for the run."""
+    from bench.codecs.sqgan.checkpoint import save_official_layout
+    from bench.weights import sha256_path
+    from sweep_fixtures import micro_model
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    for step, seed in ((200, 1), (100, 0)):
+        save_official_layout(micro_model(seed), tmp_path / "ckpt" / f"step={step}", form="parts")
+    (tmp_path / "ckpt" / "notes.txt").write_text("a file beside the folders is not a checkpoint")
+    found, axis = find_checkpoints(str(tmp_path / "ckpt" / "step=*") + "/")
+    assert axis == "step" and [(c.path.name, c.x) for c in found] == [("step=100", 100), ("step=200", 200)]
+    with pytest.raises(ConfigError, match="no checkpoint file matches"):  # without the "/": files only
+        find_checkpoints(str(tmp_path / "ckpt" / "step=*"))
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["--out", str(tmp_path / "res"), "sweep", "--checkpoints", str(tmp_path / "ckpt" / "step=*") + "/",
+                   *SWEEP])
+    assert rc == 0, buf.getvalue()
+    with Store(tmp_path / "res" / "bench.sqlite") as store:
+        runs = sorted(store.runs(), key=lambda r: r["meta"]["tag"])
+        assert [r["meta"]["tag"] for r in runs] == ["step=100", "step=200"]
+        for run, ckpt in zip(runs, found):
+            sha = sha256_path(ckpt.path)
+            assert run["meta"]["codecs"]["sqgan"]["params"]["checkpoint_sha256"] == sha
+            assert run["meta"]["sweep"]["checkpoint_sha256"] == sha
+    # a file changed inside a folder changes its hash: that checkpoint counts as new
+    before = sha256_path(found[0].path)
+    (found[0].path / "extra.txt").write_text("x")
+    assert sha256_path(found[0].path) != before

@@ -13,7 +13,6 @@ draw SQ-GAN at the paper's rate with ``--rate paper`` while ``bpp`` stays the re
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 
 from ...devices import resolve_device
 from ...errors import CodecError, ConfigError
-from ...weights import WeightSpec, candidates, sha256_file
+from ...weights import WeightSpec, candidates, sha256_path
 from ..base import Codec, Encoded, RateKnob, Requirement, Semantics, check_rgb_uint8
 from . import bitstream
 from .config import SQGANConfig, make_config
@@ -68,15 +67,6 @@ class KeptFractionKnob(RateKnob):
         if len(pair) != 2 or not all(isinstance(v, (int, float)) and 0 < v <= 1 for v in pair):
             raise ConfigError(f"sqgan rate {value!r} is not a pair of kept fractions in (0, 1]",
                               "give kept fractions like 0.4:0.6 (image:semantic), each in (0, 1]")
-
-
-def _digest(path: Path) -> str:
-    if path.is_file():
-        return sha256_file(path)
-    h = hashlib.sha256()
-    for f in sorted(path.glob("*.ckpt")):
-        h.update(f"{f.stem}:{sha256_file(f)}\n".encode())
-    return h.hexdigest()
 
 
 class SQGANCodec(Codec):
@@ -138,7 +128,7 @@ class SQGANCodec(Codec):
         return {
             "model": self.preset,
             "config": self.cfg.to_dict(),
-            "checkpoint_sha256": _digest(path) if path else None,
+            "checkpoint_sha256": sha256_path(path) if path else None,
             "output": self.output,
             "resize": self.resize,
             "semantics": f"{CLASS_SET} label map given to the sender (source recorded per row as "
