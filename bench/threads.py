@@ -36,13 +36,61 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
 def available_cores() -> int:
     """Cores this process may run on: its CPU affinity (``os.sched_getaffinity``) where the OS
-    has it, else ``os.cpu_count()``; at least 1."""
+    has it, else ``os.cpu_count()``, and no more than its cgroup's CPU quota
+    (:func:`cgroup_cpu_limit`: a container limited to 2 CPUs on a 64-core host gets 2); at least 1."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    if limit is not None:
+        cores = min(cores, int(limit))  # 2.5 CPUs of quota: 2 busy threads are not throttled
+    return max(1, cores)
+
+
+def cgroup_cpu_limit(root: str | None = None) -> float | None:
+    """CPUs' worth of time this process's cgroup may use per period, or None when unlimited
+    or unknown: cgroup v2 ``cpu.max`` ("200000 100000" = 2 CPUs; "max …" = none), else v1
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (quota −1 = none); the smallest along the
+    process's own cgroup path (``/proc/self/cgroup``) and the namespace root."""
+    root = root or CGROUP_ROOT
+    folders = [root, os.path.join(root, "cpu"), os.path.join(root, "cpu,cpuacct")]
+    try:
+        with open("/proc/self/cgroup") as fh:
+            for line in fh:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                parts = [p for p in path.split("/") if p]
+                base = root if controllers == "" else os.path.join(root, controllers)
+                folders += [os.path.join(base, *parts[:i]) for i in range(1, len(parts) + 1)]
+    except (OSError, ValueError):
+        pass
+    limits = []
+    for folder in dict.fromkeys(folders):
+        limits.append(_quota(os.path.join(folder, "cpu.max"), None))
+        limits.append(_quota(os.path.join(folder, "cpu.cfs_quota_us"), os.path.join(folder, "cpu.cfs_period_us")))
+    found = [v for v in limits if v is not None]
+    return min(found) if found else None
+
+
+def _quota(quota_file: str, period_file: str | None) -> float | None:
+    """One quota file as CPUs (v2: "quota period" in one file; v1: two files), None if absent or unlimited."""
+    try:
+        with open(quota_file) as fh:
+            fields = fh.read().split()
+        if period_file is not None:
+            with open(period_file) as fh:
+                fields = fields[:1] + fh.read().split()[:1]
+        quota, period = fields[0], fields[1]
+        if quota in ("max", "-1") or int(period) <= 0:
+            return None
+        return int(quota) / int(period)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ def test_plans_never_exceed_the_cores(cores):
 
 
 def test_available_cores_reads_the_affinity_then_cpu_count(monkeypatch):
+    monkeypatch.setattr(threads, "cgroup_cpu_limit", lambda root=None: None)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 5, 7}, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     assert available_cores() == 3  # a process pinned to 3 of 64 cores (taskset, cgroup cpuset)
@@ -57,6 +58,27 @@ def test_available_cores_reads_the_affinity_then_cpu_count(monkeypatch):
     assert available_cores() == 64
     monkeypatch.setattr(os, "cpu_count", lambda: None)
     assert available_cores() == 1
+
+
+def test_a_cgroup_cpu_quota_caps_the_cores(monkeypatch, tmp_path):
+    """A container limited to 1.5 CPUs on a 64-core host: 1 busy thread, not 64 throttled ones."""
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("150000 100000\n")
+    assert threads.cgroup_cpu_limit(str(v2)) == pytest.approx(1.5)
+    monkeypatch.setattr(threads, "CGROUP_ROOT", str(v2))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert available_cores() == 1
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert threads.cgroup_cpu_limit(str(v2)) is None and available_cores() == 64
+    v1 = tmp_path / "v1" / "cpu,cpuacct"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("400000\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    assert threads.cgroup_cpu_limit(str(tmp_path / "v1")) == pytest.approx(4.0)
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")
+    assert threads.cgroup_cpu_limit(str(tmp_path / "v1")) is None
+    assert threads.cgroup_cpu_limit(str(tmp_path / "nothing")) is None
 
 
 def test_pixel_metrics_are_light_networks_heavy_on_cpu():
