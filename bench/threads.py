@@ -259,13 +259,16 @@ class MainThreads:
 
     Adaptive (``adaptive``) only where the main process measures with several threads while
     no worker of its own codes: the "phased" and "inline" modes (in "overlap" its workers would
-    count as others). ``probe``: the load reading (default: :meth:`CoreLoad.open`)."""
+    count as others), and unless ``BENCH_ADAPTIVE_THREADS=0`` (network outputs depend on the
+    thread count at float rounding: ~4e-7 relative for ESPNetv2's logits). ``probe``: the load
+    reading (default: :meth:`CoreLoad.open`)."""
 
     def __init__(self, plan: ThreadPlan, probe: CoreLoad | None = None) -> None:
         self.plan = plan
         self.threads = plan.main
         self.used: Counter[int] = Counter()
-        self.adaptive = plan.mode in ("phased", "inline") and plan.main > 1
+        self.adaptive = (plan.mode in ("phased", "inline") and plan.main > 1
+                         and os.environ.get("BENCH_ADAPTIVE_THREADS", "1").strip() != "0")
         self.probe = (probe or CoreLoad.open()) if self.adaptive else None
 
     def as_meta(self) -> dict[str, int]:

@@ -339,6 +339,9 @@ def test_main_threads_drop_a_core_while_others_use_it_and_come_back(monkeypatch)
     assert MainThreads(ThreadPlan(cores=2, main=1, workers=2, mode="workers")).as_meta() == {}
     overlap = MainThreads(ThreadPlan(cores=4, main=2, workers=2, mode="overlap"), Probe())
     assert not overlap.adaptive and overlap.probe is None  # its own workers would count as others
+    monkeypatch.setenv("BENCH_ADAPTIVE_THREADS", "0")  # fixed threads: bit-for-bit the same on a busy machine
+    fixed = MainThreads(plan, Probe())
+    assert not fixed.adaptive and fixed.probe is None
 
 
 @pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs /proc (Linux)")
