@@ -188,7 +188,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.executor == "ray":
         from .ray_executor import RayExecutor
 
-        executor = RayExecutor(address=args.address, chunk=args.chunk, batch_size=args.batch_size)
+        executor = RayExecutor(address=args.address, chunk=args.chunk, batch_size=args.batch_size,
+                               gpus_per_task=args.gpus_per_task)
+    elif args.gpus_per_task is not None:
+        raise ConfigError("--gpus-per-task applies to Ray shards", "add --executor ray, or drop --gpus-per-task")
 
     with _new_store(args) as store:
         run_id = api.run(config, store, progress=not args.quiet, on_skip=_warn_skip, executor=executor,
@@ -571,6 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--executor", choices=["local", "ray"], default="local")
     r.add_argument("--address", help="Ray cluster address (default: start a local one)")
     r.add_argument("--chunk", type=int, default=16, help="images per Ray shard")
+    r.add_argument("--gpus-per-task", type=float, default=None,
+                   help="GPUs a Ray shard that runs a network asks for on a cluster with GPUs "
+                        "(default 1; 0.25: four share one; 0: none)")
     r.add_argument("--no-report", action="store_true")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_log_options(r)

@@ -5,6 +5,12 @@ them (metrics batched across the shard's images), then returns its rows, metric 
 included. The driver writes rows to the store as shards finish, so resume works as with
 the local executor, and dataset-level metrics (FID, mIoU) merge the per-image states at
 report time exactly as for a local run. Ray is optional: ``pip install ray``.
+
+On a cluster with GPUs, a shard that runs a network — a learned codec (not ``parallel_safe``)
+or a network metric not pinned to the CPU — asks Ray for ``gpus_per_task`` GPUs (default 1;
+0.25 lets four shards share one), so Ray gives it a device instead of hiding them all
+(``CUDA_VISIBLE_DEVICES=""``) and leaving it one CPU thread. Classical shards with pixel
+metrics ask for none.
 """
 
 from __future__ import annotations
@@ -48,16 +54,45 @@ def _shard(dataset: Dataset, codec: Codec, metrics: Sequence[Metric], rate: Any,
     return done + rows
 
 
+def needs_gpu(codec: Codec, metrics: Sequence[Metric]) -> bool:
+    """Whether a shard of ``codec`` with ``metrics`` runs a network that a GPU would serve: a
+    learned codec (not ``parallel_safe``), or a network metric not pinned to the CPU."""
+    if not codec.parallel_safe:
+        return True
+    return any(not getattr(m, "pixel", False) and not str(getattr(m, "device", None) or "").startswith("cpu")
+               for m in metrics)
+
+
+def shard_options(codec: Codec, metrics: Sequence[Metric], cluster_gpus: float,
+                  gpus_per_task: float | None) -> dict[str, float]:
+    """Ray resources of one shard: one CPU, plus ``gpus_per_task`` GPUs (None: 1, capped by the
+    cluster's) when the cluster has GPUs and the shard :func:`needs_gpu`."""
+    options: dict[str, float] = {"num_cpus": 1}
+    if cluster_gpus > 0 and needs_gpu(codec, metrics):
+        share = 1.0 if gpus_per_task is None else float(gpus_per_task)
+        if share > 0:
+            options["num_gpus"] = min(share, cluster_gpus)
+    return options
+
+
 class RayExecutor:
     """Run shards on Ray (``address``: an existing cluster, e.g. "ray://host:10001" or "auto";
-    None starts a local one). ``chunk``: images per shard."""
+    None starts a local one). ``chunk``: images per shard; ``gpus_per_task``: GPUs a network
+    shard asks for on a cluster that has them (None: 1; 0: none; see :func:`shard_options`)."""
 
     def __init__(self, *, address: str | None = None, chunk: int = 16, batch_size: int = 8,
-                 num_cpus: int | None = None, env: dict[str, str] | None = None) -> None:
+                 num_cpus: int | None = None, num_gpus: int | None = None, gpus_per_task: float | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        if gpus_per_task is not None and not 0 <= gpus_per_task:
+            from .errors import ConfigError
+
+            raise ConfigError(f"gpus per Ray task {gpus_per_task} is negative", "give 0 (none), a share like 0.25, or 1")
         self.address = address
         self.chunk = max(1, chunk)
         self.batch_size = batch_size
         self.num_cpus = num_cpus
+        self.num_gpus = num_gpus  # a local cluster's GPUs (None: Ray detects them)
+        self.gpus_per_task = gpus_per_task
         self.env = dict(env or {})
         self.thread_plan: ThreadPlan | None = None  # set by run(): one thread per Ray task (num_cpus=1)
 
@@ -70,6 +105,7 @@ class RayExecutor:
             env = {"BENCH_CACHE_DIR": str(default_dir().resolve()), "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
                    **{var: "1" for var in THREAD_ENV}, **self.env}
             ray.init(address=self.address, num_cpus=None if self.address else self.num_cpus,
+                     num_gpus=None if self.address else self.num_gpus,
                      include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
                      runtime_env={"env_vars": {k: v for k, v in env.items() if v}})
         return ray
@@ -77,8 +113,12 @@ class RayExecutor:
     def run(self, dataset: Dataset, codecs: Sequence[Codec], metrics: Sequence[Metric],
             todo: Sequence[tuple[str, list[tuple[int, Any]]]], semantics: Any = None) -> Iterator[Row]:
         ray = self._ray()
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))  # tasks at once, each on 1 CPU, 1 thread
-        self.thread_plan = ThreadPlan(cores=cpus, main=1, workers=cpus, worker_threads=1, mode="ray")
+        resources = ray.cluster_resources()
+        cpus = max(1, int(resources.get("CPU", 1)))  # tasks at once, each on 1 CPU, 1 thread
+        gpus = float(resources.get("GPU", 0))
+        options = [shard_options(c, metrics, gpus, self.gpus_per_task) for c in codecs]
+        self.thread_plan = ThreadPlan(cores=cpus, main=1, workers=cpus, worker_threads=1, mode="ray",
+                                      gpus_per_task=max((o.get("num_gpus", 0.0) for o in options), default=0.0))
         by_point: dict[tuple[int, str], tuple[Any, list[str]]] = {}
         for image_id, pending in todo:
             for ci, rate in pending:
@@ -87,8 +127,8 @@ class RayExecutor:
         ds_ref, metrics_ref = ray.put(dataset), ray.put(list(metrics))
         codec_refs = [ray.put(c) for c in codecs]
         sem_ref = ray.put(semantics)
-        futures = [remote.remote(ds_ref, codec_refs[ci], metrics_ref, rate, ids[i:i + self.chunk], self.batch_size,
-                                 sem_ref)
+        futures = [remote.options(**options[ci]).remote(ds_ref, codec_refs[ci], metrics_ref, rate,
+                                                         ids[i:i + self.chunk], self.batch_size, sem_ref)
                    for (ci, _label), (rate, ids) in by_point.items() for i in range(0, len(ids), self.chunk)]
         while futures:
             ready, futures = ray.wait(futures, num_returns=1)

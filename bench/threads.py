@@ -108,6 +108,7 @@ class ThreadPlan:
     worker_threads: int = 1  # torch/OpenMP threads of each worker
     mode: str = "inline"
     start: str = ""          # how workers start: "fork" or "spawn" (bench.procs.start_method); "" without
+    gpus_per_task: float = 0.0  # "ray": GPUs a network shard asked Ray for (0: none)
 
     def peak(self) -> int:
         """The most threads busy at one moment."""
@@ -120,10 +121,12 @@ class ThreadPlan:
         return self.mode in ("workers", "overlap", "phased")
 
     def as_meta(self) -> dict[str, Any]:
-        """The plan as recorded in a run's ``meta["threads"]`` (``start`` only with a local pool)."""
+        """The plan as recorded in a run's ``meta["threads"]`` (``start`` only with a local pool,
+        ``gpus_per_task`` only when Ray shards asked for GPUs)."""
         out = asdict(self)
-        if not out["start"]:
-            del out["start"]
+        for key in ("start", "gpus_per_task"):  # only where they apply
+            if not out[key]:
+                del out[key]
         return out
 
 

@@ -137,6 +137,25 @@ class CountingMetric(Metric):
         return {"countmae": float(state["sum"] / state["n"])}
 
 
+class GpuProbeMetric(Metric):
+    """A stand-in network metric (no ``pixel``): 1 where the process was given a GPU
+    (``CUDA_VISIBLE_DEVICES`` names one, as Ray sets it for a task), else 0."""
+
+    name = "gpuprobe"
+
+    def init(self) -> State:
+        return {"n": np.zeros(())}
+
+    def update(self, state: State, pair: Pair) -> dict[str, float]:
+        import os
+
+        state["n"] += 1
+        return {"gpuprobe": float(bool(os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()))}
+
+    def compute(self, state: State) -> dict[str, float]:
+        return {}
+
+
 def encode_log_lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 

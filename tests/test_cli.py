@@ -111,6 +111,9 @@ def _bad_input_cases():
         ("more-runs-without-html", ["report", "a", "b"], 2, "--html"),
         ("miou-average", ["run", "--codecs", "jpeg", "--dataset", "demo", "-q", "--metrics", "miou",
                           "--param", "miou.average=bogus"], 2, "average"),
+        ("gpus-without-ray", [*run, "--gpus-per-task", "0.5"], 2, "--executor ray"),
+        ("gpus-negative", [*run, "--executor", "ray", "--gpus-per-task", "-1"], 2, "negative"),
+        ("device-absent", [*run, "--device", "cuda:7"], 2, "CUDA device"),
     ]
 
 
