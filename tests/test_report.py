@@ -356,3 +356,19 @@ def test_broken_state_is_a_warning_not_a_crash(tmp_path: Path) -> None:
     assert column_info(df)["psnr"].kind == "mean"
     assert any("psnr compute failed" in w for w in df.attrs["warnings"])
     assert "psnr compute failed" in to_markdown(df)
+
+
+def test_frame_attrs_travel_through_pandas_operations_without_deep_copies():
+    """pandas deep-copies attrs at every operation; the column metadata is shared instead."""
+    import pandas as pd
+
+    from bench.report.attrs import Shared, frame_attrs
+
+    df = pd.DataFrame({"a": [1.0, 2.0, 3.0]})
+    df.attrs = frame_attrs(run_id="r1", columns={"a": {"unit": "dB"}}, random_metrics=["lpips"])
+    out = df[df["a"] > 1].assign(b=lambda d: d["a"] * 2).sort_values("a").copy()
+    assert out.attrs["columns"] is df.attrs["columns"] and isinstance(out.attrs["columns"], Shared)
+    assert out.attrs["run_id"] == "r1" and out.attrs["random_metrics"] == ["lpips"]
+    plain = pd.DataFrame({"a": [1.0]})
+    plain.attrs = {"columns": {"a": {"unit": "dB"}}}
+    assert plain.copy().attrs["columns"] is not plain.attrs["columns"]  # what pandas does without it

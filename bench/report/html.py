@@ -53,6 +53,7 @@ from .evidence import with_image_iou, worst_images
 from .floor import FLOOR_NOTE, floor_value, is_floor
 from .intervals import CI_KIND, add_intervals, ci_notes, decorate, small_n_notes
 from .rates import rate_note, rate_view
+from .attrs import frame_attrs
 from .summary import column_info, is_detail, load_run, per_image, summarise
 from .tables import formatted, header
 
@@ -176,7 +177,7 @@ def _groups(store: Store, run_ids: Sequence[str], ci: Any = None) -> list[_Group
             columns.update(df.attrs.get("columns", {}))
             frames.append(df)
         summary = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        summary.attrs = {"columns": columns, "codec_labels": shown, **({"ci": sums[0].attrs["ci"]} if ci else {})}
+        summary.attrs = frame_attrs(columns=columns, codec_labels=shown, **({"ci": sums[0].attrs["ci"]} if ci else {}))
         out.append(_Group(group_runs, summary, origin))
     return out
 

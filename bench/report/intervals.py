@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..stats import Bootstrap, replicates
 from ..store import Store
+from .attrs import frame_attrs
 from .summary import RANDOM_MARK, ColumnInfo, Loaded, _make_metric, _metric_names, column_info, load_run
 
 SMALL_N_MARK = "*"
@@ -100,8 +101,8 @@ def add_intervals(df: pd.DataFrame, store: Store, run_id: str, loaded: Loaded | 
         for name, side in ((lo_name, "lo"), (hi_name, "hi")):
             columns[name] = asdict(ColumnInfo(name, f"{info.key}_{side}", CI_KIND, info.unit, info.metric, None,
                                               info.random_weights, True))
-    out.attrs = {**df.attrs, "columns": columns,
-                 "ci": {**boot.record(), "resamples_per_key": used}}
+    out.attrs = frame_attrs(**{**df.attrs, "columns": columns,
+                               "ci": {**boot.record(), "resamples_per_key": used}})
     return out
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from .attrs import frame_attrs
 
 RATES = ("real", "paper")
 PAPER = "bpp_paper"
@@ -130,7 +131,7 @@ def rate_view(df: pd.DataFrame, rate: str = "real") -> pd.DataFrame:
         attrs["columns"] = {c: columns[c] for c in out.columns if c in columns}
     attrs["rate"] = "paper"
     attrs["real_rate_codecs"] = real_rate_codecs(df)
-    out.attrs = attrs
+    out.attrs = frame_attrs(**attrs)
     return out
 
 

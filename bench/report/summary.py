@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .. import catalog
+from .attrs import frame_attrs
 from .rates import BASIS, PAPER, PAPER_PREFIX, REAL_COPY, is_paper_key, paper_values
 from ..codecs.base import bits_per_pixel
 from ..errors import BenchError
@@ -285,9 +286,9 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
     df = pd.DataFrame([rec for rec, _ok in records], columns=[i.key for i in infos])
     df.columns = [i.column for i in infos]
     df = _sort(df)
-    df.attrs = {"run_id": run["run_id"], "columns": {i.column: asdict(i) for i in infos},
-                "random_metrics": sorted(random), "parts": parts, "warnings": warnings,
-                "codec_labels": codec_labels(run)}
+    df.attrs = frame_attrs(run_id=run["run_id"], columns={i.column: asdict(i) for i in infos},
+                           random_metrics=sorted(random), parts=parts, warnings=warnings,
+                           codec_labels=codec_labels(run))
     return df
 
 
