@@ -190,3 +190,27 @@ def test_tagged_run_shows_codec_at_tag_in_tables_and_html(offline, capsys):
     assert main(["report", "--html", "--no-crops", "--out", str(out)]) == 0
     html = next(out.glob("demo-*/report.html")).read_text()
     assert "<td>jpeg@T7</td>" in html or ">jpeg@T7<" in html
+
+
+def test_reading_a_classical_run_needs_no_torch(offline):
+    """report, compare and export of stored PSNR / MS-SSIM rows do not import torch (1–2 s)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = offline / "results"
+    assert main(["--out", str(out), "run", "--codecs", "jpeg,webp", "--dataset", "demo", "--limit", "1",
+                 "--metrics", "psnr,msssim", "--rates", "jpeg=50,90", "--rates", "webp=50,90", "-q",
+                 "--no-report"]) == 0
+    code = ("import sys\nfrom bench.cli import main\n"
+            f"out = {str(out)!r}\n"
+            "assert main(['report', '--out', out]) == 0\n"
+            "assert main(['compare', 'latest', '--anchor', 'jpeg', '--test', 'webp', '--out', out]) in (0, 6)\n"
+            "assert main(['export', '--out', out]) == 0\n"
+            "print('torch' in sys.modules)\n")
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 from ..errors import MetricError
 from .base import Metric, Pair, State
@@ -141,7 +140,9 @@ def msssim_rgb(ref: np.ndarray, rec: np.ndarray) -> float:
             "evaluate at a larger resolution or drop msssim from --metrics",
         )
 
-    def to_tensor(a: np.ndarray) -> torch.Tensor:  # a (1, 3, H, W) uint8 view; the kernel only reads it
+    import torch  # here, not at import: reports and comparisons of stored runs need no torch
+
+    def to_tensor(a: np.ndarray) -> "torch.Tensor":  # a (1, 3, H, W) uint8 view; the kernel only reads it
         a = a if a.flags.writeable else a.copy()
         return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0)
 
