@@ -28,7 +28,7 @@ from .errors import BenchError, ConfigError
 from .metrics.base import Metric, Pair, State
 from .resultcache import CodedEntry, ResultCache, coded_key, identity, metric_key, sample_key
 from .store import Row
-from .threads import (MainThreads, ThreadPlan, has_networks, heavy_on_cpu, limit_process_threads,
+from .threads import (MainThreads, ThreadPlan, has_networks, heavy_on_cpu, is_network, limit_process_threads,
                       plan_threads, set_torch_threads)
 
 
@@ -169,7 +169,7 @@ def measure(metrics: Sequence[Metric], sample: Sample | Sequence[Sample], rows: 
             if done is None and len(chunk) > 1:  # find the image(s) that fail; keep the others
                 done = [r for i in chunk for r in (_update(metric, [i], samples, rows, recons) or [])]
             for i, state, values, seconds in done or []:
-                nans = [k for k, v in values.items() if isinstance(v, float) and math.isnan(v)]
+                nans = _nan_keys(values)
                 if nans:
                     rows[i].metric_errors[metric.name] = f"NaN in {', '.join(nans)}"
                     continue
@@ -178,6 +178,11 @@ def measure(metrics: Sequence[Metric], sample: Sample | Sequence[Sample], rows: 
                 rows[i].seconds[metric.name] = seconds
                 if use_cache:
                     cache.put_metric(keys[i][metric.name], values, state, seconds)  # type: ignore[index, union-attr]
+
+
+def _nan_keys(values: dict[str, Any]) -> list[str]:
+    """The value names that are NaN (a metric's failure on that image)."""
+    return [k for k, v in values.items() if isinstance(v, float) and math.isnan(v)]
 
 
 def _update(metric: Metric, chunk: list[int], samples: Sequence[Sample], rows: Sequence[Row],
@@ -231,7 +236,7 @@ def _code_in_worker(index: int, rate: Any, sample: Sample, class_set: str | None
                 seconds = time.perf_counter() - t0
             except Exception:  # measured again in the main process, which records the error
                 continue
-            if not any(isinstance(v, float) and math.isnan(v) for v in values.values()):
+            if not _nan_keys(values):
                 coded.measured[metric.name] = (values, state, seconds)
     return coded
 
@@ -274,7 +279,7 @@ class LocalExecutor:
         self.thread_plan: ThreadPlan | None = None  # chosen by run(), see bench.threads
         self._inflight: deque[_Job] = deque()
         self._pool: ProcessPoolExecutor | None = None  # started by _worker_pool() when first needed
-        self._pool_payload: bytes | None = None        # the workers' codecs and pixel metrics, pickled
+        self._pool_spec: tuple[list[Codec], list[Metric]] | None = None  # the workers' codecs and pixel metrics
         self._main_threads = MainThreads(ThreadPlan(1, main=1, workers=0))  # set by run()
 
     def run(self, dataset: Dataset, codecs: Sequence[Codec], metrics: Sequence[Metric],
@@ -295,8 +300,9 @@ class LocalExecutor:
             plan = replace(plan, start=start_method())
         self.thread_plan = plan
         self._main_threads = MainThreads(plan)  # fewer while other programs keep cores busy
-        pixel = [m for m in metrics if getattr(m, "pixel", False)] if plan.pixel_metrics_in_workers else []
-        self._pool, self._pool_payload = None, pickle.dumps((list(codecs), pixel)) if plan.workers else None
+        pixel = [m for m in metrics if not is_network(m)] if plan.pixel_metrics_in_workers else []
+        self._pool = None
+        self._pool_spec = (list(codecs), pixel) if plan.workers else None  # pickled when the pool starts
         inflight = self._inflight = deque()
         old_threads = set_torch_threads(plan.main)
         try:
@@ -310,7 +316,7 @@ class LocalExecutor:
         finally:
             if self._pool is not None:
                 self._pool.shutdown(cancel_futures=True)
-            self._pool = self._pool_payload = None
+            self._pool = self._pool_spec = None
             set_torch_threads(old_threads)
 
     @property
@@ -322,13 +328,13 @@ class LocalExecutor:
     def _worker_pool(self) -> ProcessPoolExecutor | None:
         """The run's codec workers, started at the first coding they get (a re-run whose codings
         are all cached starts none); None when the thread plan has no workers."""
-        if self._pool is None and self._pool_payload is not None:
+        if self._pool is None and self._pool_spec is not None:
             from .procs import worker_context  # workers ignore Ctrl-C and die with this process
 
             plan = self.thread_plan
             self._pool = ProcessPoolExecutor(plan.workers, mp_context=worker_context(plan.start),
                                              initializer=_init_worker,
-                                             initargs=(plan.worker_threads, self._pool_payload, os.getpid()))
+                                             initargs=(plan.worker_threads, pickle.dumps(self._pool_spec), os.getpid()))
         return self._pool
 
     def _start(self, dataset: Dataset, codecs: Sequence[Codec], codec_ids: list[str], metrics: Sequence[Metric],

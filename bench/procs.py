@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import multiprocessing.context
 import os
 import signal
@@ -84,20 +85,16 @@ def _exit_now(*_: object) -> None:
     os._exit(1)
 
 
-_PRCTL: list = []  # [libc's prctl or None], looked up once
-
-
+@functools.lru_cache(maxsize=None)
 def _libc_prctl():
-    """libc's ``prctl`` on Linux (the C library already loaded into this process), else None."""
-    if not _PRCTL:
-        prctl = None
-        if sys.platform.startswith("linux"):
-            try:
-                prctl = ctypes.CDLL(None, use_errno=True).prctl
-            except (OSError, AttributeError):
-                prctl = None
-        _PRCTL.append(prctl)
-    return _PRCTL[0]
+    """libc's ``prctl`` on Linux (the C library already loaded into this process), else None;
+    looked up once."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
 
 
 def _set_pdeathsig(sig: int) -> bool:

@@ -25,7 +25,7 @@ from .metrics.base import Metric
 from .pipeline import base_row, code, measure
 from .refcache import default_dir
 from .store import Row
-from .threads import THREAD_ENV, ThreadPlan, limit_process_threads
+from .threads import THREAD_ENV, ThreadPlan, is_network, limit_process_threads
 
 
 def _shard(dataset: Dataset, codec: Codec, metrics: Sequence[Metric], rate: Any, image_ids: Sequence[str],
@@ -59,8 +59,7 @@ def needs_gpu(codec: Codec, metrics: Sequence[Metric]) -> bool:
     learned codec (not ``parallel_safe``), or a network metric not pinned to the CPU."""
     if not codec.parallel_safe:
         return True
-    return any(not getattr(m, "pixel", False) and not str(getattr(m, "device", None) or "").startswith("cpu")
-               for m in metrics)
+    return any(is_network(m) and not str(getattr(m, "device", None) or "").startswith("cpu") for m in metrics)
 
 
 def shard_options(codec: Codec, metrics: Sequence[Metric], cluster_gpus: float,

@@ -16,11 +16,11 @@ from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
-from .devices import resolve_device
 from . import catalog, provenance
 from .codecs.base import Codec, unmet
 from .datasets import presets
 from .datasets.base import Dataset, Sample
+from .devices import resolve_device
 from .errors import ConfigError, UnavailableError
 from .metrics.base import Metric
 from .pipeline import (  # noqa: F401 (semantics_for re-exported)

@@ -179,20 +179,21 @@ class SweepResult:
         return sum(not c.skipped for c in self.checkpoints)
 
 
-def checkpoint_value(base: "RunConfig", codec: str, path: Path) -> "str | dict[str, str]":
-    """What the codec's checkpoint param gets for one snapshot: its path, or — for a codec with
-    one model per rate point (``checkpoint_per_rate``: CompressAI, where each quality is its own
-    λ) — ``{rate: path}`` for each swept rate, which must then be given (``--rates CODEC=Q``)."""
+def checkpoint_rates(base: "RunConfig", codec: str) -> list[str] | None:
+    """The rates a snapshot's file is given to, for a codec with one model per rate point
+    (``checkpoint_per_rate``: CompressAI, where each quality is its own λ; its checkpoint
+    param is then ``{rate: path}``), which must be given (``--rates CODEC=Q``); None for a
+    codec whose checkpoint param is the path itself."""
     from . import catalog
 
     if not getattr(catalog.codec_class(codec), "checkpoint_per_rate", False):
-        return str(path)
+        return None
     rates = base.rates.get(codec) or base.rates.get("*")
     if not rates:
         raise ConfigError(f"{codec}: a training checkpoint is one model at one rate point (one λ), and no rate "
                           "was given to label it",
                           f"add --rates {codec}=Q (the quality whose λ it was trained with; it labels the curve)")
-    return {str(r): str(path) for r in rates}
+    return [str(r) for r in rates]
 
 
 def run_sweep(base: "RunConfig", codec: str, checkpoints: Sequence[Checkpoint], store: "Store", *,
@@ -204,8 +205,7 @@ def run_sweep(base: "RunConfig", codec: str, checkpoints: Sequence[Checkpoint], 
     from .trackers import open_trackers
 
     key = settings_key(base, codec, checkpoint_param)
-    if checkpoints:
-        checkpoint_value(base, codec, checkpoints[0].path)  # refuses missing --rates before any evaluation
+    per_rate = checkpoint_rates(base, codec)  # refuses missing --rates before any evaluation
     trackers, opened = open_trackers(log, Path(store.path).parent) if log else ([], [])
     try:
         for ckpt in checkpoints:
@@ -214,7 +214,8 @@ def run_sweep(base: "RunConfig", codec: str, checkpoints: Sequence[Checkpoint], 
                 ckpt.run_id, ckpt.skipped = done, True
                 continue
             params = {**base.codec_params, codec: {**base.codec_params.get(codec, {}),
-                                                   checkpoint_param: checkpoint_value(base, codec, ckpt.path)}}
+                                                   checkpoint_param: {r: str(ckpt.path) for r in per_rate}
+                                                   if per_rate else str(ckpt.path)}}
             config = replace(base, codecs=[codec], codec_params=params, tag=f"{axis}={ckpt.x}")
             ckpt.run_id = api.run(config, store, log=trackers or None, step=ckpt.x, progress=progress, on_skip=on_skip)
             run = store.run(ckpt.run_id)

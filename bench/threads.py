@@ -130,10 +130,16 @@ class ThreadPlan:
         return out
 
 
+def is_network(metric: Any) -> bool:
+    """Whether ``metric`` runs a network (a metric without ``pixel = True``: light pixel
+    metrics are measured in codec workers, networks in the main process or on a GPU)."""
+    return not getattr(metric, "pixel", False)
+
+
 def heavy_on_cpu(metrics: Sequence[Any]) -> bool:
-    """Whether some metric runs a network on the CPU (a metric without ``pixel = True`` is a
-    network; its ``device`` None means CUDA when available)."""
-    networks = [m for m in metrics if not getattr(m, "pixel", False)]
+    """Whether some metric runs a network on the CPU (see :func:`is_network`; its ``device``
+    None means CUDA when available)."""
+    networks = [m for m in metrics if is_network(m)]
     if not networks:
         return False
     devices = {getattr(m, "device", None) for m in networks}
@@ -145,8 +151,8 @@ def heavy_on_cpu(metrics: Sequence[Any]) -> bool:
 
 
 def has_networks(metrics: Sequence[Any]) -> bool:
-    """Whether some metric is a network (any metric without ``pixel = True``)."""
-    return any(not getattr(m, "pixel", False) for m in metrics)
+    """Whether some metric is a network (:func:`is_network`)."""
+    return any(is_network(m) for m in metrics)
 
 
 def plan_threads(workers: int | None, *, n_parallel: int, heavy: bool, networks: bool | None = None,

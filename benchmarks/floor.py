@@ -141,8 +141,9 @@ def pool_startup(codecs, metrics, cores: int) -> float:
 
     from bench.pipeline import _init_worker
     from bench.procs import start_method, worker_context
+    from bench.threads import is_network
 
-    pixel = [m for m in metrics if getattr(m, "pixel", False)]
+    pixel = [m for m in metrics if not is_network(m)]
     t0 = time.perf_counter()
     with ProcessPoolExecutor(cores, mp_context=worker_context(start_method()), initializer=_init_worker,
                              initargs=(1, pickle.dumps((list(codecs), pixel)), os.getpid())) as pool:

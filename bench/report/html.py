@@ -48,12 +48,12 @@ from ..atomic import write_text
 from ..errors import BenchError
 from ..runner import semantics_for
 from ..store import Store
+from .attrs import frame_attrs
 from .curves import codec_colour, curve_columns, rd_figure
 from .evidence import with_image_iou, worst_images
 from .floor import FLOOR_NOTE, floor_value, is_floor
 from .intervals import CI_KIND, add_intervals, ci_notes, decorate, small_n_notes
 from .rates import rate_note, rate_view
-from .attrs import frame_attrs
 from .summary import column_info, is_detail, load_run, per_image, summarise
 from .tables import formatted, header
 
