@@ -29,9 +29,9 @@ if TYPE_CHECKING:  # pandas and the runner are imported when called: `import ben
     import pandas as pd
 
     from .datasets.base import Dataset
-    from .runner import RunConfig
-    from .store import Store
-    from .trackers import Tracker
+    from bench.execution.runner import RunConfig
+    from bench.storage.store import Store
+    from bench.integrations.trackers import Tracker
 
 __all__ = ["UncachedCodecWarning", "declares_identity", "evaluate", "load_results", "run", "summary"]
 
@@ -50,7 +50,7 @@ _WARNED: set[str] = set()
 def declares_identity(codec: Codec) -> bool:
     """True when ``codec`` says what it is: a ``version`` of its own class (not the base
     class's ``"0"``) or a ``checkpoint_sha256`` in its ``describe()``."""
-    from .compare import checkpoint_of
+    from bench.analysis.compare import checkpoint_of
 
     if type(codec).version != Codec.version:
         return True
@@ -133,7 +133,7 @@ def default_store_path() -> Path:
 def open_store(store: StoreLike, *, readonly: bool = False) -> tuple["Store", bool]:
     """The store for ``store`` (a Store, a .sqlite path, a results folder or None) and whether
     the caller owns it (must close it); ``readonly`` opens an existing file for reading only."""
-    from .store import Store
+    from bench.storage.store import Store
 
     if isinstance(store, Store):
         return store, False
@@ -152,8 +152,8 @@ def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset
                 allow_random_weights: bool = False, device: str | None = None, batch_size: int = 8,
                 workers: int | None = None, use_cache: bool = True, retry_failed: bool = False,
                 keep_reconstructions: bool = False, semantics: str | Mapping[str, Any] = "ground-truth") -> "RunConfig":
-    """The :class:`~bench.runner.RunConfig` of an :func:`evaluate` call (see there)."""
-    from .runner import RunConfig
+    """The :class:`~bench.execution.runner.RunConfig` of an :func:`evaluate` call (see there)."""
+    from bench.execution.runner import RunConfig
 
     if isinstance(semantics, Mapping):
         segmenter: dict[str, Any] | None = dict(semantics)
@@ -189,13 +189,13 @@ def run(config: "RunConfig", store: "Store", *, log: LogLike = None, step: int |
         progress: bool = False, on_skip: Callable[[str, str], None] | None = None, executor: Any = None,
         crops: int = 2) -> str:
     """Run (or resume) ``config`` into ``store``, then send the results to the trackers in
-    ``log`` (``"tensorboard[:DIR]"``, ``"mlflow[:URI]"`` or :class:`~bench.trackers.Tracker`
+    ``log`` (``"tensorboard[:DIR]"``, ``"mlflow[:URI]"`` or :class:`~bench.integrations.trackers.Tracker`
     objects) at ``step``; returns the run id. This is what ``bench run`` calls."""
     from dataclasses import replace
 
-    from .runner import execute
+    from bench.execution.runner import execute
 
-    from .trackers import log_run, open_trackers
+    from bench.integrations.trackers import log_run, open_trackers
 
     codecs, uncached = _scoped(config.codecs)
     config = replace(config, codecs=codecs, use_cache=config.use_cache and not uncached)
@@ -227,15 +227,15 @@ def evaluate(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset", 
     ``metrics``: names or ``"all"``; ``rates``: values for every codec (a list) or per codec
     name (a dict), as text or numbers (a pair → ``"m_x:m_s"``); ``limit``: the first N images;
     ``params`` / ``dataset_params`` / ``metric_params``: as ``--param`` on the CLI;
-    ``store``: a :class:`~bench.store.Store`, a ``.sqlite`` file or a results folder (default
+    ``store``: a :class:`~bench.storage.store.Store`, a ``.sqlite`` file or a results folder (default
     ``results/bench.sqlite``); ``tag`` makes a separate run (codecs shown as ``name@tag``);
     ``log`` / ``step``: trackers to send the results to, and the step they are logged at.
 
-    Columns are those of ``bench export`` (:func:`bench.export.tidy_rows`): run_id, codec,
+    Columns are those of ``bench export`` (:func:`bench.report.export.tidy_rows`): run_id, codec,
     rate, image_id, status, error, height, width, bpp, bpp_<part>, metric values (dB, [0,1]
     … as in the report), seconds_<stage>, bytes_<part>.
     """
-    from .export import tidy_rows
+    from bench.report.export import tidy_rows
 
     config = make_config(codecs, dataset, metrics=metrics, rates=rates, limit=limit, protocol=protocol, tag=tag,
                          params=params, dataset_params=dataset_params, metric_params=metric_params,
@@ -289,7 +289,7 @@ def load_results(store: StoreLike = None, run: str | Sequence[str] | None = None
     """Tidy rows (the columns of :func:`evaluate`) of ``run`` (an id, a unique prefix,
     ``"latest"`` or a list), or of every run in ``store`` matching ``codec`` / ``tag`` /
     ``dataset``."""
-    from .export import tidy_rows
+    from bench.report.export import tidy_rows
 
     return _frames(store, run, codec, tag, dataset, tidy_rows)
 

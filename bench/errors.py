@@ -1,6 +1,6 @@
 """Typed errors. Every error carries a ``fix``: what the user should do about it.
 
-Library code raises these; only :mod:`bench.cli` turns them into exit codes, one per
+Library code raises these; only :mod:`bench.cli.app` turns them into exit codes, one per
 class of error (:data:`EXIT_CODES`, also printed by ``bench --help``).
 """
 

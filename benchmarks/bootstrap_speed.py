@@ -1,9 +1,9 @@
-"""Bootstrap replicates of FID and KID: bench.stats' paths vs the metrics' own compute.
+"""Bootstrap replicates of FID and KID: bench.analysis.stats' paths vs the metrics' own compute.
 
 For N images with stand-in 2048-d Inception features (no network), times one replicate
 of FID through torch-fidelity (``FID.compute``: a 2048×2048 sqrtm) against
-:func:`bench.stats.fid_from_features` (the exact low-rank form), and R KID replicates
-through ``KID.compute`` (100 subsets) against :func:`bench.stats.kid_whole_set` (kernel
+:func:`bench.analysis.stats.fid_from_features` (the exact low-rank form), and R KID replicates
+through ``KID.compute`` (100 subsets) against :func:`bench.analysis.stats.kid_whole_set` (kernel
 matrices once, every replicate vectorised). Prints seconds per replicate and the ratios,
 and the largest relative difference of the values.
 
@@ -25,8 +25,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from bench.metrics.fidelity import DIM, FID, KID
-    from bench.stats import Bootstrap, replicates
-    from bench.store import Row
+    from bench.analysis.stats import Bootstrap, replicates
+    from bench.storage.store import Row
 
     rng = np.random.default_rng(0)
     mix = rng.normal(size=(DIM, DIM)) / np.sqrt(DIM)
@@ -57,10 +57,10 @@ def main() -> None:
     fast_kid = replicates(rows, {"kid": kid}, counts, args.resamples).values["kid"]
     t_fast_kid = (time.perf_counter() - t) / args.resamples
     print(f"N = {args.images} images, {args.resamples} resamples")
-    print(f"FID per replicate: torch-fidelity {t_own_fid:.3f} s, bench.stats {t_fast_fid:.4f} s "
+    print(f"FID per replicate: torch-fidelity {t_own_fid:.3f} s, bench.analysis.stats {t_fast_fid:.4f} s "
           f"({t_own_fid / t_fast_fid:.0f}x); rel. diff {abs(fast[0] - own_fid) / abs(own_fid):.1e}")
     diff = max(abs(a - b) / abs(b) for a, b in zip(fast_kid[:k], own_kid))
-    print(f"KID per replicate: torch-fidelity {t_own_kid:.3f} s, bench.stats {t_fast_kid:.4f} s "
+    print(f"KID per replicate: torch-fidelity {t_own_kid:.3f} s, bench.analysis.stats {t_fast_kid:.4f} s "
           f"({t_own_kid / t_fast_kid:.0f}x); rel. diff {diff:.1e}")
 
 

@@ -5,7 +5,7 @@ time + Σ per-reconstruction metric time, each measured on one thread) ÷ cores.
 by running the same work inline on one thread without caches and summing the rows' own
 seconds; that run also gives the overhead outside codec and metric calls. Then, each from a
 cold store and reference cache, the pipeline as a user runs it (automatic workers and thread
-budget, bench.threads), the same with one core kept busy by a bounded busy-loop process
+budget, bench.runtime.threads), the same with one core kept busy by a bounded busy-loop process
 (always killed), the seeds-style naive loop (benchmarks/pipeline_speed.py: batch 1, originals
 recomputed, pytorch-msssim, networks as loaded), and a re-run with one rate point added.
 
@@ -80,11 +80,11 @@ def msssim_micro(repeat: int) -> None:
 
 def threads_under_load() -> None:
     """ESPNetv2 (random weights) on two Kodak-size images with every core vs one thread fewer,
-    idle and with one core busy: why bench.threads.MainThreads adapts to other programs."""
+    idle and with one core busy: why bench.runtime.threads.MainThreads adapts to other programs."""
     import numpy as np
     import torch
 
-    from bench import threads
+    from bench.runtime import threads
     from bench.segmenters import make_segmenter
 
     cores = threads.available_cores()
@@ -111,7 +111,7 @@ def threads_under_load() -> None:
     torch.set_num_threads(old)
     print(f"ESPNetv2, 2 images, median of 4: idle {idle[cores]:.2f} s at {cores} threads, {idle[cores - 1]:.2f} s at "
           f"{cores - 1}; one core busy: {busy[cores]:.2f} s at {cores} threads, {busy[cores - 1]:.2f} s at {cores - 1} "
-          f"(bench.threads.MainThreads drops to {cores - 1} while the core is busy)")
+          f"(bench.runtime.threads.MainThreads drops to {cores - 1} while the core is busy)")
 
 
 class BusyCore:
@@ -139,9 +139,9 @@ def pool_startup(codecs, metrics, cores: int) -> float:
     import pickle
     from concurrent.futures import ProcessPoolExecutor
 
-    from bench.pipeline import _init_worker
-    from bench.procs import start_method, worker_context
-    from bench.threads import is_network
+    from bench.execution.pipeline import _init_worker
+    from bench.runtime.procs import start_method, worker_context
+    from bench.runtime.threads import is_network
 
     pixel = [m for m in metrics if not is_network(m)]
     t0 = time.perf_counter()
@@ -153,8 +153,8 @@ def pool_startup(codecs, metrics, cores: int) -> float:
 
 def timed_run(config, work: Path, tag: str) -> tuple[float, list, dict]:
     """One run from a cold store and reference cache: wall seconds, rows, thread plan."""
-    from bench.runner import execute
-    from bench.store import Store
+    from bench.execution.runner import execute
+    from bench.storage.store import Store
 
     os.environ["BENCH_CACHE_DIR"] = str(work / f"refcache-{tag}")
     with Store(work / f"{tag}.sqlite") as store:
@@ -171,8 +171,8 @@ def scenario(name: str, metrics: list[str]) -> None:
 
     import pipeline_speed
 
-    from bench import threads
-    from bench.runner import RunConfig, make_plan
+    from bench.runtime import threads
+    from bench.execution.runner import RunConfig, make_plan
 
     opts = {"allow_random_weights": True, "device": ARGS.device}
     limit = ARGS.limit if name == "classical" else ARGS.full_limit
@@ -213,7 +213,7 @@ def scenario(name: str, metrics: list[str]) -> None:
           f"(target <= {TARGETS['overhead']:.0f}%)")
 
     startup = pool_startup(plan.codecs, plan.metrics, cores)
-    from bench.procs import start_method
+    from bench.runtime.procs import start_method
 
     print(f"start-up of {cores} codec workers ({start_method()}): {startup:.2f} s, paid once per run "
           f"(the floor ratio without it is printed too)")
@@ -251,8 +251,8 @@ def scenario(name: str, metrics: list[str]) -> None:
     if extra:
         more.rates[first.name] = config.rates[first.name] + extra[:1]
         os.environ["BENCH_CACHE_DIR"] = str(work / "refcache-ours0")
-        from bench.runner import execute
-        from bench.store import Store
+        from bench.execution.runner import execute
+        from bench.storage.store import Store
 
         with Store(work / "ours0.sqlite") as store:
             t0 = time.perf_counter()
@@ -272,7 +272,7 @@ def scenario(name: str, metrics: list[str]) -> None:
 def main() -> int:
     import signal
 
-    from bench.devices import resolve_device
+    from bench.runtime.devices import resolve_device
     from bench.errors import BenchError
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout's TERM still kills the busy loop

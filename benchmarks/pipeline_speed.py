@@ -6,7 +6,7 @@ batch size 1 — the originals' Inception features and segmentation recomputed e
 with the networks as the seeds run them (the lpips package's forward, torch-fidelity's
 Inception, the segmenter as loaded). The naive loop is fed our preprocessing, whose
 channels_last-strided tensors already make the segmenter ~1.3× faster than the seeds'
-contiguous ones on CPU, so the printed speed-up is conservative. Ours: ``bench.runner.execute`` (reference cache,
+contiguous ones on CPU, so the printed speed-up is conservative. Ours: ``bench.execution.runner.execute`` (reference cache,
 batched metrics, an original's LPIPS features shared by its reconstructions, codec worker
 pool (pixel metrics in the workers, networks on every core between codings), the segmenter's
 BN folded and channels_last on CPU).
@@ -136,8 +136,8 @@ def naive(dataset, codecs, rates, metrics, nets: dict | None, limit: int | None)
 def main() -> int:
     import torch
 
-    from bench.runner import RunConfig, execute, make_plan
-    from bench.store import Store
+    from bench.execution.runner import RunConfig, execute, make_plan
+    from bench.storage.store import Store
 
     if ARGS.threads:
         torch.set_num_threads(ARGS.threads)

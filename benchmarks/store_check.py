@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.store import Row, Store  # noqa: E402
+from bench.storage.store import Row, Store  # noqa: E402
 
 
 def build(path: Path, n: int) -> None:

@@ -30,7 +30,7 @@ def store_path(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _isolated_cards(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test sees only the project's cards unless it sets BENCH_CARD_PATH itself."""
-    from bench import catalog
+    from bench.registry import catalog
 
     monkeypatch.delenv("BENCH_CARD_PATH", raising=False)
     catalog.reset()

@@ -188,7 +188,7 @@ def write_cards(card_root: Path, data_root: Path) -> Path:
 def use_fakes(tmp_path: Path, monkeypatch: Any, n_images: int, extra: Mapping[str, str] | None = None) -> Path:
     """``n_images`` PNGs in ``tmp_path/data`` and the fakes' cards (plus ``extra``: card path
     under the card root -> YAML text) on BENCH_CARD_PATH, registries reset; returns the data folder."""
-    from bench import catalog
+    from bench.registry import catalog
 
     data = tmp_path / "data"
     write_pngs(data, n_images)
@@ -203,8 +203,9 @@ def use_fakes(tmp_path: Path, monkeypatch: Any, n_images: int, extra: Mapping[st
 def only_cards(monkeypatch: Any, names: set[str]) -> None:
     """Make the codec registry hold only the project's cards called ``names`` (so codecs
     added later do not change what ``--codecs all`` means in a test)."""
-    from bench import cards, catalog
-    from bench.registry import Registry
+    from bench.registry import cards
+    from bench.registry import catalog
+    from bench.registry.core import Registry
 
     reg, original = Registry("codec"), catalog.registry
     for path in sorted((cards.PROJECT_ROOT / "codecs").glob("*.yaml")):

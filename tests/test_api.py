@@ -18,7 +18,7 @@ from bench.api import UncachedCodecWarning
 from bench.cli import main
 from bench.codecs.base import Codec, Encoded, RateKnob
 from bench.codecs.pillow_codecs import JpegCodec
-from bench.export import read_export
+from bench.report.export import read_export
 
 
 def _volatile(df: pd.DataFrame) -> list[str]:
@@ -131,13 +131,13 @@ def test_protocol_is_passed_to_the_runner(tmp_path):
 
     from bench.api import make_config
     from bench.errors import ConfigError
-    from bench.runner import RunConfig
+    from bench.execution.runner import RunConfig
 
     with pytest.raises(ConfigError, match="protocol"):  # refused by the runner (or by an older RunConfig)
         evaluate("jpeg", "demo", metrics="psnr", rates=[50], limit=1, protocol="no-such-protocol", store=tmp_path)
     if "protocol" in {f.name for f in fields(RunConfig)}:
         rows = evaluate("jpeg", "demo", metrics="psnr", rates=[50], limit=1, protocol="card", store=tmp_path)
-        from bench.store import Store
+        from bench.storage.store import Store
 
         with Store(tmp_path / "bench.sqlite") as store:
             assert store.run(rows["run_id"].iloc[0])["meta"]["protocol"]["name"] == "card"

@@ -17,7 +17,7 @@ from PIL import Image
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 
-from bench import runner
+from bench.execution import runner
 from bench.codecs.base import Semantics
 from bench.codecs.bpg import BpgCodec
 from bench.errors import CodecError, ConfigError, UnavailableError
@@ -242,8 +242,8 @@ def test_spic_run_with_real_bpg_coarse_images(tmp_path: Path, store_path: Path) 
     from bench.codecs.spic.adapter import SpicCodec
     from bench.codecs.spic.checkpoint import save_random_checkpoint
     from bench.codecs.spic.unet import UNetConfig
-    from bench.runner import RunConfig, execute
-    from bench.store import Store
+    from bench.execution.runner import RunConfig, execute
+    from bench.storage.store import Store
 
     tiny = {"width": 8, "channel_mult": (1, 1, 1, 1, 1, 1), "num_res_blocks": 1, "num_head_channels": 8,
             "spade_hidden": 4, "norm_groups": 4}

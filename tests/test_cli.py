@@ -155,7 +155,7 @@ def test_kodak_download_line_is_its_own(offline, capsys, monkeypatch):
 
 
 def test_unexpected_error_is_one_line_and_v_shows_the_traceback(offline, capsys, monkeypatch):
-    import bench.cli as cli
+    import bench.cli.info as cli
 
     def broken(args):
         raise RuntimeError("simulated bug")

@@ -18,7 +18,8 @@ from PIL import Image, JpegImagePlugin, features
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 
-from bench import catalog, runner
+from bench.registry import catalog
+from bench.execution import runner
 from bench.codecs import heif as heif_module
 from bench.codecs import imagecodecs_codecs
 from bench.codecs.base import Codec

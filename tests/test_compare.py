@@ -13,13 +13,13 @@ from scipy.interpolate import PchipInterpolator
 
 import fakes_bench
 from bench.cli import main
-from bench.compare import (
+from bench.analysis.compare import (
     REGRESSION_EXIT, Curve, bd_metric, bd_rate, bjontegaard_delta, check_same_protocol, compare, compare_frames,
     protocol_differences,
 )
 from bench.errors import ConfigError, ProtocolMismatchError
-from bench.runner import RunConfig, execute
-from bench.store import Store
+from bench.execution.runner import RunConfig, execute
+from bench.storage.store import Store
 
 RATES = np.array([0.1, 0.2, 0.4, 0.8])
 PSNR = np.array([28.0, 31.0, 34.0, 36.5])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench import catalog
+from bench.registry import catalog
 from bench.datasets.base import read_label
 from bench.datasets.classes import (
     CITYSCAPES_19,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.devices import resolve_device
+from bench.runtime.devices import resolve_device
 from bench.errors import ConfigError
 
 

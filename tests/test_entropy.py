@@ -1,4 +1,4 @@
-"""bench.entropy: exact round trips and sizes against independently computed code lengths."""
+"""bench.codecs.entropy: exact round trips and sizes against independently computed code lengths."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from bench import entropy as E
+from bench.codecs import entropy as E
 
 
 def _ideal_bits(symbols: np.ndarray, pmfs: np.ndarray) -> float:
@@ -133,7 +133,7 @@ def test_adaptive_model_pmf_is_kt():
 
 
 def test_varint_round_trip_and_truncation():
-    from bench.entropy import read_varint, write_varint
+    from bench.codecs.entropy import read_varint, write_varint
 
     for n in (0, 1, 127, 128, 300, 2**21, 2**40 + 5):
         data = b"\x07" + write_varint(n) + b"\xff"

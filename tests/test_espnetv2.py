@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bench import weights as W
+from bench.runtime import weights as W
 from bench.datasets.classes import CITYSCAPES_19
 from bench.errors import ConfigError, WeightsError
 from bench.segmenters.espnetv2 import (KNOWN_WEIGHTS, ESPNetv2Segmenter, build_network, fold_batchnorm,

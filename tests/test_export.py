@@ -12,9 +12,9 @@ import pytest
 import fakes_bench
 from bench.cli import main
 from bench.errors import UnavailableError
-from bench.export import export_run, read_export, tidy_rows
-from bench.runner import RunConfig, execute
-from bench.store import Row, Store
+from bench.report.export import export_run, read_export, tidy_rows
+from bench.execution.runner import RunConfig, execute
+from bench.storage.store import Row, Store
 
 
 @pytest.fixture()

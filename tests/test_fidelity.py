@@ -18,15 +18,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench import runner
-from bench import weights as W
+from bench.execution import runner
+from bench.runtime import weights as W
 from bench.codecs.base import Codec, Encoded, RateKnob
 from bench.datasets.base import Dataset, Sample
 from bench.errors import MetricError, UnavailableError, WeightsError
 from bench.metrics import fidelity as F
 from bench.metrics.base import Pair
-from bench.refcache import RefCache
-from bench.store import pack_states, unpack_states
+from bench.runtime.refcache import RefCache
+from bench.storage.store import pack_states, unpack_states
 
 N_IMAGES = 8
 _PUBLISHED = F.INCEPTION_WEIGHTS

@@ -12,9 +12,9 @@ from matplotlib.colors import to_rgb
 
 from bench.cli import main
 from bench.errors import ProtocolMismatchError
-from bench.figures import PRESETS, figure, load_runs, ssm_bpp
+from bench.report.figures import PRESETS, figure, load_runs, ssm_bpp
 from bench.report import codec_colour
-from bench.store import Row, Store
+from bench.storage.store import Row, Store
 
 ROOT = Path(__file__).resolve().parent.parent
 H, W = 64, 128
@@ -160,7 +160,7 @@ def test_notebook_is_valid_and_its_cells_regenerate_every_figure(fixture_store, 
     else:
         nbformat.validate(nbformat.reads(nb_path.read_text(), as_version=4))
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-    assert "bench.figures" in code or "from bench import figures" in code
+    assert "from bench.report import figures" in code
     out = tmp_path / "nbfigs"
     monkeypatch.setenv("BENCH_STORE", str(path))
     monkeypatch.setenv("BENCH_FIGURE_RUNS", "city-base,city-spic")

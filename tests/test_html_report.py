@@ -21,8 +21,8 @@ from bench.cli import main
 from bench.metrics import BUILTIN
 from bench.metrics.base import Metric, Pair, State
 from bench.report.html import HtmlOptions, render_html
-from bench.runner import RunConfig, execute
-from bench.store import Store
+from bench.execution.runner import RunConfig, execute
+from bench.storage.store import Store
 
 CLASSES = ("dark", "bright")
 

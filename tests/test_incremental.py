@@ -7,8 +7,8 @@ import pytest
 
 import fakes_bench
 from bench.metrics import BUILTIN
-from bench.runner import RunConfig, execute
-from bench.store import Store
+from bench.execution.runner import RunConfig, execute
+from bench.storage.store import Store
 
 
 @pytest.fixture()
@@ -123,7 +123,7 @@ def test_metric_identity_names_its_weights_before_any_key_is_made(tmp_path, monk
     random-weight results."""
     from bench.metrics.fidelity import FID
     from bench.metrics.lpips_metric import LPIPS
-    from bench.resultcache import identity
+    from bench.execution.resultcache import identity
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     for metric in (LPIPS(allow_random_weights=True), FID(allow_random_weights=True)):
@@ -135,9 +135,9 @@ def test_metric_identity_names_its_weights_before_any_key_is_made(tmp_path, monk
                                    metric_options={"allow_random_weights": True}), store, progress=False)
         keys = [k for (k,) in store.db.execute("SELECT key FROM metric_cache")]
     assert len(keys) == 1 and run_id.startswith("demo-")
-    from bench.resultcache import coded_key, metric_key, sample_key
+    from bench.execution.resultcache import coded_key, metric_key, sample_key
     from bench.datasets.demo import DemoDataset
-    from bench import catalog as cat
+    from bench.registry import catalog as cat
 
     sample = DemoDataset().get("astronaut")
     jpeg = cat.make_codec("jpeg")

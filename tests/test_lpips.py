@@ -18,7 +18,7 @@ import pytest
 import torch
 import torchvision
 
-from bench import weights as W
+from bench.runtime import weights as W
 from bench.datasets.base import Sample
 from bench.errors import WeightsError
 from bench.metrics import lpips_metric as LM

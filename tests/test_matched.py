@@ -8,12 +8,12 @@ import pytest
 from PIL import Image
 
 import fakes_bench
-from bench import catalog
+from bench.registry import catalog
 from bench.codecs.base import RateKnob, bits_per_pixel
 from bench.errors import ConfigError
-from bench.matched import MatchedRateCodec, match_rate
-from bench.runner import RunConfig, execute
-from bench.store import Store
+from bench.codecs.matched import MatchedRateCodec, match_rate
+from bench.execution.runner import RunConfig, execute
+from bench.storage.store import Store
 
 
 def _image(seed: int = 0, size: tuple[int, int] = (64, 80)) -> np.ndarray:
@@ -77,7 +77,7 @@ def test_out_of_range_target_and_bad_knob():
 
 def test_matched_codec_runs_in_the_runner(tmp_path, monkeypatch):
     data = fakes_bench.use_fakes(tmp_path, monkeypatch, 2, {"codecs/quant-matched.yaml":
-        "name: quant-matched\nentry: bench.matched:MatchedRateCodec\nrates: [3.0, 6.0]\nparams:\n  codec: quant\n"})
+        "name: quant-matched\nentry: bench.codecs.matched:MatchedRateCodec\nrates: [3.0, 6.0]\nparams:\n  codec: quant\n"})
     with Store(tmp_path / "bench.sqlite") as store:
         run = execute(RunConfig(dataset="pngs", codecs=["quant-matched"], metrics=["psnr"], workers=1), store, progress=False)
         rows = list(store.rows(run))

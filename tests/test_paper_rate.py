@@ -16,13 +16,13 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.compare import compare
-from bench.export import export_run, read_export
-from bench.figures import figure, load_runs, write_figure
+from bench.analysis.compare import compare
+from bench.report.export import export_run, read_export
+from bench.report.figures import figure, load_runs, write_figure
 from bench.report import rate_view, summarise, to_markdown, write_report
 from bench.report.rates import paper_values
-from bench.runner import RunConfig, execute
-from bench.store import Row, Store
+from bench.execution.runner import RunConfig, execute
+from bench.storage.store import Row, Store
 
 # the authors' sample.py bound per branch, by hand, at 256×512
 BOUND = {0.4: (10 * 204 + 512) / 131072, 0.6: (10 * 307 + 512) / 131072, 1.0: (10 * 512 + 512) / 131072}
@@ -145,7 +145,7 @@ def test_compare_at_paper_rate(runs, tmp_path):
     assert (rpts.bpp_a != pts.bpp_a.reindex(rpts.index)).all() and set(real.metrics.rate_basis) == {"real bytes"}
     assert not paper.regressed  # run b is run a from the cache
     # the paired intervals (--ci) resample the rate the points use: the paper formula for sqgan
-    from bench.stats import Bootstrap
+    from bench.analysis.stats import Bootstrap
 
     with Store(store_path) as store:
         paired = compare(store, run_a, run_b, metrics=["psnr"], rate="paper", ci=Bootstrap(resamples=20)).paired

@@ -21,11 +21,11 @@ from PIL import Image
 import fakes_bench
 from bench.datasets.base import Sample
 from bench.metrics.pixel import MSSSIM, PSNR
-from bench.pipeline import measure
+from bench.execution.pipeline import measure
 from bench.report import failures, per_image, summarise, to_markdown, write_report
 from bench.report.tables import render_console
-from bench.runner import RunConfig, execute
-from bench.store import Row, Store
+from bench.execution.runner import RunConfig, execute
+from bench.storage.store import Row, Store
 
 
 def _smooth(h: int, w: int, seed: int) -> np.ndarray:
@@ -89,7 +89,7 @@ def test_small_image_keeps_psnr_and_bpp_while_msssim_records_error(small_image_r
 
 def test_intervals_of_a_metric_that_failed_on_one_image_use_the_images_it_was_computed_on(small_image_run):
     from bench.report.intervals import add_intervals, run_metrics
-    from bench.stats import Bootstrap, replicates
+    from bench.analysis.stats import Bootstrap, replicates
 
     store, run_id = small_image_run
     run, rows = store.run(run_id), [r for r in store.rows(run_id) if r.rate == "16"]

@@ -9,8 +9,8 @@ import pytest
 
 import fakes_bench
 from bench.metrics import BUILTIN
-from bench.runner import RunConfig, execute
-from bench.store import Store
+from bench.execution.runner import RunConfig, execute
+from bench.storage.store import Store
 
 ray = pytest.importorskip("ray")
 TESTS = Path(__file__).resolve().parent
@@ -33,7 +33,7 @@ def _rows(store: Store, run_id: str) -> dict:
 
 
 def test_ray_rows_and_dataset_metrics_equal_local(env, tmp_path):
-    from bench.ray_executor import RayExecutor
+    from bench.execution.ray_executor import RayExecutor
     from bench.report import summarise
 
     (env / "img900.png").write_bytes(b"not a png")  # failures travel through Ray too
@@ -63,7 +63,7 @@ def test_ray_rows_and_dataset_metrics_equal_local(env, tmp_path):
 def test_network_shards_ask_ray_for_a_gpu_share_and_get_one(env, tmp_path):
     """A cluster with a GPU (Ray's logical one here): shards running a network get a device
     (0.5 GPU each), and none with gpus_per_task=0; the share is recorded with the thread plan."""
-    from bench.ray_executor import RayExecutor
+    from bench.execution.ray_executor import RayExecutor
 
     config = RunConfig("pngs", ["quant"], ["psnr", "gpuprobe"], use_cache=False)
     with Store(tmp_path / "ray.sqlite") as store:
@@ -79,7 +79,7 @@ def test_shard_options_ask_for_gpus_only_where_a_network_runs():
     from fakes_bench import CountingMetric, QuantCodec, SemanticQuantCodec
 
     from bench.metrics.pixel import PSNR
-    from bench.ray_executor import shard_options
+    from bench.execution.ray_executor import shard_options
 
     classical, learned = QuantCodec(), SemanticQuantCodec()
     network, on_cpu = CountingMetric(), CountingMetric(device="cpu")

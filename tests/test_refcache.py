@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.refcache import RefCache, default_cache, default_dir, image_key
+from bench.runtime.refcache import RefCache, default_cache, default_dir, image_key
 
 
 def _image(seed: int = 0, shape: tuple[int, ...] = (8, 10, 3)) -> np.ndarray:

@@ -22,8 +22,8 @@ import pytest
 import fakes_bench
 from bench.cli import main
 from bench.errors import EXIT_CODES, CodecError, StoreDamagedError, StoreError
-from bench.recover import recover
-from bench.store import Row, Store
+from bench.storage.recover import recover
+from bench.storage.store import Row, Store
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -313,7 +313,7 @@ def test_bpg_timeout_kills_the_tool_and_its_children(tmp_path, monkeypatch):
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
 def test_a_tool_run_by_the_main_process_dies_with_it_on_kill_9(tmp_path):
     """Small runs code inline: a tool they started (bpgenc, cjxl, …) must not outlive kill -9."""
-    code = ("import sys; from bench.procs import run_tool; "
+    code = ("import sys; from bench.runtime.procs import run_tool; "
             "run_tool([sys.executable, '-c', 'import time; time.sleep(300)'], 600)")
     proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
                             start_new_session=True)
@@ -446,7 +446,7 @@ def test_exit_code_table_is_in_help_and_readme(capsys):
         main(["--help"])
     text = capsys.readouterr().out
     readme = (ROOT / "README.md").read_text()
-    from bench.compare import REGRESSION_EXIT
+    from bench.analysis.compare import REGRESSION_EXIT
 
     assert REGRESSION_EXIT in EXIT_CODES
     for code, meaning in EXIT_CODES.items():
@@ -455,7 +455,7 @@ def test_exit_code_table_is_in_help_and_readme(capsys):
 
 
 def test_atomic_write_replaces_whole_files_with_the_usual_mode(tmp_path):
-    from bench.atomic import write_text, write_with
+    from bench.storage.atomic import write_text, write_with
     from bench.errors import OutputError
 
     target = tmp_path / "t.md"

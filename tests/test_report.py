@@ -35,8 +35,8 @@ from bench.report import (
     write_report,
     write_tables,
 )
-from bench.runner import evaluate_one
-from bench.store import Row, Store
+from bench.execution.runner import evaluate_one
+from bench.storage.store import Row, Store
 
 SIZE = 200
 IDS = ["img0", "img1", "img2"]
@@ -308,7 +308,7 @@ def test_unknown_run_raises(tmp_path: Path, evaluated: dict[str, Any]) -> None:
 def test_dataset_level_miou_from_summed_counts(tmp_path: Path) -> None:
     """mIoU is computed from intersections and unions summed over images (not a mean of
     per-image mIoU); per-class and count columns stay in the CSV only."""
-    from bench.catalog import make_metric
+    from bench.registry.catalog import make_metric
 
     metric = make_metric("miou", allow_random_weights=True)
     rng = np.random.default_rng(0)

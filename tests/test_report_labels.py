@@ -6,8 +6,8 @@ import fakes_bench
 
 from bench.report import render_console, summarise, write_report
 from bench.report.html import HtmlOptions, render_html
-from bench.runner import RunConfig, execute
-from bench.store import Store
+from bench.execution.runner import RunConfig, execute
+from bench.storage.store import Store
 
 
 def test_stand_in_label_is_shown(tmp_path, monkeypatch):

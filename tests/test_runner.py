@@ -15,11 +15,11 @@ import pytest
 from PIL import Image
 
 import fakes_bench
-from bench import catalog
+from bench.registry import catalog
 from bench.errors import ConfigError, UnavailableError, UnknownNameError
 from bench.metrics import BUILTIN
-from bench.runner import RunConfig, execute, make_plan
-from bench.store import Store
+from bench.execution.runner import RunConfig, execute, make_plan
+from bench.storage.store import Store
 
 TESTS = Path(__file__).resolve().parent
 
@@ -108,7 +108,7 @@ def test_resume_after_kill_minus_9(env, store_path, tmp_path, monkeypatch):
     """A run killed with SIGKILL mid-way resumes: no row lost, none duplicated or recomputed."""
     log = tmp_path / "encodes.log"
     script = (
-        "import sys; from bench.runner import RunConfig, execute; from bench.store import Store\n"
+        "import sys; from bench.execution.runner import RunConfig, execute; from bench.storage.store import Store\n"
         "execute(RunConfig(dataset='pngs', codecs=['quant'], metrics=['psnr']), Store(sys.argv[1]), progress=False)\n"
     )
     env_vars = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",

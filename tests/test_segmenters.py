@@ -16,7 +16,7 @@ from bench.datasets.classes import COCO_MERGED_9, COCO_STUFF_171
 from bench.errors import ConfigError, UnavailableError, UnknownNameError, WeightsError
 from bench.segmenters import SEGMENTERS, make_segmenter, segment_cached
 from bench.segmenters.base import resolve_class_set, to_void
-from bench.refcache import RefCache
+from bench.runtime.refcache import RefCache
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

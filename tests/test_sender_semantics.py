@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench import catalog
-from bench.runner import RunConfig, execute
-from bench.store import Store
+from bench.registry import catalog
+from bench.execution.runner import RunConfig, execute
+from bench.storage.store import Store
 
 
 @pytest.fixture()

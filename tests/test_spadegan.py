@@ -15,8 +15,8 @@ from bench.codecs.spadegan.adapter import SpadeGANCodec
 from bench.codecs.spadegan.model import MultiScaleDiscriminator, SpadeGANConfig, one_hot, single_thread
 from bench.codecs.spadegan.train import bpp_of, gan_step, main as train_main, rd_step
 from bench.errors import UnavailableError, WeightsError
-from bench.runner import RunConfig, execute
-from bench.store import Store
+from bench.execution.runner import RunConfig, execute
+from bench.storage.store import Store
 
 TINY = dict(width=8, latent_channels=8, semantic_width=4, label_hidden=8)
 

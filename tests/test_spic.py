@@ -317,8 +317,8 @@ def test_requirements_report_missing_checkpoint(tmp_path: Path, monkeypatch: pyt
 
 
 def test_end_to_end_demo_with_stand_in(tiny_checkpoint: Path, store_path: Path) -> None:
-    from bench.runner import RunConfig, execute
-    from bench.store import Store
+    from bench.execution.runner import RunConfig, execute
+    from bench.storage.store import Store
 
     # the demo protocol's 256×512; 3 of the official steps (t ≤ 20) keep the test short on a CPU
     params = dict(TINY, checkpoint=str(tiny_checkpoint), coarse_codec="webp", device="cpu", max_iter_time=20)

@@ -284,8 +284,8 @@ def test_missing_weights_and_bad_inputs(micro_ckpt, monkeypatch):
 
 def test_runner_end_to_end_on_demo(tmp_path, store_path):
     """bench run --dataset demo --codecs sqgan with a tiny random-init 256×512 model."""
-    from bench.runner import RunConfig, execute
-    from bench.store import Store
+    from bench.execution.runner import RunConfig, execute
+    from bench.storage.store import Store
 
     torch.manual_seed(1)
     ckpt = save_official_layout(_spread_codebooks(SQGAN(make_config("tiny"))), tmp_path / "tiny.ckpt")

@@ -13,20 +13,20 @@ import torch
 from scipy import linalg
 
 from bench.cli import main
-from bench.compare import compare
+from bench.analysis.compare import compare
 from bench.datasets.base import Dataset, Sample
 from bench.metrics import fidelity as F
 from bench.metrics.base import Pair
 from bench.metrics.miou import MIoU, intersection_union
 from bench.metrics.pixel import PSNR
-from bench.refcache import RefCache
+from bench.runtime.refcache import RefCache
 from bench.report import column_info, load_run, summarise, to_latex, to_markdown, write_curves
 from bench.report.evidence import per_image_iou, row_iou, worst_images
 from bench.report.intervals import add_intervals, small_n
 from bench.report.tables import render_console
-from bench.runner import RunConfig, evaluate_one, execute
-from bench.stats import Bootstrap, fid_from_features, merge_kind, percentile_intervals, replicates
-from bench.store import Row, Store
+from bench.execution.runner import RunConfig, evaluate_one, execute
+from bench.analysis.stats import Bootstrap, fid_from_features, merge_kind, percentile_intervals, replicates
+from bench.storage.store import Row, Store
 
 
 # -- the bootstrap itself -----------------------------------------------------------------
@@ -288,7 +288,7 @@ def test_per_image_iou_comes_from_each_rows_state_and_feeds_export_and_worst(tmp
     df = per_image_iou(rows)
     assert df["iou_drop_orig"].tolist() == pytest.approx([1 - v for v in expected])
     # export carries them
-    from bench.export import tidy_rows
+    from bench.report.export import tidy_rows
 
     path = tmp_path / "b.sqlite"
     with Store(path) as store:

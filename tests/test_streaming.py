@@ -13,7 +13,7 @@ from fakes_bench import QuantCodec
 
 from bench.datasets.base import Dataset, Sample
 from bench.metrics.base import Metric, Pair, State
-from bench.pipeline import LocalExecutor
+from bench.execution.pipeline import LocalExecutor
 
 
 class LiveImages(Dataset):

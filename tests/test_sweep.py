@@ -10,9 +10,9 @@ import pytest
 
 from bench.cli import main
 from bench.errors import ConfigError
-from bench.store import Store
-from bench.runner import RunConfig
-from bench.sweep import find_checkpoints, parse_name, settings_key
+from bench.storage.store import Store
+from bench.execution.runner import RunConfig
+from bench.analysis.sweep import find_checkpoints, parse_name, settings_key
 from sweep_fixtures import DEMO_MICRO, write_checkpoints
 
 SWEEP = ["--codec", "sqgan", "--dataset", "demo", *DEMO_MICRO, "--param", "sqgan.model=micro",
@@ -75,7 +75,7 @@ def test_sweep_logs_each_checkpoint_at_its_step(degraded_sweep):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from bench.trackers import scalar_key
+    from bench.integrations.trackers import scalar_key
 
     root = degraded_sweep[0]
     acc = EventAccumulator(str(root / "tb"), size_guidance={"scalars": 0})
@@ -144,7 +144,7 @@ def test_sweep_over_folders_of_split_checkpoints(tmp_path, monkeypatch):
     """A glob ending in "/" sweeps folders (SQ-GAN's split parts): each is hashed with every file
     inside, and that hash is the one the codec records for the run."""
     from bench.codecs.sqgan.checkpoint import save_official_layout
-    from bench.weights import sha256_path
+    from bench.runtime.weights import sha256_path
     from sweep_fixtures import micro_model
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))

@@ -12,12 +12,12 @@ import pytest
 import torch
 from fakes_bench import QuantCodec
 
-from bench import threads
+from bench.runtime import threads
 from bench.datasets.base import Dataset, Sample
 from bench.errors import ConfigError
 from bench.metrics.base import Metric, Pair, State
-from bench.pipeline import AUTO_POOL_MIN, LocalExecutor
-from bench.threads import ThreadPlan, available_cores, heavy_on_cpu, plan_threads
+from bench.execution.pipeline import AUTO_POOL_MIN, LocalExecutor
+from bench.runtime.threads import ThreadPlan, available_cores, heavy_on_cpu, plan_threads
 
 
 @pytest.mark.parametrize("cores", [1, 2, 3, 4, 8, 16, 64])
@@ -182,8 +182,8 @@ def test_run_uses_at_most_the_cores(monkeypatch, pixel):
 def test_run_meta_records_the_threads(tmp_path, monkeypatch):
     import fakes_bench
 
-    from bench.runner import RunConfig, execute
-    from bench.store import Store
+    from bench.execution.runner import RunConfig, execute
+    from bench.storage.store import Store
 
     fakes_bench.use_fakes(tmp_path, monkeypatch, 2)
     monkeypatch.setattr(threads, "available_cores", lambda: 2)
@@ -195,7 +195,7 @@ def test_run_meta_records_the_threads(tmp_path, monkeypatch):
 
 
 def test_workers_fork_on_linux_without_cuda_else_spawn(monkeypatch):
-    from bench import procs
+    from bench.runtime import procs
 
     monkeypatch.delenv("BENCH_START_METHOD", raising=False)
     monkeypatch.setattr(procs.sys, "platform", "linux")
@@ -223,8 +223,8 @@ def test_pool_starts_at_the_first_uncached_coding_only(monkeypatch, tmp_path, st
     them and codes only that point there (with either start method)."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from bench import pipeline
-    from bench.resultcache import ResultCache
+    from bench.execution import pipeline
+    from bench.execution.resultcache import ResultCache
 
     monkeypatch.setenv("BENCH_START_METHOD", start)
     monkeypatch.setattr(threads, "available_cores", lambda: 2)
@@ -302,7 +302,7 @@ def _self_stat(own: int) -> str:  # utime = own, stime = 0 (fields 14 and 15)
 
 
 def test_core_load_counts_busy_ticks_of_our_cpus_less_our_own(monkeypatch):
-    from bench.threads import CoreLoad, CpuTimes
+    from bench.runtime.threads import CoreLoad, CpuTimes
 
     readings = {"stat": _stat({0: (100, 900), 1: (50, 950), 2: (0, 1000)}), "self": _self_stat(40)}
     probe = CoreLoad([0, 1], stat=lambda: readings["stat"], self_stat=lambda: readings["self"])
@@ -317,7 +317,7 @@ def test_core_load_counts_busy_ticks_of_our_cpus_less_our_own(monkeypatch):
 
 
 def test_main_threads_drop_a_core_while_others_use_it_and_come_back(monkeypatch):
-    from bench.threads import MainThreads
+    from bench.runtime.threads import MainThreads
 
     loads = iter([0.7, 1.0, 0.3, None, 1.9])
 
@@ -349,7 +349,7 @@ def test_core_load_sees_a_spinning_process():
     import subprocess
     import sys
 
-    from bench.threads import CoreLoad
+    from bench.runtime.threads import CoreLoad
 
     probe = CoreLoad.open()
     assert probe is not None
@@ -366,7 +366,7 @@ def test_core_load_sees_a_spinning_process():
 
 
 def test_phased_run_measures_with_fewer_threads_while_a_core_is_busy_and_records_it(monkeypatch):
-    from bench.threads import CoreLoad
+    from bench.runtime.threads import CoreLoad
 
     monkeypatch.setattr(threads, "available_cores", lambda: 2)
 

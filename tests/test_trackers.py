@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.trackers import scalar_key
+from bench.integrations.trackers import scalar_key
 
 RUN = ["run", "--codecs", "jpeg", "--dataset", "demo", "--metrics", "psnr", "--limit", "1", "--rates", "jpeg=20,50",
        "--no-report", "-q", "--step", "7"]
@@ -45,7 +45,7 @@ def test_mlflow_store_holds_metrics_params_artifacts(tmp_path):
     pytest.importorskip("mlflow")
     from mlflow import MlflowClient
 
-    from bench.trackers import mlflow_uri
+    from bench.integrations.trackers import mlflow_uri
 
     out = tmp_path / "res"
     assert main(["--out", str(out), *RUN, "--log", f"mlflow:{tmp_path / 'mlruns'}"]) == 0
@@ -68,7 +68,7 @@ def test_mlflow_store_holds_metrics_params_artifacts(tmp_path):
 @pytest.mark.parametrize("spec, package", [("tensorboard", "tensorboard"), ("mlflow", "mlflow")])
 def test_missing_tracker_package_says_what_to_install(tmp_path, monkeypatch, spec, package):
     from bench.errors import UnavailableError
-    from bench.trackers import open_tracker
+    from bench.integrations.trackers import open_tracker
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard" if package == "tensorboard" else "mlflow", None)
     with pytest.raises(UnavailableError) as err:

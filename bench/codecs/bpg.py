@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import CodecError, ConfigError, UnavailableError
-from ..procs import run_tool
+from bench.runtime.procs import run_tool
 from .base import Codec, Encoded, RateKnob, Requirement, Semantics, check_rgb_uint8, find_binary
 from .pillow_codecs import IMAGE_PART, image_part, rgb_array
 

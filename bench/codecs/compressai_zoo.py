@@ -33,9 +33,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..devices import resolve_device
+from bench.runtime.devices import resolve_device
 from ..errors import CodecError, ConfigError, WeightsError
-from ..weights import (WeightSpec, find, hash_in_name, load_state_dict, resolve, sha256_file,
+from bench.runtime.weights import (WeightSpec, find, hash_in_name, load_state_dict, resolve, sha256_file,
                        weights_dirs)
 from . import compressai_bitstream as bitstream
 from .base import Codec, Encoded, RateKnob, Requirement, Semantics, check_rgb_uint8

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError, DatasetNotFoundError
-from ..weights import sha256_file
+from bench.runtime.weights import sha256_file
 from .resample import bilinear, nearest_centre
 
 

@@ -91,7 +91,7 @@ def card_preset(dataset_name: str) -> ProtocolPreset:
 
 def protocols_of(dataset_name: str) -> dict[str, ProtocolPreset]:
     """The named presets of a dataset's card (empty when it lists none)."""
-    from .. import catalog
+    from bench.registry import catalog
 
     entry = catalog.registry("dataset").get(dataset_name)
     specs = entry.card.get("protocols") or {}

@@ -91,7 +91,7 @@ class BenchCallback(_callback_base()):  # type: ignore[misc]
     def scalars(self, run_id: str) -> dict[str, float]:
         """``<prefix>/<codec>/<metric>/rate_<rate>`` → the run's per-rate-point bpp and metric values."""
         from ..api import open_store
-        from ..trackers import payload
+        from bench.integrations.trackers import payload
 
         st, owned = open_store(self.store, readonly=True)
         try:

@@ -47,7 +47,7 @@ class Metric(ABC):
                  device: str | None = None) -> None:
         """Options every metric accepts (networks use them; pixel metrics ignore them).
 
-        ``weights_dir``: extra folder searched for weight files (see bench.weights).
+        ``weights_dir``: extra folder searched for weight files (see bench.runtime.weights).
         ``allow_random_weights``: smoke tests only — run the real architecture with random
         weights when the file is missing; ``describe()`` then says ``random_weights: True``.
         ``device``: "cpu", "cuda", … (None: CUDA when available).

@@ -9,7 +9,7 @@ rounding of the kernel sums (~1e-7 × the kernel scale, absolute).
 
 Per image the state holds the pool3 features of the reconstruction and of the original
 (``rec``, ``ref``: k×2048 float64, k = 1 or the number of patches); the original's
-features come from the :class:`~bench.refcache.RefCache`, so they are extracted once per
+features come from the :class:`~bench.runtime.refcache.RefCache`, so they are extracted once per
 image whatever the number of codecs × rate points. ``compute`` merges these and calls
 torch-fidelity's own functions: ``fid_features_to_statistics`` /
 ``fid_statistics_to_metric`` for FID and ``kid_features_to_metric`` for KID (polynomial
@@ -38,11 +38,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..devices import resolve_device
-from .. import weights as W
+from bench.runtime.devices import resolve_device
+from bench.runtime import weights as W
 from ..codecs.base import Requirement
 from ..errors import ConfigError, MetricError, WeightsError
-from ..refcache import RefCache, default_cache
+from bench.runtime.refcache import RefCache, default_cache
 from .base import Metric, Pair, State
 
 log = logging.getLogger("bench")
@@ -195,7 +195,7 @@ class _InceptionMetric(Metric):
 
     higher_is_better = False
     prefix: ClassVar[str] = ""
-    #: ``merge`` concatenates feature rows (bench.stats resamples them without a network)
+    #: ``merge`` concatenates feature rows (bench.analysis.stats resamples them without a network)
     merge_kind: ClassVar[str] = "concat"
 
     def __init__(self, *, patch: int | None = None, weights_path: str | None = None, batch_size: int = 16,
@@ -386,7 +386,7 @@ class KID(_InceptionMetric):
     ``kid``: torch-fidelity's protocol, the mean unbiased MMD² over ``subsets`` (default 100)
     random subsets of ``subset_size`` (default min(1000, N), torch-fidelity's) drawn with
     ``seed`` (default 2020, torch-fidelity's); when that is the whole set (N ≤ 1000) it is one
-    subset, the plain unbiased MMD² of all samples (as :mod:`bench.stats` assumes).
+    subset, the plain unbiased MMD² of all samples (as :mod:`bench.analysis.stats` assumes).
     ``kid_std``: the standard deviation over the subsets when they are smaller than N; when the
     value's subset is the whole set, over 100 subsets of :func:`kid_subset_size` =
     min(1000, ⌊N/2⌋) instead (the spread of KID on half the data; ``kid_std_subset_size``

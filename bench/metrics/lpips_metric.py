@@ -8,7 +8,7 @@ Weights, never downloaded:
 
 * the backbone — torchvision's ImageNet AlexNet / VGG16 / SqueezeNet 1.1 file under
   its torch hub name (``alexnet-owt-7be5be79.pth`` …), found through
-  :mod:`bench.weights` (``--weights-dir``, ``$BENCH_WEIGHTS_DIR``, the env variable, the
+  :mod:`bench.runtime.weights` (``--weights-dir``, ``$BENCH_WEIGHTS_DIR``, the env variable, the
   torch hub cache) and checked against the sha256 prefix in its name;
 * the v0.1 linear calibration layers (``alex.pth`` …), which ship inside the lpips
   wheel (``lpips/weights/v0.1/``) and are checked against their published sha256.
@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..devices import resolve_device
-from .. import weights as W
+from bench.runtime.devices import resolve_device
+from bench.runtime import weights as W
 from ..codecs.base import Requirement
 from ..errors import ConfigError, MetricError, WeightsError
 from .base import Metric, Pair, State

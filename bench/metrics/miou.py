@@ -7,7 +7,7 @@ with
 * ``gt``: the sample's ground-truth labels, when the dataset has labels in the
   segmenter's class set (``sample.meta["class_set"]``, or the ``gt_class_set`` option);
 * ``orig``: the same segmenter's labels of the ORIGINAL image (computed once per image
-  through :mod:`bench.refcache`, never per codec or rate). Void (255) on the original
+  through :mod:`bench.runtime.refcache`, never per codec or rate). Void (255) on the original
   is ignored.
 
 Pixels whose reference is 255 are ignored. A predicted void (255) on a valid reference
@@ -130,7 +130,7 @@ class MIoU(Metric):
     ``gt_class_set`` (class set of ``sample.labels`` when samples do not state it in
     ``meta["class_set"]``), ``average`` ("present": mean over classes with a non-zero
     union, the default; "all": over every class, absent ones scoring 0), ``noise_floor``
-    (default True: also score the original + ±1 LSB noise → ``miou_orig_floor``), ``refcache`` (a :class:`bench.refcache.RefCache`; default the
+    (default True: also score the original + ±1 LSB noise → ``miou_orig_floor``), ``refcache`` (a :class:`bench.runtime.refcache.RefCache`; default the
     process-wide one), plus ``weights_dir`` / ``allow_random_weights`` / ``device``, which
     are passed to the segmenter.
     """
@@ -213,7 +213,7 @@ class MIoU(Metric):
         content (one extra forward per original, once, for every codec and rate)."""
         cache = self._refcache
         if cache is None:
-            from ..refcache import default_cache
+            from bench.runtime.refcache import default_cache
 
             cache = default_cache()
         ident = f"{extractor_id(self.segmenter)}/{NOISE_RECIPE}"

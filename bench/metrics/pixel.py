@@ -50,7 +50,7 @@ class PSNR(Metric):
 
     name = "psnr"
     unit = "dB"
-    pixel = True  # no network: light CPU work (see bench.threads)
+    pixel = True  # no network: light CPU work (see bench.runtime.threads)
 
     def init(self) -> State:
         return {"n": np.zeros(()), "sum_psnr": np.zeros(()), "n_inf": np.zeros(()), "sum_mse": np.zeros(())}
@@ -94,7 +94,7 @@ class MSSSIM(Metric):
     """
 
     name = "msssim"
-    pixel = True  # no network: light CPU work (see bench.threads)
+    pixel = True  # no network: light CPU work (see bench.runtime.threads)
     version = "2"  # 2: per-image dB sums leave out inf (identical images); msssim_db from the mean
 
     def init(self) -> State:

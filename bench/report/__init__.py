@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import output_dir, remove_stale, write_with
-from ..store import Store
+from bench.storage.atomic import output_dir, remove_stale, write_with
+from bench.storage.store import Store
 from .curves import codec_colour, codec_marker, rd_figure, write_curves
 from .rates import RATES, rate_view
 from .summary import (

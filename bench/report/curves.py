@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from ..atomic import output_dir, write_with
+from bench.storage.atomic import output_dir, write_with
 from ..errors import ConfigError
 from .floor import FLOOR_LABEL, floor_column, floor_value, is_floor
 from .intervals import draw_interval, draw_small_n, figure_note

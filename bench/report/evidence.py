@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..metrics.miou import REFERENCES, mean_iou
-from ..store import Row
+from bench.storage.store import Row
 from .summary import RANDOM_MARK
 
 #: (column, worst end, label): "max" = larger is worse.

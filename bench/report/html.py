@@ -43,11 +43,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from .. import catalog
-from ..atomic import write_text
+from bench.registry import catalog
+from bench.storage.atomic import write_text
 from ..errors import BenchError
-from ..runner import semantics_for
-from ..store import Store
+from bench.execution.runner import semantics_for
+from bench.storage.store import Store
 from .attrs import frame_attrs
 from .curves import codec_colour, curve_columns, rd_figure
 from .evidence import with_image_iou, worst_images
@@ -95,7 +95,7 @@ class HtmlOptions:
     crop: int = 192
     crops: bool = True
     codec_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    ci: Any = None  # a bench.stats.Bootstrap: intervals in the table and bands on the curves
+    ci: Any = None  # a bench.analysis.stats.Bootstrap: intervals in the table and bands on the curves
     worst: int = 3  # images listed per codec × rate × criterion in "Worst images" (0: no section)
     rate: str = "real"  # x axis of the table and curves: real bpp, or "paper" (bench.report.rates.rate_view)
 

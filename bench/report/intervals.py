@@ -1,7 +1,7 @@
 """Confidence intervals and small-N marks on summary tables and curves.
 
 :func:`add_intervals` bootstraps every printed value of a :func:`summarise` frame over
-images (:mod:`bench.stats`: seeded, resample count recorded in ``df.attrs["ci"]``) and
+images (:mod:`bench.analysis.stats`: seeded, resample count recorded in ``df.attrs["ci"]``) and
 inserts ``<key>_lo`` / ``<key>_hi`` columns after each value (CSV keeps them; Markdown
 and the console print ``value ± half-width``, LaTeX a ``[lo, hi]`` column, curves a
 shaded band or error bars).
@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..stats import Bootstrap, replicates
-from ..store import Store
+from bench.analysis.stats import Bootstrap, replicates
+from bench.storage.store import Store
 from .attrs import frame_attrs
 from .summary import RANDOM_MARK, ColumnInfo, Loaded, _make_metric, _metric_names, column_info, load_run
 

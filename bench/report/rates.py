@@ -50,7 +50,7 @@ def paper_values(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 def paper_rate_rows(rows: Sequence[Any]) -> list[Any]:
     """Store rows whose ``bpp`` is the paper formula rate where the row declares one (real bpp
-    elsewhere): what ``rate="paper"`` resamples (:mod:`bench.paired`)."""
+    elsewhere): what ``rate="paper"`` resamples (:mod:`bench.analysis.paired`)."""
     out = []
     for r in rows:
         paper = paper_values(r.metrics).get(PAPER)

@@ -31,13 +31,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import catalog
+from bench.registry import catalog
 from .attrs import frame_attrs
 from .rates import BASIS, PAPER, PAPER_PREFIX, REAL_COPY, is_paper_key, paper_values
 from ..codecs.base import bits_per_pixel
 from ..errors import BenchError
 from ..metrics.base import Metric
-from ..store import Row, Store
+from bench.storage.store import Row, Store
 from .floor import is_floor
 
 log = logging.getLogger("bench")

@@ -45,17 +45,17 @@ def make_segmenter(name: str, **params: Any) -> Segmenter:
 
 
 def extractor_id(segmenter: Segmenter) -> str:
-    """The :mod:`bench.refcache` extractor id of a segmenter's label maps."""
+    """The :mod:`bench.runtime.refcache` extractor id of a segmenter's label maps."""
     return f"segmenter:{segmenter.identity}"
 
 
 def segment_cached(segmenter: Segmenter, image: np.ndarray, cache: Any = None) -> np.ndarray:
     """``segmenter.predict(image)`` through the reference cache (default
-    :func:`bench.refcache.default_cache`): for ORIGINAL images, whose segmentation does
+    :func:`bench.runtime.refcache.default_cache`): for ORIGINAL images, whose segmentation does
     not depend on the codec or rate. Shared by the mIoU metric and semantic codecs'
     senders, so each original is segmented once."""
     if cache is None:
-        from ..refcache import default_cache
+        from bench.runtime.refcache import default_cache
 
         cache = default_cache()
     labels = cache.get_or_compute(image, extractor_id(segmenter), lambda: segmenter.predict(image))

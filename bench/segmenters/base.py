@@ -1,7 +1,7 @@
 """The segmenter protocol: an RGB image in, a label map of a known class set out.
 
 Segmenters serve two purposes: the mIoU metric segments reconstructions (and the
-originals, once, through :mod:`bench.refcache`), and semantic codecs' senders use one as
+originals, once, through :mod:`bench.runtime.refcache`), and semantic codecs' senders use one as
 their semantic segmentation model (SSM) when a dataset has no labels.
 
 Every backend returns ``H×W uint8`` ids of its :attr:`Segmenter.class_set` at the
@@ -34,7 +34,7 @@ class Segmenter(ABC):
 
     def __init__(self, *, weights_dir: str | None = None, allow_random_weights: bool = False,
                  device: str | None = None) -> None:
-        """``weights_dir``: extra folder searched for weights (see bench.weights);
+        """``weights_dir``: extra folder searched for weights (see bench.runtime.weights);
         ``allow_random_weights``: smoke tests only — the real architecture with seeded
         random weights when the file is missing; ``device``: "cpu", "cuda", … (None: CUDA
         when available)."""

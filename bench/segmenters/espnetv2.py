@@ -23,8 +23,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..devices import resolve_device
-from .. import weights as W
+from bench.runtime.devices import resolve_device
+from bench.runtime import weights as W
 from ..codecs.base import Requirement
 from ..datasets.base import ClassSet
 from ..datasets.classes import CITYSCAPES_19

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..devices import resolve_device
-from .. import weights as W
+from bench.runtime.devices import resolve_device
+from bench.runtime import weights as W
 from ..codecs.base import Requirement
 from ..datasets.base import ClassSet
 from ..errors import UnavailableError, WeightsError

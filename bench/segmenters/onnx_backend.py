@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import weights as W
+from bench.runtime import weights as W
 from ..codecs.base import Requirement
 from ..datasets.base import ClassSet
 from ..errors import ConfigError, UnavailableError, WeightsError

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ...errors import CodecError, ConfigError, UnavailableError
-from ...weights import WeightSpec, find, sha256_file
+from bench.runtime.weights import WeightSpec, find, sha256_file
 from ..base import Codec, Encoded, RateKnob, Requirement, Semantics, check_rgb_uint8
 from . import bitstream, checkpoint, labelmap
 from .model import LATENT_FACTOR, PAD_MULTIPLE, one_hot

@@ -18,7 +18,7 @@ One ``.pt`` file per rate point, written with ``torch.save`` and readable with
 
 The entropy bottleneck's CDF tables are computed (compressai ``update()``) before saving
 and again after loading. Loading is strict: the state_dict keys must match the
-architecture the config describes (:func:`bench.weights.check_keys`).
+architecture the config describes (:func:`bench.runtime.weights.check_keys`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from ...errors import WeightsError
-from ...weights import check_keys, load_state_dict
+from bench.runtime.weights import check_keys, load_state_dict
 from .labelmap import LabelMapModel
 from .model import SpadeGANConfig, SpadeGANModel
 

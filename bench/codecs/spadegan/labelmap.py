@@ -10,7 +10,7 @@ Three strategies, each usable alone (for the paper's Table 2):
 3. lossless coding with an autoregressive model (:class:`LabelMapModel`): a 5×5 masked
    convolution (type A: only pixels before the current one in raster order) on the one-hot
    map, then three 1×1 convolutions → a categorical pmf per pixel, driving compressai's
-   rANS coder through :mod:`bench.entropy`.
+   rANS coder through :mod:`bench.codecs.entropy`.
 
 Symbols: class ids 0..C−1 and the void label 255 as symbol C (alphabet C+1), so any map
 of the class set round-trips exactly. Rates are in bits per pixel of the FULL-resolution
@@ -20,7 +20,7 @@ Determinism: encoder and decoder run the very same computation — raster order 
 into independent wavefronts (:func:`.model.wavefronts`), each pixel's logits from a 5×5
 window of the map decoded so far (zeros elsewhere, :meth:`LabelMapModel.window_logits`),
 same batches in the same order — so the pmfs and hence their integer CDFs
-(:func:`bench.entropy.pmf_to_cdf`) are identical on both sides.
+(:func:`bench.codecs.entropy.pmf_to_cdf`) are identical on both sides.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from PIL import Image
 
 from .model import single_thread, wavefronts, windows
 
-from ... import entropy
+from bench.codecs import entropy
 from ...datasets import classes as cls
 from ...datasets.base import lookup_table
 from ...errors import ConfigError

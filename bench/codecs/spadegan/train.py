@@ -83,7 +83,7 @@ class VGGLoss(nn.Module):
         super().__init__()
         from torchvision.models import vgg19
 
-        from ...weights import load_state_dict
+        from bench.runtime.weights import load_state_dict
 
         net = vgg19(weights=None)
         net.load_state_dict(load_state_dict(weights))
@@ -248,7 +248,7 @@ def _dataset_params(items: Sequence[str], root: str | None) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Train and write a checkpoint; returns 0 (errors raise :class:`bench.errors.BenchError`)."""
-    from ... import catalog
+    from bench.registry import catalog
 
     args = build_parser().parse_args(list(argv) if argv is not None else None)
     torch.manual_seed(args.seed)

@@ -21,9 +21,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ...devices import resolve_device
+from bench.runtime.devices import resolve_device
 from ...errors import CodecError, ConfigError
-from ...weights import find, sha256_file
+from bench.runtime.weights import find, sha256_file
 from ..base import Codec, Encoded, RateKnob, Requirement, Semantics, check_rgb_uint8
 from . import checkpoint as ckpt
 from . import diffusion
@@ -131,7 +131,7 @@ class SpicCodec(Codec):
 
     # -- configuration ----------------------------------------------------------------
     def _setup_coarse(self, choice: str) -> None:
-        from ... import catalog
+        from bench.registry import catalog
 
         choices = ["bpg", *STAND_INS, "auto"]
         if choice not in choices:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ...errors import WeightsError
-from ...weights import WeightSpec, check_keys, load_state_dict, resolve
+from bench.runtime.weights import WeightSpec, check_keys, load_state_dict, resolve
 from .unet import SpadeSRUNet, UNetConfig
 
 ENV_VAR = "SPIC_CHECKPOINT"

@@ -1,7 +1,7 @@
 """Lossless coders for semantic label maps (H×W uint8 ids, any values 0..255).
 
 * ``runs`` (this project's design, the default): a two-dimensional run coder in the spirit
-  of fax "READ" coding, with adaptive context models and rANS (:mod:`bench.entropy`).
+  of fax "READ" coding, with adaptive context models and rANS (:mod:`bench.codecs.entropy`).
   Each row is a sequence of maximal runs. A run's end is coded relative to the next label
   change in the row above ("vertical" offset −3..+3, "skip" to the change after it, or an
   explicit exp-Golomb length); then its value as a rank in a candidate list built from what
@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from ...entropy import read_varint, write_varint
+from bench.codecs.entropy import read_varint, write_varint
 from ...errors import CodecError, ConfigError
 
 K = 16  # one alphabet for every symbol of the run coder (smaller models are padded)
@@ -136,12 +136,12 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 class _Model:
-    """An adaptive count model (:class:`bench.entropy.AdaptiveFrequencies`) whose coding table
+    """An adaptive count model (:class:`bench.codecs.entropy.AdaptiveFrequencies`) whose coding table
     is refreshed after each of its first 32 symbols, then after every 16th: the encoder and
     the decoder see the same tables, and the decoder quantises a table only when it changes."""
 
     def __init__(self, k: int, alpha: float) -> None:
-        from ...entropy import AdaptiveFrequencies
+        from bench.codecs.entropy import AdaptiveFrequencies
 
         self.freq = AdaptiveFrequencies(k, alpha)
         self.n = 0
@@ -153,9 +153,9 @@ class _Model:
 
     @property
     def cdf(self) -> np.ndarray:
-        """The quantised table [1, K+2] (what :func:`bench.entropy.encode_categorical` derives from ``pmf``)."""
+        """The quantised table [1, K+2] (what :func:`bench.codecs.entropy.encode_categorical` derives from ``pmf``)."""
         if self._cdf is None:
-            from ...entropy import pmf_to_cdf
+            from bench.codecs.entropy import pmf_to_cdf
 
             self._cdf = pmf_to_cdf(self.pmf[None])
         return self._cdf
@@ -271,7 +271,7 @@ class _Writer:
 
 class _Reader:
     def __init__(self, data: bytes) -> None:
-        from ...entropy import CategoricalDecoder, pmf_to_cdf
+        from bench.codecs.entropy import CategoricalDecoder, pmf_to_cdf
 
         self.dec = CategoricalDecoder(data)
         self.uniform_cdfs = {bits: pmf_to_cdf(row[None]) for bits, row in _UNIFORM.items()}
@@ -314,7 +314,7 @@ class RunLabelCoder:
         return True
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "library": f"bench.entropy (compressai rANS), run coder v{self.VERSION}",
+        return {"name": self.name, "library": f"bench.codecs.entropy (compressai rANS), run coder v{self.VERSION}",
                 "settings": f"vertical ±{_V_MAX}, rank alpha {self.alpha:g}"}
 
     def encode(self, labels: np.ndarray) -> bytes:
@@ -359,7 +359,7 @@ class RunLabelCoder:
                 _touch(recent, value)
                 a0, prev_mode, prev_value = end, mode, value
             ref, ref_trans = row, trans
-        from ...entropy import encode_categorical
+        from bench.codecs.entropy import encode_categorical
 
         body = encode_categorical(np.asarray(out.symbols, dtype=np.int64), np.stack(out.pmfs))
         return bytes([self.VERSION]) + write_varint(h) + write_varint(w) + body

@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ...devices import resolve_device
+from bench.runtime.devices import resolve_device
 from ...errors import CodecError, ConfigError
-from ...weights import WeightSpec, candidates, sha256_path
+from bench.runtime.weights import WeightSpec, candidates, sha256_path
 from ..base import Codec, Encoded, RateKnob, Requirement, Semantics, check_rgb_uint8
 from . import bitstream
 from .config import SQGANConfig, make_config
@@ -149,7 +149,7 @@ class SQGANCodec(Codec):
         """The loaded :class:`~.model.SQGAN` (built and loaded on first use)."""
         if self._model is None:
             from ...errors import WeightsError
-            from ...weights import missing_message
+            from bench.runtime.weights import missing_message
             from .checkpoint import load_official
             from .model import SQGAN
 

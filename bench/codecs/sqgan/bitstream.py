@@ -11,7 +11,7 @@ Mask coders: implied (k = 0 or k = N), raw (N bits), enumerative (p(kept) = kept
 positions left, i.e. log2 C(N, k) bits) and context-adaptive (KT counts per left/up
 neighbour context). Index coders (indices in raster order of the kept positions): raw
 (⌈log2 K⌉ bits each) and adaptive count models (α = 1/2 and α = 1/32) via
-:mod:`bench.entropy`. The smallest is chosen per branch, so a branch never takes more
+:mod:`bench.codecs.entropy`. The smallest is chosen per branch, so a branch never takes more
 than ``BRANCH_HEADER_BYTES`` over the official bound ⌈(⌈log2 K⌉·k + N)/8⌉ bytes.
 """
 
@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from ... import entropy
-from ...entropy import read_varint, write_varint
+from bench.codecs import entropy
+from bench.codecs.entropy import read_varint, write_varint
 from ...errors import CodecError
 from .model import BranchTokens, Tokens
 

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from ...errors import WeightsError
-from ...weights import check_keys, load_state_dict, sha256_file
+from bench.runtime.weights import check_keys, load_state_dict, sha256_file
 from .model import MODULE_NAMES, SQGAN
 
 TRAINING_ONLY_PREFIXES: tuple[str, ...] = ("loss.",)

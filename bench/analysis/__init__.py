@@ -1,0 +1,1 @@
+"""Analysis: BD metrics, statistics, protocol checks, run comparison, paired tests, checkpoint sweeps."""

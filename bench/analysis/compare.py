@@ -1,0 +1,539 @@
+"""Compare two runs, or two codecs of one run: Bjøntegaard deltas and per-rate-point deltas.
+
+For every codec present in both runs (or an explicit anchor/test codec pair) and every
+compared metric:
+
+* **BD-rate** (%): the average bpp difference of the test curve against the anchor at equal
+  quality, over the overlapping metric range — negative means the test needs fewer bits.
+  Interpolation is PCHIP on (metric, log10 bpp) as in the ``bjontegaard`` package
+  (``bjontegaard.bd_rate(..., method="pchip")``; VCEG-M33 used a cubic polynomial fit).
+* **BD-metric** (metric units): the average metric difference (test − anchor) at equal
+  bpp, over the overlapping log-bpp range (``bjontegaard.bd_psnr``, valid for any metric).
+  For PSNR and MS-SSIM in dB this is BD-PSNR / BD-MS-SSIM in dB.
+* **per-rate-point** deltas where both sides have the same rate label.
+
+The direction of each metric (``higher_is_better`` of its class: LPIPS, FID, KID lower is
+better) decides whether a delta is a gain. A codec × metric is a **regression** when the
+BD-rate exceeds ``tolerance`` percent; when the BD-rate is undefined (metric not
+monotonic in bpp, no overlapping quality range, fewer than 2 points), the BD-metric is
+checked against the metric's delta tolerance, and failing that the shared rate points.
+
+With ``ci`` (``bench compare --ci`` / ``--gate significant``) the comparison also carries
+paired differences B − A per matched rate point over the same images and BD-rate /
+BD-metric intervals from resampling images (:mod:`bench.analysis.paired`); ``--gate significant``
+fails only when a regression's 95 % interval excludes zero.
+
+Runs made under different protocols (the named protocol preset of ``bench run --protocol``,
+dataset content, resolution, class set, metric settings such as the segmenter or the mIoU
+reference) are refused with
+:class:`~bench.errors.ProtocolMismatchError` instead of being compared.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import ConfigError, ProtocolMismatchError
+from bench.report.rates import BASIS, BASIS_PAPER, BASIS_REAL, rate_note, rate_view
+from bench.report.summary import column_info, summarise
+from bench.storage.store import Store
+
+#: Metrics compared (and gated) by default, when both sides have them.
+DEFAULT_METRICS: tuple[str, ...] = ("psnr", "msssim_db", "lpips", "fid", "miou_gt", "miou_orig")
+#: Short names that stand for several summary keys.
+ALIASES: dict[str, tuple[str, ...]] = {"miou": ("miou_gt", "miou_orig"), "ms-ssim": ("msssim_db",)}
+#: Largest BD-metric / per-point change (metric units) still counted as "no change".
+DEFAULT_DELTA_TOLERANCE: dict[str, float] = {
+    "psnr": 0.05, "psnr_of_mean_mse": 0.05, "msssim_db": 0.05, "msssim": 0.001, "lpips": 0.002,
+    "dists": 0.002, "fid": 0.5, "kid": 0.001, "miou_gt": 0.005, "miou_orig": 0.005,
+}
+FALLBACK_DELTA_TOLERANCE = 1e-3
+#: Default BD-rate tolerance in percent.
+DEFAULT_TOLERANCE = 1.0
+#: Exit status of ``bench compare`` when the test side regresses.
+REGRESSION_EXIT = 6
+BD_METHOD = "pchip"
+
+
+# -- Bjøntegaard deltas ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Curve:
+    """A rate–quality curve: ``bpp`` strictly increasing and > 0, ``value`` in metric units."""
+
+    bpp: np.ndarray
+    value: np.ndarray
+
+    @classmethod
+    def from_points(cls, bpp: Iterable[float], value: Iterable[float]) -> "Curve":
+        """Drop non-finite points and bpp ≤ 0, average points with equal bpp, sort by bpp."""
+        df = pd.DataFrame({"bpp": np.asarray(list(bpp), float), "value": np.asarray(list(value), float)})
+        df = df[np.isfinite(df["bpp"]) & np.isfinite(df["value"]) & (df["bpp"] > 0)]
+        df = df.groupby("bpp", as_index=False)["value"].mean().sort_values("bpp")
+        return cls(df["bpp"].to_numpy(), df["value"].to_numpy())
+
+    def __len__(self) -> int:
+        return len(self.bpp)
+
+
+@dataclass(frozen=True)
+class BDResult:
+    """Bjøntegaard deltas of a test curve against an anchor.
+
+    ``bd_rate``: percent (negative = fewer bits at equal quality); ``bd_metric``: test −
+    anchor in metric units at equal bpp; NaN when undefined, with the reason in ``notes``.
+    ``quality_overlap`` / ``rate_overlap``: overlapping fraction (0..1) of the union range.
+    """
+
+    bd_rate: float
+    bd_metric: float
+    quality_overlap: float
+    rate_overlap: float
+    notes: tuple[str, ...] = ()
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    lo, hi = max(a.min(), b.min()), min(a.max(), b.max())
+    union = max(a.max(), b.max()) - min(a.min(), b.min())
+    frac = max(hi - lo, 0.0) / union if union > 0 else (1.0 if hi >= lo else 0.0)
+    return float(lo), float(hi), float(frac)
+
+
+def _monotonic(curve: Curve, higher_is_better: bool) -> bool:
+    step = np.diff(curve.value)
+    return bool(np.all(step > 0) if higher_is_better else np.all(step < 0))
+
+
+def bd_rate(anchor: Curve, test: Curve, *, higher_is_better: bool = True, method: str = BD_METHOD) -> tuple[float, str]:
+    """BD-rate in percent and a note ("" when defined). Needs ≥ 2 points per curve, the
+    metric strictly monotonic in bpp (better with more bits) and an overlapping range."""
+    import bjontegaard
+
+    for name, c in (("anchor", anchor), ("test", test)):
+        if len(c) < 2:
+            return math.nan, f"{name} has {len(c)} rate point(s); BD-rate needs 2 or more"
+        if not _monotonic(c, higher_is_better):
+            return math.nan, f"{name}'s metric is not strictly {'increasing' if higher_is_better else 'decreasing'} in bpp"
+    lo, hi, frac = _overlap(anchor.value, test.value)
+    if hi <= lo:
+        return math.nan, "no overlapping metric range"
+    # bjontegaard interpolates log-rate over the metric: pass points sorted by metric value.
+    ia, it = np.argsort(anchor.value), np.argsort(test.value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = bjontegaard.bd_rate(anchor.bpp[ia], anchor.value[ia], test.bpp[it], test.value[it], method,
+                                    require_matching_points=False, min_overlap=0)
+    return float(value), ""
+
+
+def bd_metric(anchor: Curve, test: Curve, *, method: str = BD_METHOD) -> tuple[float, str]:
+    """Average metric difference (test − anchor, metric units) over the overlapping
+    log10-bpp range, and a note ("" when defined)."""
+    import bjontegaard
+
+    for name, c in (("anchor", anchor), ("test", test)):
+        if len(c) < 2:
+            return math.nan, f"{name} has {len(c)} rate point(s); BD-metric needs 2 or more"
+    lo, hi, _ = _overlap(np.log10(anchor.bpp), np.log10(test.bpp))
+    if hi <= lo:
+        return math.nan, "no overlapping bpp range"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = bjontegaard.bd_psnr(anchor.bpp, anchor.value, test.bpp, test.value, method,
+                                    require_matching_points=False, min_overlap=0)
+    return float(value), ""
+
+
+def bjontegaard_delta(anchor: Curve, test: Curve, *, higher_is_better: bool = True,
+                      method: str = BD_METHOD) -> BDResult:
+    """BD-rate and BD-metric of ``test`` against ``anchor``."""
+    rate, note_r = bd_rate(anchor, test, higher_is_better=higher_is_better, method=method)
+    metric, note_m = bd_metric(anchor, test, method=method)
+    q = _overlap(anchor.value, test.value)[2] if len(anchor) and len(test) else 0.0
+    r = _overlap(np.log10(anchor.bpp), np.log10(test.bpp))[2] if len(anchor) and len(test) else 0.0
+    notes = tuple(n for n in (note_r and f"BD-rate: {note_r}", note_m and f"BD-metric: {note_m}") if n)
+    return BDResult(rate, metric, q, r, notes)
+
+
+# -- protocol check ----------------------------------------------------------------------
+def _flat_diff(a: Any, b: Any, path: str) -> list[str]:
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        out: list[str] = []
+        for key in sorted(set(a) | set(b), key=str):
+            out += _flat_diff(a.get(key), b.get(key), f"{path}.{key}")
+        return out
+    return [] if a == b else [f"{path}: {a!r} vs {b!r}"]
+
+
+def protocol_differences(run_a: Mapping[str, Any], run_b: Mapping[str, Any],
+                         metrics: Sequence[str] = ()) -> list[str]:
+    """What makes two runs incomparable: dataset protocol (resolution, class set, split…),
+    dataset content (hash of ids, files and protocol) and the ``describe()`` of each metric
+    in ``metrics`` (segmenter, weights hashes, references, random weights…)."""
+    ma, mb = run_a["meta"], run_b["meta"]
+    da, db = ma.get("dataset") or {}, mb.get("dataset") or {}
+    diffs = _flat_diff(da.get("protocol"), db.get("protocol"), "dataset.protocol")
+    # the named protocol preset (bench.datasets.presets); runs from before presets were "card"
+    card = {"name": "card"}
+    pa, pb = ma.get("protocol") or card, mb.get("protocol") or card
+    if pa.get("name") != pb.get("name"):
+        diffs.append(f"protocol: {pa.get('name')!r} vs {pb.get('name')!r}")
+    elif pa.get("name") != "card":
+        keep = ("dataset", "sender_labels", "sender_segmenter", "miou_average", "miou_average_used")
+        diffs += _flat_diff({k: pa.get(k) for k in keep}, {k: pb.get(k) for k in keep}, "protocol")
+    if da.get("content_hash") != db.get("content_hash"):
+        diffs.append(f"dataset.content_hash: {str(da.get('content_hash'))[:12]}… ({da.get('n_images')} images) vs "
+                     f"{str(db.get('content_hash'))[:12]}… ({db.get('n_images')} images) — different images or files")
+    for name in metrics:
+        a, b = (ma.get("metrics") or {}).get(name), (mb.get("metrics") or {}).get(name)
+        if a is None or b is None:
+            continue  # absent on one side: the metric is simply not compared
+        diffs += _flat_diff(a, b, f"metric {name}")
+    return diffs
+
+
+def check_same_protocol(run_a: Mapping[str, Any], run_b: Mapping[str, Any], metrics: Sequence[str] = ()) -> None:
+    """Raise :class:`ProtocolMismatchError` listing every difference, if any."""
+    diffs = protocol_differences(run_a, run_b, metrics)
+    if diffs:
+        raise ProtocolMismatchError(
+            f"runs {run_a['run_id']} and {run_b['run_id']} were made under different protocols and are not "
+            "compared:\n    " + "\n    ".join(diffs),
+            "re-run one of them with the other's dataset, options and metric settings "
+            "(`bench runs` lists them; metric settings that differ can be left out with --metric)",
+        )
+
+
+# -- labels shown for codecs --------------------------------------------------------------
+def checkpoint_of(describe: Mapping[str, Any]) -> str | None:
+    """The checkpoint sha256 a codec recorded (``params.checkpoint_sha256``), if any."""
+    params = describe.get("params") or {}
+    sha = params.get("checkpoint_sha256") if isinstance(params, Mapping) else None
+    return sha or describe.get("checkpoint_sha256")
+
+
+def codec_label(name: str, tag: str | None = None) -> str:
+    """``name@tag`` for a tagged run (e.g. ``sqgan@ckpt-ep40``), else ``name``."""
+    return f"{name}@{tag}" if tag else name
+
+
+def run_codec_labels(run: Mapping[str, Any]) -> dict[str, str]:
+    """codec name → shown label (``name@tag``) plus ``[ckpt <sha8>]`` when a checkpoint is recorded."""
+    meta = run["meta"]
+    out = {}
+    for name, desc in (meta.get("codecs") or {}).items():
+        label = codec_label(name, meta.get("tag"))
+        sha = checkpoint_of(desc) if isinstance(desc, Mapping) else None
+        out[name] = label + (f"[ckpt {sha[:8]}]" if sha else "")
+    return out
+
+
+# -- comparing runs ----------------------------------------------------------------------
+@dataclass
+class Comparison:
+    """Result of :func:`compare`.
+
+    ``metrics``: one row per codec pair × metric (BD-rate %, BD-metric, verdict, …).
+    ``points``: one row per codec pair × metric × shared rate label.
+    ``regressions``: human-readable lines, one per regressing codec × metric.
+    """
+
+    run_a: str
+    run_b: str
+    metrics: pd.DataFrame
+    points: pd.DataFrame
+    regressions: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    tolerance: float = DEFAULT_TOLERANCE
+    rate: str = "real"  # the bpp compared: "real" (transmitted bytes) or "paper" (formula rates)
+    #: with ``ci`` (bench.analysis.paired.attach): paired B − A per matched rate point with intervals,
+    #: significant regressions (interval excludes 0 on the worse side) and the bootstrap settings
+    paired: pd.DataFrame | None = None
+    significant_regressions: list[str] = field(default_factory=list)
+    bootstrap: dict[str, Any] | None = None
+
+    @property
+    def regressed(self) -> bool:
+        return bool(self.regressions)
+
+    def gate(self, kind: str = "tolerance") -> bool:
+        """True when the comparison fails the gate: ``"tolerance"`` (default: beyond the
+        tolerances) or ``"significant"`` (an interval excludes 0 on the worse side)."""
+        return bool(self.significant_regressions if kind == "significant" else self.regressions)
+
+
+def _key_columns(df: pd.DataFrame) -> dict[str, str]:
+    """summary key (without the random-weights mark) → column name."""
+    return {info.key: col for col, info in column_info(df).items() if info.kind in ("dataset", "mean")}
+
+
+def resolve_metrics(requested: Sequence[str] | None, df_a: pd.DataFrame, df_b: pd.DataFrame) -> list[str]:
+    """Summary keys to compare: the requested ones (aliases expanded) or the defaults
+    present on both sides."""
+    keys_a, keys_b = _key_columns(df_a), _key_columns(df_b)
+    both = [k for k in keys_a if k in keys_b]
+    if not requested:
+        return [k for k in DEFAULT_METRICS if k in both]
+    out: list[str] = []
+    for name in requested:
+        expanded = [k for k in ALIASES[name] if k in both] if name in ALIASES else [name]
+        if not expanded:
+            raise ConfigError(f"metric {name!r} ({', '.join(ALIASES[name])}) is not in both runs",
+                              f"pick from: {', '.join(both) or '(none in common)'}")
+        for key in expanded:
+            if key not in both:
+                raise ConfigError(f"metric {key!r} is not in both runs",
+                                  f"pick from: {', '.join(both) or '(none in common)'}")
+            out.append(key)
+    return list(dict.fromkeys(out))
+
+
+def _direction(df: pd.DataFrame, key: str) -> bool:
+    col = _key_columns(df)[key]
+    hib = column_info(df)[col].higher_is_better
+    if hib is None:
+        raise ConfigError(f"the direction of {key!r} (higher or lower is better) is unknown",
+                          "compare metrics of registered metric classes, e.g. psnr, lpips, fid")
+    return hib
+
+
+def _metric_owner(df: pd.DataFrame, key: str) -> str | None:
+    return column_info(df)[_key_columns(df)[key]].metric
+
+
+def _classify(more_bits: bool, fewer_bits: bool, gain: float, dtol: float) -> str:
+    """Verdict of one rate point from its bpp change (beyond the BD-rate tolerance) and its
+    quality gain (metric change oriented so that > 0 is better, beyond ``dtol``)."""
+    lower_q, higher_q = gain < -dtol, gain > dtol
+    if (lower_q and not fewer_bits) or (more_bits and not higher_q):
+        return "worse"
+    if (higher_q and not more_bits) or (fewer_bits and not lower_q):
+        return "better"
+    return "mixed" if (lower_q or higher_q) else "same"  # a trade: fewer bits and lower quality, or vice versa
+
+
+def _codec_rows(df: pd.DataFrame, codec: str) -> pd.DataFrame:
+    return df[df["codec"] == codec]
+
+
+def compare_frames(df_a: pd.DataFrame, df_b: pd.DataFrame, pairs: Sequence[tuple[str, str]],
+                   metrics: Sequence[str], *, tolerance: float = DEFAULT_TOLERANCE,
+                   delta_tolerance: Mapping[str, float] | None = None, method: str = BD_METHOD,
+                   run_a: str = "A", run_b: str = "B") -> Comparison:
+    """Compare summary frames (from :func:`bench.report.summarise`) for (anchor codec,
+    test codec) pairs. ``tolerance``: BD-rate percent; ``delta_tolerance``: metric units."""
+    dtols = {**DEFAULT_DELTA_TOLERANCE, **(delta_tolerance or {})}
+    cols_a, cols_b = _key_columns(df_a), _key_columns(df_b)
+    rows, points, regressions, notes = [], [], [], []
+    for anchor_codec, test_codec in pairs:
+        ga, gb = _codec_rows(df_a, anchor_codec), _codec_rows(df_b, test_codec)
+        label = anchor_codec if anchor_codec == test_codec else f"{anchor_codec} → {test_codec}"
+        counts = ga[["rate", "n_ok"]].merge(gb[["rate", "n_ok"]], on="rate")
+        if (counts["n_ok_x"] != counts["n_ok_y"]).any() or set(ga["n_ok"]) != set(gb["n_ok"]):
+            notes.append(f"{label}: the number of successful images differs between the sides at some rate "
+                         "points (failed rows are left out of the means)")
+        for key in metrics:
+            hib = _direction(df_a, key)
+            dtol = dtols.get(key, FALLBACK_DELTA_TOLERANCE)
+            ca = Curve.from_points(ga["bpp"], ga[cols_a[key]])
+            cb = Curve.from_points(gb["bpp"], gb[cols_b[key]])
+            bd = bjontegaard_delta(ca, cb, higher_is_better=hib, method=method)
+            # per-rate-point deltas at shared rate labels
+            merged = ga[["rate", "bpp", cols_a[key]]].merge(gb[["rate", "bpp", cols_b[key]]], on="rate",
+                                                            suffixes=("_a", "_b"))
+            a_col = cols_a[key] + ("_a" if cols_a[key] == cols_b[key] else "")
+            b_col = cols_b[key] + ("_b" if cols_a[key] == cols_b[key] else "")
+            point_verdicts = []
+            for _, p in merged.iterrows():
+                va, vb = float(p[a_col]), float(p[b_col])
+                rel = (p["bpp_b"] - p["bpp_a"]) / p["bpp_a"] * 100 if p["bpp_a"] > 0 else math.nan
+                delta = vb - va
+                if math.isfinite(rel) and math.isfinite(delta):
+                    verdict = _classify(rel > tolerance, rel < -tolerance, delta if hib else -delta, dtol)
+                else:
+                    verdict = "n/a"
+                point_verdicts.append(verdict)
+                points.append({"codec": label, "metric": key, "rate": p["rate"], "bpp_a": p["bpp_a"],
+                               "bpp_b": p["bpp_b"], "delta_bpp_pct": rel, "value_a": va, "value_b": vb,
+                               "delta": delta, "verdict": verdict})
+            # verdict for the codec × metric
+            if math.isfinite(bd.bd_rate):
+                basis = "bd_rate"
+                verdict = ("worse" if bd.bd_rate > tolerance else "better" if bd.bd_rate < -tolerance else "same")
+            elif math.isfinite(bd.bd_metric):
+                basis = "bd_metric"
+                gain = bd.bd_metric if hib else -bd.bd_metric
+                verdict = "worse" if gain < -dtol else "better" if gain > dtol else "same"
+            elif [v for v in point_verdicts if v != "n/a"]:
+                basis = "points"
+                known = [v for v in point_verdicts if v != "n/a"]
+                verdict = ("worse" if "worse" in known else "better" if all(v == "better" for v in known)
+                           else "mixed" if "mixed" in known else "same")
+            else:
+                basis, verdict = "none", "n/a"
+            rows.append({"codec": label, "metric": key, "higher_is_better": hib, "n_a": len(ca), "n_b": len(cb),
+                         "bd_rate_pct": bd.bd_rate, "bd_metric": bd.bd_metric,
+                         "quality_overlap": bd.quality_overlap, "rate_overlap": bd.rate_overlap,
+                         "verdict": verdict, "basis": basis, "notes": "; ".join(bd.notes)})
+            if verdict == "worse":
+                if basis == "bd_rate":
+                    why = f"BD-rate {bd.bd_rate:+.2f}% > tolerance {tolerance:g}%"
+                elif basis == "bd_metric":
+                    why = f"BD-{key} {bd.bd_metric:+.4g} ({'higher' if hib else 'lower'} is better; tolerance {dtol:g})"
+                else:
+                    bad = [p for p in points if p["codec"] == label and p["metric"] == key and p["verdict"] == "worse"]
+                    why = "worse at rate point(s) " + ", ".join(
+                        f"{p['rate']} (Δbpp {p['delta_bpp_pct']:+.2f}%, Δ{key} {p['delta']:+.4g})" for p in bad)
+                regressions.append(f"{label}: {key} regressed — {why}")
+    metric_df = pd.DataFrame(rows, columns=["codec", "metric", "higher_is_better", "n_a", "n_b", "bd_rate_pct",
+                                            "bd_metric", "quality_overlap", "rate_overlap", "verdict", "basis",
+                                            "notes"])
+    point_df = pd.DataFrame(points, columns=["codec", "metric", "rate", "bpp_a", "bpp_b", "delta_bpp_pct",
+                                             "value_a", "value_b", "delta", "verdict"])
+    return Comparison(run_a, run_b, metric_df, point_df, regressions, notes, tolerance)
+
+
+def compare(store: Store, run_a: str, run_b: str | None = None, *, metrics: Sequence[str] | None = None,
+            codecs: Sequence[str] | None = None, anchor: str | None = None, test: str | None = None,
+            tolerance: float = DEFAULT_TOLERANCE, delta_tolerance: Mapping[str, float] | None = None,
+            method: str = BD_METHOD, ci: Any = None, rate_map: Mapping[str, str] | None = None,
+            rate: str = "real") -> Comparison:
+    """Compare run ``run_b`` (test) against ``run_a`` (anchor).
+
+    ``rate``: "real" compares at the bpp of the transmitted bytes; "paper" at each codec's
+    paper formula rate (real bpp for codecs without one; ``rate_basis`` in the tables says
+    which), see :func:`bench.report.rates.rate_view`. Paired intervals (``ci``) resample the
+    same rate (:func:`bench.report.rates.paper_rate_rows`).
+
+    Without ``anchor``/``test``: every codec present in both runs (or those in ``codecs``).
+    With them: codec ``anchor`` of run A against codec ``test`` of run B (run B defaults to
+    run A, i.e. two codecs of one run). Raises :class:`ProtocolMismatchError` when the two
+    runs differ in protocol.
+
+    ``ci`` (a :class:`bench.analysis.stats.Bootstrap`): also paired differences per matched rate point
+    (same label, or ``rate_map`` {rate of A: rate of B}) and BD intervals from resampling
+    images (:mod:`bench.analysis.paired`); needed by ``gate("significant")``.
+    """
+    ra = store.run(run_a)
+    rb = store.run(run_b) if run_b else ra
+    same_run = ra["run_id"] == rb["run_id"]
+    if same_run and not (anchor and test):
+        raise ConfigError("comparing a run with itself needs two codecs",
+                          "give a second run, or --anchor CODEC --test CODEC to compare two codecs of one run")
+    df_a = rate_view(summarise(store, ra["run_id"]), rate)
+    df_b = df_a if same_run else rate_view(summarise(store, rb["run_id"]), rate)
+    if anchor or test:
+        if not (anchor and test):
+            raise ConfigError("--anchor and --test go together", "give both codec names")
+        pairs = [(anchor, test)]
+    else:
+        common = [c for c in dict.fromkeys(df_a["codec"]) if c in set(df_b["codec"])]
+        pairs = [(c, c) for c in (codecs or common)]
+        if not common:
+            raise ConfigError(f"runs {ra['run_id']} and {rb['run_id']} have no codec in common",
+                              "use --anchor CODEC --test CODEC to compare two different codecs")
+    for a, b in pairs:
+        for codec, df, rid in ((a, df_a, ra["run_id"]), (b, df_b, rb["run_id"])):
+            if codec not in set(df["codec"]):
+                raise ConfigError(f"codec {codec!r} is not in run {rid}",
+                                  f"codecs there: {', '.join(dict.fromkeys(df['codec']))}")
+    keys = resolve_metrics(metrics, df_a, df_b)
+    if not keys:
+        raise ConfigError("no metric to compare", "name one with --metric (e.g. --metric psnr)")
+    if not same_run:
+        owners = [m for m in dict.fromkeys(_metric_owner(df_a, k) for k in keys) if m]
+        check_same_protocol(ra, rb, owners)
+    result = compare_frames(df_a, df_b, pairs, keys, tolerance=tolerance, delta_tolerance=delta_tolerance,
+                            method=method, run_a=ra["run_id"], run_b=rb["run_id"])
+    _record_rate(result, rate, df_a, df_b, pairs)
+    if ci is not None:
+        from bench.analysis.paired import attach
+        from bench.report.rates import paper_rate_rows
+        from bench.report.summary import load_run
+
+        rows_a = load_run(store, ra["run_id"])[1]
+        rows_b = rows_a if same_run else load_run(store, rb["run_id"])[1]
+        if rate == "paper":  # the intervals resample the rate the point values use
+            rows_a = paper_rate_rows(rows_a)
+            rows_b = rows_a if same_run else paper_rate_rows(rows_b)
+        attach(result, ra, rows_a, rb, rows_b, pairs, ci, rate_map=rate_map, method=method)
+    if not same_run:
+        for a, b in pairs:
+            da = (ra["meta"].get("codecs") or {}).get(a)
+            db = (rb["meta"].get("codecs") or {}).get(b)
+            if da is not None and db is not None:
+                result.notes += [f"{a}: settings differ — {d}" for d in _flat_diff(da, db, "codec")]
+    return result
+
+
+def _basis(df: pd.DataFrame, codec: str) -> str:
+    if BASIS not in df.columns:
+        return BASIS_REAL
+    return BASIS_PAPER if (df.loc[df["codec"] == codec, BASIS] == BASIS_PAPER).any() else BASIS_REAL
+
+
+def _record_rate(result: Comparison, rate: str, df_a: pd.DataFrame, df_b: pd.DataFrame,
+                 pairs: Sequence[tuple[str, str]]) -> None:
+    """Say which bpp was compared: ``rate`` on the result, a ``rate_basis`` column per codec
+    pair in both tables ("paper formula" / "real bytes", A/B when the sides differ), a note."""
+    result.rate = rate
+    labels = {(a if a == b else f"{a} → {b}"): (_basis(df_a, a), _basis(df_b, b)) for a, b in pairs}
+    text = {k: (ba if ba == bb else f"{ba} / {bb}") for k, (ba, bb) in labels.items()}
+    for frame in (result.metrics, result.points):
+        frame.insert(1, BASIS, [text.get(c, BASIS_REAL) for c in frame["codec"]])
+    note = rate_note(df_a) if rate == "paper" else None
+    if note:
+        result.notes.insert(0, f"rate: {note}")
+    if any(ba != bb for ba, bb in labels.values()):
+        result.notes.append("some codec pairs compare a paper formula rate with a real bpp (rate_basis)")
+
+
+# -- rendering ---------------------------------------------------------------------------
+def _fmt(x: Any, spec: str) -> str:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    return "–" if math.isnan(v) else format(v, spec)
+
+
+def render_text(result: Comparison) -> str:
+    """A console report: BD table, per-rate-point table, notes and the regression verdict."""
+    from tabulate import tabulate
+
+    lines = [f"anchor (A): {result.run_a}", f"test   (B): {result.run_b}",
+             "rate: " + ("paper formula where a codec has one (see notes)" if result.rate == "paper"
+                         else "real bpp (transmitted bytes)"), ""]
+    m = result.metrics
+    table = [[r.codec, r.metric + (" ↑" if r.higher_is_better else " ↓"), f"{r.n_a}/{r.n_b}",
+              _fmt(r.bd_rate_pct, "+.2f"), _fmt(r.bd_metric, "+.4f"), _fmt(r.quality_overlap, ".2f"),
+              r.verdict, r.notes] for r in m.itertuples()]
+    lines.append(tabulate(table, headers=["codec", "metric", "points A/B", "BD-rate %", "BD-metric",
+                                          "overlap", "verdict", "notes"], tablefmt="simple", disable_numparse=True))
+    if len(result.points):
+        lines += ["", "per rate point (B − A):"]
+        pts = [[p.codec, p.metric, p.rate, _fmt(p.bpp_a, ".4f"), _fmt(p.bpp_b, ".4f"), _fmt(p.delta_bpp_pct, "+.2f"),
+                _fmt(p.value_a, ".4f"), _fmt(p.value_b, ".4f"), _fmt(p.delta, "+.4f"), p.verdict]
+               for p in result.points.itertuples()]
+        lines.append(tabulate(pts, headers=["codec", "metric", "rate", "bpp A", "bpp B", "Δbpp %", "A", "B", "Δ",
+                                            "verdict"], tablefmt="simple", disable_numparse=True))
+    if result.paired is not None:
+        from bench.analysis.paired import render
+
+        lines += render(result)
+    if result.notes:
+        lines += [""] + [f"note: {n}" for n in result.notes]
+    lines.append("")
+    if result.regressions:
+        lines += [f"REGRESSION: {r}" for r in result.regressions]
+    else:
+        lines.append(f"no regression beyond tolerance (BD-rate {result.tolerance:g}%)")
+    if result.paired is not None:
+        lines += ([f"SIGNIFICANT REGRESSION: {r}" for r in result.significant_regressions]
+                  or ["no significant regression (every worse-side interval includes 0)"])
+    return "\n".join(lines)

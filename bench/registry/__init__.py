@@ -1,0 +1,1 @@
+"""Registration: component cards (YAML) and the catalogue of codecs, datasets, metrics, segmenters."""

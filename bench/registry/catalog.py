@@ -1,0 +1,77 @@
+"""The three registries (codecs, datasets, metrics) and helpers to build components."""
+
+from __future__ import annotations
+
+import inspect
+from functools import lru_cache
+from typing import Any
+
+from bench.registry import cards
+from bench.errors import ConfigError
+from bench.registry.core import Entry, Registry
+
+
+@lru_cache(maxsize=None)
+def registry(kind: str) -> Registry:
+    """The registry of ``kind`` ("codec", "dataset" or "metric"), built once."""
+    reg = Registry(kind)
+    if kind == "metric":
+        from bench.metrics import BUILTIN
+
+        for name, (target, description) in BUILTIN.items():
+            reg.add(Entry(name, "metric", target, {"description": description}))
+    else:
+        for entry in cards.discover(kind):
+            reg.add(entry)
+    return reg
+
+
+def reset() -> None:
+    """Forget cached registries (after BENCH_CARD_PATH changes; used by tests)."""
+    registry.cache_clear()
+
+
+def _construct(entry: Entry, overrides: dict[str, Any]) -> Any:
+    cls = entry.load()
+    params = cards.card_params(entry)
+    params.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        obj = cls(**params)
+    except (TypeError, ValueError) as err:  # an unknown param, or a value of the wrong type (int("abc"))
+        given = ", ".join(f"{k}={v!r}" for k, v in overrides.items() if v is not None)
+        raise ConfigError(f"{entry.kind} {entry.name!r} rejects its params ({given or 'from its card'}): {err}",
+                          f"check --param {entry.name}.KEY=VALUE and 'params' in {entry.source}") from None
+    obj.card = entry.card
+    return obj
+
+
+def make_codec(name: str, *, weights_dir: str | None = None, **overrides: Any) -> Any:
+    """Build a codec from its card; ``overrides`` replace card params. ``weights_dir``
+    (``--weights-dir``) goes to adapters whose constructor takes a ``weights_dir``."""
+    entry = registry("codec").get(name)
+    if weights_dir is not None and "weights_dir" in inspect.signature(entry.load()).parameters:
+        overrides = {"weights_dir": weights_dir, **overrides}
+    return _construct(entry, overrides)
+
+
+def codec_class(name: str) -> type:
+    """The adapter class of the codec card ``name`` (not constructed)."""
+    return registry("codec").get(name).load()
+
+
+def make_dataset(name: str, **overrides: Any) -> Any:
+    """Build a dataset from its card; ``overrides`` (e.g. root) replace card params."""
+    return _construct(registry("dataset").get(name), overrides)
+
+
+def make_metric(name: str, **overrides: Any) -> Any:
+    return _construct(registry("metric").get(name), overrides)
+
+
+def codec_rates(codec: Any) -> list[Any]:
+    """The card's rate points if it lists any, else the adapter's defaults."""
+    card_rates = (getattr(codec, "card", None) or {}).get("rates")
+    values = card_rates if card_rates else list(codec.rate_knob.values)
+    for v in values:
+        codec.rate_knob.check(v)
+    return list(values)

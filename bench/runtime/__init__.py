@@ -1,0 +1,1 @@
+"""Runtime services: weights, devices, threads, worker processes, the reference cache."""

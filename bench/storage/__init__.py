@@ -1,0 +1,1 @@
+"""Storage: the run store (SQLite), recovery of damaged stores, atomic writes."""

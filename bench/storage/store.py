@@ -1,0 +1,358 @@
+"""SQLite run store: one ``runs`` row per run, one ``rows`` row per image × codec × rate.
+
+Each per-image row is committed as soon as it is computed (WAL journal), so a killed
+run loses at most the image in flight, and re-running the same command resumes.
+
+Every SQLite error becomes a :class:`~bench.errors.StoreError` that says what to do;
+a damaged file (found by :meth:`Store.check`, ``PRAGMA quick_check``, which
+:meth:`Store.begin_run` runs before stored rows are trusted and the CLI before every command
+that reads the store; or by an unreadable page) is a :class:`~bench.errors.StoreDamagedError`
+whose fix is ``bench recover`` (:mod:`bench.storage.recover`). ``Store(path, readonly=True)``
+opens with a ``mode=ro`` URI and no set-up, so a store the user cannot write can still be
+listed, reported, exported and compared.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import sqlite3
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+import numpy as np
+
+from bench.errors import OutputError, StoreDamagedError, StoreError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id     TEXT PRIMARY KEY,
+    created    REAL NOT NULL,
+    updated    REAL NOT NULL,
+    config     TEXT NOT NULL,   -- JSON: what was asked (codecs, rates, dataset, metrics, limit)
+    meta       TEXT NOT NULL,   -- JSON: provenance (git sha, versions, dataset hash, protocol)
+    status     TEXT NOT NULL    -- running | finished
+);
+CREATE TABLE IF NOT EXISTS rows (
+    run_id     TEXT NOT NULL REFERENCES runs(run_id),
+    codec      TEXT NOT NULL,
+    rate       TEXT NOT NULL,
+    image_id   TEXT NOT NULL,
+    status     TEXT NOT NULL,   -- ok | error
+    error      TEXT,
+    height     INTEGER,
+    width      INTEGER,
+    bytes      TEXT,            -- JSON {part: n_bytes}
+    bpp        REAL,
+    metrics    TEXT,            -- JSON {name: value}; per-image values
+    states     BLOB,            -- npz of per-image metric states, arrays named "<metric>/<key>"
+    seconds    TEXT,            -- JSON {encode, decode, metrics}
+    created    REAL NOT NULL,
+    notes      TEXT,            -- JSON text notes of the codec (semantics source, stand-ins)
+    metric_errors TEXT,         -- JSON {metric: error} of metrics that failed on this row (row stays ok)
+    PRIMARY KEY (run_id, codec, rate, image_id)
+);
+"""
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, allow_nan=True, default=str)
+
+
+@dataclass
+class Row:
+    """One image × codec × rate result. ``bytes`` maps part name → byte count."""
+
+    codec: str
+    rate: str
+    image_id: str
+    status: str = "ok"
+    error: str | None = None
+    height: int | None = None
+    width: int | None = None
+    bytes: dict[str, int] = field(default_factory=dict)
+    bpp: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # metric -> state
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    metric_errors: dict[str, str] = field(default_factory=dict)  # metric -> error; the row stays "ok"
+
+
+def recover_fix(path: Path | str) -> str:
+    """How to get the intact rows of a damaged store back (the fix of a StoreDamagedError)."""
+    out = Path(path).parent
+    return (f"run `bench --out {out} recover` to copy every readable row into a fresh store "
+            f"(the damaged file is kept beside it), then re-run your command: lost rows are recomputed")
+
+
+_DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+_DAMAGED_TEXT = ("malformed", "not a database", "disk image", "corrupt")
+
+
+def store_error(err: BaseException, path: Path | str) -> StoreError:
+    """The StoreError (with a fix) for a sqlite3 error on the store at ``path``."""
+    name = str(getattr(err, "sqlite_errorname", "") or "")
+    text = str(err)
+    if name.startswith(_DAMAGED) or any(t in text.lower() for t in _DAMAGED_TEXT):
+        return StoreDamagedError(f"run store {path} is damaged ({text})", recover_fix(path))
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return StoreError(f"run store {path} is locked by another process ({text})",
+                          "wait for the other bench command to finish, or pass --out DIR for a separate store")
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return StoreError(f"run store {path} is read-only ({text})",
+                          "`runs`, `report --dest DIR`, `export` and `compare` work on it; to run, make it "
+                          "writable or pass --out DIR for a new store")
+    if name.startswith("SQLITE_FULL") or "disk is full" in text:
+        return StoreError(f"run store {path}: disk full ({text})", "free disk space, then re-run to resume")
+    if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+        return StoreError(f"cannot open run store {path} ({text})",
+                          "check that the folder exists and is readable, or pass --out DIR")
+    return StoreError(f"run store {path}: {type(err).__name__}: {text}",
+                      "check the file and folder permissions, or pass --out DIR for a separate store")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(method: F) -> F:
+    """Turn sqlite3 errors raised by a Store method into StoreError."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Store", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as err:
+            raise store_error(err, self.path) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def connect_readonly(path: Path | str) -> sqlite3.Connection:
+    """A connection that cannot write: ``mode=ro``; when SQLite cannot create the WAL index
+    beside a read-only file in a read-only folder, ``immutable=1`` (nobody can write there)."""
+    quoted = urllib.parse.quote(str(Path(path).absolute()))
+    db = sqlite3.connect(f"file:{quoted}?mode=ro", uri=True, timeout=60)
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError as err:
+        if not str(getattr(err, "sqlite_errorname", "")).startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
+            raise
+    db.close()
+    return sqlite3.connect(f"file:{quoted}?mode=ro&immutable=1", uri=True, timeout=60)
+
+
+class Store:
+    """A run store in one SQLite file (default ``results/bench.sqlite``).
+
+    ``readonly``: open without writing anything (no WAL or schema set-up); the file must
+    exist. Writing methods then raise StoreError.
+    """
+
+    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        if self.path.is_dir():
+            raise StoreError(f"run store {self.path} is a folder", "pass --out DIR, the folder that holds bench.sqlite")
+        if readonly and not self.path.exists():
+            raise StoreError(f"no run store at {self.path}",
+                             "start one with `bench run`, or pass --out DIR of the results folder that has one")
+        if not readonly:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise OutputError(f"cannot create the results folder {self.path.parent}: {err.strerror or err}",
+                                  "pass --out DIR, a folder you can write") from None
+        try:
+            if readonly:
+                self.db = connect_readonly(self.path)
+            else:
+                self.db = sqlite3.connect(self.path, timeout=60)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(SCHEMA)
+                self._migrate()
+            self._has_metric_errors = "metric_errors" in self._row_columns()
+        except sqlite3.Error as err:
+            raise store_error(err, self.path) from None
+
+    def _row_columns(self) -> set[str]:
+        return {r[1] for r in self.db.execute("PRAGMA table_info(rows)")}
+
+    def _migrate(self) -> None:
+        """Add columns that stores written by older versions lack (their values stay NULL)."""
+        if "metric_errors" not in self._row_columns():
+            with self.db:
+                self.db.execute("ALTER TABLE rows ADD COLUMN metric_errors TEXT")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- health ---------------------------------------------------------------------
+    def problems(self, limit: int = 5) -> list[str]:
+        """``PRAGMA quick_check`` findings (empty when the file is sound). Reads every page:
+        linear in the file size (see README, "Damaged store" for the measured cost)."""
+        try:
+            found = [str(r[0]) for r in self.db.execute(f"PRAGMA quick_check({int(limit)})")]
+        except sqlite3.Error as err:
+            return [str(err)]
+        return [] if found == ["ok"] else found
+
+    def check(self) -> None:
+        """Raise :class:`StoreDamagedError` (with how to recover) when the file is damaged."""
+        found = self.problems()
+        if found:
+            raise StoreDamagedError(f"run store {self.path} is damaged: {found[0]}"
+                                    + (f" (+{len(found) - 1} more)" if len(found) > 1 else ""),
+                                    recover_fix(self.path))
+
+    # -- runs -----------------------------------------------------------------------
+    @_guarded
+    def begin_run(self, run_id: str, config: dict[str, Any], meta: dict[str, Any]) -> bool:
+        """Create the run, or reopen it; returns True when it already existed (resume).
+
+        The file is checked first (``PRAGMA quick_check``): rows stored in a damaged
+        file are not trusted as done."""
+        self.check()
+        now = time.time()
+        cur = self.db.execute("SELECT run_id FROM runs WHERE run_id = ?", (run_id,))
+        exists = cur.fetchone() is not None
+        with self.db:
+            if exists:
+                self.db.execute(
+                    "UPDATE runs SET updated = ?, meta = ?, status = 'running' WHERE run_id = ?",
+                    (now, _dumps(meta), run_id),
+                )
+            else:
+                self.db.execute(
+                    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, 'running')",
+                    (run_id, now, now, _dumps(config), _dumps(meta)),
+                )
+        return exists
+
+    @_guarded
+    def update_meta(self, run_id: str, meta: dict[str, Any]) -> None:
+        with self.db:
+            self.db.execute("UPDATE runs SET meta = ?, updated = ? WHERE run_id = ?", (_dumps(meta), time.time(), run_id))
+
+    @_guarded
+    def finish_run(self, run_id: str) -> None:
+        with self.db:
+            self.db.execute("UPDATE runs SET status = 'finished', updated = ? WHERE run_id = ?", (time.time(), run_id))
+
+    @_guarded
+    def runs(self) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT run_id, created, updated, config, meta, status FROM runs ORDER BY created")
+        try:
+            return [
+                {"run_id": r[0], "created": r[1], "updated": r[2], "config": json.loads(r[3]),
+                 "meta": json.loads(r[4]), "status": r[5]}
+                for r in cur.fetchall()
+            ]
+        except (ValueError, TypeError) as err:
+            raise StoreDamagedError(f"run store {self.path} is damaged: a run's record does not parse ({err})",
+                                    recover_fix(self.path)) from None
+
+    @_guarded
+    def run(self, run_id: str) -> dict[str, Any]:
+        """A run by id or unique id prefix; ``"latest"`` is the most recently updated."""
+        runs = self.runs()
+        if not runs:
+            raise StoreError(f"no runs in {self.path}", "start one with `bench run`")
+        if run_id == "latest":
+            return max(runs, key=lambda r: r["updated"])
+        hits = [r for r in runs if r["run_id"].startswith(run_id)]
+        if len(hits) != 1:
+            known = ", ".join(r["run_id"] for r in runs[-5:])
+            raise StoreError(
+                f"run {run_id!r} {'is ambiguous' if hits else 'not found'} in {self.path}",
+                f"use `bench runs` to list them (latest: {known})",
+            )
+        return hits[0]
+
+    # -- rows -----------------------------------------------------------------------
+    @_guarded
+    def done_keys(self, run_id: str, *, include_errors: bool = True) -> set[tuple[str, str, str]]:
+        """(codec, rate, image_id) of rows already stored (``include_errors=False``: only
+        rows with no error at all, neither the row's nor a metric's)."""
+        sql = "SELECT codec, rate, image_id FROM rows WHERE run_id = ?"
+        if not include_errors:
+            sql += " AND status = 'ok'"
+            if self._has_metric_errors:
+                sql += " AND (metric_errors IS NULL OR metric_errors IN ('', '{}'))"
+        return {tuple(r) for r in self.db.execute(sql, (run_id,))}  # type: ignore[misc]
+
+    @_guarded
+    def put(self, run_id: str, row: Row) -> None:
+        """Insert or replace one row and commit it at once."""
+        states = pack_states(row.states) if row.states else None
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO rows (run_id, codec, rate, image_id, status, error, height, width, bytes, "
+                "bpp, metrics, states, seconds, created, notes, metric_errors) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, row.codec, row.rate, row.image_id, row.status, row.error, row.height, row.width,
+                 _dumps(row.bytes), row.bpp, _dumps(row.metrics), states, _dumps(row.seconds), time.time(),
+                 _dumps(row.notes), _dumps(row.metric_errors)),
+            )
+
+    def rows(self, run_id: str) -> Iterator[Row]:
+        """The run's rows, ordered by codec, rate, image; an unreadable one raises
+        :class:`StoreDamagedError`."""
+        try:
+            cur = self.db.execute(
+                "SELECT codec, rate, image_id, status, error, height, width, bytes, bpp, metrics, states, seconds, "
+                f"notes, {'metric_errors' if self._has_metric_errors else 'NULL'} FROM rows WHERE run_id = ? "
+                "ORDER BY codec, rate, image_id",
+                (run_id,),
+            )
+            for r in cur:
+                yield _row(r)
+        except sqlite3.Error as err:
+            raise store_error(err, self.path) from None
+        except (ValueError, TypeError, KeyError, OSError) as err:  # a row whose JSON or npz does not parse
+            raise StoreDamagedError(f"run store {self.path} is damaged: a row of run {run_id} does not parse "
+                                    f"({type(err).__name__}: {err})", recover_fix(self.path)) from None
+
+    @_guarded
+    def count(self, run_id: str) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM rows WHERE run_id = ?", (run_id,)).fetchone()[0])
+
+
+def _row(r: tuple[Any, ...]) -> Row:
+    """A Row from the columns selected by :meth:`Store.rows` (raises on unparsable JSON or npz)."""
+    return Row(
+        codec=r[0], rate=r[1], image_id=r[2], status=r[3], error=r[4], height=r[5], width=r[6],
+        bytes=json.loads(r[7] or "{}"), bpp=r[8], metrics=json.loads(r[9] or "{}"),
+        states=unpack_states(r[10]) if r[10] else {},
+        seconds=json.loads(r[11] or "{}"), notes=json.loads(r[12] or "{}"),
+        metric_errors=json.loads(r[13] or "{}") if len(r) > 13 else {},
+    )
+
+
+def pack_states(states: dict[str, dict[str, np.ndarray]]) -> bytes:
+    """All metric states of one row as one npz blob (arrays named ``metric/key``)."""
+    flat = {f"{metric}/{key}": np.asarray(v) for metric, st in states.items() for key, v in st.items()}
+    buf = io.BytesIO()
+    np.savez(buf, **flat)
+    return buf.getvalue()
+
+
+def unpack_states(blob: bytes) -> dict[str, dict[str, np.ndarray]]:
+    out: dict[str, dict[str, np.ndarray]] = {}
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+        for name in npz.files:
+            metric, _, key = name.partition("/")
+            out.setdefault(metric, {})[key] = npz[name]
+    return out
