@@ -84,8 +84,16 @@ def test_sqgan_tokens_match_the_official_code(sqgan: dict[str, Any], run: int) -
                                  r["m_semantic"])}
         for branch, (z, masker, quantize, m) in branches.items():
             order, feats = masker.select(z, sem19, kept_count(m, n))
-            assert torch.equal(order, r[f"kept_idx_{branch}"]), branch
-            assert torch.equal(quantize.indices(feats), r[f"vq_idx_{branch}"]), branch
+            ref_order = r[f"kept_idx_{branch}"]
+            # positions whose scores tie within float rounding (CPU kernels sum in different orders: one
+            # machine kind swapped two scores 6e-8 apart) may come in either order; nothing else may move
+            scores = masker.score_pred_net(z, sem19).reshape(-1)
+            moved = (order != ref_order).nonzero().reshape(-1)
+            assert torch.allclose(scores[order[moved]], scores[ref_order[moved]], rtol=0, atol=1e-6), branch
+            assert set(order[moved].tolist()) == set(ref_order[moved].tolist()), branch
+            ours = dict(zip(order.tolist(), quantize.indices(feats).tolist()))
+            theirs = dict(zip(ref_order.tolist(), r[f"vq_idx_{branch}"].tolist()))
+            assert ours == theirs, branch
     # the sender's raster-order tokens are the same set, sorted by position
     tokens = model.encode_tokens(image, sem20, r["m_image"], r["m_semantic"])
     for branch in ("image", "semantic"):
