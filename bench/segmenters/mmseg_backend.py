@@ -192,7 +192,7 @@ class MMSegSegmenter(Segmenter):
         sha = self._sha()
         cfg = Path(self.config)
         cfg_sha = W.sha256_file(cfg)[:8] if cfg.is_file() else "nocfg"
-        return f"mmseg-{cfg.stem}-{cfg_sha}@{sha[:12] if sha else 'random'}"
+        return f"mmseg-{cfg.stem}-{cfg_sha}@{sha[:12] if sha else 'random-seed0'}"
 
     # ------------------------------------------------------------------ running
     def model(self) -> Any:
@@ -203,7 +203,11 @@ class MMSegSegmenter(Segmenter):
                 raise UnavailableError(f"mmseg config {self.config} not found", "pass config=PATH to the model's .py")
             path = self._weights_path()
             device = resolve_device(self.device)
-            model = apis.init_model(self.config, checkpoint=None, device="cpu")
+            import torch
+
+            with torch.random.fork_rng(devices=[]):  # random init (no checkpoint) is seeded: reproducible
+                torch.manual_seed(0)
+                model = apis.init_model(self.config, checkpoint=None, device="cpu")
             if path is not None:
                 ckpt = load_checkpoint_safely(path, trust=self.trust_checkpoint)
                 state = ckpt.get("state_dict", ckpt)
