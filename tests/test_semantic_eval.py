@@ -24,8 +24,8 @@ from bench.datasets.classes import (
     COCO_MERGED_9,
     COCO_RAW_TO_MERGED9,
     COCO_RAW_TO_STUFF171,
-    COCO_STUFF_171,
     COCO_STUFF171_TO_MERGED9,
+    COCO_STUFF_171,
     CONVERSIONS,
     apply_lut,
 )

@@ -266,6 +266,7 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
     semantics = sender_semantics(config) if needs_semantics else None
     run_id = run_id_for(plan, content_hash, config.tag, semantics.identity if semantics is not None else None,
                         protocol)
+    caveats = run_caveats(plan, semantics)  # e.g. an off-domain segmenter (bench.report.caveats)
     meta = {
         "git_sha": provenance.git_sha(),
         "packages": provenance.package_versions(),
@@ -281,9 +282,9 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
         "semantics_source": (semantics.identity if semantics is not None else "ground-truth") if needs_semantics else None,
         "tag": config.tag,
         "protocol": protocol,
-        "caveats": run_caveats(plan, semantics),
+        "caveats": caveats,
     }
-    for caveat in meta["caveats"]:
+    for caveat in caveats:
         log.warning("caveat: %s", caveat)
     config_json = {"dataset": getattr(config.dataset, "name", config.dataset),
                    "codecs": [getattr(c, "name", c) for c in config.codecs], "metrics": config.metrics,

@@ -11,7 +11,8 @@ it (:func:`run_caveats`, :func:`caveat_note`).
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 PREFIX = "off-domain"
 
