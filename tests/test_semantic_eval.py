@@ -65,7 +65,7 @@ def _iou_by_hand(pred: np.ndarray, ref: np.ndarray, classes: int) -> float:
     return float(np.mean(ious))
 
 
-def test_segmenter_cards_declare_domain_classes_weights_and_config() -> None:
+def test_segmenter_cards_declare_domain_classes_weights_and_config(capsys: pytest.CaptureFixture) -> None:
     for name, domain, classes, digest in (("espnetv2", "cityscapes", "cityscapes19", "a72d5969"),
                                           ("deeplabv3-r101-cityscapes", "cityscapes", "cityscapes19", "9e428899"),
                                           (COCO_SEG, "coco-stuff", "cocostuff171", "13600dc2")):
@@ -84,10 +84,13 @@ def test_segmenter_cards_declare_domain_classes_weights_and_config() -> None:
         assert cfg.model.backbone.depth == 101 and cfg.model.decode_head.num_classes == 171
         city = Config.fromfile(make_segmenter("deeplabv3-r101-cityscapes").config)
         assert city.model.decode_head.type == "ASPPHead" and city.model.decode_head.num_classes == 19
+    assert main(["list", "segmenters"]) == 0  # bench list shows each card's domain and classes
     # the 171 -> 9 table agrees with the raw -> 9 table on every used raw id
     raw = np.arange(256, dtype=np.uint8)
     assert np.array_equal(apply_lut(apply_lut(raw, COCO_RAW_TO_STUFF171), COCO_STUFF171_TO_MERGED9),
                           np.where(COCO_RAW_TO_STUFF171 == 255, 255, COCO_RAW_TO_MERGED9))
+    listing = capsys.readouterr().out
+    assert "domain: coco-stuff; classes: cocostuff171" in listing and "domain: not declared" in listing
 
 
 def _small_mmseg_config(tmp_path: Path) -> Path:
