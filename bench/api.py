@@ -146,7 +146,8 @@ def open_store(store: StoreLike, *, readonly: bool = False) -> tuple["Store", bo
 def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset", *,
                 metrics: str | Sequence[str] = "all",
                 rates: Mapping[str, Sequence[Any]] | Sequence[Any] | None = None, limit: int | None = None,
-                protocol: Any = None, tag: str | None = None, params: Mapping[str, Mapping[str, Any]] | None = None,
+                protocol: Any = None, split: str | None = None, tag: str | None = None,
+                params: Mapping[str, Mapping[str, Any]] | None = None,
                 dataset_params: Mapping[str, Any] | None = None,
                 metric_params: Mapping[str, Mapping[str, Any]] | None = None, weights_dir: str | None = None,
                 allow_random_weights: bool = False, device: str | None = None, batch_size: int = 8,
@@ -155,6 +156,15 @@ def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset
     """The :class:`~bench.execution.runner.RunConfig` of an :func:`evaluate` call (see there)."""
     from bench.execution.runner import RunConfig
 
+    ds_params = dict(dataset_params or {})
+    if split is not None and not isinstance(dataset, str):
+        raise ConfigError(f"split={split!r} needs a registered dataset name, got a {type(dataset).__name__}",
+                          "build the Dataset instance with its split, or pass the dataset's name")
+    if split is not None:
+        if ds_params.get("split", split) != split:
+            raise ConfigError(f"split={split!r} and dataset_params['split']={ds_params['split']!r} differ",
+                              "give the split once")
+        ds_params["split"] = str(split)
     if isinstance(semantics, Mapping):
         segmenter: dict[str, Any] | None = dict(semantics)
     elif semantics == "segmenter":
@@ -170,7 +180,7 @@ def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset
         metrics=_names(metrics),
         rates=_rates(rates),
         limit=limit,
-        dataset_params=dict(dataset_params or {}),
+        dataset_params=ds_params,
         codec_params={k: dict(v) for k, v in (params or {}).items()},
         metric_params={k: dict(v) for k, v in (metric_params or {}).items()},
         metric_options={"weights_dir": weights_dir, "allow_random_weights": allow_random_weights, "device": device},
@@ -213,7 +223,8 @@ def run(config: "RunConfig", store: "Store", *, log: LogLike = None, step: int |
 
 def evaluate(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset", *,
              metrics: str | Sequence[str] = "all", rates: Mapping[str, Sequence[Any]] | Sequence[Any] | None = None,
-             limit: int | None = None, protocol: Any = None, store: StoreLike = None, tag: str | None = None,
+             limit: int | None = None, protocol: Any = None, split: str | None = None, store: StoreLike = None,
+             tag: str | None = None,
              params: Mapping[str, Mapping[str, Any]] | None = None, dataset_params: Mapping[str, Any] | None = None,
              metric_params: Mapping[str, Mapping[str, Any]] | None = None, weights_dir: str | None = None,
              allow_random_weights: bool = False, device: str | None = None, batch_size: int = 8,
@@ -226,6 +237,8 @@ def evaluate(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset", 
     ``dataset``: a registered name or a :class:`~bench.datasets.base.Dataset`.
     ``metrics``: names or ``"all"``; ``rates``: values for every codec (a list) or per codec
     name (a dict), as text or numbers (a pair → ``"m_x:m_s"``); ``limit``: the first N images;
+    ``protocol``: a named protocol of the dataset's card; ``split``: the dataset split (e.g.
+    ``"val"``, ``"train"``; default the card's), as ``--split``;
     ``params`` / ``dataset_params`` / ``metric_params``: as ``--param`` on the CLI;
     ``store``: a :class:`~bench.storage.store.Store`, a ``.sqlite`` file or a results folder (default
     ``results/bench.sqlite``); ``tag`` makes a separate run (codecs shown as ``name@tag``);
@@ -237,7 +250,8 @@ def evaluate(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset", 
     """
     from bench.report.export import tidy_rows
 
-    config = make_config(codecs, dataset, metrics=metrics, rates=rates, limit=limit, protocol=protocol, tag=tag,
+    config = make_config(codecs, dataset, metrics=metrics, rates=rates, limit=limit, protocol=protocol, split=split,
+                         tag=tag,
                          params=params, dataset_params=dataset_params, metric_params=metric_params,
                          weights_dir=weights_dir, allow_random_weights=allow_random_weights, device=device,
                          batch_size=batch_size, workers=workers, use_cache=use_cache, retry_failed=retry_failed,

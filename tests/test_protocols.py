@@ -139,7 +139,11 @@ def test_apply_merges_dataset_metric_and_sender_settings():
     assert iwai.semantics_segmenter == {}  # the configured (default) segmenter; DeepLabV3 recorded
     assert iwai.record["sender_segmenter"] == "DeepLabV3"
     card = presets.apply(presets.resolve("cityscapes", None), {"height": 64}, {}, None)
-    assert card.dataset_params == {"height": 64} and card.metric_params == {}
+    assert card.dataset_params == {"height": 64} and card.metric_params == {"miou": {"segmenter": "espnetv2"}}
+    # each protocol names its evaluation segmenter card; --param miou.segmenter wins
+    assert iwai.metric_params["miou"]["segmenter"] == "deeplabv3-r101-cityscapes"
+    coco = presets.apply(presets.resolve("coco", "iwai"), {}, {"miou": {"segmenter": "espnetv2"}}, None)
+    assert coco.metric_params["miou"]["segmenter"] == "espnetv2" == coco.record["miou_segmenter_used"]
 
 
 # -- runs: id, metadata, compare, figures, original --------------------------------------

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from bench.datasets.classes import COCO_MERGED_9, COCO_STUFF_171
 from bench.errors import ConfigError, UnavailableError, UnknownNameError, WeightsError
-from bench.segmenters import SEGMENTERS, make_segmenter, segment_cached
+from bench.segmenters import make_segmenter, segment_cached, segmenter_card, segmenter_names
 from bench.segmenters.base import resolve_class_set, to_void
 from bench.runtime.refcache import RefCache
 
@@ -22,7 +22,8 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def test_registry_names_and_errors() -> None:
-    assert set(SEGMENTERS) == {"espnetv2", "onnx", "mmseg"}
+    assert {"espnetv2", "onnx", "mmseg", "deeplabv3-r101-cityscapes", "deeplabv3-r101-coco-stuff164k"} <= \
+        set(segmenter_names())
     with pytest.raises(UnknownNameError, match="espnetv2"):
         make_segmenter("segformer")
     with pytest.raises(ConfigError, match="colour"):

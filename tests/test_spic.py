@@ -295,6 +295,53 @@ def test_adapter_bpp_parts_and_reproducibility(tiny_checkpoint: Path) -> None:
     assert not np.array_equal(a, c)  # different seed → different
 
 
+def _official_coarse(image: np.ndarray, size: tuple[int, int], tmp: Path) -> np.ndarray:
+    """frapez1/SPIC image_sample.py preprocess_input ("down+bpg"), step by step: the dataset's
+    float32 [-1, 1] array, (x + 1) / 2, F.interpolate(mode="area"), ×255 in float32,
+    cv2.imwrite of the BGR-swapped array to PNG, cv2.imread back (the file bpgenc reads)."""
+    cv2 = pytest.importorskip("cv2")
+    arr = np.transpose(image.astype(np.float32) / 127.5 - 1, [2, 0, 1])
+    batch = torch.from_numpy(arr)[None]
+    low = torch.nn.functional.interpolate(((batch + 1.0) / 2.0), size, mode="area")
+    path = str(tmp / "compressed_bpg.png")
+    cv2.imwrite(path, cv2.cvtColor(low[0].cpu().numpy().transpose(1, 2, 0) * 255, cv2.COLOR_BGR2RGB))
+    return cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+
+
+def test_coarse_image_is_the_official_float32_area_downsample_bit_for_bit(tiny_checkpoint: Path,
+                                                                           tmp_path: Path) -> None:
+    codec = _codec(tiny_checkpoint, size="256x512")
+    image = _image(256, 512)
+    official = _official_coarse(image, (64, 128), tmp_path)
+    ours = codec.downsample(image)
+    assert ours.shape == (64, 128, 3) and np.array_equal(ours, official)
+    # the exact box mean (what the adapter did before) is not the official image
+    box = np.rint(image.reshape(64, 4, 128, 4, 3).astype(np.float64).mean(axis=(1, 3))).astype(np.uint8)
+    assert np.count_nonzero(box != official) > 0
+
+
+def test_spic_paper_rate_sizes_the_bilinear_png_of_the_evaluation_script(tiny_checkpoint: Path,
+                                                                        tmp_path: Path) -> None:
+    import torchvision
+
+    codec = _codec(tiny_checkpoint)
+    image, labels = _image(64, 128), cityscapes_like(3, 64, 128)
+    enc = codec.encode(image, 35, semantics=Semantics(labels, "cityscapes19", "ground-truth"))
+    # image_sample.py: F.interpolate(image, small, mode="bilinear"), save_compressed((x + 1) / 2) →
+    # torchvision save_image → PNG → the coarse codec (WebP stand-in here, quality 100 − 2·35)
+    batch = torch.from_numpy(np.transpose(image.astype(np.float32) / 127.5 - 1, [2, 0, 1]))[None]
+    low = torch.nn.functional.interpolate(batch, (16, 32), mode="bilinear")
+    torchvision.utils.save_image((low[0] + 1.0) / 2.0, tmp_path / "c.png")
+    webp = io.BytesIO()
+    Image.open(tmp_path / "c.png").convert("RGB").save(webp, "WEBP", quality=30, method=6)
+    coarse_bpp = 8 * len(webp.getvalue()) / (64 * 128)
+    labels_bpp = 8 * len(enc.parts["labels"]) / (64 * 128)
+    assert enc.notes["bpp_paper_coarse"] == pytest.approx(coarse_bpp)
+    assert enc.notes["bpp_paper_labels"] == pytest.approx(labels_bpp)
+    assert enc.notes["bpp_paper"] == pytest.approx(coarse_bpp + labels_bpp)
+    assert len(webp.getvalue()) != len(enc.parts["coarse"])  # not the image the model receives
+
+
 def test_adapter_input_checks(tiny_checkpoint: Path) -> None:
     codec = _codec(tiny_checkpoint)
     labels = cityscapes_like(2, 64, 128)
@@ -334,6 +381,10 @@ def test_end_to_end_demo_with_stand_in(tiny_checkpoint: Path, store_path: Path) 
     assert row.bpp == pytest.approx(8 * (row.bytes["labels"] + row.bytes["coarse"]) / (256 * 512))
     assert row.metrics["bpp_labels"] == pytest.approx(8 * row.bytes["labels"] / (256 * 512))
     assert math.isfinite(row.metrics["psnr"])
+    # SPIC rows carry the evaluation script's rate beside the real one
+    assert row.metrics["bpp_paper"] == pytest.approx(row.metrics["bpp_paper_coarse"] + row.metrics["bpp_paper_labels"])
+    assert row.metrics["bpp_paper_labels"] == pytest.approx(row.metrics["bpp_labels"])
+    assert row.metrics["bpp_paper"] != pytest.approx(row.bpp)
     meta = store.run(run_id)["meta"]
     assert meta["codecs"]["spic"]["params"]["timesteps"] == [0, 10, 20]
     assert "BPG stand-in: webp" in meta["codecs"]["spic"]["version"]

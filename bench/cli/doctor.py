@@ -16,6 +16,10 @@ def _component(kind: str, name: str, options: dict[str, Any]) -> str:
     try:
         if kind == "codec":
             obj = catalog.make_codec(name, weights_dir=options.get("weights_dir"))
+        elif kind == "segmenter":
+            from bench.segmenters import make_segmenter
+
+            obj = make_segmenter(name, weights_dir=options.get("weights_dir"))
         else:
             obj = catalog.make_metric(name, **options)
         reqs = obj.requirements()
@@ -48,6 +52,8 @@ def report(weights_dir: str | None = None) -> str:
     out += [_component("codec", n, options) for n in catalog.registry("codec").names()]
     out.append("metrics:")
     out += [_component("metric", n, options) for n in catalog.registry("metric").names()]
+    out.append("segmenters (cards with published weights):")
+    out += [_component("segmenter", e.name, options) for e in catalog.registry("segmenter") if e.card.get("weights")]
     out.append("datasets:")
     out += [_dataset(n) for n in catalog.registry("dataset").names()]
     return "\n".join(out)

@@ -35,6 +35,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             except ImportError as err:
                 status = f"UNAVAILABLE (python package missing: {err.name})"
         print(f"{entry.name:12s} {status}\n{'':12s} {desc}".rstrip())
+        if kind == "segmenter":  # what the off-domain caveat compares with the dataset's domain
+            print(f"{'':12s} domain: {entry.card.get('domain') or 'not declared'}; "
+                  f"classes: {entry.card.get('class_set') or 'given as params'}")
         if kind == "dataset" and entry.card.get("protocols"):
             print(f"{'':12s} protocols (--protocol): {', '.join(entry.card['protocols'])}")
     return 0
@@ -48,8 +51,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
-    ls = sub.add_parser("list", parents=common, help="registered codecs, datasets or metrics and their availability")
-    ls.add_argument("what", choices=["codecs", "datasets", "metrics"])
+    ls = sub.add_parser("list", parents=common,
+                        help="registered codecs, datasets, metrics or segmenters and their availability")
+    ls.add_argument("what", choices=["codecs", "datasets", "metrics", "segmenters"])
     ls.set_defaults(func=cmd_list)
 
     doc = sub.add_parser("doctor", parents=common, help="what is found and what is missing (binaries, weights, datasets)")

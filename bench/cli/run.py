@@ -48,6 +48,11 @@ def run_config(args: argparse.Namespace) -> Any:
     segmenter = params.pop("segmenter", {}) if args.semantics == "segmenter" else None
     if args.root:
         dataset_params["root"] = args.root
+    if getattr(args, "split", None):
+        if dataset_params.get("split", args.split) != args.split:
+            raise ConfigError(f"--split {args.split} and --param {args.dataset}.split={dataset_params['split']} differ",
+                              "give the split once")
+        dataset_params["split"] = args.split
     return RunConfig(
         dataset=args.dataset,
         codecs=codec_names,
@@ -143,6 +148,8 @@ def _evaluation_options() -> argparse.ArgumentParser:
     e = Parser(add_help=False)
     e.add_argument("--dataset", required=True)
     e.add_argument("--root", help="dataset root folder (overrides card and env)")
+    e.add_argument("--split", help="dataset split (cityscapes: train | val | test; coco: val2017 | train2017; "
+                   "default: the card's); recorded in the run's dataset protocol")
     e.add_argument("--protocol", help="a named protocol of the dataset's card (cityscapes: sqgan, spic, iwai, "
                    "native; coco: iwai, native): resolution, resampling, classes, senders' labels, mIoU "
                    "averaging; recorded and part of the run id (default: the card's params, 'card')")

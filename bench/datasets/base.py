@@ -42,12 +42,16 @@ class Sample:
     ``image``: H×W×3 uint8 RGB (0..255) after the protocol's resize.
     ``labels``: H×W uint8 ground-truth ids of the dataset's class set (255 = ignore),
     or None when the dataset has no labels.
+    ``alt_labels``: the same ground truth in other class sets, by class-set name (e.g.
+    COCO-Stuff's raw ``cocostuff182`` beside merged9 labels), so a segmenter of another
+    class set can still be scored against ground truth (see :mod:`bench.metrics.miou`).
     """
 
     id: str
     image: np.ndarray
     labels: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    alt_labels: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def height(self) -> int:
@@ -63,6 +67,9 @@ class Dataset(ABC):
 
     name: ClassVar[str] = "dataset"
     class_set: ClassSet | None = None
+    #: what the images show, compared with a segmenter card's training ``domain``
+    #: (``cityscapes``, ``coco-stuff``; None: undeclared, i.e. not any segmenter's domain)
+    domain: ClassVar[str | None] = None
 
     @abstractmethod
     def ids(self) -> list[str]:

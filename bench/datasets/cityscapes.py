@@ -59,6 +59,7 @@ class CityscapesDataset(Dataset):
     """
 
     name = "cityscapes"
+    domain = "cityscapes"
 
     def __init__(self, root: str | Path | None = None, *, split: str = "val", height: Any = 256,
                  width: Any = 512, fit: str = "resize", image_resample: str = "bilinear",

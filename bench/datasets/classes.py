@@ -162,6 +162,19 @@ CLASS_SETS: dict[str, ClassSet] = {
 }
 
 
+#: COCO-Stuff 171 id → merged9 id (a segmenter's 171-class prediction scored on Iwai's 9 classes).
+COCO_STUFF171_TO_MERGED9 = lookup_table((k, int(COCO_RAW_TO_MERGED9[raw])) for k, raw in enumerate(COCO_USED_RAW_IDS))
+
+#: Label maps that can be converted from one class set to another: (from, to) → LUT.
+#: Used to score a segmenter against ground truth stored in another (finer) class set.
+CONVERSIONS: dict[tuple[str, str], np.ndarray] = {
+    ("cityscapes34", "cityscapes19"): CITYSCAPES_LABELID_TO_TRAINID,
+    ("cocostuff182", "cocostuff171"): COCO_RAW_TO_STUFF171,
+    ("cocostuff182", "coco_merged9"): COCO_RAW_TO_MERGED9,
+    ("cocostuff171", "coco_merged9"): COCO_STUFF171_TO_MERGED9,
+}
+
+
 def apply_lut(labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
     """Map a uint8 label map through a 256-entry LUT (returns a new uint8 array)."""
     return lut[labels.astype(np.uint8, copy=False)]

@@ -56,6 +56,7 @@ class CocoStuffDataset(Dataset):
     """
 
     name = "coco"
+    domain = "coco-stuff"
 
     def __init__(self, root: str | Path | None = None, *, split: str = "val2017", classes: str = "stuff171",
                  height: Any = None, width: Any = None, fit: str = "resize",
@@ -126,15 +127,23 @@ class CocoStuffDataset(Dataset):
         info: dict[str, Any] = {}
         raw = read_image_file(path, self.name, info)
         labels = None
+        alt: dict[str, np.ndarray] = {}
         if self.with_labels:
-            native = self.read_labels(image_id)
+            path_l = self.label_path(image_id)
+            if not path_l.is_file():
+                raise DatasetNotFoundError(f"coco: label map {path_l} not found",
+                                           f"unzip stuffthingmaps_trainval2017.zip into the root\n{LAYOUT}")
+            native = read_label(path_l)  # raw ids; nearest resizing commutes with the class LUTs
             if native.shape != raw.shape[:2]:
                 raise ConfigError(f"coco: {image_id} image is {raw.shape[:2]}, labels {native.shape}",
                                   "the image and its stuffthingmap must have the same size")
-            labels = self.resolution.labels(native)
+            stored = self.resolution.labels(native)
+            labels = apply_lut(stored, self._lut)
+            if self.classes != "raw182":  # the raw ids too: every COCO-Stuff class set derives from them
+                alt[COCO_STUFF_182.name] = apply_lut(stored, COCO_RAW_TO_RAW182)
         return Sample(image_id, self.resolution.image(raw), labels,
                       {"path": str(path), "native_size": [int(raw.shape[0]), int(raw.shape[1])],
-                       **source_note(info)})
+                       **source_note(info)}, alt)
 
     def protocol(self) -> dict[str, Any]:
         return {"dataset": self.name, "split": self.split,

@@ -12,10 +12,13 @@ A dataset card may hold a ``protocols:`` mapping (data, not code)::
         miou_average: all                    # present | all
         segmenter: UperNet-InternImage-XL    # the paper's evaluation segmenter (recorded)
         segmenter_input: ...                 # what the paper's segmenter is fed (recorded)
+        eval_segmenter: espnetv2             # the segmenter card the mIoU metric uses here
 
 ``bench run --protocol NAME`` applies one: its ``dataset`` params replace the card's
 (a conflicting ``--param`` is refused), the mIoU metric gets ``average`` (unless
-``--param miou.average=…`` says otherwise), and ``sender_labels: segmenter`` gives semantic
+``--param miou.average=…`` says otherwise) and the segmenter card ``eval_segmenter`` (unless
+``--param miou.segmenter=…`` names another; without ``--protocol`` the card's top-level
+``eval_segmenter``), and ``sender_labels: segmenter`` gives semantic
 codecs' senders the configured segmenter's map (the paper's own segmenter is recorded;
 its weights are not bundled). Without ``--protocol`` the card's params are used
 unchanged and the run records protocol ``card``. The whole preset is recorded in the run
@@ -50,6 +53,7 @@ class ProtocolPreset:
     miou_average: str = "present"
     segmenter: str | None = None
     segmenter_input: str | None = None
+    eval_segmenter: str | None = None
 
     @classmethod
     def from_card(cls, dataset_name: str, name: str, spec: Any, source_file: str) -> "ProtocolPreset":
@@ -57,7 +61,7 @@ class ProtocolPreset:
         if not isinstance(spec, Mapping):
             raise ConfigError(f"{where} is not a mapping", "see bench/datasets/presets.py for the fields")
         known = {"source", "dataset", "sender_labels", "sender_segmenter", "miou_average", "segmenter",
-                 "segmenter_input"}
+                 "segmenter_input", "eval_segmenter"}
         extra = set(spec) - known
         if extra:
             raise ConfigError(f"{where} has unknown fields {sorted(extra)}", f"use only {sorted(known)}")
@@ -68,7 +72,8 @@ class ProtocolPreset:
                               f"a protocol fixes only {', '.join(DATASET_KEYS)}")
         preset = cls(name, dataset_name, str(spec.get("source") or ""), params,
                      str(spec.get("sender_labels", "ground-truth")), spec.get("sender_segmenter"),
-                     str(spec.get("miou_average", "present")), spec.get("segmenter"), spec.get("segmenter_input"))
+                     str(spec.get("miou_average", "present")), spec.get("segmenter"), spec.get("segmenter_input"),
+                     spec.get("eval_segmenter"))
         if preset.sender_labels not in SENDER_LABELS:
             raise ConfigError(f"{where}: sender_labels={preset.sender_labels!r}", f"use one of {SENDER_LABELS}")
         if preset.miou_average not in AVERAGES:
@@ -85,8 +90,14 @@ class ProtocolPreset:
 
 
 def card_preset(dataset_name: str) -> ProtocolPreset:
-    """The implicit protocol of a run without ``--protocol``: the card's params as they are."""
-    return ProtocolPreset(CARD, dataset_name, f"datasets/{dataset_name}.yaml params (no --protocol)")
+    """The implicit protocol of a run without ``--protocol``: the card's params as they are,
+    and the card's ``eval_segmenter`` (None for a dataset that is not a registered card)."""
+    from bench.registry import catalog
+
+    reg = catalog.registry("dataset")
+    seg = reg.get(dataset_name).card.get("eval_segmenter") if dataset_name in reg else None
+    return ProtocolPreset(CARD, dataset_name, f"datasets/{dataset_name}.yaml params (no --protocol)",
+                          eval_segmenter=str(seg) if seg else None)
 
 
 def protocols_of(dataset_name: str) -> dict[str, ProtocolPreset]:
@@ -141,6 +152,11 @@ def apply(preset: ProtocolPreset, dataset_params: Mapping[str, Any], metric_para
     mp = {k: dict(v) for k, v in metric_params.items()}
     record = preset.record()
     record["image_modes"] = dict(IMAGE_MODE_POLICY)
+    if preset.eval_segmenter:  # the mIoU segmenter card, unless --param miou.segmenter names one
+        user_seg = mp.get("miou", {}).get("segmenter")
+        if user_seg is None:
+            mp.setdefault("miou", {})["segmenter"] = preset.eval_segmenter
+        record["miou_segmenter_used"] = str(user_seg or preset.eval_segmenter)
     if preset.name != CARD:
         user = mp.get("miou", {}).get("average")
         if user is not None:

@@ -1,8 +1,8 @@
 """Named resampling rules of the dataset protocols (images and label maps).
 
 Each paper's loader resizes differently, and the difference shows in the numbers (on
-Cityscapes at 4× reduction the two nearest-neighbour rules below disagree on ~4 % of
-label pixels). A protocol names its rules; these functions implement them:
+Cityscapes at 4× reduction the two nearest-neighbour rules below disagree on 1.9–2.8 % of
+the label pixels of real val frames, as measured for issue 24). A protocol names its rules; these functions implement them:
 
 Images (H×W×3 uint8 → h×w×3 uint8):
 

@@ -64,6 +64,9 @@ def sample_key(sample: Sample) -> str:
     if sample.labels is not None:
         lab = np.ascontiguousarray(sample.labels)
         parts += [f"{lab.dtype.str}{lab.shape}", str(sample.meta.get("class_set")), lab.tobytes()]
+    for name in sorted(getattr(sample, "alt_labels", None) or {}):  # ground truth in other class sets
+        alt = np.ascontiguousarray(sample.alt_labels[name])
+        parts += [f"alt:{name}{alt.dtype.str}{alt.shape}", alt.tobytes()]
     return _sha(*parts)
 
 

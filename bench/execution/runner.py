@@ -198,6 +198,26 @@ def sender_semantics(config: RunConfig) -> SegmenterSemantics | None:
     return SegmenterSemantics(segmenter)
 
 
+def run_caveats(plan: Plan, semantics: SegmenterSemantics | None = None) -> list[str]:
+    """The caveats of a run's numbers (see :mod:`bench.report.caveats`): a segmenter (the mIoU
+    metric's, or the senders') trained on another domain than the dataset's."""
+    from bench.report.caveats import off_domain_caveat
+
+    domain = getattr(plan.dataset, "domain", None)
+    users = [(getattr(m, "segmenter", None), f"{m.name}") for m in plan.metrics]
+    if semantics is not None:
+        users.append((semantics.segmenter, "senders' label-map"))
+    out: list[str] = []
+    for seg, role in users:
+        if seg is None:
+            continue
+        text = off_domain_caveat(getattr(seg, "card_name", seg.name), getattr(seg, "domain", None),
+                                 plan.dataset.name, domain, role="mIoU" if role == "miou" else role)
+        if text and text not in out:
+            out.append(text)
+    return out
+
+
 def run_id_for(plan: Plan, content_hash: str, tag: str | None, semantics_source: str | None = None,
                protocol: dict[str, Any] | None = None) -> str:
     """Deterministic id: the same dataset content, codecs, rates, metrics (and senders'
@@ -246,6 +266,7 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
     semantics = sender_semantics(config) if needs_semantics else None
     run_id = run_id_for(plan, content_hash, config.tag, semantics.identity if semantics is not None else None,
                         protocol)
+    caveats = run_caveats(plan, semantics)  # e.g. an off-domain segmenter (bench.report.caveats)
     meta = {
         "git_sha": provenance.git_sha(),
         "packages": provenance.package_versions(),
@@ -261,7 +282,10 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
         "semantics_source": (semantics.identity if semantics is not None else "ground-truth") if needs_semantics else None,
         "tag": config.tag,
         "protocol": protocol,
+        "caveats": caveats,
     }
+    for caveat in caveats:
+        log.warning("caveat: %s", caveat)
     config_json = {"dataset": getattr(config.dataset, "name", config.dataset),
                    "codecs": [getattr(c, "name", c) for c in config.codecs], "metrics": config.metrics,
                    "rates": config.rates, "limit": config.limit, "dataset_params": config.dataset_params,

@@ -31,9 +31,21 @@ near-lossless "codec" over exactly the rate point's images: ``miou_orig`` cannot
 expected to rise above it (ESPNetv2 at 256×512 changes ~3 % of its labels under such
 noise). ``average="all"`` is SQ-GAN's
 convention (every class of the class set counts, an absent class scores 0); the
-default ``"present"`` is the Cityscapes/mmseg one. The per-image values written to each
-row (``miou_gt_img``, ``miou_orig_img``) are that image's own mIoU over the classes
-present in it: useful for inspection, NOT the dataset metric.
+default ``"present"`` is the Cityscapes/mmseg one.
+
+Per image (``miou_gt_img``, ``miou_orig_img``, ``miou_gt9_img``), whatever ``average``:
+the image's own mean IoU over the classes present in EITHER map of that image (non-zero
+union on its valid reference pixels), in [0, 1]. A reconstruction that segments exactly
+like its reference scores 1, so ``iou_drop_orig`` = 1 − ``miou_orig_img`` is 0 for a
+clean image; worst-image rankings use it. It is not the dataset metric (that one keeps
+the protocol's averaging over dataset-level sums).
+
+Ground truth in another class set: the reference ``gt`` is the ground truth in the
+SEGMENTER's class set: the sample's labels when they are in it, else ``sample.alt_labels``
+or a conversion of either (:data:`bench.datasets.classes.CONVERSIONS`: Cityscapes' 34
+labelIds → 19 trainIds, COCO-Stuff raw 182 → 171). A 171-class COCO-Stuff segmenter is
+also scored on Iwai et al.'s 9 merged classes (prediction and ground truth mapped to
+``coco_merged9``): ``miou_gt9``, as in their Table 3.
 """
 
 from __future__ import annotations
@@ -45,6 +57,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..datasets.base import ClassSet
+from ..datasets.classes import CLASS_SETS, CONVERSIONS, apply_lut
 from ..errors import MetricError, MetricOptionError
 from ..segmenters import Segmenter, extractor_id, make_segmenter, segment_cached
 from .base import Metric, Pair, State
@@ -52,9 +65,13 @@ from .base import Metric, Pair, State
 IGNORE = 255
 REFERENCES = ("gt", "orig")
 
-#: The default segmenter: the strongest published ESPNetv2 (s=2.0 at 1024×512).
+#: The default segmenter card (when neither the protocol nor --param miou.segmenter names
+#: one): the strongest published ESPNetv2 (s=2.0 at 1024×512, set by its card).
 DEFAULT_SEGMENTER = "espnetv2"
-DEFAULT_SEGMENTER_PARAMS: dict[str, Any] = {"scale": 2.0, "input_size": "1024x512"}
+
+#: Extra ground-truth columns of a segmenter's class set: (key, coarser class set); the
+#: prediction and the ground truth are both mapped through CONVERSIONS.
+MERGED_VIEWS: dict[str, tuple[tuple[str, str], ...]] = {"cocostuff171": (("gt9", "coco_merged9"),)}
 
 
 def confusion_matrix(pred: np.ndarray, ref: np.ndarray, num_classes: int) -> np.ndarray:
@@ -125,8 +142,9 @@ class MIoU(Metric):
     """mIoU (in [0, 1]) of segmentations of reconstructions vs ground truth and vs the
     segmentation of the original.
 
-    Options: ``segmenter`` (name in :data:`bench.segmenters.SEGMENTERS`, default
-    ``espnetv2``), ``segmenter_params`` (its options; default ESPNetv2 s=2.0 at 1024×512),
+    Options: ``segmenter`` (a segmenter card name, see ``segmenters/*.yaml``; default: the
+    protocol's evaluation segmenter, else ``espnetv2``), ``segmenter_params`` (options that
+    replace the card's params),
     ``gt_class_set`` (class set of ``sample.labels`` when samples do not state it in
     ``meta["class_set"]``), ``average`` ("present": mean over classes with a non-zero
     union, the default; "all": over every class, absent ones scoring 0), ``noise_floor``
@@ -140,7 +158,7 @@ class MIoU(Metric):
     higher_is_better = True
     unit = ""
 
-    def __init__(self, *, segmenter: str | Segmenter = DEFAULT_SEGMENTER, segmenter_params: dict[str, Any] | None = None,
+    def __init__(self, *, segmenter: str | Segmenter | None = None, segmenter_params: dict[str, Any] | None = None,
                  gt_class_set: str | None = None, average: str = "present", noise_floor: bool = True,
                  refcache: Any = None, weights_dir: str | None = None,
                  allow_random_weights: bool = False, device: str | None = None) -> None:
@@ -154,13 +172,17 @@ class MIoU(Metric):
         if isinstance(segmenter, Segmenter):
             self.segmenter = segmenter
         else:
-            params = dict(DEFAULT_SEGMENTER_PARAMS if segmenter == DEFAULT_SEGMENTER and segmenter_params is None
-                          else segmenter_params or {})
+            if segmenter_params is not None and not isinstance(segmenter_params, dict):
+                raise MetricOptionError(f"miou segmenter_params {segmenter_params!r} is not a mapping",
+                                        "pass a dict of the segmenter's options (Python API / metric_params)")
+            segmenter = segmenter or DEFAULT_SEGMENTER
+            params = dict(segmenter_params or {})
             params.setdefault("weights_dir", weights_dir)
             params.setdefault("allow_random_weights", allow_random_weights)
             params.setdefault("device", device)
-            self.segmenter = make_segmenter(segmenter, **params)
+            self.segmenter = make_segmenter(str(segmenter), **params)
         self.gt_class_set = gt_class_set
+        self.views = tuple((key, CLASS_SETS[target]) for key, target in MERGED_VIEWS.get(self.class_set.name, ()))
         self.average = average
         self.noise_floor = noise_floor
         self._refcache = refcache
@@ -181,7 +203,10 @@ class MIoU(Metric):
         self.random_weights = self.segmenter.random_weights
         out = super().describe()
         out.update({"segmenter": self.segmenter.describe(), "class_set": self.class_set.name,
-                    "references": list(REFERENCES), "ignore_index": IGNORE,
+                    "references": list(REFERENCES) + [key for key, _ in self.views],
+                    "views": {key: cs.name for key, cs in self.views}, "ignore_index": IGNORE,
+                    "per_image": "mean IoU over the classes present in either map of the image "
+                                 "(1 = segments exactly like the reference), whatever the averaging",
                     "gt_class_set": self.gt_class_set, "average": self.average,
                     "noise_floor": (f"original + ±1 LSB noise ({NOISE_RECIPE}, seeded by content) vs original"
                                     if self.noise_floor else None),
@@ -198,6 +223,10 @@ class MIoU(Metric):
             state[f"inter_{ref}"] = np.zeros(c, np.int64)
             state[f"union_{ref}"] = np.zeros(c, np.int64)
             state[f"images_{ref}"] = np.zeros((), np.int64)
+        for key, cs in self.views:
+            state[f"inter_{key}"] = np.zeros(cs.num_classes, np.int64)
+            state[f"union_{key}"] = np.zeros(cs.num_classes, np.int64)
+            state[f"images_{key}"] = np.zeros((), np.int64)
         if self.noise_floor:
             state["inter_floor"] = np.zeros(c, np.int64)
             state["union_floor"] = np.zeros(c, np.int64)
@@ -220,13 +249,22 @@ class MIoU(Metric):
         labels = cache.get_or_compute(image, ident, lambda: self.segmenter.predict(lsb_noise(image)))
         return np.asarray(labels, dtype=np.uint8)
 
-    def _gt_usable(self, pair: Pair) -> bool:
-        sample = pair.sample
+    def ground_truth(self, sample: Any, class_set: str) -> np.ndarray | None:
+        """The sample's ground truth in ``class_set`` (its labels, an ``alt_labels`` entry, or a
+        conversion of either through CONVERSIONS), or None when it has none there."""
         if sample.labels is None:
-            return False
+            return None
         stated = sample.meta.get("class_set", self.gt_class_set)
-        name = stated.name if isinstance(stated, ClassSet) else stated
-        return name == self.class_set.name
+        sources: dict[str, np.ndarray] = dict(getattr(sample, "alt_labels", None) or {})
+        if stated is not None:
+            sources[stated.name if isinstance(stated, ClassSet) else str(stated)] = sample.labels
+        if class_set in sources:
+            return sources[class_set]
+        for source, labels in sources.items():
+            lut = CONVERSIONS.get((source, class_set))
+            if lut is not None:
+                return apply_lut(labels, lut)
+        return None
 
     def update(self, state: State, pair: Pair) -> dict[str, float]:
         return self.update_batch([state], [pair])[0]
@@ -251,27 +289,35 @@ class MIoU(Metric):
             state["inter_floor"] += inter
             state["union_floor"] += union
             state["images_floor"] += 1
-        if self._gt_usable(pair):
-            labels = pair.sample.labels
-            if labels.shape != original.shape[:2]:
-                raise MetricError(f"labels {labels.shape} and image {original.shape[:2]} differ in size",
+        gt = self.ground_truth(pair.sample, self.class_set.name)
+        if gt is not None:
+            if gt.shape != original.shape[:2]:
+                raise MetricError(f"labels {gt.shape} and image {original.shape[:2]} differ in size",
                                   "the dataset must resize labels with the image (nearest)")
-            references["gt"] = labels
+            references["gt"] = gt
+        scored = [(ref, pred, labels, self.num_classes) for ref, labels in references.items()]
+        for key, cs in self.views:  # coarser class sets: prediction and ground truth both mapped
+            view_gt = self.ground_truth(pair.sample, cs.name)
+            if view_gt is not None and view_gt.shape == original.shape[:2]:
+                scored.append((key, apply_lut(pred, CONVERSIONS[(self.class_set.name, cs.name)]), view_gt,
+                               cs.num_classes))
         values: dict[str, float] = {}
-        for ref, labels in references.items():
-            inter, union = intersection_union(pred, labels, self.num_classes)
+        for ref, p, labels, classes in scored:
+            inter, union = intersection_union(p, labels, classes)
             state[f"inter_{ref}"] += inter
             state[f"union_{ref}"] += union
             state[f"images_{ref}"] += 1
-            per_image = mean_iou(inter, union, self.average) if union.any() else math.nan
+            # per image: the classes present in either map of THIS image, whatever self.average
+            per_image = mean_iou(inter, union, "present") if union.any() else math.nan
             if not math.isnan(per_image):  # a reference that is void everywhere has no value
                 values[f"miou_{ref}_img"] = per_image
         return values
 
     def compute(self, state: State) -> dict[str, float]:
         out: dict[str, float] = {}
-        for ref in REFERENCES:
-            if int(state[f"images_{ref}"]) == 0:
+        refs = [(ref, self.class_set) for ref in REFERENCES] + list(self.views)
+        for ref, cs in refs:
+            if f"images_{ref}" not in state or int(state[f"images_{ref}"]) == 0:
                 if ref == "orig":
                     out["miou_orig"] = math.nan
                 continue
@@ -280,7 +326,7 @@ class MIoU(Metric):
             if ref == "orig" and int(state.get("images_floor", 0)) > 0:  # the column beside miou_orig
                 out["miou_orig_floor"] = mean_iou(state["inter_floor"], state["union_floor"], self.average)
             out[f"classes_{ref}"] = float(np.count_nonzero(union))
-            for name, value in zip(self.class_set.names, iou_per_class(inter, union)):
+            for name, value in zip(cs.names, iou_per_class(inter, union)):
                 if not math.isnan(value):
                     out[f"iou_{ref}/{_key(name)}"] = float(value)
         return out

@@ -1,8 +1,8 @@
 """YAML cards: what a codec or dataset is (entry point, rate points, paths).
 
-Cards live in ``codecs/*.yaml`` and ``datasets/*.yaml`` at the project root, plus any
-directory listed in ``BENCH_CARD_PATH`` (``os.pathsep``-separated; each may hold
-``codecs/`` and ``datasets/`` sub-folders). A card is data, never Python::
+Cards live in ``codecs/*.yaml``, ``datasets/*.yaml`` and ``segmenters/*.yaml`` at the
+project root, plus any directory listed in ``BENCH_CARD_PATH`` (``os.pathsep``-separated;
+each may hold ``codecs/``, ``datasets/`` and ``segmenters/`` sub-folders). A card is data, never Python::
 
     name: jpeg2000
     entry: bench.codecs.pillow_codecs:Jpeg2000Codec
@@ -23,7 +23,7 @@ from bench.errors import ConfigError
 from bench.registry.core import Entry
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CARD_DIRS = {"codec": "codecs", "dataset": "datasets"}
+CARD_DIRS = {"codec": "codecs", "dataset": "datasets", "segmenter": "segmenters"}
 
 
 def card_roots() -> list[Path]:

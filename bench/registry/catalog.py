@@ -13,7 +13,7 @@ from bench.registry.core import Entry, Registry
 
 @lru_cache(maxsize=None)
 def registry(kind: str) -> Registry:
-    """The registry of ``kind`` ("codec", "dataset" or "metric"), built once."""
+    """The registry of ``kind`` ("codec", "dataset", "metric" or "segmenter"), built once."""
     reg = Registry(kind)
     if kind == "metric":
         from bench.metrics import BUILTIN

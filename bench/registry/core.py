@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from bench.errors import ConfigError, UnknownNameError
 
-KINDS = ("codec", "dataset", "metric")
+KINDS = ("codec", "dataset", "metric", "segmenter")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -128,6 +129,9 @@ def rd_figure(df: pd.DataFrame, column: str) -> Figure:
         ax.legend(fontsize="small", loc="best")
     else:
         ax.text(0.5, 0.5, "no finite values", transform=ax.transAxes, ha="center", va="center")
+    caveats = df.attrs.get("caveats") or []  # bench.report.caveats (off-domain segmenter)
+    if caveats and info.metric == "miou":
+        fig.suptitle(textwrap.fill("; ".join(caveats), 90), fontsize="x-small", color="darkred")
     if info.random_weights:
         ax.text(0.5, 0.02, RANDOM_NOTE, transform=ax.transAxes, ha="center", va="bottom",
                 color="red", fontsize="small", weight="bold",

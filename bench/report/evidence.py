@@ -37,18 +37,22 @@ def miou_average(run: Mapping[str, Any]) -> str:
 
 
 def row_iou(row: Row, average: str = "present") -> dict[str, float]:
-    """``miou_<ref>_img`` (in [0, 1], classes averaged as the run's metric did: ``average``,
-    see :func:`miou_average`) for each reference the row's mIoU state holds, and
-    ``iou_drop_orig``; {} without an mIoU state."""
+    """``miou_<ref>_img`` (in [0, 1]) for each reference the row's mIoU state holds (gt, orig,
+    gt9), and ``iou_drop_orig``; {} without an mIoU state. Per image, the IoU is averaged over
+    the classes present in either map of that image WHATEVER the run's averaging (``average``
+    is accepted and ignored): a reconstruction that segments like the original scores 1 and
+    drops 0 (see :mod:`bench.metrics.miou`)."""
     state = row.states.get("miou")
     if not state:
         return {}
     out: dict[str, float] = {}
-    for ref in REFERENCES:
+    views = [k[len("inter_"):] for k in state if k.startswith("inter_") and k[len("inter_"):] not in REFERENCES
+             and k != "inter_floor"]
+    for ref in (*REFERENCES, *sorted(views)):
         if f"inter_{ref}" not in state or int(np.asarray(state.get(f"images_{ref}", 0))) == 0:
             continue
         union = np.asarray(state[f"union_{ref}"])
-        value = mean_iou(np.asarray(state[f"inter_{ref}"]), union, average) if union.any() else math.nan
+        value = mean_iou(np.asarray(state[f"inter_{ref}"]), union, "present") if union.any() else math.nan
         if not math.isnan(value):
             out[f"miou_{ref}_img"] = value
     if "miou_orig_img" in out:

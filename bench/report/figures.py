@@ -29,6 +29,8 @@ figure and report).
 
 from __future__ import annotations
 
+import textwrap
+
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +48,7 @@ from bench.errors import ConfigError
 from bench.report.curves import axis_label, codec_colour, codec_marker
 from bench.report.intervals import add_intervals, ci_notes, draw_interval, draw_small_n, small_n_notes
 from bench.report.curves import rate_axis_label
+from bench.report.caveats import caveat_note
 from bench.report.rates import check_rate, paper_codecs_of, rate_view
 from bench.report.summary import column_info, summarise
 from bench.analysis.stats import Bootstrap
@@ -319,6 +322,8 @@ def figure(preset_name: str, runs: list[RunData], *, ssm: float | None = None) -
             fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
                        ncol=min(len(handles), 6), frameon=False)
         caption = rate_caption(runs)
+        off = caveat_note(r.run for r in runs)  # bench.report.caveats: off-domain segmenter
+        caption = "\n".join(c for c in (caption, textwrap.fill(off, 120) if off else "") if c)
         fig.suptitle(f"{p.source}\n{protocol_caption(p, runs)}" + (f"\n{caption}" if caption else ""),
                      fontsize=7, color="0.35")
         notes = list(dict.fromkeys(n for r in runs

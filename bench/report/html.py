@@ -49,6 +49,7 @@ from ..errors import BenchError
 from bench.execution.runner import semantics_for
 from bench.storage.store import Store
 from .attrs import frame_attrs
+from .caveats import caveat_note
 from .curves import codec_colour, curve_columns, rd_figure
 from .evidence import with_image_iou, worst_images
 from .floor import FLOOR_NOTE, floor_value, is_floor
@@ -425,7 +426,11 @@ def render_html(store: Store, run_ids: Sequence[str], options: HtmlOptions | Non
         df = group.summary
         ds = (group.runs[0]["meta"].get("dataset") or {}).get("name", group.runs[0]["config"].get("dataset"))
         bpp = options.bpp if options.bpp is not None else _default_bpp(df)
-        parts.append(f"<h2>{_esc(ds)}</h2><h3>Provenance</h3>")
+        parts.append(f"<h2>{_esc(ds)}</h2>")
+        off = caveat_note(group.runs)  # bench.report.caveats: off-domain segmenter
+        if off:
+            parts.append(f'<p class="note caveat"><b>Caveat:</b> {_esc(off)}</p>')
+        parts.append("<h3>Provenance</h3>")
         parts += [provenance_html(run) for run in group.runs]
         shown = rate_view(df, options.rate)  # IoU bars, crops and worst images stay at the real bpp
         note = rate_note(shown)

@@ -33,6 +33,7 @@ import pandas as pd
 
 from bench.registry import catalog
 from .attrs import frame_attrs
+from .caveats import run_caveats
 from .rates import BASIS, PAPER, PAPER_PREFIX, REAL_COPY, is_paper_key, paper_values
 from ..codecs.base import bits_per_pixel
 from ..errors import BenchError
@@ -288,7 +289,7 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
     df = _sort(df)
     df.attrs = frame_attrs(run_id=run["run_id"], columns={i.column: asdict(i) for i in infos},
                            random_metrics=sorted(random), parts=parts, warnings=warnings,
-                           codec_labels=codec_labels(run))
+                           codec_labels=codec_labels(run), caveats=run_caveats(run))
     return df
 
 

@@ -14,6 +14,7 @@ When a codec declares a paper formula rate, ``bpp_paper`` is printed beside the 
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -220,6 +221,7 @@ def _notes(df: pd.DataFrame) -> list[str]:
         notes.append(f"{n_detail} more columns (sample counts, per-class values) are in the CSV.")
     notes += small_n_notes(df, infos) + ci_notes(df)
     notes += [f"Warning: {w}" for w in df.attrs.get("warnings", [])]
+    notes += [f"Caveat: {c}" for c in df.attrs.get("caveats", [])]  # bench.report.caveats
     if df.attrs.get("run_id"):
         notes.append(f"Run {df.attrs['run_id']}.")
     return notes
@@ -251,5 +253,7 @@ def render_console(df: pd.DataFrame) -> str:
     cells, _ = formatted(df[keep], infos=infos, full=df)
     cells = decorate(df, cells, infos)
     cells.columns = [header(infos[c]) for c in keep]
-    return tabulate(cells.values.tolist(), headers=list(cells.columns), tablefmt="simple",
-                    disable_numparse=True, colalign=_align(infos, keep))
+    table = tabulate(cells.values.tolist(), headers=list(cells.columns), tablefmt="simple",
+                     disable_numparse=True, colalign=_align(infos, keep))
+    caveats = [textwrap.fill(f"Caveat: {c}", 100) for c in df.attrs.get("caveats", [])]  # bench.report.caveats
+    return "\n".join([table, *caveats])

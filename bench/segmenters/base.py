@@ -31,6 +31,8 @@ class Segmenter(ABC):
 
     name: ClassVar[str] = "segmenter"
     version: ClassVar[str] = "1"
+    #: the segmenter card this object was built from (set by :func:`bench.segmenters.make_segmenter`)
+    card: dict[str, Any] = {}
 
     def __init__(self, *, weights_dir: str | None = None, allow_random_weights: bool = False,
                  device: str | None = None) -> None:
@@ -53,9 +55,22 @@ class Segmenter(ABC):
         """True when the network runs with random weights (smoke tests only)."""
         return False
 
+    @property
+    def card_name(self) -> str:
+        """The name of the card this segmenter was built from (else its backend name)."""
+        return str(self.card.get("name") or self.name)
+
+    @property
+    def domain(self) -> str | None:
+        """The training domain its card declares (``cityscapes``, ``coco-stuff``; None: undeclared)."""
+        value = self.card.get("domain")
+        return str(value) if value else None
+
     def describe(self) -> dict[str, Any]:
         """The recorded protocol: name, weights hash, input resolution and resizing."""
         out: dict[str, Any] = {"name": self.name, "version": self.version, "class_set": self.class_set.name}
+        if self.card:
+            out.update({"card": self.card_name, "domain": self.domain})
         if self.random_weights:
             out["random_weights"] = True
         return out

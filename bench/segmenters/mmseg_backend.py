@@ -38,6 +38,22 @@ def mmseg_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("mmseg", "mmcv", "mmengine"))
 
 
+MMSEG_PREFIX = "mmseg::"
+
+
+def resolve_config(config: str) -> str:
+    """A config path; ``mmseg::<dir>/<file>.py`` names a config shipped inside the installed
+    mmsegmentation package (``mmseg/.mim/configs/...``), found without importing mmseg."""
+    config = str(config)
+    if not config.startswith(MMSEG_PREFIX):
+        return config
+    rel = config[len(MMSEG_PREFIX):]
+    spec = importlib.util.find_spec("mmseg")
+    if spec is None or not spec.origin:
+        return rel  # reported as a missing config / package by requirements()
+    return str(Path(spec.origin).parent / ".mim" / "configs" / rel)
+
+
 def _import_apis() -> Any:
     if not mmseg_available():
         raise UnavailableError("mmsegmentation (with mmcv 2.1 and mmengine) is not installed", INSTALL)
@@ -92,22 +108,25 @@ class MMSegSegmenter(Segmenter):
     """mmsegmentation segmenter. ``config``: the model's config file (.py);
     ``checkpoint``: its .pth (None → random init, only with ``allow_random_weights``);
     ``class_set``: class-set name or class count of the model's outputs (ids ≥ count → 255);
-    ``sha256``: expected hash (prefix) of the checkpoint; ``trust_checkpoint``: allow full
-    unpickling of the checkpoint (never for untrusted files)."""
+    ``sha256``: expected hash (prefix) of the checkpoint; ``url``: where the checkpoint is
+    published (shown when it is missing); ``trust_checkpoint``: allow full unpickling of the
+    checkpoint (never for untrusted files). ``config`` may be ``mmseg::<dir>/<file>.py``, a
+    config shipped with the installed mmsegmentation (see :func:`resolve_config`)."""
 
     name = "mmseg"
     version = "1"
 
     def __init__(self, *, config: str, checkpoint: str | None = None, class_set: str | int = "cityscapes19",
-                 sha256: str | None = None, trust_checkpoint: bool = False, batch_size: int = 1,
+                 sha256: str | None = None, url: str | None = None, trust_checkpoint: bool = False,
+                 batch_size: int = 1,
                  weights_dir: str | None = None, allow_random_weights: bool = False,
                  device: str | None = None) -> None:
         super().__init__(weights_dir=weights_dir, allow_random_weights=allow_random_weights, device=device)
-        self.config = str(config)
+        self.config = resolve_config(config)
         self.checkpoint = checkpoint
         self._class_set = resolve_class_set(class_set)
         self.spec = W.WeightSpec(name="mmseg checkpoint", filename=Path(checkpoint).name if checkpoint else "",
-                                 sha256=sha256)
+                                 sha256=sha256, source=url or "")
         self.trust_checkpoint = bool(trust_checkpoint)
         self.batch_size = max(1, int(batch_size))
         self._model: Any = None
@@ -173,7 +192,7 @@ class MMSegSegmenter(Segmenter):
         sha = self._sha()
         cfg = Path(self.config)
         cfg_sha = W.sha256_file(cfg)[:8] if cfg.is_file() else "nocfg"
-        return f"mmseg-{cfg.stem}-{cfg_sha}@{sha[:12] if sha else 'random'}"
+        return f"mmseg-{cfg.stem}-{cfg_sha}@{sha[:12] if sha else 'random-seed0'}"
 
     # ------------------------------------------------------------------ running
     def model(self) -> Any:
@@ -184,7 +203,11 @@ class MMSegSegmenter(Segmenter):
                 raise UnavailableError(f"mmseg config {self.config} not found", "pass config=PATH to the model's .py")
             path = self._weights_path()
             device = resolve_device(self.device)
-            model = apis.init_model(self.config, checkpoint=None, device="cpu")
+            import torch
+
+            with torch.random.fork_rng(devices=[]):  # random init (no checkpoint) is seeded: reproducible
+                torch.manual_seed(0)
+                model = apis.init_model(self.config, checkpoint=None, device="cpu")
             if path is not None:
                 ckpt = load_checkpoint_safely(path, trust=self.trust_checkpoint)
                 state = ckpt.get("state_dict", ckpt)

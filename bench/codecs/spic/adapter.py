@@ -5,9 +5,18 @@ Sender (two byte parts, both counted in bpp):
   ``labels``: the 19-class Cityscapes label map (trainIds, 255 = void), coded losslessly
   by the ``label_coder`` (``runs`` = this project's context-model run coder, ``jpegxl``,
   ``png``; the paper used FLIF, which has no package here).
-  ``coarse``: the image area-downsampled 4× (256×512 → 64×128, exact 4×4 means, rounded)
-  and coded with BPG ``-q Q`` 4:2:0 8-bit YCbCr (the rate knob Q; the paper's point is
-  Q = 35), or with a classical stand-in when BPG is not installed (see ``STAND_INS``).
+  ``coarse``: the image area-downsampled 4× (256×512 → 64×128) exactly as the official
+  ``image_sample.py`` ``preprocess_input`` makes it: uint8/127.5 − 1 in float32, (x+1)/2,
+  ``F.interpolate(mode="area")`` in float32, ×255 and cv2.imwrite's rounding (nearest,
+  ties to even) — on the CPU — and coded with BPG ``-q Q`` 4:2:0 8-bit YCbCr (the rate
+  knob Q; the paper's point is Q = 35), or with a classical stand-in when BPG is not
+  installed (see ``STAND_INS``).
+Paper rate (``bpp_paper``, beside the real bpp): the official ``evaluate/metrics.py`` sizes
+the ``.bpg`` that ``save_compressed`` writes of a BILINEAR downsample of the image
+(``F.interpolate(mode="bilinear")``, then torchvision ``save_image``'s rounding), not the
+area-downsampled image the model receives, plus the label map's FLIF file; FLIF has no
+package here, so the label term is the label part's bytes: ``bpp_paper_coarse`` +
+``bpp_paper_labels``, each 8 · bytes / (H · W).
 Receiver: the SPADE super-resolution U-Net, sampled with the official respaced schedule
 (20 steps, t = 192 … 0) from the upsampled decoded coarse image, classifier-free guidance
 s = 1.5, seeded noise. Output: uint8 RGB at the input size.
@@ -78,7 +87,7 @@ class SpicCodec(Codec):
     """
 
     name = "spic"
-    version = "spic-1"
+    version = "spic-2"  # 2: the official float32 area downsampling (was an exact box mean); bpp_paper
     rate_knob = RateKnob("q", (45, 40, 35, 30), higher_is_better=False, minimum=0, maximum=51)
     needs_semantics: ClassVar[bool] = True
 
@@ -147,7 +156,7 @@ class SpicCodec(Codec):
         self.coarse_name, self.coarse = name, codec
         self.stand_in = name != "bpg"
         label = f"BPG stand-in: {name}" if self.stand_in else "BPG"
-        self.version = f"spic-1/coarse={label} ({codec.version})/labels={self.label_coder_name}"
+        self.version = f"spic-2/coarse={label} ({codec.version})/labels={self.label_coder_name}"
         self.display_name = f"SPIC ({label})"
 
     def coarse_rate(self, q: Any) -> Any:
@@ -203,12 +212,44 @@ class SpicCodec(Codec):
         return {"name": self.name, "version": self.version, "label": self.display_name, "params": self.params()}
 
     # -- sender ---------------------------------------------------------------------------
+    def _unit_tensor(self, image: np.ndarray) -> Any:
+        """The official dataset tensor (1×3×H×W float32 in [−1, 1]: uint8 / 127.5 − 1)."""
+        import torch
+
+        x = image.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
+
     def downsample(self, image: np.ndarray) -> np.ndarray:
-        """Area (box) downsampling by ``coarse_factor``: exact means of f×f blocks, rounded."""
-        f = self.coarse_factor
-        h, w = self.coarse_size
-        blocks = image.reshape(h, f, w, f, 3).astype(np.float64).mean(axis=(1, 3))
-        return np.clip(np.rint(blocks), 0, 255).astype(np.uint8)
+        """The coarse image the model receives, as the official code makes it: float32
+        ``F.interpolate(((x + 1) / 2), coarse size, mode="area")`` of the [−1, 1] image, ×255
+        in float32, rounded like cv2.imwrite (nearest, ties to even), clipped to 0..255."""
+        import torch
+        import torch.nn.functional as F
+
+        with torch.no_grad():
+            unit = (self._unit_tensor(image) + 1.0) / 2.0
+            low = F.interpolate(unit, self.coarse_size, mode="area")[0].permute(1, 2, 0).numpy()
+        return np.clip(np.rint(low * np.float32(255)), 0, 255).astype(np.uint8)
+
+    def paper_coarse(self, image: np.ndarray) -> np.ndarray:
+        """The image the official evaluation sizes (``image_sample.py`` for ``down+bpg``):
+        ``F.interpolate(x, coarse size, mode="bilinear")`` of the [−1, 1] image, (y + 1) / 2,
+        then torchvision ``save_image``'s ×255 + 0.5, clamp, truncate to uint8."""
+        import torch
+        import torch.nn.functional as F
+
+        with torch.no_grad():
+            low = (F.interpolate(self._unit_tensor(image), self.coarse_size, mode="bilinear") + 1.0) / 2.0
+            out = low[0].mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to(torch.uint8)
+        return np.ascontiguousarray(out.numpy())
+
+    def paper_rate(self, image: np.ndarray, rate: Any, label_bytes: int) -> dict[str, float]:
+        """``bpp_paper`` (and its terms) as SPIC's ``evaluate/metrics.py`` measures it: the
+        coarse codec's bytes of :meth:`paper_coarse` plus the label bytes, 8 · bytes / (H · W)."""
+        pixels = self.height * self.width
+        coarse = self.coarse.encode(self.paper_coarse(image), self.coarse_rate(rate)).parts["image"]
+        b_c, b_l = 8.0 * len(coarse) / pixels, 8.0 * label_bytes / pixels
+        return {"bpp_paper": b_c + b_l, "bpp_paper_coarse": b_c, "bpp_paper_labels": b_l}
 
     def encode(self, image: np.ndarray, rate: Any, *, semantics: Semantics | None = None) -> Encoded:
         check_rgb_uint8(image)
@@ -231,7 +272,8 @@ class SpicCodec(Codec):
         return Encoded({LABELS_PART: labels, COARSE_PART: coarse["image"]},
                        notes={"semantics_source": semantics.source, "label_coder": self.label_coder_name,
                               "coarse_codec": self.coarse_name if self.stand_in else "bpg",
-                              "coarse_knob": self.coarse_rate(rate)})
+                              "coarse_knob": self.coarse_rate(rate),
+                              **self.paper_rate(image, rate, len(labels))})
 
     # -- receiver -------------------------------------------------------------------------
     def device(self) -> str:
