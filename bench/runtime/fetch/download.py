@@ -2,7 +2,7 @@
 
 A file is written to ``<final>.part`` and renamed to its final name only after its hash
 is checked (full sha256, a published prefix, or the hash recorded at its first fetch), so no
-partial or unverified file ever has the final name. ``<final>.lock`` (``fcntl.flock``) lets
+partial or unverified file ever has the final name. ``.<final>.lock`` (``fcntl.flock``) lets
 two processes fetch the same file at once: the second waits and finds the verified copy.
 
 HTTP(S) downloads resume a ``.part`` left by an interrupted run with a ``Range`` request (pooch,
@@ -101,9 +101,9 @@ def is_verified(spec: FileSpec, path: Path) -> bool:
 # -- locking and the .part file ---------------------------------------------------------------
 @contextlib.contextmanager
 def lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``<path>.lock`` (waits for another process holding it)."""
+    """An exclusive lock on ``.<name>.lock`` beside ``path`` (waits for another process holding it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = path.with_name(path.name + ".lock")
+    lock_path = path.with_name(f".{path.name}.lock")
     with open(lock_path, "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
@@ -177,8 +177,12 @@ def http_download(url: str, part: Path, progress: bool = True, size: int | None 
 
 def gdrive_download(file_id: str, part: Path, name: str, progress: bool = True) -> None:
     """A Google Drive file via gdown; its confirmation page and quota refusals are one line each."""
-    import gdown
-    from gdown.exceptions import FileURLRetrievalError
+    try:
+        import gdown
+        from gdown.exceptions import FileURLRetrievalError
+    except ImportError:
+        raise FetchError(f"{name} is on Google Drive and the gdown package is missing",
+                         "pip install gdown (the fetch extra), or " + MIRROR_FIX) from None
 
     url = f"https://drive.google.com/uc?id={file_id}"
     try:
@@ -212,7 +216,12 @@ def cityscapes_download(package: str, part: Path, progress: bool = True) -> None
     login comes from $CITYSCAPES_USERNAME / $CITYSCAPES_PASSWORD, else cityscapesscripts' prompt;
     the credentials are never written anywhere by bench."""
     import requests
-    from cityscapesscripts.download import downloader
+
+    try:
+        from cityscapesscripts.download import downloader
+    except ImportError:
+        raise FetchError(f"Cityscapes package {package} needs the cityscapesscripts package",
+                         "pip install cityscapesscripts (the fetch extra), or " + MIRROR_FIX) from None
 
     user, password = os.environ.get("CITYSCAPES_USERNAME"), os.environ.get("CITYSCAPES_PASSWORD")
     try:

@@ -85,10 +85,10 @@ class Entry:
         total = self.size()
         if total is not None:
             return human(total)
-        approx = [f.approx_size for f in self.files]
-        if len(approx) == 1 and approx[0]:
-            return f"~{approx[0]}"
-        return "?"
+        approx = [f.size or _parse_size(f.approx_size) for f in self.files]
+        if None in approx:
+            return "?"
+        return "~" + human(sum(approx)).replace(".0", "")  # type: ignore[arg-type]
 
     def hash_text(self) -> str:
         kinds = {f.hash_kind for f in self.files}
@@ -101,6 +101,14 @@ def human(n: float) -> str:
             return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
         n /= 1024
     return f"{n:.1f}G"
+
+
+def _parse_size(text: str | None) -> float | None:
+    """``"233M"`` → bytes (binary units), None when absent."""
+    if not text:
+        return None
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
 
 
 def _file(d: dict[str, Any]) -> FileSpec:
@@ -167,8 +175,8 @@ def select(names: list[str]) -> list[Entry]:
             hit = [e for e in table.values() if e.kind == name.rstrip("s")]
         elif name in table:
             hit = [table[name]]
-        else:
-            hit = [e for e in table.values() if e.group == name]
+        else:  # a group, or a name prefix ending before a "-": compressai-mbt2018-mse
+            hit = [e for e in table.values() if e.group == name or e.name.startswith(name + "-")]
         if not hit:
             import difflib
 
@@ -185,3 +193,23 @@ def fetch_command(filename: str) -> str | None:
     """``bench fetch NAME`` for the entry holding ``filename``, or None."""
     found = for_file(filename)
     return f"bench fetch {found[0].name}" if found else None
+
+
+def command_for(names: list[str]) -> str:
+    """One ``bench fetch`` command for entry names: the names, or their common ``-`` prefix
+    (``compressai-mbt2018-mse``) when there are more than two."""
+    names = sorted(set(names))
+    if len(names) <= 2:
+        return "bench fetch " + " ".join(names)
+    parts = [n.split("-") for n in names]
+    common: list[str] = []
+    for group in zip(*parts):
+        if len(set(group)) > 1:
+            break
+        common.append(group[0])
+    return "bench fetch " + ("-".join(common) if common else " ".join(names))
+
+
+def names_in(text: str) -> list[str]:
+    """Registry entries whose file name occurs in ``text`` (a requirement's message)."""
+    return [e.name for e in entries() for f in e.files if f.file in text]
