@@ -54,7 +54,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     if from_dir is not None:
         report = F.import_from(from_dir, args.names or None)
         for name, state in report:
-            print(f"{name}: {state}"[:WIDTH])
+            line = f"{name}: {state}"
+            print(line if len(line) <= WIDTH else line[: WIDTH - 1] + "…")
         if not report:
             print(f"no registry file found below {from_dir}")
         return 3 if any(state != "imported" for _, state in report) else 0

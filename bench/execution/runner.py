@@ -22,6 +22,7 @@ from bench.codecs.base import Codec, unmet
 from bench.datasets import presets
 from bench.datasets.base import Dataset, Sample
 from bench.runtime.devices import resolve_device
+from bench.runtime.fetch import fetch_missing
 from bench.errors import ConfigError, UnavailableError
 from bench.metrics.base import Metric
 from bench.execution.pipeline import (  # noqa: F401 (semantics_for re-exported)
@@ -119,6 +120,8 @@ def _resolve(kind: str, names: Sequence[str], build: Callable[[str], Any], fix: 
         try:
             obj = build(name)
             missing = unmet(obj)
+            if missing and fetch_missing(missing):  # weights in the fetch registry: downloaded now
+                missing = unmet(obj)
             if missing:
                 raise UnavailableError(f"{kind} {name!r} is not available: {_reason(missing)}", fix)
         except UnavailableError as err:
@@ -192,6 +195,8 @@ def sender_semantics(config: RunConfig) -> SegmenterSemantics | None:
     options = {k: v for k, v in config.metric_options.items() if k in ("weights_dir", "allow_random_weights", "device")}
     segmenter = make_segmenter(name, **{**options, **params})
     missing = unmet(segmenter)
+    if missing and fetch_missing(missing):
+        missing = unmet(segmenter)
     if missing:
         raise UnavailableError(f"segmenter {name!r} for the senders' label maps is not available: {_reason(missing)}",
                                "give its weights (--weights-dir) or use the dataset's ground truth")

@@ -124,7 +124,7 @@ def import_from(folder: Path, names: list[str] | None = None) -> list[tuple[str,
             fetch_entry(entry, from_dir=folder, progress=False)
             report.append((entry.name, "imported"))
         except FetchError as err:
-            report.append((entry.name, err.problem))
+            report.append((entry.name, f"refused ({err.problem})"))
     return report
 
 
@@ -143,3 +143,19 @@ def auto_fetch_enabled() -> bool:
     """Whether weights lookups may download (not offline, and not disabled by ``$BENCH_AUTO_FETCH=0``)."""
     return not offline() and os.environ.get("BENCH_AUTO_FETCH", "1").strip().lower() not in ("0", "false", "no", "off")
 
+
+
+def fetch_missing(missing: list) -> bool:
+    """Download the registry files that unmet weights requirements name (``bench run`` asked for
+    their metric or codec); True when something was fetched. Nothing happens offline. Raises
+    :class:`FetchError` (an :class:`~bench.errors.UnavailableError`) when a download fails."""
+    from bench.runtime.fetch.registry import by_name, names_in
+
+    if not auto_fetch_enabled():
+        return False
+    table = by_name()
+    names = list(dict.fromkeys(n for r in missing if r.kind == "weights" for n in names_in(f"{r.name} {r.detail}")))
+    for name in names:
+        if table[name].kind == "weights":
+            fetch_entry(table[name])
+    return bool(names)

@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 from bench.errors import OutputError, UnavailableError, WeightsError
 from bench.runtime.fetch.registry import Entry, FileSpec, data_dir, human, mirror, offline
 
-CHUNK = 1 << 20
+CHUNK = 1 << 16  # small enough that a cut connection keeps what arrived before it
 TIMEOUT = (15.0, 60.0)  # connect, read (seconds)
 ATTEMPTS = 4  # one request plus resumed retries after a cut connection
 MIRROR_FIX = "set --mirror URL (or $BENCH_MIRROR) to a folder that holds the file, or copy it by hand and run " \
