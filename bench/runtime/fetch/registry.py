@@ -127,13 +127,37 @@ def _static() -> tuple[Entry, ...]:
                        files=tuple(_file(f) for f in e["files"])) for e in data["entries"])
 
 
+def _zoo_urls() -> dict[str, Any]:
+    """``compressai.zoo.image.model_urls``, read from the installed file without importing
+    compressai (its import pulls in torch and its datasets: seconds); {} when not installed."""
+    import ast
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("compressai")
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.origin:
+        return {}
+    try:
+        tree = ast.parse((Path(found.origin).parent / "zoo" / "image.py").read_text())
+        names: dict[str, Any] = {}
+        for node in tree.body:  # only the two table assignments: root_url = "…"; model_urls = {…}
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) in ("root_url", "model_urls")
+                                                    for t in node.targets):
+                exec(compile(ast.Module([node], []), "compressai/zoo/image.py", "exec"), {}, names)
+        return names["model_urls"]
+    except Exception:  # another layout: import it after all
+        from compressai.zoo.image import model_urls
+
+        return model_urls
+
+
 @functools.lru_cache(maxsize=1)
 def _compressai() -> tuple[Entry, ...]:
-    try:
-        from compressai.zoo.image import model_urls
-    except ImportError:  # the compressai extra is not installed: no zoo entries
-        return ()
     from bench.runtime.weights import hash_in_name
+
+    model_urls = _zoo_urls()
 
     out = []
     for arch, metrics in model_urls.items():
