@@ -33,7 +33,7 @@ def make_handler(state: Loopback) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: object) -> None:  # quiet
             pass
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             name = self.path.lstrip("/").split("?")[0]
             rng = self.headers.get("Range")
             state.log.append((name, rng))

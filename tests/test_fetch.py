@@ -16,12 +16,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from fetch_server import Loopback, Server
 
 from bench.cli import main
 from bench.errors import EXIT_CODES, UnavailableError
 from bench.runtime import fetch as F
 from bench.runtime.fetch import download as D
-from fetch_server import Loopback, Server
 
 UNAVAILABLE = UnavailableError.exit_code
 SMALL = "espnetv2_s_0.5_city_512x256.pth"  # 469 kB, the smallest published file
@@ -393,3 +393,51 @@ def test_bench_run_with_the_mirror_fetches_espnetv2_and_reports_miou(server, tmp
     assert rc == UNAVAILABLE
     assert "bench fetch espnetv2-2.0-1024x512" in one_error_line(capsys.readouterr().err)
     assert len(server.requests_for(big)) == 1
+
+
+def test_cityscapes_packages_from_the_mirror_unpack_into_the_official_layout(server, tmp_path, monkeypatch, capsys):
+    from bench.registry import catalog
+    from fixtures_cityscapes import make_cityscapes_fixture
+
+    monkeypatch.delenv("CITYSCAPES_ROOT", raising=False)
+    src = tmp_path / "src"
+    make_cityscapes_fixture(src, n_cities=1, per_city=2)
+    for package, top in (("leftImg8bit_trainvaltest.zip", "leftImg8bit"), ("gtFine_trainvaltest.zip", "gtFine")):
+        members = {p.relative_to(src).as_posix(): p.read_bytes() for p in sorted((src / top).rglob("*.png"))}
+        server.add(package, _zip({**members, "license.txt": b"terms", "README": b"read me"}))
+    assert main(["fetch", "cityscapes", "-q"]) == 0  # the mirror replaces cityscapesscripts' login
+    root = Path(os.environ["BENCH_DATA_DIR"]) / "datasets" / "cityscapes"
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == ["gtFine", "leftImg8bit"]
+    ds = catalog.make_dataset("cityscapes")
+    assert ds.root == root and len(ds.ids()) == 2
+    sample = ds.load(ds.ids()[0])
+    assert sample.image.shape == (256, 512, 3) and sample.labels.shape == (256, 512)
+
+
+def test_unpack_checks_every_member_and_skips_unsafe_paths(tmp_path):
+    import tarfile
+
+    from bench.runtime.fetch.registry import FileSpec
+    from bench.runtime.fetch.unpack import unpack, unpacked_status
+
+    spec = FileSpec(file="t.tar.gz", unpack={"into": "x", "members": []})
+    archive = tmp_path / "t.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        for name, data in (("a/one.png", b"1" * 10), ("../evil.png", b"2"), ("/abs.png", b"3")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    folder = tmp_path / "ds"
+    assert unpack(archive, spec, folder) == 1
+    assert (folder / "x" / "a" / "one.png").read_bytes() == b"1" * 10
+    assert not (tmp_path / "evil.png").exists() and unpacked_status(folder, spec) == "present"
+    (folder / "x" / "a" / "one.png").write_bytes(b"1")
+    assert unpacked_status(folder, spec) == "damaged"
+    # a zip member whose bytes do not match its CRC-32 is refused, and no file keeps its name
+    good = _zip({"val2017/a.png": b"A" * 1000})
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(good.replace(b"A" * 1000, b"B" + b"A" * 999, 1))
+    zspec = FileSpec(file="bad.zip", unpack={"into": "y", "members": ["val2017/"]})
+    with pytest.raises(F.FetchError, match="damaged"):
+        unpack(bad, zspec, folder)
+    assert not list((folder / "y").rglob("*.png*"))

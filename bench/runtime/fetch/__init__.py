@@ -12,7 +12,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bench.runtime.fetch.download import FetchError, OfflineError, fetch_file, is_verified
+from bench.runtime.fetch.download import (
+    FetchError,
+    OfflineError,
+    fetch_file,
+    is_verified,
+)
 from bench.runtime.fetch.registry import (
     Entry,
     FileSpec,

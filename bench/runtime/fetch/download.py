@@ -19,11 +19,18 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from bench.errors import OutputError, UnavailableError, WeightsError
-from bench.runtime.fetch.registry import Entry, FileSpec, data_dir, human, mirror, offline
+from bench.runtime.fetch.registry import (
+    Entry,
+    FileSpec,
+    data_dir,
+    human,
+    mirror,
+    offline,
+)
 
 CHUNK = 1 << 16  # small enough that a cut connection keeps what arrived before it
 TIMEOUT = (15.0, 60.0)  # connect, read (seconds)
@@ -200,7 +207,7 @@ def gdrive_download(file_id: str, part: Path, name: str, progress: bool = True) 
         if err.errno == errno.ENOSPC:
             raise _disk_full(err, part) from None
         raise FetchError(f"cannot download {name} from {url}: {err}", MIRROR_FIX) from None
-    except Exception as err:  # gdown's DownloadError, requests errors
+    except Exception as err:  # noqa: BLE001 - gdown's DownloadError, requests errors: one line
         raise FetchError(f"cannot download {name} from {url}: {' '.join(str(err).split())[:120]}",
                          MIRROR_FIX) from None
     with open(part, "rb") as fh:
@@ -247,7 +254,7 @@ def cityscapes_download(package: str, part: Path, progress: bool = True) -> None
         if err.errno == errno.ENOSPC:
             raise _disk_full(err, part) from None
         raise FetchError(f"cannot download Cityscapes package {package}: {err}", MIRROR_FIX) from None
-    except Exception as err:  # requests errors, "Bad credentials.", md5 mismatch
+    except Exception as err:  # noqa: BLE001 - cityscapesscripts raises bare Exception (credentials, md5)
         raise FetchError(f"cannot download Cityscapes package {package}: {' '.join(str(err).split())[:120]}",
                          MIRROR_FIX) from None
 
@@ -257,16 +264,20 @@ def sources(spec: FileSpec) -> list[tuple[str, Callable[[Path, bool], None]]]:
     """(description, download function) for each place the file can come from, in order:
     the mirror alone when one is set, else the registry's URLs, Drive id or Cityscapes package."""
     base = mirror()
+    out: list[tuple[str, Callable[[Path, bool], None]]] = []
+
+    def http(url: str) -> Callable[[Path, bool], None]:
+        return lambda part, progress: http_download(url, part, progress, spec.size)
+
     if base:
         url = base.rstrip("/") + "/" + spec.file
-        return [(url, lambda part, p, u=url: http_download(u, part, p, spec.size))]
-    out: list[tuple[str, Callable[[Path, bool], None]]] = [
-        (u, lambda part, p, u=u: http_download(u, part, p, spec.size)) for u in spec.urls]
-    if spec.gdrive:
-        out.append((f"Google Drive {spec.gdrive}", lambda part, p: gdrive_download(spec.gdrive, part, spec.file, p)))
-    if spec.cityscapes:
-        out.append((f"cityscapes-dataset.com {spec.cityscapes}",
-                    lambda part, p: cityscapes_download(spec.cityscapes, part, p)))
+        return [(url, http(url))]
+    out += [(u, http(u)) for u in spec.urls]
+    drive, package = spec.gdrive, spec.cityscapes
+    if drive:
+        out.append((f"Google Drive {drive}", lambda part, p: gdrive_download(drive, part, spec.file, p)))
+    if package:
+        out.append((f"cityscapes-dataset.com {package}", lambda part, p: cityscapes_download(package, part, p)))
     return out
 
 

@@ -145,9 +145,10 @@ def _zoo_urls() -> dict[str, Any]:
         for node in tree.body:  # only the two table assignments: root_url = "…"; model_urls = {…}
             if isinstance(node, ast.Assign) and any(getattr(t, "id", None) in ("root_url", "model_urls")
                                                     for t in node.targets):
-                exec(compile(ast.Module([node], []), "compressai/zoo/image.py", "exec"), {}, names)
+                code = compile(ast.Module([node], []), "compressai/zoo/image.py", "exec")
+                exec(code, {}, names)  # noqa: S102 - two literal assignments of the installed package
         return names["model_urls"]
-    except Exception:  # another layout: import it after all
+    except Exception:  # noqa: BLE001 - another layout: import it after all
         from compressai.zoo.image import model_urls
 
         return model_urls

@@ -9,13 +9,15 @@ so ``bench fetch --list`` can tell a complete dataset from a damaged one without
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import shutil
 import tarfile
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import IO, Iterator
+from typing import IO
 
 from bench.errors import OutputError
 from bench.runtime.fetch.download import FetchError
@@ -26,19 +28,19 @@ def manifest_path(folder: Path, spec: FileSpec) -> Path:
     return folder / f".bench-manifest-{spec.file}.json"
 
 
-def _members(archive: Path) -> Iterator[tuple[str, int, callable]]:
+def _members(archive: Path) -> Iterator[tuple[str, int, Callable[[], IO[bytes] | None]]]:
     """(posix name, size, opener) of every regular file in a zip or tar archive."""
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():
                 if not info.is_dir():
-                    yield info.filename, info.file_size, (lambda i=info: zf.open(i))
+                    yield info.filename, info.file_size, functools.partial(zf.open, info)
         return
     try:
         with tarfile.open(archive) as tf:
             for member in tf:
                 if member.isfile():
-                    yield member.name, member.size, (lambda m=member: tf.extractfile(m))
+                    yield member.name, member.size, functools.partial(tf.extractfile, member)
     except tarfile.TarError as err:
         raise FetchError(f"{archive.name} is not a zip or tar archive ({err})",
                          "the download is damaged: fetch it again") from None
@@ -67,7 +69,10 @@ def unpack(archive: Path, spec: FileSpec, folder: Path) -> int:
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(dest.name + ".part")
         try:
-            with opener() as src, open(part, "wb") as dst:  # type: IO[bytes]
+            src = opener()
+            if src is None:
+                continue
+            with src, open(part, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
         except (zipfile.BadZipFile, tarfile.TarError, EOFError) as err:
             part.unlink(missing_ok=True)
