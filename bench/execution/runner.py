@@ -120,7 +120,9 @@ def _resolve(kind: str, names: Sequence[str], build: Callable[[str], Any], fix: 
         try:
             obj = build(name)
             missing = unmet(obj)
-            if missing and fetch_missing(missing):  # weights in the fetch registry: downloaded now
+            # weights in the fetch registry are downloaded now: for metrics, and for codecs named
+            # explicitly (`--codecs all` does not pull the whole CompressAI zoo, ~GBs, implicitly)
+            if missing and (kind == "metric" or name in explicit) and fetch_missing(missing):
                 missing = unmet(obj)
             if missing:
                 raise UnavailableError(f"{kind} {name!r} is not available: {_reason(missing)}", fix)
