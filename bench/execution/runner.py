@@ -103,7 +103,11 @@ class Plan:
 
 
 def _reason(reqs: Sequence[Any]) -> str:
-    return "; ".join(f"{r.kind} {r.name} missing: {r.detail}" for r in reqs)
+    from bench.runtime.fetch.registry import command_for, names_in
+
+    text = "; ".join(f"{r.kind} {r.name} missing: {r.detail}" for r in reqs)
+    names = [n for r in reqs if r.kind == "weights" for n in names_in(f"{r.name} {r.detail}")]
+    return f"{text} (get them: {command_for(names)})" if names else text
 
 
 def _resolve(kind: str, names: Sequence[str], build: Callable[[str], Any], fix: str) -> tuple[list[Any], list[tuple[str, str]]]:
