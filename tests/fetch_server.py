@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 @dataclass
 class Loopback:
     files: dict[str, bytes] = field(default_factory=dict)
-    faults: dict[str, str] = field(default_factory=dict)  # name -> corrupt | cut | cut-once | 404 | 500 | stall | slow
+    faults: dict[str, str] = field(default_factory=dict)  # name -> corrupt | cut | cut-once | 404 | 500 | stall | slow | slower
     log: list[tuple[str, str | None]] = field(default_factory=list)  # (name, Range header)
     url: str = ""
 
@@ -66,12 +66,12 @@ def make_handler(state: Loopback) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 self.close_connection = True
                 return
-            if fault == "slow":
+            if fault in ("slow", "slower"):  # about 1 s / 4 s per file
                 step = max(1, len(body) // 20)
                 for i in range(0, len(body), step):
                     self.wfile.write(body[i:i + step])
                     self.wfile.flush()
-                    time.sleep(0.05)
+                    time.sleep(0.05 if fault == "slow" else 0.2)
                 return
             self.wfile.write(body)
 
