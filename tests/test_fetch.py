@@ -407,8 +407,9 @@ def test_bench_run_with_the_mirror_fetches_espnetv2_and_reports_miou(server, tmp
 
 
 def test_cityscapes_packages_from_the_mirror_unpack_into_the_official_layout(server, tmp_path, monkeypatch, capsys):
-    from bench.registry import catalog
     from fixtures_cityscapes import make_cityscapes_fixture
+
+    from bench.registry import catalog
 
     monkeypatch.delenv("CITYSCAPES_ROOT", raising=False)
     src = tmp_path / "src"
