@@ -464,3 +464,21 @@ def test_bad_names_are_one_line_usage_errors(capsys):
     # a group or a name prefix selects several entries
     assert [e.name for e in F.select(["compressai-mbt2018-mse"])] == [f"compressai-mbt2018-mse-{q}" for q in range(1, 9)]
     assert len(F.select(["espnetv2"])) == 7 and {e.kind for e in F.select(["datasets"])} == {"dataset"}
+
+
+def test_weights_lookups_fetch_but_reporting_and_random_mode_never_do(server, espnet):
+    from bench.runtime import weights as W
+    from bench.segmenters import make_segmenter
+    from bench.segmenters.espnetv2 import weight_spec
+
+    # requirements() (bench list / doctor / the run's plan) only look
+    seg = make_segmenter("espnetv2", scale=0.5, input_size="512x256")
+    assert [r.found for r in seg.requirements()] == [False] and server.log == []
+    # smoke-test mode keeps random weights and asks for nothing
+    random_seg = make_segmenter("espnetv2", scale=0.5, input_size="512x256", allow_random_weights=True)
+    assert random_seg.random_weights and server.log == []
+    # a lookup that needs the file fetches it, once
+    path = W.resolve(weight_spec(0.5, (512, 256)))
+    assert path == weights_folder() / SMALL and path.read_bytes() == (espnet / SMALL).read_bytes()
+    assert seg.requirements()[0].found and seg.weights_sha256() == sha(path.read_bytes())
+    assert server.requests_for(SMALL) == [None]
