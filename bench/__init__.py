@@ -13,7 +13,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("evaluate", "load_results", "summary")
+_API = ("evaluate", "fetch", "load_results", "summary")
 __all__ = ["__version__", *_API]
 
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pandas and the runner are imported when called: `import ben
     from bench.storage.store import Store
     from bench.integrations.trackers import Tracker
 
-__all__ = ["UncachedCodecWarning", "declares_identity", "evaluate", "load_results", "run", "summary"]
+__all__ = ["UncachedCodecWarning", "declares_identity", "evaluate", "fetch", "load_results", "run", "summary"]
 
 CodecLike = Union[str, Codec]
 StoreLike = Union["Store", str, Path, None]
@@ -321,3 +321,27 @@ def summary(store: StoreLike = None, run: str | Sequence[str] | None = "latest",
         return df
 
     return _frames(store, run, codec, tag, dataset, one)
+
+
+def fetch(names: str | Sequence[str], *, mirror: str | None = None, from_dir: str | Path | None = None,
+          progress: bool = True) -> list[Path]:
+    """Download (or import from ``from_dir``) registry entries into ``$BENCH_DATA_DIR``, hash-checked:
+    entry names, groups (``espnetv2``, ``compressai``, …), ``weights``, ``datasets`` or ``all``
+    (``bench fetch --list`` lists them). Returns the local paths (weights files, dataset folders).
+
+    ``mirror``: a base URL holding every file under its registry file name (default
+    ``$BENCH_MIRROR``). Raises :class:`~bench.errors.UnavailableError` subclasses (offline,
+    HTTP error, wrong hash) and :class:`~bench.errors.OutputError` (disk full)."""
+    from bench.runtime import fetch as F
+
+    saved = os.environ.get("BENCH_MIRROR")
+    if mirror:
+        os.environ["BENCH_MIRROR"] = mirror
+    try:
+        return F.fetch(_names(names), progress=progress, from_dir=Path(from_dir) if from_dir else None)
+    finally:
+        if mirror:
+            if saved is None:
+                os.environ.pop("BENCH_MIRROR", None)
+            else:
+                os.environ["BENCH_MIRROR"] = saved

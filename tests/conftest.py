@@ -34,3 +34,13 @@ def _isolated_cards(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.delenv("BENCH_CARD_PATH", raising=False)
     catalog.reset()
+
+
+@pytest.fixture(autouse=True)
+def _no_downloads(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test touches the internet: downloads are off (BENCH_OFFLINE=1) and the fetch cache is a
+    per-session temporary folder; tests of `bench fetch` set a loopback mirror themselves."""
+    monkeypatch.setenv("BENCH_OFFLINE", "1")
+    monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path_factory.getbasetemp() / "bench-data"))
+    monkeypatch.delenv("BENCH_MIRROR", raising=False)
+    monkeypatch.delenv("BENCH_AUTO_FETCH", raising=False)

@@ -235,7 +235,10 @@ def test_without_weights_all_skips_each_zoo_card_with_the_reason(no_weights, cap
     assert main(["doctor"]) == 0
     screen = capsys.readouterr().out
     line = next(s for s in screen.splitlines() if "mbt2018-mean-msssim" in s)
-    assert "mbt2018-mean-ms-ssim-8-0cc7b94f.pth.tar" in line and "compressai.s3.amazonaws.com" in line
+    assert "bench fetch compressai-mbt2018-mean-ms-ssim" in line  # one line: the fetch command
+    assert main(["doctor", "-v"]) == 0  # the details: each file and where CompressAI publishes it
+    details = capsys.readouterr().out
+    assert "mbt2018-mean-ms-ssim-8-0cc7b94f.pth.tar" in details and "compressai.s3.amazonaws.com" in details
 
 
 def test_weights_dir_reaches_only_codecs_that_take_it(no_weights):

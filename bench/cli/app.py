@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from bench import __version__
-from bench.cli import admin, info, results, run
+from bench.cli import admin, fetch, info, results, run
 from bench.cli.admin import cmd_train
 from bench.cli.common import Parser, global_options
 from bench.errors import (
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"bench {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     common = [global_options(True)]  # every subcommand but train takes -v and --out
-    for group in (run, results, info, admin):
+    for group in (run, results, info, admin, fetch):
         group.add_parsers(sub, common)
     return p
 

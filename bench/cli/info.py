@@ -46,7 +46,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from bench.cli.doctor import report
 
-    print(report(weights_dir=args.weights_dir))
+    print(report(weights_dir=args.weights_dir, verbose=args.verbose))
     return 0
 
 
@@ -56,7 +56,8 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     ls.add_argument("what", choices=["codecs", "datasets", "metrics", "segmenters"])
     ls.set_defaults(func=cmd_list)
 
-    doc = sub.add_parser("doctor", parents=common, help="what is found and what is missing (binaries, weights, datasets)")
+    doc = sub.add_parser("doctor", parents=common,
+                         help="what is found and what is missing, with the `bench fetch` command (-v: details)")
     doc.add_argument("--weights-dir")
     doc.set_defaults(func=cmd_doctor)
 

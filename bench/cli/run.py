@@ -40,6 +40,8 @@ def run_config(args: argparse.Namespace) -> Any:
     rates = parse_rates(args.rates, codec_names)
     params = parse_params(args.param)
     store_path(args)
+    if args.offline:
+        os.environ["BENCH_OFFLINE"] = "1"  # inherited by worker processes and Ray shards
     # the originals' features and segmentations are cached beside the store unless told otherwise
     os.environ.setdefault("BENCH_CACHE_DIR", str(Path(args.out) / "cache"))
 
@@ -162,7 +164,10 @@ def _evaluation_options() -> argparse.ArgumentParser:
     e.add_argument("--semantics", choices=["ground-truth", "segmenter"], default="ground-truth",
                    help="label maps for semantic codecs' senders: the dataset's, or a segmenter's on the "
                         "original (--param segmenter.name=espnetv2 --param segmenter.scale=2.0 …); recorded")
-    e.add_argument("--weights-dir", help="folder searched for metric network and codec weights")
+    e.add_argument("--weights-dir", help="folder searched (recursively) for metric network and codec weights")
+    e.add_argument("--offline", action="store_true",
+                   help="never download missing weights (also $BENCH_OFFLINE=1); by default the weights of the "
+                        "asked metrics and codecs are fetched into $BENCH_DATA_DIR (mirror: $BENCH_MIRROR)")
     e.add_argument("--allow-random-weights", action="store_true",
                    help="smoke tests only: run metric networks with random weights, marked as such")
     e.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA when available)")

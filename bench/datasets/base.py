@@ -202,9 +202,13 @@ def require_dir(path: Path | None, dataset: str, layout: str, where: str) -> Pat
         raise DatasetNotFoundError(f"{dataset}: dataset root {path} is a file, not a folder",
                                    f"pass --root DIR, the folder that holds the images; expected layout:\n{layout}")
     if path is None or not Path(path).is_dir():
+        from bench.runtime.fetch.registry import by_name
+
+        fetch = f"run `bench fetch {dataset}` (datasets are never downloaded implicitly), or " \
+            if by_name().get(dataset, None) is not None and by_name()[dataset].kind == "dataset" else ""
         raise DatasetNotFoundError(
             f"{dataset}: dataset root {str(path) if path else '(not set)'} not found",
-            f"pass --root DIR (or set it in datasets/{dataset}.yaml or the env variable); "
+            f"{fetch}pass --root DIR (or set it in datasets/{dataset}.yaml or the env variable); "
             f"expected layout:\n{layout}\n  download: {where}",
         )
     return Path(path)

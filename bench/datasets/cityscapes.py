@@ -76,7 +76,7 @@ class CityscapesDataset(Dataset):
             raise ConfigError("cityscapes: classes=labelid34 needs the *_gtFine_labelIds.png maps",
                               "use label_file=labelIds")
         self.root_env = root_env
-        self.root = resolve_root(root, root_env, default_root)
+        self.root = resolve_root(root, root_env, default_root, fetched="cityscapes")
         self.split = str(split)
         self.classes = classes
         self.class_set = CLASS_CHOICES[classes]

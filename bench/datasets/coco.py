@@ -66,7 +66,7 @@ class CocoStuffDataset(Dataset):
             raise ConfigError(f"coco: classes={classes!r} is not one of {sorted(CLASS_CHOICES)}",
                               "use classes=stuff171, merged9 or raw182")
         self.root_env = root_env
-        self.root = resolve_root(root, root_env, default_root)
+        self.root = resolve_root(root, root_env, default_root, fetched="coco")
         self.split = str(split)
         self.classes = classes
         self.class_set, self._lut = CLASS_CHOICES[classes]

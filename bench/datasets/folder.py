@@ -32,7 +32,7 @@ class FolderDataset(Dataset):
         self.name = name  # type: ignore[misc]  # a card may name its folder (e.g. kodak)
         self.root_env = root_env
         self.download = download  # where to get the images (a card's own text, e.g. Kodak's URL)
-        self.root = resolve_root(root, root_env, default_root)
+        self.root = resolve_root(root, root_env, default_root, fetched=name)
         self.recursive = bool(recursive)
         self.resolution = Resolution.from_params(name, height, width, fit, image_resample, label_resample)
         self._paths: dict[str, Path] | None = None

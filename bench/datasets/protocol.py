@@ -16,14 +16,19 @@ from .resample import resampler
 FITS: tuple[str, ...] = ("resize", "center_crop")
 
 
-def resolve_root(root: str | Path | None, env: str | None, default: str | Path | None) -> Path | None:
-    """The dataset root: ``root`` if given, else ``$env`` if set, else ``default`` (else None).
-
-    ``~`` and ``$VARS`` are expanded.
+def resolve_root(root: str | Path | None, env: str | None, default: str | Path | None,
+                 fetched: str | None = None) -> Path | None:
+    """The dataset root: ``root`` if given, else ``$env`` if set, else ``default``, else the
+    folder ``bench fetch <fetched>`` fills (``$BENCH_DATA_DIR/datasets/<fetched>``) when it exists
+    (else None). ``~`` and ``$VARS`` are expanded.
     """
     for candidate in (root, os.environ.get(env) if env else None, default):
         if candidate not in (None, ""):
             return Path(os.path.expandvars(str(candidate))).expanduser()
+    if fetched:
+        from bench.runtime.fetch import dataset_dir
+
+        return dataset_dir(fetched)
     return None
 
 

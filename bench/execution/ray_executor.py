@@ -101,7 +101,12 @@ class RayExecutor:
         except ImportError:
             raise UnavailableError("the Ray executor needs the 'ray' package", "pip install ray") from None
         if not ray.is_initialized():
+            from bench.runtime.fetch import data_dir
+
+            # workers find fetched weights where the driver put them (a shared folder on a cluster)
             env = {"BENCH_CACHE_DIR": str(default_dir().resolve()), "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+                   "BENCH_DATA_DIR": str(data_dir().resolve()), "BENCH_OFFLINE": os.environ.get("BENCH_OFFLINE", ""),
+                   "BENCH_MIRROR": os.environ.get("BENCH_MIRROR", ""),
                    **{var: "1" for var in THREAD_ENV}, **self.env}
             ray.init(address=self.address, num_cpus=None if self.address else self.num_cpus,
                      num_gpus=None if self.address else self.num_gpus,

@@ -22,6 +22,7 @@ from bench.codecs.base import Codec, unmet
 from bench.datasets import presets
 from bench.datasets.base import Dataset, Sample
 from bench.runtime.devices import resolve_device
+from bench.runtime.fetch import fetch_missing
 from bench.errors import ConfigError, UnavailableError
 from bench.metrics.base import Metric
 from bench.execution.pipeline import (  # noqa: F401 (semantics_for re-exported)
@@ -102,7 +103,11 @@ class Plan:
 
 
 def _reason(reqs: Sequence[Any]) -> str:
-    return "; ".join(f"{r.kind} {r.name} missing: {r.detail}" for r in reqs)
+    from bench.runtime.fetch.registry import command_for, names_in
+
+    text = "; ".join(f"{r.kind} {r.name} missing: {r.detail}" for r in reqs)
+    names = [n for r in reqs if r.kind == "weights" for n in names_in(f"{r.name} {r.detail}")]
+    return f"{text} (get them: {command_for(names)})" if names else text
 
 
 def _resolve(kind: str, names: Sequence[str], build: Callable[[str], Any], fix: str) -> tuple[list[Any], list[tuple[str, str]]]:
@@ -119,6 +124,10 @@ def _resolve(kind: str, names: Sequence[str], build: Callable[[str], Any], fix: 
         try:
             obj = build(name)
             missing = unmet(obj)
+            # weights in the fetch registry are downloaded now: for metrics, and for codecs named
+            # explicitly (`--codecs all` does not pull the whole CompressAI zoo, ~GBs, implicitly)
+            if missing and (kind == "metric" or name in explicit) and fetch_missing(missing):
+                missing = unmet(obj)
             if missing:
                 raise UnavailableError(f"{kind} {name!r} is not available: {_reason(missing)}", fix)
         except UnavailableError as err:
@@ -192,6 +201,8 @@ def sender_semantics(config: RunConfig) -> SegmenterSemantics | None:
     options = {k: v for k, v in config.metric_options.items() if k in ("weights_dir", "allow_random_weights", "device")}
     segmenter = make_segmenter(name, **{**options, **params})
     missing = unmet(segmenter)
+    if missing and fetch_missing(missing):
+        missing = unmet(segmenter)
     if missing:
         raise UnavailableError(f"segmenter {name!r} for the senders' label maps is not available: {_reason(missing)}",
                                "give its weights (--weights-dir) or use the dataset's ground truth")

@@ -130,11 +130,12 @@ def find_inception(path: str | Path | None, weights_dir: str | Path | None) -> P
     return found
 
 
-def resolve_inception(path: str | Path | None, weights_dir: str | Path | None) -> Path:
-    """The verified FID Inception file; :class:`WeightsError` names the file, hash and source."""
+def resolve_inception(path: str | Path | None, weights_dir: str | Path | None, *, fetch: bool = True) -> Path:
+    """The verified FID Inception file (downloaded when missing, unless ``fetch`` is False or
+    offline); :class:`WeightsError` names the file, hash and source."""
     found = find_inception(path, weights_dir)
     if found is None:
-        return W.resolve(INCEPTION_WEIGHTS, path, weights_dir)  # raises with the fix
+        return W.resolve(INCEPTION_WEIGHTS, path, weights_dir, fetch=fetch)  # fetches, or raises with the fix
     return W.resolve(INCEPTION_WEIGHTS, found)
 
 
@@ -226,7 +227,7 @@ class _InceptionMetric(Metric):
         if self._extractor is not None:
             return self._extractor
         try:
-            file = resolve_inception(self.weights_path, self.weights_dir)
+            file = resolve_inception(self.weights_path, self.weights_dir, fetch=not self.allow_random_weights)
             sha = W.sha256_file(file)
         except WeightsError:
             if not self.allow_random_weights or find_inception(self.weights_path, self.weights_dir) is not None:

@@ -189,7 +189,7 @@ class LPIPS(Metric):
         """The checked file of ``spec`` and its sha256, or (None, "random(seed=…)") when it is
         missing and random weights are allowed (smoke tests)."""
         try:
-            file = W.resolve(spec, path, self.weights_dir)
+            file = W.resolve(spec, path, self.weights_dir, fetch=not self.allow_random_weights)
         except WeightsError:
             if not self.allow_random_weights or W.find(spec, path, self.weights_dir) is not None:
                 raise  # missing and not allowed, or present with a wrong hash

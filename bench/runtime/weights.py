@@ -1,10 +1,13 @@
-"""Resolve pretrained weights from local files only (nothing is downloaded).
+"""Resolve pretrained weights: local files first, then the fetch registry's download.
 
-Search order for a :class:`WeightSpec`: an explicit path (card or CLI), then
-``$BENCH_WEIGHTS_DIR`` / ``--weights-dir`` joined with the spec's file name, then
-the spec's env variable, then the torch hub cache (``$TORCH_HOME/hub/checkpoints``,
-default ``~/.cache/torch/hub/checkpoints``). A found file is checked against the
-known sha256 (full or prefix) and loaded with ``weights_only=True``.
+Search order for a :class:`WeightSpec`: an explicit path (card or CLI), the spec's env
+variable, then ``--weights-dir`` / ``$BENCH_WEIGHTS_DIR`` joined with the spec's file name,
+``$BENCH_DATA_DIR/weights`` (what ``bench fetch`` downloads) and the torch hub cache
+(``$TORCH_HOME/hub/checkpoints``, default ``~/.cache/torch/hub/checkpoints``); then
+``--weights-dir`` / ``$BENCH_WEIGHTS_DIR`` searched recursively (first match by file name, in
+path order). When nothing is found and the file is in the fetch registry, :func:`resolve`
+downloads it (hash-checked, one line on stderr) unless offline (``BENCH_OFFLINE=1``). A found
+file is checked against the known sha256 (full or prefix) and loaded with ``weights_only=True``.
 
 Specs with ``hashed_name=True`` follow torch.hub's naming (CompressAI's zoo uses it):
 ``<stem>-<first hex digits of the sha256>.<ext>``. Such a file is checked against the
@@ -108,10 +111,18 @@ def sha256_path(path: Path | str) -> str:
     return h.hexdigest()
 
 
-def weights_dirs(extra: Path | str | None = None) -> list[Path]:
-    dirs = [Path(extra)] if extra else []
+def user_dirs(extra: Path | str | None = None) -> list[Path]:
+    """``--weights-dir`` and ``$BENCH_WEIGHTS_DIR`` (searched recursively by :func:`find`)."""
+    dirs = [Path(extra).expanduser()] if extra else []
     if os.environ.get("BENCH_WEIGHTS_DIR"):
-        dirs += [Path(p) for p in os.environ["BENCH_WEIGHTS_DIR"].split(os.pathsep) if p]
+        dirs += [Path(p).expanduser() for p in os.environ["BENCH_WEIGHTS_DIR"].split(os.pathsep) if p]
+    return dirs
+
+
+def weights_dirs(extra: Path | str | None = None) -> list[Path]:
+    from bench.runtime.fetch import weights_dir as fetched
+
+    dirs = [*user_dirs(extra), fetched()]
     torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
     dirs.append(torch_home / "hub" / "checkpoints")
     return dirs
@@ -133,22 +144,54 @@ def find(spec: WeightSpec, path: Path | str | None = None, weights_dir: Path | s
     for cand in candidates(spec, path, weights_dir):
         if cand.is_file():
             return cand
+    if not path:
+        nested = find_nested(spec.filename, weights_dir)
+        if nested is not None:
+            return nested
     variants = [] if path else hashed_variants(spec, weights_dir)
     return variants[0] if variants else None
 
 
+def find_nested(filename: str, weights_dir: Path | str | None = None) -> Path | None:
+    """The first file named ``filename`` below ``--weights-dir`` / ``$BENCH_WEIGHTS_DIR`` (any
+    depth, path order; links to folders are not followed), or None."""
+    if not filename or "/" in filename:
+        return None
+    for d in user_dirs(weights_dir):
+        if d.is_dir():
+            hits = sorted(p for p in d.rglob(filename) if p.is_file())
+            if hits:
+                return hits[0]
+    return None
+
+
 def missing_message(spec: WeightSpec, path: Path | str | None = None, weights_dir: Path | str | None = None) -> str:
     looked = ", ".join(str(c) for c in candidates(spec, path, weights_dir))
-    return (f"{spec.name} weights {spec.filename} not found (looked in: {looked})"
+    below = ", ".join(str(d) for d in user_dirs(weights_dir) if not path)
+    return (f"{spec.name} weights {spec.filename} not found (looked in: {looked}"
+            + (f"; and below {below}" if below else "") + ")"
             + (f"; expected sha256 {spec.sha256}" if spec.sha256 else ""))
 
 
 def resolve(spec: WeightSpec, path: Path | str | None = None, weights_dir: Path | str | None = None,
-            *, check_hash: bool = True) -> Path:
-    """The verified local file for ``spec``; raises :class:`WeightsError` with the fix."""
+            *, check_hash: bool = True, fetch: bool = True) -> Path:
+    """The verified local file for ``spec``; raises :class:`WeightsError` with the fix.
+
+    ``fetch``: when no local file is found (and no explicit ``path`` was given), download the
+    registry's file of that name into ``$BENCH_DATA_DIR/weights`` unless offline."""
     found = find(spec, path, weights_dir)
+    command = None
+    bare = not path or Path(path).name == str(path)  # no path, or a bare registry file name
+    if found is None and bare:
+        from bench.runtime import fetch as F
+
+        name = Path(path).name if path else spec.filename
+        command = F.fetch_command(name)
+        if fetch and command and F.auto_fetch_enabled():
+            found = F.fetch_weight(name)  # raises FetchError (exit 3) naming the URL
     if found is None:
-        fix = "put the file in --weights-dir / $BENCH_WEIGHTS_DIR"
+        fix = (f"run `{command}` (or `bench fetch --from DIR` offline), or " if command else "") + \
+            "put the file in --weights-dir / $BENCH_WEIGHTS_DIR"
         if spec.env:
             fix += f", or set ${spec.env} to its path"
         if spec.source:

@@ -406,10 +406,12 @@ class ESPNetv2Segmenter(Segmenter):
     def class_set(self) -> ClassSet:
         return CITYSCAPES_19
 
-    def _resolve(self) -> Path | None:
-        """The verified weights file, None in random-weights mode; raises otherwise."""
+    def _resolve(self, fetch: bool = True) -> Path | None:
+        """The verified weights file (downloaded when missing and ``fetch``), None in
+        random-weights mode; raises otherwise."""
         try:
-            return W.resolve(self.spec, self.weights, self.weights_dir, check_hash=self.check_hash)
+            return W.resolve(self.spec, self.weights, self.weights_dir, check_hash=self.check_hash,
+                             fetch=fetch and not self.allow_random_weights)
         except WeightsError:
             if self.allow_random_weights and W.find(self.spec, self.weights, self.weights_dir) is None:
                 return None
@@ -458,7 +460,7 @@ class ESPNetv2Segmenter(Segmenter):
 
     def requirements(self) -> list[Requirement]:
         try:
-            path = self._resolve()
+            path = self._resolve(fetch=False)  # reporting never downloads
         except WeightsError as err:
             return [Requirement("weights", self.spec.filename, False, str(err))]
         detail = str(path) if path else "missing: random weights (allow_random_weights)"

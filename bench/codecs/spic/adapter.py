@@ -179,7 +179,8 @@ class SpicCodec(Codec):
         reqs = list(self.coarse.requirements())
         path = self.checkpoint_path()
         reqs.append(Requirement("weights", "SPIC checkpoint", path is not None, str(path) if path else
-                                f"set params.checkpoint or ${ckpt.ENV_VAR} to a model/ema_*.pt state_dict; "
+                                f"run `bench fetch spic-cityscapes` ({ckpt.SPEC.filename}), or set "
+                                f"params.checkpoint or ${ckpt.ENV_VAR} to a model/ema_*.pt state_dict; "
                                 f"get it from {ckpt.SOURCE}"))
         if isinstance(self.label_coder, RunLabelCoder):
             ok = RunLabelCoder.available()

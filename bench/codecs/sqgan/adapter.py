@@ -120,7 +120,8 @@ class SQGANCodec(Codec):
             return [Requirement("weights", "SQ-GAN checkpoint", True, str(found))]
         looked = ", ".join(str(c) for c in candidates(WEIGHTS, self.checkpoint))
         return [Requirement("weights", "SQ-GAN checkpoint", False,
-                            f"not found (looked in: {looked}); set params.checkpoint or ${WEIGHTS.env}; "
+                            f"not found (looked in: {looked}); run `bench fetch sqgan-cityscapes`, or set "
+                            f"params.checkpoint or ${WEIGHTS.env}; "
                             f"weights come from {WEIGHTS.source}")]
 
     def params(self) -> dict[str, Any]:
