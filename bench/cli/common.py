@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sqlite3
 import sys
@@ -147,15 +148,26 @@ def add_ci_args(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--ci-seed", type=int, default=0, help="bootstrap seed (default 0)")
 
 
+def finite_float(text: str) -> float:
+    """argparse type: a finite float (``nan``, ``inf`` are refused: exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number (NaN and infinity are refused)")
+    return value
+
+
 def delta_tolerances(items: Sequence[str] | None) -> dict[str, float]:
-    """``--delta-tolerance psnr=0.1`` (repeatable) → {"psnr": 0.1}."""
+    """``--delta-tolerance psnr=0.1`` (repeatable) → {"psnr": 0.1}; the value must be finite."""
     delta_tol: dict[str, float] = {}
     for item in items or []:
         key, _, value = item.partition("=")
         try:
-            delta_tol[key.strip()] = float(value)
-        except ValueError:
-            raise ConfigError(f"--delta-tolerance {item!r} is not METRIC=VALUE",
+            delta_tol[key.strip()] = finite_float(value)
+        except argparse.ArgumentTypeError as err:
+            raise ConfigError(f"--delta-tolerance {item!r} is not METRIC=VALUE with a finite value ({err})",
                               "e.g. --delta-tolerance psnr=0.1") from None
     return delta_tol
 
