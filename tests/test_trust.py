@@ -128,3 +128,138 @@ def test_non_finite_tolerances_are_refused(env, capsys, extra):
         compare(store, good, bad, tolerance=float("nan"))
     assert _main(["--out", str(env), "sweep", "--codec", "quant", "--checkpoints", str(env / "none*"),
                  "--dataset", "pngs", "--tolerance", "inf"]) == 2
+
+
+# -- 12: NaN wherever a number is parsed; a run where every row failed -------------------------
+class AlwaysFails(fakes_bench.QuantCodec):
+    name = "broken"
+
+    def encode(self, image: np.ndarray, rate: Any, *, semantics: Any = None) -> Any:
+        raise RuntimeError("simulated: the model is not loaded")
+
+
+class PartsOfType(fakes_bench.QuantCodec):
+    """Returns its image part as ``kind``: bytes (default), array, str, memoryview16."""
+
+    name = "parts"
+
+    def __init__(self, kind: str = "bytes") -> None:
+        self.kind = kind
+
+    def params(self) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+    def encode(self, image: np.ndarray, rate: Any, *, semantics: Any = None) -> Any:
+        enc = super().encode(image, rate)
+        data = enc.parts["image"]
+        if self.kind == "array":
+            enc.parts["image"] = np.frombuffer(data + b"\0" * (len(data) % 2), np.uint16)
+        elif self.kind == "str":
+            enc.parts["image"] = data.decode("latin-1")
+        elif self.kind == "memoryview16":
+            enc.parts["image"] = memoryview(np.frombuffer(data + b"\0" * (len(data) % 2), np.uint16))
+        return enc
+
+    def decode(self, parts: Any) -> np.ndarray:
+        data = parts["image"]
+        data = data.encode("latin-1") if isinstance(data, str) else bytes(data)
+        return super().decode({"image": data})
+
+
+@pytest.mark.parametrize("rates", [["jpeg2000=nan"], ["jpegxl=nan"], ["jpeg-matched=nan"], ["jpeg2000=inf"],
+                                   ["nan"]])
+def test_nan_rates_are_refused_before_a_store_is_made(env, capsys, rates):
+    codec = rates[0].partition("=")[0] if "=" in rates[0] else "jpeg2000"
+    argv = ["--out", str(env / "out"), "run", "--codecs", codec, "--dataset", "pngs", "-q"]
+    assert _main([*argv, *[x for r in rates for x in ("--rates", r)]]) == 2
+    assert "finite" in _one_error(capsys.readouterr().err)
+    assert not (env / "out" / "bench.sqlite").exists()
+    assert _main([*argv, "--rates", "jpeg2000=0.5", "--param", "jpeg2000.x=.nan"]) == 2
+
+
+def test_a_run_where_every_row_failed_exits_8_and_keeps_its_rows(env, capsys):
+    (env / "cards" / "codecs" / "broken.yaml").write_text("name: broken\nentry: test_trust:AlwaysFails\n")
+    from bench.registry import catalog
+
+    catalog.reset()
+    out = env / "out"
+    assert main(["--out", str(out), "run", "--codecs", "broken", "--dataset", "pngs", "--metrics", "psnr",
+                 "-q", "--workers", "1"]) == 8
+    line = _one_error(capsys.readouterr().err)
+    assert "every one of its 18 rows failed" in line and "simulated: the model is not loaded" in line
+    with Store(out / "bench.sqlite", readonly=True) as store:
+        assert store.count(store.run("latest")["run_id"]) == 18
+    # one working codec beside it: exit 0
+    assert main(["--out", str(out), "run", "--codecs", "broken,quant", "--dataset", "pngs", "--metrics", "psnr",
+                 "-q", "--workers", "1", "--no-report"]) == 0
+
+
+# -- 13: encoded parts must be bytes ---------------------------------------------------------
+def test_parts_that_are_not_bytes_fail_the_row_and_memoryviews_count_bytes(env):
+    from bench.codecs.base import part_sizes
+
+    with Store(env / "bench.sqlite") as store:
+        rows = {}
+        for kind in ("bytes", "array", "str", "memoryview16"):
+            run = _execute(store, codecs=[PartsOfType(kind)], tag=kind, limit=1)
+            rows[kind] = {r.rate: r for r in store.rows(run)}
+    for kind in ("array", "str"):
+        for r in rows[kind].values():
+            assert r.status == "error" and "is a" in r.error and "not bytes/bytearray/memoryview" in r.error
+    # a uint16 memoryview: its nbytes (not its element count) are counted, like the bytes themselves
+    for rate, r in rows["memoryview16"].items():
+        assert r.status == "ok"
+        assert r.bytes["image"] == rows["bytes"][rate].bytes["image"] + rows["bytes"][rate].bytes["image"] % 2
+    assert part_sizes({"a": b"abc", "b": bytearray(2), "c": memoryview(np.zeros(5, np.float64))}) == \
+        {"a": 3, "b": 2, "c": 40}
+
+
+# -- 14: a row carries what it coded; API rates and typed params checked ------------------------
+class Replacer(fakes_bench.QuantCodec):
+    """Replaces ``target`` with a flat grey image while coding the first image (once)."""
+
+    name = "replacer"
+
+    def __init__(self, target: str = "") -> None:
+        self.target = target
+
+    def encode(self, image: np.ndarray, rate: Any, *, semantics: Any = None) -> Any:
+        path = Path(self.target)
+        if path.exists() and not path.with_suffix(".done").exists():
+            from PIL import Image
+
+            Image.fromarray(np.full(image.shape, 128, np.uint8)).save(path)
+            path.with_suffix(".done").write_text("")
+        return super().encode(image, rate)
+
+
+def test_a_row_carries_the_hash_of_the_pixels_it_coded(env):
+    from bench.datasets.base import image_sha256, read_rgb
+
+    last = sorted((env / "data").glob("*.png"))[-1]
+    old = image_sha256(read_rgb(last))
+    with Store(env / "bench.sqlite") as store:
+        run = _execute(store, codecs=[Replacer(str(last))])
+        rows = list(store.rows(run))
+    new = image_sha256(read_rgb(last))
+    assert new != old
+    got = {r.image_id: r.notes["image_sha256"] for r in rows}
+    assert got[last.stem] == new  # not the hash the run started with
+    assert len({v for k, v in got.items() if k != last.stem}) == 5
+
+
+def test_api_rates_for_unknown_codecs_and_mistyped_params_are_refused(env, capsys):
+    from bench import api
+    from bench.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="did you mean quant"):
+        api.evaluate("quant", "pngs", metrics="psnr", rates={"quantt": [8]}, store=env / "s.sqlite", workers=1)
+    with pytest.raises(ConfigError, match="not in this run"):
+        api.evaluate("quant", "pngs", metrics="psnr", rates={"jpeg": [50]}, store=env / "s.sqlite", workers=1)
+    out = ["--out", str(env / "out"), "run", "--dataset", "pngs", "-q", "--metrics", "psnr"]
+    for param in ("jpeg.optimize=banana", "jpeg.optimize=3", "webp.method=fast", "webp.method=2.5",
+                  "jpeg.subsampling=true"):
+        assert _main([*out, "--codecs", param.split(".")[0], "--param", param, "--rates", "50"]) == 2, param
+        assert "is not a" in _one_error(capsys.readouterr().err)
+    assert _main([*out, "--codecs", "jpeg", "--param", "jpeg.subsampling=444", "--param", "jpeg.optimize=false",
+                  "--rates", "50", "--limit", "1", "--no-report"]) == 0

@@ -55,12 +55,26 @@ def parse_params(items: Sequence[str] | None) -> dict[str, dict[str, Any]]:
         if not sep or not dot or not name or not param:
             raise ConfigError(f"--param {item!r} is not NAME.KEY=VALUE", "e.g. --param sqgan.checkpoint=/path/last.ckpt")
         try:
-            out.setdefault(name, {})[param] = yaml.safe_load(value)
+            parsed = yaml.safe_load(value)
         except yaml.YAMLError as err:
             where = getattr(err, "problem", None) or type(err).__name__
             raise ConfigError(f"--param {item!r}: the value is not valid YAML ({where})",
                               "quote it for the shell, e.g. --param 'miou.segmenter_params={scale: 0.5}'") from None
+        if not _finite(parsed):
+            raise ConfigError(f"--param {item!r}: NaN or infinity is not a valid value", "give a finite number")
+        out.setdefault(name, {})[param] = parsed
     return out
+
+
+def _finite(value: Any) -> bool:
+    """False when ``value`` (or a number inside a list / mapping) is a NaN or infinite float."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def positive(value: int | None, option: str, what: str) -> None:

@@ -88,6 +88,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_id = api.run(config, store, progress=not args.quiet, on_skip=warn_skip, executor=executor,
                          log=args.log, step=args.step)
         print(f"run {run_id}: {store.count(run_id)} rows in {store.path}")
+        from bench.execution.runner import require_some_ok
+
+        require_some_ok(store, run_id)  # exit 8 when nothing was coded and measured
         if not args.no_report:
             return print_report(store, run_id, Path(args.out) / run_id)
     return 0

@@ -73,10 +73,13 @@ class Dataset(ABC):
         """The sample for ``image_id``; raises on an unreadable file."""
 
     def get(self, image_id: str) -> Sample:
-        """:meth:`load`, with the label map's class set recorded in ``sample.meta["class_set"]``."""
+        """:meth:`load`, with the label map's class set recorded in ``sample.meta["class_set"]``
+        and the sha256 of the pixels coded (H×W×3 uint8, C order) in ``sample.meta["image_sha256"]``:
+        every row carries it, so a file replaced during a run is seen in its rows."""
         sample = self.load(image_id)
         if sample.labels is not None and self.class_set is not None:
             sample.meta.setdefault("class_set", self.class_set.name)
+        sample.meta["image_sha256"] = image_sha256(sample.image)
         return sample
 
     @abstractmethod
@@ -96,6 +99,12 @@ class Dataset(ABC):
             for path in self.files(image_id):
                 h.update(sha256_file(path).encode())
         return h.hexdigest()
+
+
+def image_sha256(image: np.ndarray) -> str:
+    """sha256 (hex) of an image's shape and pixel bytes in C order."""
+    img = np.ascontiguousarray(image)
+    return hashlib.sha256(f"{img.dtype.str}{img.shape}".encode() + img.tobytes()).hexdigest()
 
 
 #: How :func:`read_rgb` turns any stored image into 8-bit RGB (recorded with each run).
