@@ -263,3 +263,64 @@ def test_api_rates_for_unknown_codecs_and_mistyped_params_are_refused(env, capsy
         assert "is not a" in _one_error(capsys.readouterr().err)
     assert _main([*out, "--codecs", "jpeg", "--param", "jpeg.subsampling=444", "--param", "jpeg.optimize=false",
                   "--rates", "50", "--limit", "1", "--no-report"]) == 0
+
+
+# -- 16: sweep over checkpoints that cannot be used -------------------------------------------
+class CheckpointQuant(fakes_bench.QuantCodec):
+    """Loads ``checkpoint`` at its first encode (as learned codecs do): a file that does not start
+    with b"GOOD", or any file while FAKE_CKPT_BROKEN is set, fails like a state dict with 'net.' keys."""
+
+    name = "ckptq"
+    parallel_safe = False
+
+    def __init__(self, checkpoint: str | None = None) -> None:
+        self.checkpoint = checkpoint
+
+    def params(self) -> dict[str, Any]:
+        return {"checkpoint": self.checkpoint}
+
+    def encode(self, image: np.ndarray, rate: Any, *, semantics: Any = None) -> Any:
+        import os
+
+        from bench.errors import WeightsError
+
+        if os.environ.get("FAKE_CKPT_BROKEN") or not Path(str(self.checkpoint)).read_bytes().startswith(b"GOOD"):
+            raise WeightsError(f"{self.checkpoint}: unexpected keys net.encoder.weight …", "export it")
+        return super().encode(image, rate)
+
+
+def test_sweep_names_checkpoints_that_cannot_be_loaded_and_retries_them(env, capsys, monkeypatch):
+    (env / "cards" / "codecs" / "ckptq.yaml").write_text(
+        "name: ckptq\nentry: test_trust:CheckpointQuant\nrates: [16, 4]\n")
+    from bench.registry import catalog
+
+    catalog.reset()
+    ckpts = env / "ckpt"
+    ckpts.mkdir()
+    (ckpts / "step=10.ckpt").write_bytes(b"GOOD 1")
+    (ckpts / "step=20.ckpt").write_bytes(b"GOOD 2")
+    (ckpts / "step=30.ckpt").write_bytes(b"net.-prefixed keys")
+    argv = ["--out", str(env / "out"), "sweep", "--codec", "ckptq", "--checkpoints", str(ckpts / "*.ckpt"),
+            "--dataset", "pngs", "--metrics", "psnr", "--limit", "2", "-q", "--gate", "best"]
+    capsys.readouterr()
+    assert main(argv) == 3
+    line = _one_error(capsys.readouterr().err)
+    assert "1 checkpoint(s) could not be used by ckptq" in line and "step=30.ckpt" in line
+    assert "step=10.ckpt" not in line and "--retry-failed" in line and "net." in line
+    # a re-run evaluates the good ones no more, and still refuses the broken one (not "already evaluated")
+    assert main(argv) == 3
+    captured = capsys.readouterr()
+    assert "step=30.ckpt" in _one_error(captured.err)
+    # a checkpoint that failed while its codec could not load (FAKE_CKPT_BROKEN): fixed, then retried
+    (ckpts / "step=30.ckpt").unlink()
+    (ckpts / "step=40.ckpt").write_bytes(b"GOOD 4")
+    monkeypatch.setenv("FAKE_CKPT_BROKEN", "1")
+    assert main(argv) == 3 and "step=40.ckpt" in _one_error(capsys.readouterr().err)
+    monkeypatch.delenv("FAKE_CKPT_BROKEN")
+    assert main(argv) == 3  # its failed rows are stored: recomputed only when asked
+    capsys.readouterr()
+    assert main([*argv, "--retry-failed"]) == 0
+    out = capsys.readouterr().out
+    assert "step=10.ckpt" in out and "(already evaluated)" in out.split("step=10.ckpt")[1].splitlines()[0]
+    assert "(already evaluated)" not in out.split("step=40.ckpt")[1].splitlines()[0]
+    assert "gate: no regression beyond tolerance" in out

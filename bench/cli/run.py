@@ -211,5 +211,7 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
                     help=f"BD-rate regression tolerance in %% (default {DEFAULT_TOLERANCE:g})")
     sw.add_argument("--delta-tolerance", action="append", help="METRIC=VALUE still counted as equal (repeatable)")
     sw.add_argument("--dest", help="folder for the table and figure (default: results/sweep-<codec>/)")
-    sw.set_defaults(func=cmd_sweep, tag=None, retry_failed=False, workers=None, no_cache=False,
+    sw.add_argument("--retry-failed", action="store_true",
+                    help="recompute failed rows, also of a checkpoint that could not be used before")
+    sw.set_defaults(func=cmd_sweep, tag=None, workers=None, no_cache=False,
                     keep_reconstructions=False, chunk=None)
