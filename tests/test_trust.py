@@ -324,3 +324,111 @@ def test_sweep_names_checkpoints_that_cannot_be_loaded_and_retries_them(env, cap
     assert "step=10.ckpt" in out and "(already evaluated)" in out.split("step=10.ckpt")[1].splitlines()[0]
     assert "(already evaluated)" not in out.split("step=40.ckpt")[1].splitlines()[0]
     assert "gate: no regression beyond tolerance" in out
+
+
+# -- 17: hostile store files, unreadable images, process limits ---------------------------------
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("column,value", [("config", "[]"), ("meta", "3"), ("rows.metrics", "[1, 2]"),
+                                          ("rows.bytes", '"x"')])
+def test_store_json_of_the_wrong_shape_is_damage(env, capsys, column, value):
+    out = env / "out"
+    assert main(["--out", str(out), "run", "--codecs", "quant", "--dataset", "pngs", "--metrics", "psnr", "-q",
+                 "--workers", "1", "--no-report"]) == 0
+    table, _, col = column.rpartition(".")
+    con = sqlite3.connect(out / "bench.sqlite")
+    with con:
+        con.execute(f"UPDATE {table or 'runs'} SET {col} = ?", (value,))
+    con.close()
+    capsys.readouterr()
+    for argv in ([] if table else [["runs"]]) + [["report"], ["compare", "latest", "--anchor", "quant", "--test",
+                                                                "quant"], ["export"]]:
+        assert main(["--out", str(out), *argv]) == 4, argv
+        line = _one_error(capsys.readouterr().err)
+        assert "is damaged" in line and "recover" in line, line
+
+
+def test_a_file_that_is_no_store_is_never_written_and_recover_says_so(env, capsys):
+    out = env / "out"
+    out.mkdir()
+    db = out / "bench.sqlite"
+    run = ["--out", str(out), "run", "--codecs", "quant", "--dataset", "pngs", "--metrics", "psnr", "-q"]
+    db.write_text("name,age\nada,36\n")  # not SQLite at all
+    for argv in (["recover"], ["recover", "--force"], ["runs"], run[2:]):
+        assert main(["--out", str(out), *argv]) == 4, argv
+        line = _one_error(capsys.readouterr().err)
+        assert "not an SQLite file, not a bench run store" in line and "bench recover" not in line, line
+    assert db.read_text() == "name,age\nada,36\n"
+    db.unlink()
+    con = sqlite3.connect(db)  # a foreign SQLite database
+    with con:
+        con.execute("CREATE TABLE users (id INTEGER, name TEXT)")
+        con.execute("INSERT INTO users VALUES (1, 'ada')")
+    con.close()
+    before = _sha(db)
+    for argv in (run, ["--out", str(out), "runs"], ["--out", str(out), "report"]):
+        assert main(argv) == 4
+        line = _one_error(capsys.readouterr().err)
+        assert "an SQLite database with other tables (users; no runs, rows)" in line, line
+    assert _sha(db) == before  # no table added, not one byte written
+    assert sorted(p.name for p in out.iterdir()) == ["bench.sqlite"]
+
+
+def test_an_unreadable_image_is_a_failed_row_not_an_aborted_run(env, capsys):
+    import os
+
+    data = env / "data"
+    (data / "zz_folder.png").mkdir()  # named like an image, but a folder
+    unreadable = sorted(data.glob("*.png"))[0]
+    root = os.geteuid() == 0
+    if not root:
+        unreadable.chmod(0)
+    out = env / "out"
+    rc = main(["--out", str(out), "run", "--codecs", "quant", "--dataset", "pngs", "--metrics", "psnr", "-q",
+               "--workers", "1", "--no-report"])
+    assert rc == 0, capsys.readouterr().err
+    with Store(out / "bench.sqlite", readonly=True) as store:
+        rows = list(store.rows(store.run("latest")["run_id"]))
+    failed = {r.image_id: r.error for r in rows if r.status != "ok"}
+    assert "cannot load image" in failed["zz_folder"] and "not a regular file" in failed["zz_folder"]
+    if not root:  # mode 000 (root reads it anyway)
+        assert "Permission" in failed[unreadable.stem]
+    assert len(rows) == 4 * 7 and sum(r.status != "ok" for r in rows) == 4 * (1 if root else 2)
+
+
+def test_process_limits_get_their_own_fix(env):
+    import errno
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    from bench.runtime.limits import os_error_fix
+
+    assert "ulimit -n" in os_error_fix(OSError(errno.EMFILE, "Too many open files"))
+    assert "ulimit -f" in os_error_fix(OSError(errno.EFBIG, "File too large"))
+    assert "disk" in os_error_fix(OSError(errno.ENOSPC, "No space left on device"))
+    out = env / "out"
+    assert main(["--out", str(out), "run", "--codecs", "quant", "--dataset", "pngs", "--metrics", "psnr", "-q",
+                 "--workers", "1", "--no-report"]) == 0
+    env_vars = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), str(Path(__file__).parent)])}
+
+    def limited(limit: int, *argv: str) -> subprocess.CompletedProcess:
+        def pre() -> None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+        return subprocess.run([sys.executable, "-m", "bench", "--out", str(out), *argv], env=env_vars,
+                              capture_output=True, text=True, preexec_fn=pre, timeout=120)
+
+    # a report whose figure outgrows `ulimit -f` (34 KiB: the store's 32 KiB index still fits)
+    done = limited(34 * 1024, "report", "--dest", str(env / "rep"))
+    assert done.returncode == 7, done.stderr
+    assert "ulimit -f" in _one_error(done.stderr) and "permissions" not in done.stderr
+    # the store's shared-memory index itself does not fit
+    (out / "bench.sqlite-shm").unlink(missing_ok=True)
+    done = limited(16 * 1024, "runs")
+    assert done.returncode == 4 and "ulimit -f is 16 KiB" in _one_error(done.stderr), done.stderr

@@ -79,8 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted: finished rows are stored; re-run the same command to resume", file=sys.stderr)
         return INTERRUPTED_EXIT
     except OSError as err:  # a file the command could not read or write
+        from bench.runtime.limits import os_error_fix
+
         where = f" {err.filename}" if getattr(err, "filename", None) else ""
-        print(f"error: cannot access{where}: {err.strerror or err}; fix: check the path and its permissions"
+        print(f"error: cannot access{where}: {err.strerror or err}; fix: {os_error_fix(err)}"
               + ("" if args.verbose else " (run with -v for the traceback)"), file=sys.stderr)
         if args.verbose:
             traceback.print_exc()

@@ -76,6 +76,9 @@ class Dataset(ABC):
         """:meth:`load`, with the label map's class set recorded in ``sample.meta["class_set"]``
         and the sha256 of the pixels coded (H×W×3 uint8, C order) in ``sample.meta["image_sha256"]``:
         every row carries it, so a file replaced during a run is seen in its rows."""
+        for path in self.files(image_id):  # a FIFO or device named like an image would block the reader
+            if path.exists() and not path.is_file():
+                raise ConfigError(f"{path} is not a regular file", "keep only image files in the dataset folder")
         sample = self.load(image_id)
         if sample.labels is not None and self.class_set is not None:
             sample.meta.setdefault("class_set", self.class_set.name)
@@ -91,13 +94,20 @@ class Dataset(ABC):
         return {"dataset": self.name, "class_set": self.class_set.name if self.class_set else None}
 
     def content_hash(self, ids: Sequence[str] | None = None) -> str:
-        """sha256 over ids, file bytes and the protocol: identifies exactly what was evaluated."""
+        """sha256 over ids, file bytes and the protocol: identifies exactly what was evaluated.
+        A file that cannot be read (no permission, a folder, a FIFO) adds its error instead: its
+        rows are recorded as failed when it is loaded, the run goes on."""
         h = hashlib.sha256()
         h.update(json.dumps(self.protocol(), sort_keys=True).encode())
         for image_id in ids if ids is not None else self.ids():
             h.update(image_id.encode() + b"\0")
             for path in self.files(image_id):
-                h.update(sha256_file(path).encode())
+                try:
+                    if Path(path).exists() and not Path(path).is_file():
+                        raise IsADirectoryError(0, "not a regular file", str(path))
+                    h.update(sha256_file(path).encode())
+                except OSError as err:
+                    h.update(f"unreadable:{type(err).__name__}".encode())
         return h.hexdigest()
 
 
