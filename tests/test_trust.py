@@ -432,3 +432,81 @@ def test_process_limits_get_their_own_fix(env):
     (out / "bench.sqlite-shm").unlink(missing_ok=True)
     done = limited(16 * 1024, "runs")
     assert done.returncode == 4 and "ulimit -f is 16 KiB" in _one_error(done.stderr), done.stderr
+
+
+# -- 18: tags, text chunks, SIGTERM ----------------------------------------------------------
+def test_hostile_tags_do_not_break_summary_md_or_reach_the_terminal(env, capsys):
+    out = env / "out"
+    tag = "evil|tag\nline2\x1b[31mRED\x1b[0m\x07"
+    assert main(["--out", str(out), "run", "--codecs", "quant", "--dataset", "pngs", "--metrics", "psnr", "-q",
+                 "--workers", "1", "--tag", tag]) == 0
+    printed = capsys.readouterr().out
+    assert main(["--out", str(out), "runs"]) == 0
+    printed += capsys.readouterr().out
+    assert "\x1b" not in printed and "\x07" not in printed and "\\x1b[31mRED" in printed
+    md = next(out.glob("*/summary.md")).read_text()
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + 4  # header, rule, one line per rate point: the newline did not split a row
+    widths = {line.count("|") - line.count("\\|") for line in table}
+    assert len(widths) == 1, table  # the tag's '|' is escaped, not a column
+    assert r"quant@evil\|tag line2\x1b[31mRED\x1b[0m\x07" in md and "\x1b" not in md
+
+
+def test_a_png_with_a_1_mb_ztxt_chunk_loads(tmp_path):
+    import zlib
+
+    from PIL import Image, PngImagePlugin
+
+    from bench.datasets.base import read_rgb
+
+    pixels = np.arange(48 * 64 * 3, dtype=np.uint8).reshape(48, 64, 3)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "x" * (2 * 1024 * 1024), zip=True)  # 2 MiB of text, a few KiB compressed
+    path = tmp_path / "meta.png"
+    Image.fromarray(pixels).save(path, pnginfo=info)
+    assert b"zTXt" in path.read_bytes() and len(zlib.compress(b"x" * 2**21)) < 2**16
+    assert np.array_equal(read_rgb(path), pixels)
+
+
+def test_sigterm_prints_one_line_keeps_the_rows_and_exits_143(env):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from bench.errors import TERMINATED_EXIT
+
+    out = env / "out"
+    env_vars = {**os.environ, "FAKE_CODEC_SLEEP": "0.3",
+                "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), str(Path(__file__).parent)])}
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "--out", str(out), "run", "--codecs", "quant",
+                             "--dataset", "pngs", "--metrics", "psnr", "-q", "--workers", "1", "--no-report"],
+                            env=env_vars, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    db = out / "bench.sqlite"
+    deadline = time.time() + 60
+    while time.time() < deadline:  # until some rows are stored
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                con = sqlite3.connect(db)
+                n = con.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+                con.close()
+            except sqlite3.Error:
+                continue
+            if n >= 3:
+                break
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == TERMINATED_EXIT == 143, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == ["terminated (SIGTERM): finished rows are stored; re-run the same command to resume"], err
+    with Store(db, readonly=True) as store:
+        kept = store.count(store.runs()[0]["run_id"])
+    assert 3 <= kept < 24
+    # the same command resumes and finishes
+    env_vars["FAKE_CODEC_SLEEP"] = "0"
+    done = subprocess.run(proc.args, env=env_vars, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with Store(db, readonly=True) as store:
+        assert store.count(store.runs()[0]["run_id"]) == 24

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from ..errors import ConfigError, DatasetNotFoundError
 from bench.runtime.weights import sha256_file
@@ -116,6 +116,11 @@ def image_sha256(image: np.ndarray) -> str:
     img = np.ascontiguousarray(image)
     return hashlib.sha256(f"{img.dtype.str}{img.shape}".encode() + img.tobytes()).hexdigest()
 
+
+# A PNG text chunk (tEXt/zTXt/iTXt: captions, XMP, ICC-like metadata) is never used, but Pillow
+# refuses a file whose one chunk decompresses to more than 1 MiB ("Decompressed Data Too Large").
+# Allow one chunk up to Pillow's own cap on all text of a file (64 MiB): memory stays bounded.
+PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, PngImagePlugin.MAX_TEXT_MEMORY)
 
 #: How :func:`read_rgb` turns any stored image into 8-bit RGB (recorded with each run).
 IMAGE_MODE_POLICY: dict[str, str] = {
