@@ -4,7 +4,6 @@ coded, hostile store files, images, tags and signals end as one line with the ri
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 from typing import Any
