@@ -416,9 +416,9 @@ def test_process_limits_get_their_own_fix(env):
                  "--workers", "1", "--no-report"]) == 0
     env_vars = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), str(Path(__file__).parent)])}
 
-    def limited(limit: int, *argv: str) -> subprocess.CompletedProcess:
+    def limited(limit: int, *argv: str, which: int = resource.RLIMIT_FSIZE) -> subprocess.CompletedProcess:
         def pre() -> None:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+            resource.setrlimit(which, (limit, limit))
 
         return subprocess.run([sys.executable, "-m", "bench", "--out", str(out), *argv], env=env_vars,
                               capture_output=True, text=True, preexec_fn=pre, timeout=120)
@@ -431,6 +431,12 @@ def test_process_limits_get_their_own_fix(env):
     (out / "bench.sqlite-shm").unlink(missing_ok=True)
     done = limited(16 * 1024, "runs")
     assert done.returncode == 4 and "ulimit -f is 16 KiB" in _one_error(done.stderr), done.stderr
+    # `ulimit -n 10`: two codec workers need more descriptors than that
+    done = limited(10, "run", "--codecs", "quant", "--dataset", "pngs", "--metrics", "psnr", "-q", "--workers", "2",
+                   "--no-cache", "--tag", "fds", which=resource.RLIMIT_NOFILE)
+    line = _one_error(done.stderr)
+    assert done.returncode == 7 and "Too many open files" in line and "ulimit -n 1024; it is 10" in line, line
+    assert "permissions" not in line
 
 
 # -- 18: tags, text chunks, SIGTERM ----------------------------------------------------------

@@ -91,8 +91,8 @@ def _dispatch(args: argparse.Namespace, rest: list[str]) -> int:
     except OSError as err:  # a file the command could not read or write
         from bench.runtime.limits import os_error_fix
 
-        where = f" {err.filename}" if getattr(err, "filename", None) else ""
-        print(f"error: cannot access{where}: {err.strerror or err}; fix: {os_error_fix(err)}"
+        where = f"cannot access {err.filename}: " if getattr(err, "filename", None) else ""
+        print(f"error: {where}{err.strerror or err}; fix: {os_error_fix(err)}"
               + ("" if args.verbose else " (run with -v for the traceback)"), file=sys.stderr)
         if args.verbose:
             traceback.print_exc()

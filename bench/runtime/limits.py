@@ -34,8 +34,8 @@ def os_error_fix(err: OSError, default: str = "check the path, its permissions a
     code = getattr(err, "errno", None)
     if code in (errno.EMFILE, errno.ENFILE):
         soft = _soft("NOFILE")
-        return (f"too many open files: raise the limit (ulimit -n 1024; it is {soft if soft is not None else '?'})"
-                " and re-run: finished rows are kept")
+        return (f"raise the open-file limit (ulimit -n 1024; it is {soft if soft is not None else '?'}) and re-run: "
+                "finished rows are kept")
     if code == errno.EFBIG:
         soft = _soft("FSIZE")
         now = f"; it is {soft // 1024} KiB" if soft is not None else ""
