@@ -113,11 +113,10 @@ EXIT_CODES: dict[int, str] = {
     2: "usage or configuration: bad option, --param value, rate, card or name (ConfigError)",
     3: "missing data or unavailable component: dataset root, weights, binary, package (UnavailableError)",
     4: "run store: unreadable, damaged, locked, read-only, or unknown run id (StoreError)",
-    5: "the runs cannot be compared: different protocols, an unfinished run (without --allow-partial), "
-       "too few images for --gate significant (IncomparableError)",
+    5: "runs not comparable: other protocols, an unfinished run, too few images (IncomparableError)",
     REGRESSION_EXIT: "regression: `bench compare` found run B worse than run A, or `bench sweep --gate` found the newest checkpoint worse",
     7: "output: a path cannot be written (a file where a folder is needed, no permission) (OutputError)",
-    8: "every row of the run failed: nothing was coded and measured (AllRowsFailedError; rows are stored)",
+    8: "every row of the run failed: nothing was measured; rows are stored (AllRowsFailedError)",
     INTERRUPTED_EXIT: "interrupted (Ctrl-C): finished rows are stored",
     TERMINATED_EXIT: "terminated (SIGTERM): finished rows are stored, as with Ctrl-C",
 }
