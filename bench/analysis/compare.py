@@ -483,6 +483,8 @@ def compare(store: Store, run_a: str, run_b: str | None = None, *, metrics: Sequ
         for codec, names, rid in ((a, codecs_a, ra["run_id"]), (b, codecs_b, rb["run_id"])):
             if codec not in names:
                 raise ConfigError(f"codec {codec!r} is not in run {rid}", f"codecs there: {', '.join(names)}")
+    if not same_run:  # a different dataset is named as such, not as images "not finished"
+        check_same_protocol(ra, rb)
     cov = coverage(loaded_a, loaded_b, pairs)
     check_complete(cov, ra["run_id"], rb["run_id"], allow_partial)
     if not cov.complete:  # only the images both runs finished
