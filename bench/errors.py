@@ -76,15 +76,35 @@ class OutputError(BenchError):
     exit_code = 7
 
 
-class ProtocolMismatchError(BenchError):
-    """Two runs were made under different protocols and cannot be compared."""
+class IncomparableError(BenchError):
+    """Two runs cannot be compared fairly (exit 5)."""
 
     exit_code = 5
 
 
+class ProtocolMismatchError(IncomparableError):
+    """Two runs were made under different protocols and cannot be compared."""
+
+
+class IncompleteRunError(IncomparableError):
+    """A compared run has not finished every image (killed or still running); ``--allow-partial``
+    compares the images both runs finished."""
+
+
+class TooFewImagesError(IncomparableError):
+    """``--gate significant`` on an interval from fewer images than the minimum (default 10)."""
+
+
+class AllRowsFailedError(BenchError):
+    """A run stored rows, and every one of them failed: nothing was coded and measured."""
+
+    exit_code = 8
+
+
 REGRESSION_EXIT = 6  # `bench compare`: run B is worse than run A beyond the tolerance
 INTERNAL_EXIT = 1    # an unexpected error (a bug): one line, the traceback with -v
-INTERRUPTED_EXIT = 130
+INTERRUPTED_EXIT = 130  # Ctrl-C (SIGINT), as a shell reports 128 + 2
+TERMINATED_EXIT = 143   # SIGTERM (kill, a scheduler's stop), as a shell reports 128 + 15
 
 # exit code -> what it means; the one table of exit codes (``bench --help`` prints it)
 EXIT_CODES: dict[int, str] = {
@@ -93,8 +113,10 @@ EXIT_CODES: dict[int, str] = {
     2: "usage or configuration: bad option, --param value, rate, card or name (ConfigError)",
     3: "missing data or unavailable component: dataset root, weights, binary, package (UnavailableError)",
     4: "run store: unreadable, damaged, locked, read-only, or unknown run id (StoreError)",
-    5: "protocol mismatch: the runs cannot be compared (ProtocolMismatchError)",
+    5: "runs not comparable: other protocols, an unfinished run, too few images (IncomparableError)",
     REGRESSION_EXIT: "regression: `bench compare` found run B worse than run A, or `bench sweep --gate` found the newest checkpoint worse",
     7: "output: a path cannot be written (a file where a folder is needed, no permission) (OutputError)",
+    8: "every row of the run failed: nothing was measured; rows are stored (AllRowsFailedError)",
     INTERRUPTED_EXIT: "interrupted (Ctrl-C): finished rows are stored",
+    TERMINATED_EXIT: "terminated (SIGTERM): finished rows are stored, as with Ctrl-C",
 }

@@ -162,8 +162,9 @@ def test_recover_dest_leaves_the_store_alone_and_a_sound_store_is_not_copied(tmp
 
 def test_every_sqlite_error_is_a_store_error(tmp_path):
     (tmp_path / "garbage.sqlite").write_bytes(b"not a database at all" * 300)
-    with pytest.raises(StoreDamagedError, match="recover"):
-        Store(tmp_path / "garbage.sqlite")
+    with pytest.raises(StoreError, match="not an SQLite file, not a bench run store") as caught:
+        Store(tmp_path / "garbage.sqlite")  # nothing to recover: not advised (issue 23, item 17)
+    assert not isinstance(caught.value, StoreDamagedError) and "recover" not in str(caught.value)
     with pytest.raises(StoreError, match="no run store"):
         Store(tmp_path / "missing.sqlite", readonly=True)
     with Store(tmp_path / "ok.sqlite") as store:

@@ -47,6 +47,7 @@ def test_rows_hold_bytes_per_part_and_exact_bpp(env, store_path):
         assert row.bpp == 8 * total / (168 * 176)
         assert row.metrics["bpp_side"] == 8 * 2 / (168 * 176)
         assert set(row.states) == {"psnr", "msssim"}
+        assert row.notes.pop("image_sha256")  # the pixels it coded (tests/test_trust.py)
         assert row.notes == {"note": "quantised"}  # text notes are kept apart from the metrics
     # coarser quantiser step -> fewer bytes and lower PSNR on every image
     by = {(r.image_id, int(r.rate)): r for r in rows}

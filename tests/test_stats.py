@@ -232,7 +232,7 @@ def test_report_and_figures_accept_ci_on_the_command_line(demo, tmp_path):
 def test_paired_run_against_itself_is_exactly_zero_with_zero_width(demo):
     with Store(demo["path"]) as store:
         result = compare(store, demo["a"], demo["again"], metrics=["psnr"],
-                         ci=Bootstrap(resamples=200, seed=0))
+                         ci=Bootstrap(resamples=200, seed=0), min_images=5)
     p = result.paired
     assert set(p["metric"]) == {"bpp", "psnr"} and set(p["rate_a"]) == {"20", "50"}
     assert (p["delta"] == 0).all() and (p["delta_lo"] == 0).all() and (p["delta_hi"] == 0).all()
@@ -245,17 +245,17 @@ def test_paired_run_against_itself_is_exactly_zero_with_zero_width(demo):
 def test_degraded_jpeg_quality_is_flagged_significant_and_the_same_setting_is_not(demo, capsys):
     with Store(demo["path"]) as store:
         result = compare(store, demo["a"], demo["q45"], metrics=["psnr"], rate_map={"50": "45"},
-                         ci=Bootstrap(resamples=500, seed=0))
+                         ci=Bootstrap(resamples=500, seed=0), min_images=5)
     psnr = result.paired[result.paired["metric"] == "psnr"].iloc[0]
     assert (psnr["rate_a"], psnr["rate_b"]) == ("50", "45")
     assert psnr["delta"] < 0 and psnr["delta_hi"] < 0 and psnr["significant"]
     assert result.gate("significant") and "psnr regressed significantly" in result.significant_regressions[0]
     out = demo["out"]
     assert main(["--out", str(out), "compare", demo["a"], demo["q45"], "--metric", "psnr", "--pair-rate", "50=45",
-                 "--gate", "significant", "--ci-resamples", "300"]) == 6
+                 "--gate", "significant", "--ci-resamples", "300", "--min-images", "5"]) == 6
     assert "SIGNIFICANT REGRESSION: jpeg: psnr" in capsys.readouterr().out
     assert main(["--out", str(out), "compare", demo["a"], demo["again"], "--metric", "psnr",
-                 "--gate", "significant", "--ci-resamples", "300"]) == 0
+                 "--gate", "significant", "--ci-resamples", "300", "--min-images", "5"]) == 0
     assert "no significant regression" in capsys.readouterr().out
     # the default gate is unchanged: the tolerance gate has no shared rate label to judge here
     assert main(["--out", str(out), "compare", demo["a"], demo["q45"], "--metric", "psnr"]) == 0
@@ -376,8 +376,8 @@ def test_bd_rate_interval_of_a_noisy_setting_excludes_zero(tmp_path, monkeypatch
                            progress=False)
 
         good, bad = run(tag="good"), run(tag="bad", codec_params={"quant": {"noise": 12}})
-        worse = compare(store, good, bad, metrics=["psnr"], ci=Bootstrap(resamples=200, seed=0))
-        better = compare(store, bad, good, metrics=["psnr"], ci=Bootstrap(resamples=200, seed=0))
+        worse = compare(store, good, bad, metrics=["psnr"], ci=Bootstrap(resamples=200, seed=0), min_images=6)
+        better = compare(store, bad, good, metrics=["psnr"], ci=Bootstrap(resamples=200, seed=0), min_images=6)
     m = worse.metrics.iloc[0]
     assert m["basis"] == "bd_rate" and m["bd_rate_lo"] > 0 and m["bd_rate_lo"] <= m["bd_rate_pct"] <= m["bd_rate_hi"]
     assert m["bd_rate_defined"] == 1.0 and m["ci_images"] == 6 and m["significant"] == "worse"

@@ -136,8 +136,10 @@ def test_gate_fails_when_the_newest_checkpoint_codes_nothing(tmp_path, capsys):
         (tmp_path / name).write_text("not a checkpoint\n")
     rc = main(["--out", str(tmp_path / "res"), "sweep", *SWEEP, "--checkpoints", str(tmp_path / "*.ckpt"),
                "--gate", "first"])
-    out = capsys.readouterr().out
-    assert rc == 6 and "REGRESSION: step=2.ckpt: no image was coded" in out
+    err = capsys.readouterr().err
+    # a checkpoint that cannot be used is exit 3 naming it (issue 23, item 16), not a "regression"
+    assert rc == 3 and "2 checkpoint(s) could not be used by sqgan" in err
+    assert "step=1.ckpt" in err and "step=2.ckpt" in err and "--retry-failed" in err
 
 
 def test_sweep_over_folders_of_split_checkpoints(tmp_path, monkeypatch):

@@ -39,7 +39,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bench.errors import ConfigError, ProtocolMismatchError
+from bench.errors import ConfigError, ProtocolMismatchError, TooFewImagesError
 from bench.report.rates import BASIS, BASIS_PAPER, BASIS_REAL, rate_note, rate_view
 from bench.report.summary import column_info, summarise
 from bench.storage.store import Store
@@ -256,6 +256,11 @@ class Comparison:
     paired: pd.DataFrame | None = None
     significant_regressions: list[str] = field(default_factory=list)
     bootstrap: dict[str, Any] | None = None
+    #: images compared (those both runs finished) and whether that is every image of both runs
+    images: int | None = None
+    complete: bool = True
+    #: codec × metric intervals from fewer images than ``min_images`` (no significance verdict)
+    too_few_images: list[str] = field(default_factory=list)
 
     @property
     def regressed(self) -> bool:
@@ -263,8 +268,32 @@ class Comparison:
 
     def gate(self, kind: str = "tolerance") -> bool:
         """True when the comparison fails the gate: ``"tolerance"`` (default: beyond the
-        tolerances) or ``"significant"`` (an interval excludes 0 on the worse side)."""
-        return bool(self.significant_regressions if kind == "significant" else self.regressions)
+        tolerances) or ``"significant"`` (an interval excludes 0 on the worse side).
+        ``"significant"`` raises :class:`~bench.errors.TooFewImagesError` when an interval
+        it would judge comes from fewer images than the minimum."""
+        if kind == "significant":
+            if self.paired is None:
+                raise ConfigError("the significant gate needs paired intervals", "compare with ci=Bootstrap()")
+            if self.too_few_images:
+                raise TooFewImagesError(
+                    "too few images to judge significance: " + "; ".join(self.too_few_images),
+                    "evaluate more images (a larger --limit), or lower --min-images knowingly "
+                    "(an interval from a handful of images is not evidence)")
+            return bool(self.significant_regressions)
+        return bool(self.regressions)
+
+
+def check_tolerances(tolerance: float, delta_tolerance: Mapping[str, float] | None = None) -> None:
+    """Refuse a NaN or infinite tolerance (it would disable the gate) with a ConfigError."""
+    for name, value in [("tolerance", tolerance), *((f"delta tolerance {k}", v)
+                                                    for k, v in (delta_tolerance or {}).items())]:
+        try:
+            finite = math.isfinite(float(value))
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
+            raise ConfigError(f"{name} {value!r} is not a finite number (a NaN or infinite tolerance "
+                              "disables the gate)", "give a finite value, e.g. --tolerance 1 (percent)")
 
 
 def _key_columns(df: pd.DataFrame) -> dict[str, str]:
@@ -327,6 +356,7 @@ def compare_frames(df_a: pd.DataFrame, df_b: pd.DataFrame, pairs: Sequence[tuple
                    run_a: str = "A", run_b: str = "B") -> Comparison:
     """Compare summary frames (from :func:`bench.report.summarise`) for (anchor codec,
     test codec) pairs. ``tolerance``: BD-rate percent; ``delta_tolerance``: metric units."""
+    check_tolerances(tolerance, delta_tolerance)
     dtols = {**DEFAULT_DELTA_TOLERANCE, **(delta_tolerance or {})}
     cols_a, cols_b = _key_columns(df_a), _key_columns(df_b)
     rows, points, regressions, notes = [], [], [], []
@@ -402,7 +432,7 @@ def compare(store: Store, run_a: str, run_b: str | None = None, *, metrics: Sequ
             codecs: Sequence[str] | None = None, anchor: str | None = None, test: str | None = None,
             tolerance: float = DEFAULT_TOLERANCE, delta_tolerance: Mapping[str, float] | None = None,
             method: str = BD_METHOD, ci: Any = None, rate_map: Mapping[str, str] | None = None,
-            rate: str = "real") -> Comparison:
+            rate: str = "real", allow_partial: bool = False, min_images: int | None = None) -> Comparison:
     """Compare run ``run_b`` (test) against ``run_a`` (anchor).
 
     ``rate``: "real" compares at the bpp of the transmitted bytes; "paper" at each codec's
@@ -417,31 +447,51 @@ def compare(store: Store, run_a: str, run_b: str | None = None, *, metrics: Sequ
 
     ``ci`` (a :class:`bench.analysis.stats.Bootstrap`): also paired differences per matched rate point
     (same label, or ``rate_map`` {rate of A: rate of B}) and BD intervals from resampling
-    images (:mod:`bench.analysis.paired`); needed by ``gate("significant")``.
+    images (:mod:`bench.analysis.paired`); needed by ``gate("significant")``, which refuses
+    (:class:`~bench.errors.TooFewImagesError`) an interval from fewer than ``min_images``
+    images (default :data:`bench.analysis.paired.MIN_IMAGES`).
+
+    Only the images both runs finished are compared (:mod:`bench.analysis.coverage`); when that
+    is not every image of both runs, :class:`~bench.errors.IncompleteRunError` unless
+    ``allow_partial``. ``tolerance`` and ``delta_tolerance`` must be finite.
     """
+    from bench.analysis.coverage import check_complete, coverage, restrict
+    from bench.report.summary import load_run
+
+    check_tolerances(tolerance, delta_tolerance)
     ra = store.run(run_a)
     rb = store.run(run_b) if run_b else ra
     same_run = ra["run_id"] == rb["run_id"]
     if same_run and not (anchor and test):
         raise ConfigError("comparing a run with itself needs two codecs",
                           "give a second run, or --anchor CODEC --test CODEC to compare two codecs of one run")
-    df_a = rate_view(summarise(store, ra["run_id"]), rate)
-    df_b = df_a if same_run else rate_view(summarise(store, rb["run_id"]), rate)
+    loaded_a = load_run(store, ra["run_id"])
+    loaded_b = loaded_a if same_run else load_run(store, rb["run_id"])
+    codecs_a = list(dict.fromkeys(r.codec for r in loaded_a[1]))
+    codecs_b = codecs_a if same_run else list(dict.fromkeys(r.codec for r in loaded_b[1]))
     if anchor or test:
         if not (anchor and test):
             raise ConfigError("--anchor and --test go together", "give both codec names")
         pairs = [(anchor, test)]
     else:
-        common = [c for c in dict.fromkeys(df_a["codec"]) if c in set(df_b["codec"])]
+        common = [c for c in codecs_a if c in set(codecs_b)]
         pairs = [(c, c) for c in (codecs or common)]
         if not common:
             raise ConfigError(f"runs {ra['run_id']} and {rb['run_id']} have no codec in common",
                               "use --anchor CODEC --test CODEC to compare two different codecs")
     for a, b in pairs:
-        for codec, df, rid in ((a, df_a, ra["run_id"]), (b, df_b, rb["run_id"])):
-            if codec not in set(df["codec"]):
-                raise ConfigError(f"codec {codec!r} is not in run {rid}",
-                                  f"codecs there: {', '.join(dict.fromkeys(df['codec']))}")
+        for codec, names, rid in ((a, codecs_a, ra["run_id"]), (b, codecs_b, rb["run_id"])):
+            if codec not in names:
+                raise ConfigError(f"codec {codec!r} is not in run {rid}", f"codecs there: {', '.join(names)}")
+    if not same_run:  # a different dataset is named as such, not as images "not finished"
+        check_same_protocol(ra, rb)
+    cov = coverage(loaded_a, loaded_b, pairs)
+    check_complete(cov, ra["run_id"], rb["run_id"], allow_partial)
+    if not cov.complete:  # only the images both runs finished
+        loaded_a = restrict(loaded_a, cov.common)
+        loaded_b = loaded_a if same_run else restrict(loaded_b, cov.common)
+    df_a = rate_view(summarise(store, ra["run_id"], loaded_a), rate)
+    df_b = df_a if same_run else rate_view(summarise(store, rb["run_id"], loaded_b), rate)
     keys = resolve_metrics(metrics, df_a, df_b)
     if not keys:
         raise ConfigError("no metric to compare", "name one with --metric (e.g. --metric psnr)")
@@ -451,17 +501,19 @@ def compare(store: Store, run_a: str, run_b: str | None = None, *, metrics: Sequ
     result = compare_frames(df_a, df_b, pairs, keys, tolerance=tolerance, delta_tolerance=delta_tolerance,
                             method=method, run_a=ra["run_id"], run_b=rb["run_id"])
     _record_rate(result, rate, df_a, df_b, pairs)
+    result.images, result.complete = len(cov.common), cov.complete
+    result.notes.insert(0, cov.note())
     if ci is not None:
-        from bench.analysis.paired import attach
+        from bench.analysis.paired import MIN_IMAGES, attach
         from bench.report.rates import paper_rate_rows
-        from bench.report.summary import load_run
 
-        rows_a = load_run(store, ra["run_id"])[1]
-        rows_b = rows_a if same_run else load_run(store, rb["run_id"])[1]
+        rows_a = loaded_a[1]
+        rows_b = rows_a if same_run else loaded_b[1]
         if rate == "paper":  # the intervals resample the rate the point values use
             rows_a = paper_rate_rows(rows_a)
             rows_b = rows_a if same_run else paper_rate_rows(rows_b)
-        attach(result, ra, rows_a, rb, rows_b, pairs, ci, rate_map=rate_map, method=method)
+        attach(result, ra, rows_a, rb, rows_b, pairs, ci, rate_map=rate_map, method=method,
+               min_images=MIN_IMAGES if min_images is None else min_images)
     if not same_run:
         for a, b in pairs:
             da = (ra["meta"].get("codecs") or {}).get(a)
@@ -534,6 +586,7 @@ def render_text(result: Comparison) -> str:
     else:
         lines.append(f"no regression beyond tolerance (BD-rate {result.tolerance:g}%)")
     if result.paired is not None:
+        lines += [f"TOO FEW IMAGES: {r}" for r in result.too_few_images]
         lines += ([f"SIGNIFICANT REGRESSION: {r}" for r in result.significant_regressions]
                   or ["no significant regression (every worse-side interval includes 0)"])
     return "\n".join(lines)

@@ -33,6 +33,9 @@ BD_COLUMNS = ["codec", "metric", "ci_images", "bd_rate_lo", "bd_rate_hi", "bd_me
               "ci_resamples", "bd_rate_defined", "bd_metric_defined"]
 #: Share of replicates in which a Bjøntegaard delta must be defined for its interval to count.
 MIN_DEFINED = 0.9
+#: Fewest images an interval must come from for ``--gate significant`` to judge it
+#: (``bench compare --min-images``): two values always give an interval that may exclude 0.
+MIN_IMAGES = 10
 
 
 def _ok_rows(rows: Sequence[Row], codec: str) -> dict[str, dict[str, Row]]:
@@ -142,24 +145,36 @@ def _worse_side(lo: float, hi: float, worse_if_positive: bool) -> str:
     return "same"
 
 
-def significance(metrics: pd.DataFrame, points: pd.DataFrame) -> tuple[list[str], list[str]]:
+def significance(metrics: pd.DataFrame, points: pd.DataFrame,
+                 min_images: int = MIN_IMAGES) -> tuple[list[str], list[str], list[str]]:
     """Significant verdict per row of a comparison's metric table (with the interval
     columns of :func:`bd_intervals`) on the basis the tolerance gate used; returns
     (verdicts, regression lines). A BD interval counts only when the delta is defined in
     at least :data:`MIN_DEFINED` of the replicates (else "n/a": resampling often breaks
-    the curve's monotonicity or overlap, and the interval of the rest would be biased)."""
-    verdicts, lines = [], []
+    the curve's monotonicity or overlap, and the interval of the rest would be biased).
+    An interval from fewer than ``min_images`` images gets no verdict ("too few images") and
+    a line in the third list (returns verdicts, regression lines, too-few-images lines)."""
+    verdicts, lines, too_few = [], [], []
     for row in metrics.itertuples():
         hib = bool(row.higher_is_better)
+        if row.basis in ("bd_rate", "bd_metric"):
+            n = int(row.ci_images) if row.ci_images == row.ci_images else 0
+        else:
+            pts = points[(points["codec"] == row.codec) & (points["metric"] == row.metric)]
+            n = int(pts["n_images"].min()) if len(pts) else 0
+        if row.basis != "none" and n < min_images:
+            verdicts.append("too few images")
+            too_few.append(f"{row.codec}: {row.metric} interval from N={n} images (minimum {min_images})")
+            continue
         if row.basis == "bd_rate":
             v = _worse_side(row.bd_rate_lo, row.bd_rate_hi, True) if row.bd_rate_defined >= MIN_DEFINED else "n/a"
-            why = f"BD-rate {row.bd_rate_pct:+.2f}% [{row.bd_rate_lo:+.2f}, {row.bd_rate_hi:+.2f}]"
+            why = f"BD-rate {row.bd_rate_pct:+.2f}% [{row.bd_rate_lo:+.2f}, {row.bd_rate_hi:+.2f}], N={n} images"
         elif row.basis == "bd_metric":
             v = (_worse_side(row.bd_metric_lo, row.bd_metric_hi, not hib) if row.bd_metric_defined >= MIN_DEFINED
                  else "n/a")
-            why = f"BD-{row.metric} {row.bd_metric:+.4g} [{row.bd_metric_lo:+.4g}, {row.bd_metric_hi:+.4g}]"
+            why = (f"BD-{row.metric} {row.bd_metric:+.4g} [{row.bd_metric_lo:+.4g}, {row.bd_metric_hi:+.4g}], "
+                   f"N={n} images")
         else:
-            pts = points[(points["codec"] == row.codec) & (points["metric"] == row.metric)]
             sides = [_worse_side(p.delta_lo, p.delta_hi, not hib) for p in pts.itertuples()]
             known = [s for s in sides if s != "n/a"]
             v = ("worse" if "worse" in known else "better" if known and all(s == "better" for s in known)
@@ -170,12 +185,12 @@ def significance(metrics: pd.DataFrame, points: pd.DataFrame) -> tuple[list[str]
         verdicts.append(v)
         if v == "worse":
             lines.append(f"{row.codec}: {row.metric} regressed significantly — {why} (95 % interval excludes 0)")
-    return verdicts, lines
+    return verdicts, lines, too_few
 
 
 def attach(result: Any, run_a: Mapping[str, Any], rows_a: Sequence[Row], run_b: Mapping[str, Any],
            rows_b: Sequence[Row], pairs: Sequence[tuple[str, str]], boot: Bootstrap, *,
-           rate_map: Mapping[str, str] | None = None, method: str = "pchip") -> None:
+           rate_map: Mapping[str, str] | None = None, method: str = "pchip", min_images: int = MIN_IMAGES) -> None:
     """Add paired intervals to a :class:`bench.analysis.compare.Comparison` in place: ``paired``
     (per-point differences), interval columns and ``significant`` verdicts in ``metrics``,
     ``significant_regressions`` and ``bootstrap`` (the settings)."""
@@ -192,10 +207,10 @@ def attach(result: Any, run_a: Mapping[str, Any], rows_a: Sequence[Row], run_b: 
     paired = pd.concat(points, ignore_index=True) if points else pd.DataFrame(columns=POINT_COLUMNS)
     bd = pd.concat(bds, ignore_index=True) if bds else pd.DataFrame(columns=BD_COLUMNS)
     metrics = result.metrics.merge(bd, on=["codec", "metric"], how="left")
-    verdicts, lines = significance(metrics, paired)
+    verdicts, lines, too_few = significance(metrics, paired, min_images)
     metrics["significant"] = verdicts
     result.metrics, result.paired = metrics, paired
-    result.significant_regressions = lines
+    result.significant_regressions, result.too_few_images = lines, too_few
     result.bootstrap = boot.record()
 
 
@@ -219,9 +234,10 @@ def render(result: Any) -> list[str]:
     m = result.metrics
     if "significant" in m:
         rows = [[r.codec, r.metric, f"[{f(r.bd_rate_lo, '+.2f')}, {f(r.bd_rate_hi, '+.2f')}]",
-                 f"[{f(r.bd_metric_lo, '+.4f')}, {f(r.bd_metric_hi, '+.4f')}]", r.basis, r.significant]
+                 f"[{f(r.bd_metric_lo, '+.4f')}, {f(r.bd_metric_hi, '+.4f')}]",
+                 "–" if r.ci_images != r.ci_images else int(r.ci_images), r.basis, r.significant]
                 for r in m.itertuples()]
         lines += ["", "Bjøntegaard intervals (images resampled, both curves recomputed):",
-                  tabulate(rows, headers=["codec", "metric", "BD-rate % interval", "BD-metric interval", "basis",
-                                          "significant"], tablefmt="simple", disable_numparse=True)]
+                  tabulate(rows, headers=["codec", "metric", "BD-rate % interval", "BD-metric interval", "images",
+                                          "basis", "significant"], tablefmt="simple", disable_numparse=True)]
     return lines

@@ -153,12 +153,41 @@ def settings_key(config: "RunConfig", codec: str, checkpoint_param: str) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _evaluated(store: "Store", key: str, sha: str) -> str | None:
+def _evaluated(store: "Store", key: str, sha: str, retry_failed: bool = False) -> str | None:
+    """The run that evaluated this checkpoint with these settings; not one whose checkpoint could not
+    be used (every row failed), nor, with ``retry_failed``, one with any failed row."""
     for run in store.runs():
         sweep = run["meta"].get("sweep") or {}
         if run["status"] == "finished" and sweep.get("key") == key and sweep.get("checkpoint_sha256") == sha:
-            return run["run_id"]
+            ok, failed = _row_counts(store, run["run_id"])
+            if ok and not (retry_failed and failed):
+                return run["run_id"]
     return None
+
+
+def _row_counts(store: "Store", run_id: str) -> tuple[int, int]:
+    """(ok rows, failed rows) of a run."""
+    ok, failed = store.db.execute("SELECT COALESCE(SUM(status = 'ok'), 0), COALESCE(SUM(status != 'ok'), 0) "
+                                  "FROM rows WHERE run_id = ?", (run_id,)).fetchone()
+    return int(ok), int(failed)
+
+
+def _first_error(store: "Store", run_id: str) -> str:
+    row = store.db.execute("SELECT error FROM rows WHERE run_id = ? AND status != 'ok' LIMIT 1", (run_id,)).fetchone()
+    return (str(row[0] or "").strip().splitlines() or ["no error recorded"])[0] if row else "no row stored"
+
+
+def unusable_error(codec: str, failed: Sequence["Checkpoint"], store: "Store", checkpoint_param: str) -> Exception:
+    """The :class:`~bench.errors.WeightsError` (exit 3) naming checkpoints none of whose images was coded."""
+    from bench.errors import WeightsError
+
+    listed = "; ".join(f"{c.path}: {_first_error(store, c.run_id)}" for c in failed if c.run_id)
+    return WeightsError(
+        f"{len(failed)} checkpoint(s) could not be used by {codec} (every image failed, so they are not counted "
+        f"as evaluated): {listed}",
+        f"check that each file is a checkpoint of {codec} for its --param {codec}.{checkpoint_param} (e.g. a "
+        f"Lightning .ckpt whose state_dict keys carry a module prefix such as 'net.' must be exported to the "
+        f"codec's layout first), then re-run the sweep with --retry-failed")
 
 
 @dataclass
@@ -200,16 +229,22 @@ def run_sweep(base: "RunConfig", codec: str, checkpoints: Sequence[Checkpoint], 
               axis: str = "step", checkpoint_param: str = "checkpoint", log: Any = None, progress: bool = False,
               on_skip: Callable[[str, str], None] | None = None) -> list[Checkpoint]:
     """Evaluate each checkpoint not yet evaluated with these settings (one tagged run each,
-    logged to the trackers in ``log`` at its step); fills ``run_id`` / ``skipped``."""
+    logged to the trackers in ``log`` at its step); fills ``run_id`` / ``skipped``.
+
+    A checkpoint none of whose images was coded (it does not load, or the codec fails on every
+    image) is not counted as evaluated; after every checkpoint was tried, a
+    :class:`~bench.errors.WeightsError` (exit 3) names each such file. ``base.retry_failed``
+    recomputes failed rows, also those of checkpoints evaluated before."""
     from bench import api
     from bench.integrations.trackers import open_trackers
 
     key = settings_key(base, codec, checkpoint_param)
     per_rate = checkpoint_rates(base, codec)  # refuses missing --rates before any evaluation
     trackers, opened = open_trackers(log, Path(store.path).parent) if log else ([], [])
+    unusable: list[Checkpoint] = []
     try:
         for ckpt in checkpoints:
-            done = _evaluated(store, key, ckpt.sha256)
+            done = _evaluated(store, key, ckpt.sha256, base.retry_failed)
             if done is not None:
                 ckpt.run_id, ckpt.skipped = done, True
                 continue
@@ -223,9 +258,13 @@ def run_sweep(base: "RunConfig", codec: str, checkpoints: Sequence[Checkpoint], 
             meta["sweep"] = {"key": key, "checkpoint_sha256": ckpt.sha256, "checkpoint": str(ckpt.path),
                              "axis": axis, "x": ckpt.x, "step": ckpt.step, "epoch": ckpt.epoch, "source": ckpt.source}
             store.update_meta(ckpt.run_id, meta)
+            if not _row_counts(store, ckpt.run_id)[0]:
+                unusable.append(ckpt)
     finally:
         for t in opened:
             t.close()
+    if unusable:
+        raise unusable_error(codec, unusable, store, checkpoint_param)
     return list(checkpoints)
 
 

@@ -16,6 +16,10 @@ def cmd_recover(args: argparse.Namespace) -> int:
     path = store_path(args)
     if not path.exists():
         raise StoreError(f"no run store at {path}", "pass --out DIR, the results folder that holds bench.sqlite")
+    from bench.storage.store import not_a_store_error, not_sqlite
+
+    if not_sqlite(path):  # no SQLite page to read rows from
+        raise not_a_store_error(path, "not an SQLite file")
     if not args.force:
         from bench.storage.store import Store
 

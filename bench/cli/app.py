@@ -20,10 +20,12 @@ from bench import __version__
 from bench.cli import admin, fetch, info, results, run
 from bench.cli.admin import cmd_train
 from bench.cli.common import Parser, global_options
+from bench.cli.terminal import Terminated, guarded_terminal, printable
 from bench.errors import (
     EXIT_CODES,
     INTERNAL_EXIT,
     INTERRUPTED_EXIT,
+    TERMINATED_EXIT,
     BenchError,
     OutputError,
 )
@@ -62,25 +64,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command != "train" and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    with guarded_terminal():  # SIGTERM as Ctrl-C; no control character from the store reaches stdout
+        return _dispatch(args, rest)
+
+
+def _dispatch(args: argparse.Namespace, rest: list[str]) -> int:
     try:
         if args.command == "train":
             return cmd_train(args, rest)
         return int(args.func(args) or 0)
     except BenchError as err:
-        print(f"error: {one_line(err)}", file=sys.stderr)
+        print(f"error: {printable(one_line(err))}", file=sys.stderr)
         return err.exit_code
     except sqlite3.Error as err:  # raised outside Store's own methods (e.g. the result cache's tables)
         from bench.storage.store import store_error
 
         store_err = store_error(err, Path(args.out) / "bench.sqlite")
-        print(f"error: {one_line(store_err)}", file=sys.stderr)
+        print(f"error: {printable(one_line(store_err))}", file=sys.stderr)
         return store_err.exit_code
+    except Terminated:  # SIGTERM: as Ctrl-C, with its own exit code (128 + 15)
+        print("terminated (SIGTERM): finished rows are stored; re-run the same command to resume", file=sys.stderr)
+        return TERMINATED_EXIT
     except KeyboardInterrupt:
         print("interrupted: finished rows are stored; re-run the same command to resume", file=sys.stderr)
         return INTERRUPTED_EXIT
     except OSError as err:  # a file the command could not read or write
-        where = f" {err.filename}" if getattr(err, "filename", None) else ""
-        print(f"error: cannot access{where}: {err.strerror or err}; fix: check the path and its permissions"
+        from bench.runtime.limits import os_error_fix
+
+        where = f"cannot access {err.filename}: " if getattr(err, "filename", None) else ""
+        print(f"error: {where}{err.strerror or err}; fix: {os_error_fix(err)}"
               + ("" if args.verbose else " (run with -v for the traceback)"), file=sys.stderr)
         if args.verbose:
             traceback.print_exc()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sqlite3
 import sys
@@ -54,12 +55,26 @@ def parse_params(items: Sequence[str] | None) -> dict[str, dict[str, Any]]:
         if not sep or not dot or not name or not param:
             raise ConfigError(f"--param {item!r} is not NAME.KEY=VALUE", "e.g. --param sqgan.checkpoint=/path/last.ckpt")
         try:
-            out.setdefault(name, {})[param] = yaml.safe_load(value)
+            parsed = yaml.safe_load(value)
         except yaml.YAMLError as err:
             where = getattr(err, "problem", None) or type(err).__name__
             raise ConfigError(f"--param {item!r}: the value is not valid YAML ({where})",
                               "quote it for the shell, e.g. --param 'miou.segmenter_params={scale: 0.5}'") from None
+        if not _finite(parsed):
+            raise ConfigError(f"--param {item!r}: NaN or infinity is not a valid value", "give a finite number")
+        out.setdefault(name, {})[param] = parsed
     return out
+
+
+def _finite(value: Any) -> bool:
+    """False when ``value`` (or a number inside a list / mapping) is a NaN or infinite float."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def positive(value: int | None, option: str, what: str) -> None:
@@ -147,15 +162,26 @@ def add_ci_args(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--ci-seed", type=int, default=0, help="bootstrap seed (default 0)")
 
 
+def finite_float(text: str) -> float:
+    """argparse type: a finite float (``nan``, ``inf`` are refused: exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number (NaN and infinity are refused)")
+    return value
+
+
 def delta_tolerances(items: Sequence[str] | None) -> dict[str, float]:
-    """``--delta-tolerance psnr=0.1`` (repeatable) → {"psnr": 0.1}."""
+    """``--delta-tolerance psnr=0.1`` (repeatable) → {"psnr": 0.1}; the value must be finite."""
     delta_tol: dict[str, float] = {}
     for item in items or []:
         key, _, value = item.partition("=")
         try:
-            delta_tol[key.strip()] = float(value)
-        except ValueError:
-            raise ConfigError(f"--delta-tolerance {item!r} is not METRIC=VALUE",
+            delta_tol[key.strip()] = finite_float(value)
+        except argparse.ArgumentTypeError as err:
+            raise ConfigError(f"--delta-tolerance {item!r} is not METRIC=VALUE with a finite value ({err})",
                               "e.g. --delta-tolerance psnr=0.1") from None
     return delta_tol
 

@@ -13,6 +13,7 @@ from bench.cli.common import (
     bootstrap,
     csv_list,
     delta_tolerances,
+    finite_float,
     open_store,
     parse_params,
     store_path,
@@ -110,11 +111,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     rate_map = _rate_map(args.pair_rate)
     ci = bootstrap(args, force=args.gate == "significant")
     dest = _csv_dest(args.csv) if args.csv else None
+    if args.min_images < 2:
+        raise ConfigError(f"--min-images {args.min_images} is too few", "an interval needs 2 or more images "
+                          "(default 10)")
     with open_store(args) as store:
         result = compare(store, args.run_a, args.run_b, metrics=csv_list(args.metric) if args.metric else None,
                          codecs=csv_list(args.codec) if args.codec else None, anchor=args.anchor, test=args.test,
                          tolerance=args.tolerance, delta_tolerance=delta_tol, method=args.method,
-                         ci=ci, rate_map=rate_map, rate=args.rate)
+                         ci=ci, rate_map=rate_map, rate=args.rate, allow_partial=args.allow_partial,
+                         min_images=args.min_images)
     print(render_text(result))
     if dest is not None:
         from bench.storage.atomic import write_with
@@ -125,7 +130,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
             paired = result.paired
             write_with(dest / "compare_paired.csv", lambda tmp: paired.to_csv(tmp, index=False))
         print(f"tables: {dest}/compare_bd.csv, compare_points.csv" + (", compare_paired.csv" if result.paired is not None else ""))
-    return REGRESSION_EXIT if result.gate(args.gate) and not args.no_gate else 0
+    if args.no_gate:
+        return 0
+    return REGRESSION_EXIT if result.gate(args.gate) else 0
 
 
 def _rate_map(items: Sequence[str] | None) -> dict[str, str]:
@@ -181,6 +188,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     from bench.analysis.compare import DEFAULT_TOLERANCE
+    from bench.analysis.paired import MIN_IMAGES
 
     rep = sub.add_parser("report", parents=common, help="tables and curves of a run")
     rep.add_argument("run", nargs="?", default="latest", help="run id or prefix (default: latest)")
@@ -188,7 +196,7 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     rep.add_argument("--dest", help="output folder (default: results/<run-id>/)")
     rep.add_argument("--html", action="store_true",
                      help="one self-contained report.html (tables, curves, IoU bars, recomputed crops)")
-    rep.add_argument("--bpp", type=float, help="--html: bpp for IoU bars and crops (default: median rate point)")
+    rep.add_argument("--bpp", type=finite_float, help="--html: bpp for IoU bars and crops (default: median rate point)")
     rep.add_argument("--image", help="--html: image id for the crops (default: first fully evaluated image)")
     rep.add_argument("--crop", type=int, default=192, help="--html: side of the centre crop in pixels")
     rep.add_argument("--no-crops", action="store_true", help="--html: do not recompute reconstructions")
@@ -212,7 +220,7 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     cmp_.add_argument("--codec", help="only these codecs (comma-separated)")
     cmp_.add_argument("--anchor", help="codec of run A to compare against --test")
     cmp_.add_argument("--test", help="codec of run B (or of run A when no run B)")
-    cmp_.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+    cmp_.add_argument("--tolerance", type=finite_float, default=DEFAULT_TOLERANCE,
                       help=f"BD-rate regression tolerance in %% (default {DEFAULT_TOLERANCE:g})")
     cmp_.add_argument("--delta-tolerance", action="append",
                       help="METRIC=VALUE: metric change (its units) still counted as equal (repeatable)")
@@ -224,6 +232,12 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     cmp_.add_argument("--gate", choices=["tolerance", "significant"], default="tolerance",
                       help="exit 6 on a regression beyond the tolerances (default), or only when its 95%% "
                            "bootstrap interval excludes 0 ('significant'; implies --ci)")
+    cmp_.add_argument("--allow-partial", action="store_true",
+                      help="compare runs that did not finish every image, on the images both finished "
+                           "(default: refuse, exit 5)")
+    cmp_.add_argument("--min-images", type=int, default=MIN_IMAGES,
+                      help=f"fewest images an interval must come from for --gate significant to judge it "
+                           f"(default {MIN_IMAGES}; fewer: exit 5)")
     cmp_.add_argument("--pair-rate", action="append",
                       help="RATE_A=RATE_B: pair these differently labelled rate points in the paired "
                            "differences (with --ci or --gate significant; repeatable)")
@@ -243,7 +257,7 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     fg.add_argument("runs", nargs="*", help="runs drawn together (default: latest)")
     fg.add_argument("--preset", required=True, help="preset name(s), comma-separated, or 'all'")
     fg.add_argument("--dest", help="output folder (default: results/figures/)")
-    fg.add_argument("--ssm-bpp", type=float, help="spic-fig4: bpp of the lossless semantic map (dotted line); "
+    fg.add_argument("--ssm-bpp", type=finite_float, help="spic-fig4: bpp of the lossless semantic map (dotted line); "
                                                   "default: found in the runs' byte parts")
     fg.add_argument("--rate", choices=["real", "paper"],
                     help="x axis: real bpp or paper formula rate (default: the preset's; sqgan-fig12: paper)")

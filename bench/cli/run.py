@@ -12,6 +12,7 @@ from bench.cli.common import (
     add_log_options,
     csv_list,
     delta_tolerances,
+    finite_float,
     new_store,
     parse_params,
     parse_rates,
@@ -94,6 +95,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_id = api.run(config, store, progress=not args.quiet, on_skip=warn_skip, executor=executor,
                          log=args.log, step=args.step)
         print(f"run {run_id}: {store.count(run_id)} rows in {store.path}")
+        from bench.execution.runner import require_some_ok
+
+        require_some_ok(store, run_id)  # exit 8 when nothing was coded and measured
         if not args.no_report:
             return print_report(store, run_id, Path(args.out) / run_id)
     return 0
@@ -194,7 +198,7 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     r.add_argument("--executor", choices=["local", "ray"], default="local")
     r.add_argument("--address", help="Ray cluster address (default: start a local one)")
     r.add_argument("--chunk", type=int, default=16, help="images per Ray shard")
-    r.add_argument("--gpus-per-task", type=float, default=None,
+    r.add_argument("--gpus-per-task", type=finite_float, default=None,
                    help="GPUs a Ray shard that runs a network asks for on a cluster with GPUs "
                         "(default 1; 0.25: four share one; 0: none)")
     r.add_argument("--no-report", action="store_true")
@@ -215,9 +219,11 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     sw.add_argument("--gate", help="best | first | RUN: exit 6 when the newest checkpoint regresses against the "
                                    "best earlier checkpoint (per metric), the first one, or run RUN")
     sw.add_argument("--metric", help="metrics gated and tabulated (default: psnr,msssim_db,lpips,fid,miou_* present)")
-    sw.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+    sw.add_argument("--tolerance", type=finite_float, default=DEFAULT_TOLERANCE,
                     help=f"BD-rate regression tolerance in %% (default {DEFAULT_TOLERANCE:g})")
     sw.add_argument("--delta-tolerance", action="append", help="METRIC=VALUE still counted as equal (repeatable)")
     sw.add_argument("--dest", help="folder for the table and figure (default: results/sweep-<codec>/)")
-    sw.set_defaults(func=cmd_sweep, tag=None, retry_failed=False, workers=None, no_cache=False,
+    sw.add_argument("--retry-failed", action="store_true",
+                    help="recompute failed rows, also of a checkpoint that could not be used before")
+    sw.set_defaults(func=cmd_sweep, tag=None, workers=None, no_cache=False,
                     keep_reconstructions=False, chunk=None)

@@ -8,6 +8,7 @@ bytes: bpp = 8 × Σ len(part) / (H × W) of the evaluated image.
 
 from __future__ import annotations
 
+import math
 import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -48,6 +49,10 @@ class RateKnob:
         return value
 
     def check(self, value: Any) -> None:
+        """Refuse a NaN or infinite rate and one outside [minimum, maximum] (ConfigError)."""
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{self.name}={value} is not a finite number",
+                              f"give values like {', '.join(map(str, self.values))}")
         if isinstance(value, (int, float)):
             if (self.minimum is not None and value < self.minimum) or (
                 self.maximum is not None and value > self.maximum
@@ -105,7 +110,27 @@ class Encoded:
 
     @property
     def total_bytes(self) -> int:
-        return sum(len(b) for b in self.parts.values())
+        return sum(part_sizes(self.parts).values())
+
+
+BYTE_TYPES = (bytes, bytearray, memoryview)
+
+
+def part_sizes(parts: Any) -> dict[str, int]:
+    """Byte count of every part (``memoryview.nbytes``, not its element count). A part that is
+    not ``bytes`` / ``bytearray`` / ``memoryview`` — a numpy array, a ``str``, a list — is a
+    :class:`CodecError`: its length is not its size in bytes."""
+    if not isinstance(parts, Mapping):
+        raise CodecError(f"encode returned parts of type {type(parts).__name__}, not a mapping name -> bytes",
+                         "return Encoded({'image': data}) with bytes values")
+    sizes = {}
+    for name, data in parts.items():
+        if not isinstance(data, BYTE_TYPES):
+            raise CodecError(f"encoded part {name!r} is a {type(data).__name__}, not bytes/bytearray/memoryview "
+                             "(its length is not its size in bytes)",
+                             "return the transmitted bytes, e.g. array.tobytes() or text.encode()")
+        sizes[str(name)] = memoryview(data).nbytes
+    return sizes
 
 
 def bits_per_pixel(n_bytes: int, height: int, width: int) -> float:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from ..errors import ConfigError, DatasetNotFoundError
 from bench.runtime.weights import sha256_file
@@ -80,10 +80,16 @@ class Dataset(ABC):
         """The sample for ``image_id``; raises on an unreadable file."""
 
     def get(self, image_id: str) -> Sample:
-        """:meth:`load`, with the label map's class set recorded in ``sample.meta["class_set"]``."""
+        """:meth:`load`, with the label map's class set recorded in ``sample.meta["class_set"]``
+        and the sha256 of the pixels coded (H×W×3 uint8, C order) in ``sample.meta["image_sha256"]``:
+        every row carries it, so a file replaced during a run is seen in its rows."""
+        for path in self.files(image_id):  # a FIFO or device named like an image would block the reader
+            if path.exists() and not path.is_file():
+                raise ConfigError(f"{path} is not a regular file", "keep only image files in the dataset folder")
         sample = self.load(image_id)
         if sample.labels is not None and self.class_set is not None:
             sample.meta.setdefault("class_set", self.class_set.name)
+        sample.meta["image_sha256"] = image_sha256(sample.image)
         return sample
 
     @abstractmethod
@@ -95,15 +101,33 @@ class Dataset(ABC):
         return {"dataset": self.name, "class_set": self.class_set.name if self.class_set else None}
 
     def content_hash(self, ids: Sequence[str] | None = None) -> str:
-        """sha256 over ids, file bytes and the protocol: identifies exactly what was evaluated."""
+        """sha256 over ids, file bytes and the protocol: identifies exactly what was evaluated.
+        A file that cannot be read (no permission, a folder, a FIFO) adds its error instead: its
+        rows are recorded as failed when it is loaded, the run goes on."""
         h = hashlib.sha256()
         h.update(json.dumps(self.protocol(), sort_keys=True).encode())
         for image_id in ids if ids is not None else self.ids():
             h.update(image_id.encode() + b"\0")
             for path in self.files(image_id):
-                h.update(sha256_file(path).encode())
+                try:
+                    if Path(path).exists() and not Path(path).is_file():
+                        raise IsADirectoryError(0, "not a regular file", str(path))
+                    h.update(sha256_file(path).encode())
+                except OSError as err:
+                    h.update(f"unreadable:{type(err).__name__}".encode())
         return h.hexdigest()
 
+
+def image_sha256(image: np.ndarray) -> str:
+    """sha256 (hex) of an image's shape and pixel bytes in C order."""
+    img = np.ascontiguousarray(image)
+    return hashlib.sha256(f"{img.dtype.str}{img.shape}".encode() + img.tobytes()).hexdigest()
+
+
+# A PNG text chunk (tEXt/zTXt/iTXt: captions, XMP, ICC-like metadata) is never used, but Pillow
+# refuses a file whose one chunk decompresses to more than 1 MiB ("Decompressed Data Too Large").
+# Allow one chunk up to Pillow's own cap on all text of a file (64 MiB): memory stays bounded.
+PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, PngImagePlugin.MAX_TEXT_MEMORY)
 
 #: How :func:`read_rgb` turns any stored image into 8-bit RGB (recorded with each run).
 IMAGE_MODE_POLICY: dict[str, str] = {

@@ -22,7 +22,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from bench.codecs.base import Codec, Semantics, bits_per_pixel
+from bench.codecs.base import Codec, Semantics, bits_per_pixel, part_sizes
 from bench.datasets.base import Dataset, Sample
 from bench.errors import BenchError, ConfigError
 from bench.metrics.base import Metric, Pair, State
@@ -95,9 +95,10 @@ def code(codec: Codec, rate: Any, sample: Sample, class_set: str | None,
         t0 = time.perf_counter()
         encoded = codec.encode(sample.image, rate, semantics=sem)
         t1 = time.perf_counter()
+        sizes = part_sizes(encoded.parts)  # CodecError unless every part is bytes-like
         recon = codec.decode(dict(encoded.parts))
         out.seconds = {"encode": t1 - t0, "decode": time.perf_counter() - t1}
-        out.bytes = {name: len(data) for name, data in encoded.parts.items()}
+        out.bytes = sizes
         out.notes = {k: (float(v) if isinstance(v, (int, float)) else str(v)) for k, v in encoded.notes.items()
                      if isinstance(v, (int, float, str))}
         if recon.shape != sample.image.shape or recon.dtype != np.uint8:
@@ -113,14 +114,18 @@ def base_row(codec: Codec, rate: Any, sample: Sample, coded: Coded) -> Row:
     """The row of one coded image before metrics: bytes, bpp (total and per part), notes."""
     row = Row(codec=codec.name, rate=codec.rate_label(rate), image_id=sample.id,
               height=sample.height, width=sample.width)
+    sha = sample.meta.get("image_sha256")  # the pixels this row coded (Dataset.get)
     if coded.error:
         row.status, row.error = "error", coded.error
+        row.notes = {"image_sha256": sha} if sha else {}
         return row
     row.bytes = dict(coded.bytes)
     row.bpp = bits_per_pixel(sum(coded.bytes.values()), sample.height, sample.width)
     row.metrics.update({f"bpp_{n}": bits_per_pixel(b, sample.height, sample.width) for n, b in coded.bytes.items()})
     row.metrics.update({k: v for k, v in coded.notes.items() if isinstance(v, float)})
     row.notes = {k: v for k, v in coded.notes.items() if isinstance(v, str)}
+    if sha:
+        row.notes["image_sha256"] = sha
     row.seconds = dict(coded.seconds)
     return row
 

@@ -23,7 +23,7 @@ from bench.datasets import presets
 from bench.datasets.base import Dataset, Sample
 from bench.runtime.devices import resolve_device
 from bench.runtime.fetch import fetch_missing
-from bench.errors import ConfigError, UnavailableError
+from bench.errors import AllRowsFailedError, ConfigError, UnavailableError
 from bench.metrics.base import Metric
 from bench.execution.pipeline import (  # noqa: F401 (semantics_for re-exported)
     LocalExecutor,
@@ -169,6 +169,18 @@ def resolve_metrics(names: Sequence[str], options: dict[str, Any] | None = None,
                     "see `bench doctor`")
 
 
+def check_rate_names(rates: dict[str, Any], codecs: Sequence[str], skipped: Sequence[str] = ()) -> None:
+    """Refuse rates for a codec that is not in the run (``rates={"jpegg": [50]}`` would silently
+    run jpeg's default rates): an unknown name raises with suggestions, a registered one not run
+    is a ConfigError. ``"*"`` (every codec) and codecs skipped as unavailable are accepted."""
+    for name in rates:
+        if name == "*" or name in codecs or name in skipped:
+            continue
+        catalog.registry("codec").get(name)  # UnknownNameError with close names
+        raise ConfigError(f"rates are given for codec {name!r}, which is not in this run ({', '.join(codecs)})",
+                          f"add {name} to the codecs, or fix the name in rates")
+
+
 def make_plan(config: RunConfig) -> Plan:
     """Dataset, codecs, rates, metrics and image ids of ``config``; a device that is not on
     this machine, an empty dataset or no codec is a :class:`ConfigError` before any work."""
@@ -182,6 +194,7 @@ def make_plan(config: RunConfig) -> Plan:
         raise ConfigError(f"dataset {config.dataset!r} has no images", "check the dataset root and split")
     codecs, skipped = resolve_codecs(config.codecs, config.codec_params, config.metric_options.get("weights_dir"))
     metrics, skipped_m = resolve_metrics(config.metrics, config.metric_options, config.metric_params)
+    check_rate_names(config.rates, [c.name for c in codecs], [n for n, _ in skipped])
     rates: dict[str, list[Any]] = {}
     for codec in codecs:
         asked = config.rates.get(codec.name) or config.rates.get("*")
@@ -329,3 +342,20 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
     store.update_meta(run_id, meta)
     store.finish_run(run_id)
     return run_id
+
+
+def require_some_ok(store: Store, run_id: str) -> None:
+    """Raise :class:`AllRowsFailedError` (exit 8) when the run has rows and every one failed:
+    such a run measured nothing and must not pass as a success (its rows stay stored)."""
+    with store.db:  # one read transaction
+        total, ok = store.db.execute("SELECT COUNT(*), SUM(status = 'ok') FROM rows WHERE run_id = ?",
+                                     (run_id,)).fetchone()
+        first = store.db.execute("SELECT codec, rate, image_id, error FROM rows WHERE run_id = ? AND status != 'ok' "
+                                 "ORDER BY codec, rate, image_id LIMIT 1", (run_id,)).fetchone()
+    if total and not ok:
+        codec, rate, image, error = first
+        reason = (str(error or "").strip().splitlines() or ["no error recorded"])[0]
+        raise AllRowsFailedError(f"run {run_id}: every one of its {total} rows failed (first: {codec} at rate {rate} "
+                                 f"on {image}: {reason})",
+                                 f"see every error with `bench report {run_id}` (failures.csv); fix the cause, then "
+                                 "re-run the command with --retry-failed")

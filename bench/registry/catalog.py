@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from functools import lru_cache
 from typing import Any
 
@@ -31,8 +32,61 @@ def reset() -> None:
     registry.cache_clear()
 
 
+_SIMPLE = {"bool": bool, "int": int, "float": float, "str": str}
+
+
+def _declared(entry: Entry, cls: type) -> dict[str, type]:
+    """Param name -> declared type: the constructor's annotation when it is exactly bool, int,
+    float or str (unions and ``Any`` are not checked), for an unannotated param the type of its
+    default, and for a param the constructor takes through ``**kwargs`` the type of its value
+    in the card's ``params``."""
+    try:
+        parameters = dict(inspect.signature(cls).parameters)
+    except (TypeError, ValueError):
+        parameters = {}
+    out: dict[str, type] = {}
+    for name, p in parameters.items():
+        annotation = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
+        if p.annotation is not inspect.Parameter.empty:
+            if annotation in _SIMPLE:
+                out[name] = _SIMPLE[annotation]
+        elif isinstance(p.default, (bool, int, float, str)):
+            out[name] = type(p.default)
+    for name, value in cards.card_params(entry).items():
+        if name not in parameters and isinstance(value, (bool, int, float, str)):
+            out[name] = type(value)
+    return out
+
+
+def _type_ok(declared: type, value: Any) -> bool:
+    if value is None:
+        return True
+    if declared is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):  # yes/no/true/false given where a number or text is expected
+        return False
+    if declared is int:
+        return isinstance(value, int)
+    if declared is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, (str, int, float))  # text: YAML reads 444 as a number
+
+
+def check_params(entry: Entry, cls: type, overrides: dict[str, Any]) -> None:
+    """Refuse an override whose value is not of the param's declared type (``--param
+    jpeg.optimize=banana``: ``optimize`` is a bool) with a ConfigError naming the type."""
+    declared = _declared(entry, cls)
+    for key, value in overrides.items():
+        kind = declared.get(key)
+        if kind is not None and not _type_ok(kind, value):
+            example = {bool: "true or false", int: "an integer", float: "a finite number"}.get(kind, "text")
+            raise ConfigError(f"{entry.kind} {entry.name!r}: param {key}={value!r} is not a {kind.__name__}",
+                              f"give {example}, e.g. --param {entry.name}.{key}=... (see 'params' in {entry.source})")
+
+
 def _construct(entry: Entry, overrides: dict[str, Any]) -> Any:
     cls = entry.load()
+    check_params(entry, cls, overrides)
     params = cards.card_params(entry)
     params.update({k: v for k, v in overrides.items() if v is not None})
     try:

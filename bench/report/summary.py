@@ -293,11 +293,19 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
     return df
 
 
+def visible(text: str) -> str:
+    """``text`` on one line with control characters (an ANSI escape, BEL) shown as ``\\xNN``:
+    safe in a table, a figure legend and on a terminal."""
+    flat = " ".join(str(text).replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+    return "".join(f"\\x{ord(c):02x}" if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 else c for c in flat)
+
+
 def codec_labels(run: dict[str, Any]) -> dict[str, str]:
     """Display labels that codecs gave themselves (e.g. "SPIC (BPG stand-in: heic)"), by name;
-    in a run made with ``--tag T`` every codec shows as ``label@T`` (e.g. ``jpeg@T``)."""
+    in a run made with ``--tag T`` every codec shows as ``label@T`` (e.g. ``jpeg@T``); control
+    characters and line breaks of a tag are made :func:`visible`."""
     out = {}
-    tag = run["meta"].get("tag")
+    tag = visible(run["meta"].get("tag") or "")
     for name, desc in (run["meta"].get("codecs") or {}).items():
         label = desc.get("label") if isinstance(desc, dict) else None
         shown = str(label or name) + (f"@{tag}" if tag else "")

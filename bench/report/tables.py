@@ -25,7 +25,7 @@ from bench.storage.atomic import output_dir, write_text, write_with
 from .floor import FLOOR_NOTE, is_floor
 from .intervals import ci_notes, decorate, latex_interval_cells, small_n_notes
 from .rates import rate_note
-from .summary import RANDOM_MARK, ColumnInfo, column_info
+from .summary import RANDOM_MARK, ColumnInfo, column_info, visible
 
 FEWER_MARK = "†"  # computed on fewer images than the rate point has (a metric failed on some)
 LATEX_FEWER_MARK = r"$^\dagger$"
@@ -154,10 +154,17 @@ def to_markdown(df: pd.DataFrame) -> str:
     cols = printed_columns(df, infos)
     cells, _ = formatted(df[cols], infos=infos, full=df)
     cells = decorate(df, cells, infos)  # value ± half-width, small-N marks
-    cells.columns = [header(infos[c]) for c in cols]
+    cells.columns = [md_cell(header(infos[c])) for c in cols]
+    cells = cells.map(lambda v: md_cell(v) if isinstance(v, str) else v)
     table = cells.to_markdown(index=False, disable_numparse=True, colalign=_align(infos, cols))
     notes = _notes(df)
-    return table + ("\n\n" + "\n".join(f"> {n}" for n in notes) if notes else "") + "\n"
+    return table + ("\n\n" + "\n".join(f"> {md_cell(n)}" for n in notes) if notes else "") + "\n"
+
+
+def md_cell(text: str) -> str:
+    """Text safe in one Markdown table cell: ``|`` escaped, line breaks as spaces, other control
+    characters (an ANSI escape in a tag) as visible ``\\xNN``."""
+    return visible(text).replace("|", "\\|")
 
 
 def latex_escape(text: str) -> str:

@@ -61,8 +61,10 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     try:
         fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=TMP_MARK + path.suffix, dir=path.parent)
     except OSError as err:
+        from bench.runtime.limits import os_error_fix
+
         raise OutputError(f"cannot write in {path.parent}: {err.strerror or err}",
-                          "choose a folder you can write") from None
+                          os_error_fix(err, "choose a folder you can write")) from None
     os.close(fd)
     tmp = Path(name)
     try:
@@ -71,8 +73,9 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {err.strerror or err}",
-                          "check free space and permissions of the folder") from None
+        from bench.runtime.limits import os_error_fix
+
+        raise OutputError(f"cannot write {path}: {err.strerror or err}", os_error_fix(err)) from None
     except BaseException:  # an error or Ctrl-C while writing: the old file stays as it was
         tmp.unlink(missing_ok=True)
         raise

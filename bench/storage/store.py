@@ -59,6 +59,11 @@ CREATE TABLE IF NOT EXISTS rows (
 """
 
 
+_RUN_COLUMNS = ("run_id", "created", "updated", "config", "meta", "status")
+_ROW_COLUMNS = ("run_id", "codec", "rate", "image_id", "status", "error", "height", "width", "bytes", "bpp",
+                "metrics", "states", "seconds", "created", "notes")  # metric_errors: added by _migrate
+
+
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, allow_nan=True, default=str)
 
@@ -94,10 +99,43 @@ _DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 _DAMAGED_TEXT = ("malformed", "not a database", "disk image", "corrupt")
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def not_sqlite(path: Path | str) -> bool:
+    """True when ``path`` is a non-empty file that does not start with SQLite's header."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+    except OSError:
+        return False
+    return bool(head) and head != SQLITE_MAGIC
+
+
+def not_a_store_error(path: Path | str, what: str) -> StoreError:
+    """The error for a file at the store path that is no bench run store (nothing to recover)."""
+    return StoreError(f"{path} is {what}, not a bench run store; nothing was written to it",
+                      f"pass --out DIR for a folder of its own, or move the file away (mv {path} {path}.bak) "
+                      "and re-run: a fresh store is made")
+
+
+def _limit_note() -> str:
+    """' (ulimit -f is N blocks)' when a file size limit is set (a full-disk error may be that)."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        return ""
+    return "" if soft == resource.RLIM_INFINITY else f" or raise the file size limit (ulimit -f is {soft // 1024} KiB)"
+
+
 def store_error(err: BaseException, path: Path | str) -> StoreError:
     """The StoreError (with a fix) for a sqlite3 error on the store at ``path``."""
     name = str(getattr(err, "sqlite_errorname", "") or "")
     text = str(err)
+    if (name.startswith("SQLITE_NOTADB") or "not a database" in text) and not_sqlite(path):
+        return not_a_store_error(path, "not an SQLite file")
     if name.startswith(_DAMAGED) or any(t in text.lower() for t in _DAMAGED_TEXT):
         return StoreDamagedError(f"run store {path} is damaged ({text})", recover_fix(path))
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
@@ -108,10 +146,19 @@ def store_error(err: BaseException, path: Path | str) -> StoreError:
                           "`runs`, `report --dest DIR`, `export` and `compare` work on it; to run, make it "
                           "writable or pass --out DIR for a new store")
     if name.startswith("SQLITE_FULL") or "disk is full" in text:
-        return StoreError(f"run store {path}: disk full ({text})", "free disk space, then re-run to resume")
+        return StoreError(f"run store {path}: disk full ({text})",
+                          f"free disk space{_limit_note()}, then re-run to resume")
     if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+        from bench.runtime.limits import fd_limit_note
+
         return StoreError(f"cannot open run store {path} ({text})",
-                          "check that the folder exists and is readable, or pass --out DIR")
+                          f"check that the folder exists and is readable{fd_limit_note()}, or pass --out DIR")
+    if name.startswith("SQLITE_IOERR") or "disk I/O error" in text:
+        from bench.runtime.limits import fd_limit_note
+
+        return StoreError(f"run store {path}: {type(err).__name__}: {text}",
+                          f"check free disk space and the file and folder permissions{_limit_note()}"
+                          f"{fd_limit_note()}, or pass --out DIR for a separate store")
     return StoreError(f"run store {path}: {type(err).__name__}: {text}",
                       "check the file and folder permissions, or pass --out DIR for a separate store")
 
@@ -171,8 +218,10 @@ class Store:
         try:
             if readonly:
                 self.db = connect_readonly(self.path)
+                self._check_schema()
             else:
                 self.db = sqlite3.connect(self.path, timeout=60)
+                self._check_schema()  # before anything is written to a file that is not ours
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.executescript(SCHEMA)
@@ -180,6 +229,24 @@ class Store:
             self._has_metric_errors = "metric_errors" in self._row_columns()
         except sqlite3.Error as err:
             raise store_error(err, self.path) from None
+
+    def _check_schema(self) -> None:
+        """Refuse an SQLite file with tables that is not a run store (a foreign database at the
+        store path), before anything is written to it."""
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            return  # empty: a new store
+        missing = [t for t in ("runs", "rows") if t not in tables]
+        if not missing:
+            runs = {r[1] for r in self.db.execute("PRAGMA table_info(runs)")}
+            missing = [f"runs.{c}" for c in _RUN_COLUMNS if c not in runs]
+            rows = self._row_columns()
+            missing += [f"rows.{c}" for c in _ROW_COLUMNS if c not in rows]
+        if missing:
+            self.db.close()
+            shown = ", ".join(sorted(tables)[:5]) + (" …" if len(tables) > 5 else "")
+            raise not_a_store_error(self.path, f"an SQLite database with other tables ({shown}; no "
+                                               f"{', '.join(missing[:3])})")
 
     def _row_columns(self) -> set[str]:
         return {r[1] for r in self.db.execute("PRAGMA table_info(rows)")}
@@ -256,8 +323,8 @@ class Store:
         cur = self.db.execute("SELECT run_id, created, updated, config, meta, status FROM runs ORDER BY created")
         try:
             return [
-                {"run_id": r[0], "created": r[1], "updated": r[2], "config": json.loads(r[3]),
-                 "meta": json.loads(r[4]), "status": r[5]}
+                {"run_id": r[0], "created": r[1], "updated": r[2], "config": _mapping(r[3], "config"),
+                 "meta": _mapping(r[4], "meta"), "status": r[5]}
                 for r in cur.fetchall()
             ]
         except (ValueError, TypeError) as err:
@@ -330,14 +397,28 @@ class Store:
         return int(self.db.execute("SELECT COUNT(*) FROM rows WHERE run_id = ?", (run_id,)).fetchone()[0])
 
 
+def _mapping(text: str | None, what: str) -> dict[str, Any]:
+    """A JSON object column; JSON of another shape (``'[]'``, ``'3'``) raises TypeError (damage)."""
+    value = json.loads(text or "{}")
+    if not isinstance(value, dict):
+        raise TypeError(f"{what} is a JSON {type(value).__name__}, not an object")
+    return value
+
+
 def _row(r: tuple[Any, ...]) -> Row:
-    """A Row from the columns selected by :meth:`Store.rows` (raises on unparsable JSON or npz)."""
+    """A Row from the columns selected by :meth:`Store.rows` (raises on unparsable or wrongly
+    shaped JSON, or npz)."""
+    for i, what in ((0, "codec"), (1, "rate"), (2, "image_id"), (3, "status")):
+        if not isinstance(r[i], str):
+            raise TypeError(f"{what} is {type(r[i]).__name__}, not text")
+    if r[8] is not None and not isinstance(r[8], (int, float)):
+        raise TypeError(f"bpp is {type(r[8]).__name__}, not a number")
     return Row(
         codec=r[0], rate=r[1], image_id=r[2], status=r[3], error=r[4], height=r[5], width=r[6],
-        bytes=json.loads(r[7] or "{}"), bpp=r[8], metrics=json.loads(r[9] or "{}"),
+        bytes=_mapping(r[7], "bytes"), bpp=r[8], metrics=_mapping(r[9], "metrics"),
         states=unpack_states(r[10]) if r[10] else {},
-        seconds=json.loads(r[11] or "{}"), notes=json.loads(r[12] or "{}"),
-        metric_errors=json.loads(r[13] or "{}") if len(r) > 13 else {},
+        seconds=_mapping(r[11], "seconds"), notes=_mapping(r[12], "notes"),
+        metric_errors=_mapping(r[13], "metric_errors") if len(r) > 13 else {},
     )
 
 
