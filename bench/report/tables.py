@@ -22,6 +22,7 @@ from tabulate import tabulate
 
 from bench.storage.atomic import output_dir, write_text, write_with
 from .floor import FLOOR_NOTE, is_floor
+from .formatting import decimals
 from .intervals import ci_notes, decorate, latex_interval_cells, small_n_notes
 from .rates import rate_note
 from .summary import RANDOM_MARK, ColumnInfo, column_info
@@ -66,16 +67,6 @@ def header(info: ColumnInfo, arrows: dict[bool, str] = ARROWS) -> str:
     if info.kind in ("dataset", "mean") and info.higher_is_better is not None:
         text += " " + arrows[info.higher_is_better]
     return text
-
-
-def decimals(info: ColumnInfo, values: pd.Series) -> int:
-    """Decimals for a numeric column: bpp 4, dB 2, small values (< 10) 4, others 2."""
-    if info.kind == "rate":
-        return 4
-    if info.unit == "dB":
-        return 2
-    finite = [abs(float(v)) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-    return 4 if not finite or max(finite) < 10 else 2
 
 
 def _formatter(info: ColumnInfo, values: pd.Series, nan: str, inf: str) -> Callable[[object], str]:
