@@ -63,11 +63,11 @@ class _CallScoped(Codec):
 
     def __init__(self, inner: Codec) -> None:  # noqa: D107 (Codec.__init__ would refuse params)
         self.inner = inner
-        self.name = inner.name  # type: ignore[misc]
-        self.version = inner.version  # type: ignore[misc]
-        self.rate_knob = inner.rate_knob  # type: ignore[misc]
-        self.needs_semantics = inner.needs_semantics  # type: ignore[misc]
-        self.parallel_safe = inner.parallel_safe  # type: ignore[misc]
+        self.name = inner.name
+        self.version = inner.version
+        self.rate_knob = inner.rate_knob
+        self.needs_semantics = inner.needs_semantics
+        self.parallel_safe = inner.parallel_safe
         self.card = getattr(inner, "card", None)
         self.nonce = uuid.uuid4().hex[:12]
 

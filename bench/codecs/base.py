@@ -122,14 +122,14 @@ class Codec(ABC):
     :meth:`encode` and :meth:`decode`. ``needs_semantics`` codecs receive the label map.
     """
 
-    name: ClassVar[str] = "codec"
+    name: str = "codec"  # set to the card's name when built from a card
     version: ClassVar[str] = "0"
-    rate_knob: ClassVar[RateKnob]
-    needs_semantics: ClassVar[bool] = False
+    rate_knob: RateKnob
+    needs_semantics: bool = False
     #: True when encode/decode may run in worker processes (pure CPU work, picklable
     #: adapter: classical codecs, subprocess tools); learned codecs stay in the main
     #: process where the accelerator and the loaded weights are.
-    parallel_safe: ClassVar[bool] = False
+    parallel_safe: bool = False
     #: True when ``params.checkpoint`` maps each rate point to a file (one trained model per
     #: rate, as CompressAI's λ): a sweep then gives the one checkpoint to each swept rate.
     checkpoint_per_rate: ClassVar[bool] = False

@@ -118,14 +118,14 @@ class CompressAIZooCodec(Codec):
     (``--weights-dir``), ``name`` (default: the architecture, ``-msssim`` appended for ms-ssim).
     """
 
-    name: ClassVar[str] = "compressai-zoo"
+    name = "compressai-zoo"
     version: ClassVar[str] = "1"
     checkpoint_per_rate: ClassVar[bool] = True  # {quality: path}; a sweep maps --rates to each file
-    rate_knob: ClassVar[RateKnob] = RateKnob("quality", tuple(range(1, 9)), higher_is_better=True,
+    rate_knob = RateKnob("quality", tuple(range(1, 9)), higher_is_better=True,
                                              minimum=1, maximum=8)
 
     def __init__(self, architecture: str, metric: str = "mse", checkpoint: Any = None, device: str = "auto",
-                 weights_dir: str | None = None, name: str | None = None) -> None:
+                 weights_dir: str | None = None) -> None:
         if architecture not in ARCHITECTURES:
             raise ConfigError(f"compressai: unknown architecture {architecture!r}",
                               f"use one of {', '.join(ARCHITECTURES)}")
@@ -135,11 +135,12 @@ class CompressAIZooCodec(Codec):
             raise ConfigError(f"compressai: device {device!r} is not auto/cpu/cuda", "fix params.device")
         self.arch = ARCHITECTURES[architecture]
         self.architecture, self.metric, self.device_name = architecture, metric, str(device)
-        self.name = name or architecture + ("-msssim" if metric == "ms-ssim" else "")  # type: ignore[misc]
+        # a card's name replaces this default after construction (bench.registry.catalog)
+        self.name = architecture + ("-msssim" if metric == "ms-ssim" else "")
         self.checkpoints = _parse_checkpoints(checkpoint, self.name)
         self.weights_dir = weights_dir
         qualities = tuple(self.checkpoints) or tuple(range(1, self.arch.max_quality + 1))
-        self.rate_knob = RateKnob("quality", qualities, higher_is_better=True,  # type: ignore[misc]
+        self.rate_knob = RateKnob("quality", qualities, higher_is_better=True,
                                   minimum=1, maximum=255 if self.checkpoints else self.arch.max_quality)
         self._models: dict[int, Any] = {}
 

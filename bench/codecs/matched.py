@@ -139,13 +139,13 @@ class MatchedRateCodec(Codec):
     ``matched_hit`` (0 when the target is outside the codec's range on that image).
     """
 
-    name: ClassVar[str] = "matched"
+    name = "matched"
     version: ClassVar[str] = "1"
-    rate_knob: ClassVar[RateKnob] = RateKnob("target_bpp", (0.1, 0.2, 0.4, 0.8), higher_is_better=True,
+    rate_knob = RateKnob("target_bpp", (0.1, 0.2, 0.4, 0.8), higher_is_better=True,
                                              unit="bpp", minimum=1e-4, maximum=24.0)
 
     def __init__(self, codec: str | Codec, *, policy: str = "below", rel_tolerance: float = 0.005,
-                 max_steps: int = 40, name: str | None = None, **codec_params: Any) -> None:
+                 max_steps: int = 40, **codec_params: Any) -> None:
         if isinstance(codec, Codec):
             self.inner = codec
         else:
@@ -156,9 +156,9 @@ class MatchedRateCodec(Codec):
             raise ConfigError(f"policy {policy!r} is unknown", f"use one of {', '.join(POLICIES)}")
         _knob_range(self.inner.rate_knob)  # refuse non-numeric knobs at construction
         self.policy, self.rel_tolerance, self.max_steps = policy, float(rel_tolerance), int(max_steps)
-        self.name = name or f"{self.inner.name}-matched"  # type: ignore[misc]
-        self.needs_semantics = self.inner.needs_semantics  # type: ignore[misc]
-        self.parallel_safe = self.inner.parallel_safe  # type: ignore[misc]
+        self.name = f"{self.inner.name}-matched"  # a card's name replaces it (bench.registry.catalog)
+        self.needs_semantics = self.inner.needs_semantics
+        self.parallel_safe = self.inner.parallel_safe
         self.on_match: Callable[[MatchedRate], None] | None = None
 
     def requirements(self) -> list[Requirement]:

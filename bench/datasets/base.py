@@ -12,7 +12,7 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -61,7 +61,7 @@ class Sample:
 class Dataset(ABC):
     """Base class of dataset adapters."""
 
-    name: ClassVar[str] = "dataset"
+    name: str = "dataset"  # set to the card's name when built from a card
     class_set: ClassSet | None = None
 
     @abstractmethod

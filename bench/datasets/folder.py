@@ -28,13 +28,13 @@ class FolderDataset(Dataset):
                  height: Any = None, width: Any = None, fit: str = "resize",
                  image_resample: str = "bilinear", label_resample: str = "nearest",
                  root_env: str | None = None, default_root: str | Path | None = None,
-                 name: str = "folder", download: str = "any directory of images") -> None:
-        self.name = name  # type: ignore[misc]  # a card may name its folder (e.g. kodak)
+                 download: str = "any directory of images") -> None:
+        # the card's name (e.g. kodak) becomes self.name when built from a card (bench.registry.catalog)
         self.root_env = root_env
         self.download = download  # where to get the images (a card's own text, e.g. Kodak's URL)
         self.root = resolve_root(root, root_env, default_root)
         self.recursive = bool(recursive)
-        self.resolution = Resolution.from_params(name, height, width, fit, image_resample, label_resample)
+        self.resolution = Resolution.from_params(self.name, height, width, fit, image_resample, label_resample)
         self._paths: dict[str, Path] | None = None
 
     def _layout(self) -> str:

@@ -29,7 +29,7 @@ VOID = 255
 class Segmenter(ABC):
     """Base class of segmenters. Subclasses set ``name`` and implement :meth:`_predict_many`."""
 
-    name: ClassVar[str] = "segmenter"
+    name: str = "segmenter"
     version: ClassVar[str] = "1"
 
     def __init__(self, *, weights_dir: str | None = None, allow_random_weights: bool = False,

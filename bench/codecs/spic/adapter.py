@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +80,7 @@ class SpicCodec(Codec):
     name = "spic"
     version = "spic-1"
     rate_knob = RateKnob("q", (45, 40, 35, 30), higher_is_better=False, minimum=0, maximum=51)
-    needs_semantics: ClassVar[bool] = True
+    needs_semantics = True
 
     def __init__(self, checkpoint: str | None = None, size: Any = "256x512", coarse_factor: int = 4,
                  label_coder: str = "runs", coarse_codec: str = "bpg", device: str = "auto",

@@ -79,10 +79,10 @@ class SQGANCodec(Codec):
     True: resize to it and back, recorded), ``trust_pickle`` (see :mod:`.checkpoint`).
     """
 
-    name: ClassVar[str] = "sqgan"
+    name = "sqgan"
     version: ClassVar[str] = "2"  # 2: the bound is noted as the paper rate (bpp_paper*), was bpp_bound*
-    needs_semantics: ClassVar[bool] = True
-    rate_knob: ClassVar[RateKnob] = KeptFractionKnob(
+    needs_semantics = True
+    rate_knob: RateKnob = KeptFractionKnob(
         "kept_fraction",
         tuple((mx, ms) for mx in (0.4, 0.7, 1.0) for ms in (0.4, 0.6, 1.0)),
         higher_is_better=True,
