@@ -29,7 +29,8 @@ from .classes import (
     CITYSCAPES_TRAINID_CHECK,
     apply_lut,
 )
-from .protocol import Resolution, read_image_file, resolve_root, source_note
+from .labelled import load_labelled
+from .protocol import Resolution, resolve_root
 
 LAYOUT = (
     "  ROOT/leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png\n"
@@ -136,18 +137,7 @@ class CityscapesDataset(Dataset):
 
     def load(self, image_id: str) -> Sample:
         city, path = self._entry(image_id)
-        info: dict[str, Any] = {}
-        raw = read_image_file(path, self.name, info)
-        labels = None
-        if self.with_labels:
-            native = self.read_labels(image_id)
-            if native.shape != raw.shape[:2]:
-                raise ConfigError(f"cityscapes: {image_id} image is {raw.shape[:2]}, labels {native.shape}",
-                                  "the image and its gtFine map must have the same size")
-            labels = self.resolution.labels(native)
-        return Sample(image_id, self.resolution.image(raw), labels,
-                      {"city": city, "path": str(path), "native_size": [int(raw.shape[0]), int(raw.shape[1])],
-                       **source_note(info)})
+        return load_labelled(self, image_id, path, "gtFine map", {"city": city})
 
     def protocol(self) -> dict[str, Any]:
         source = None

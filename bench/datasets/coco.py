@@ -30,7 +30,8 @@ from .classes import (
     COCO_STUFF_182,
     apply_lut,
 )
-from .protocol import Resolution, read_image_file, resolve_root, source_note
+from .labelled import load_labelled
+from .protocol import Resolution, resolve_root
 
 LAYOUT = (
     "  ROOT/images/<split>/<id>.jpg   (or ROOT/<split>/<id>.jpg)\n"
@@ -122,19 +123,7 @@ class CocoStuffDataset(Dataset):
         return apply_lut(read_label(path), self._lut)
 
     def load(self, image_id: str) -> Sample:
-        path = self._image(image_id)
-        info: dict[str, Any] = {}
-        raw = read_image_file(path, self.name, info)
-        labels = None
-        if self.with_labels:
-            native = self.read_labels(image_id)
-            if native.shape != raw.shape[:2]:
-                raise ConfigError(f"coco: {image_id} image is {raw.shape[:2]}, labels {native.shape}",
-                                  "the image and its stuffthingmap must have the same size")
-            labels = self.resolution.labels(native)
-        return Sample(image_id, self.resolution.image(raw), labels,
-                      {"path": str(path), "native_size": [int(raw.shape[0]), int(raw.shape[1])],
-                       **source_note(info)})
+        return load_labelled(self, image_id, self._image(image_id), "stuffthingmap")
 
     def protocol(self) -> dict[str, Any]:
         return {"dataset": self.name, "split": self.split,

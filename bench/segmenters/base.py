@@ -118,19 +118,11 @@ def resolve_class_set(spec: ClassSet | str | int | None, default: ClassSet | Non
 
 
 def parse_size(size: str | Sequence[int] | None) -> tuple[int, int] | None:
-    """``"1024x512"`` or ``(1024, 512)`` → (width, height) in pixels; None stays None."""
-    if size is None:
-        return None
-    try:
-        if isinstance(size, str):
-            w, h = (int(v) for v in size.lower().split("x"))
-        else:
-            w, h = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise ConfigError(f"bad input size {size!r}", "give WIDTHxHEIGHT, e.g. 1024x512") from None
-    if w <= 0 or h <= 0:
-        raise ConfigError(f"input size {size!r} must be positive", "give WIDTHxHEIGHT, e.g. 1024x512")
-    return w, h
+    """``"1024x512"`` or ``(1024, 512)`` → (width, height) in pixels, PIL's order
+    (:func:`bench.datasets.size.parse_size`, order WxH); None stays None."""
+    from bench.datasets.size import parse_size as parse
+
+    return None if size is None else parse(size, "WxH", what="input size").wh
 
 
 def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

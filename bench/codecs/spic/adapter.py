@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.datasets.size import Size
+from bench.datasets.size import parse_size as _parse_size
 from bench.runtime.devices import resolve_device
 from ...errors import CodecError, ConfigError
 from bench.runtime.weights import find, sha256_file
@@ -52,16 +54,9 @@ STAND_INS: dict[str, tuple[dict[str, Any], Callable[[int], Any], str]] = {
 }
 
 
-def parse_size(size: Any) -> tuple[int, int]:
-    """``"256x512"`` or ``[256, 512]`` → (height, width)."""
-    try:
-        if isinstance(size, str):
-            h, w = (int(v) for v in size.lower().split("x"))
-        else:
-            h, w = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise ConfigError(f"spic: size {size!r} is not HxW", "write size: \"256x512\" or [256, 512]") from None
-    return h, w
+def parse_size(size: Any) -> Size:
+    """``"256x512"`` or ``[256, 512]`` → (height, width): :func:`bench.datasets.size.parse_size`, order HxW."""
+    return _parse_size(size, "HxW", what="spic: size")
 
 
 class SpicCodec(Codec):
