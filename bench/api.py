@@ -165,7 +165,7 @@ def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset
         raise ConfigError(f"semantics={semantics!r} is not 'ground-truth', 'segmenter' or a segmenter dict",
                           "e.g. semantics={'name': 'espnetv2'}")
     return RunConfig(
-        dataset=dataset,  # type: ignore[arg-type]
+        dataset=dataset,
         codecs=_names(codecs) if isinstance(codecs, (str, list, tuple)) else [codecs],  # type: ignore[list-item]
         metrics=_names(metrics),
         rates=_rates(rates),

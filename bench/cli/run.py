@@ -50,7 +50,7 @@ def run_config(args: argparse.Namespace) -> Any:
         dataset_params["root"] = args.root
     return RunConfig(
         dataset=args.dataset,
-        codecs=codec_names,
+        codecs=[*codec_names],
         metrics=csv_list(args.metrics),
         rates=rates,
         limit=args.limit,

@@ -123,7 +123,7 @@ class Codec(ABC):
     """
 
     name: str = "codec"  # set to the card's name when built from a card
-    version: ClassVar[str] = "0"
+    version: str = "0"
     rate_knob: RateKnob
     needs_semantics: bool = False
     #: True when encode/decode may run in worker processes (pure CPU work, picklable

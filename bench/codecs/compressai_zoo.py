@@ -119,7 +119,7 @@ class CompressAIZooCodec(Codec):
     """
 
     name = "compressai-zoo"
-    version: ClassVar[str] = "1"
+    version = "1"
     checkpoint_per_rate: ClassVar[bool] = True  # {quality: path}; a sweep maps --rates to each file
     rate_knob = RateKnob("quality", tuple(range(1, 9)), higher_is_better=True,
                                              minimum=1, maximum=8)
@@ -274,7 +274,7 @@ class CompressAIZooCodec(Codec):
         pad, _ = compute_padding(h, w, min_div=STRIDE)
         with torch.no_grad(), cudnn_deterministic():
             out = net.compress(F.pad(x.to(self.device), pad, mode="constant", value=0))
-        header = bitstream.Header(quality, h, w, tuple(int(v) for v in out["shape"]), self.device.startswith("cuda"))
+        header = bitstream.Header(quality, h, w, (int(out["shape"][0]), int(out["shape"][1])), self.device.startswith("cuda"))
         parts = bitstream.pack(header, out["strings"])
         strings = sum(len(parts[n]) for n in bitstream.LATENTS[: self.arch.latents])
         # CompressAI's eval_model bpp (strings only, no header), beside the real one

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -140,7 +140,7 @@ class MatchedRateCodec(Codec):
     """
 
     name = "matched"
-    version: ClassVar[str] = "1"
+    version = "1"
     rate_knob = RateKnob("target_bpp", (0.1, 0.2, 0.4, 0.8), higher_is_better=True,
                                              unit="bpp", minimum=1e-4, maximum=24.0)
 

@@ -167,7 +167,8 @@ def read_rgb(path: Path, info: dict[str, Any] | None = None) -> np.ndarray:
             info["alpha"] = "on-white"
             rgba = np.asarray(im.convert("RGBA"))
             return _on_white(rgba[..., :3], rgba[..., 3])
-        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+        rgb8: np.ndarray = np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+        return rgb8
 
 
 def read_label(path: Path) -> np.ndarray:
@@ -176,7 +177,8 @@ def read_label(path: Path) -> np.ndarray:
         im.load()
         if im.mode not in ("L", "P", "I", "I;16"):
             raise ConfigError(f"label map {path} has mode {im.mode}", "label maps must be single-channel PNGs")
-        return np.asarray(im).astype(np.uint8).copy()
+        labels: np.ndarray = np.asarray(im).astype(np.uint8).copy()
+        return labels
 
 
 def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -144,5 +144,5 @@ class CityscapesDataset(Dataset):
         if self.with_labels:
             source = f"gtFine{LABEL_FILES[self.label_file][len('_gtFine'):-len('.png')]}->{self.classes}"
         return {"dataset": self.name, "split": self.split,
-                "class_set": self.class_set.name if self.with_labels else None,
+                "class_set": self.class_set.name if self.with_labels and self.class_set else None,
                 "labels": source, **self.resolution.protocol()}

@@ -127,6 +127,6 @@ class CocoStuffDataset(Dataset):
 
     def protocol(self) -> dict[str, Any]:
         return {"dataset": self.name, "split": self.split,
-                "class_set": self.class_set.name if self.with_labels else None,
+                "class_set": self.class_set.name if self.with_labels and self.class_set else None,
                 "labels": f"stuffthingmaps->{self.classes}" if self.with_labels else None,
                 **self.resolution.protocol()}

@@ -131,5 +131,5 @@ class DemoDataset(Dataset):
                        "labels": SYNTHETIC_VERSION, **source_note(info)})
 
     def protocol(self) -> dict[str, Any]:
-        return {"dataset": self.name, "class_set": self.class_set.name, "labels": SYNTHETIC_VERSION,
+        return {"dataset": self.name, "class_set": self.class_set.name if self.class_set else None, "labels": SYNTHETIC_VERSION,
                 "classes": self.classes, **self.resolution.protocol()}

@@ -332,6 +332,7 @@ class LocalExecutor:
             from bench.runtime.procs import worker_context  # workers ignore Ctrl-C and die with this process
 
             plan = self.thread_plan
+            assert plan is not None  # a pool spec is only kept with a thread plan
             self._pool = ProcessPoolExecutor(plan.workers, mp_context=worker_context(plan.start),
                                              initializer=_init_worker,
                                              initargs=(plan.worker_threads, pickle.dumps(self._pool_spec), os.getpid()))

@@ -28,7 +28,7 @@ def _callback_base() -> type:
         from lightning.pytorch.callbacks import Callback
     except ImportError:
         try:
-            from pytorch_lightning.callbacks import Callback  # type: ignore[no-redef]
+            from pytorch_lightning.callbacks import Callback
         except ImportError:
             raise UnavailableError("BenchCallback needs PyTorch Lightning, which is not installed",
                                    "pip install lightning   (or pip install 'semcodec-bench[lightning]')") from None

@@ -227,7 +227,7 @@ class LPIPS(Metric):
         total: torch.Tensor | float = 0.0
         for lin, f0, f1 in zip(model.lins, self._features(refs), self._features(recs)):
             total = total + spatial_average(lin((f0.index_select(0, ref_of) - f1) ** 2), keepdim=True)
-        return total  # type: ignore[return-value]
+        return total
 
     # -- values ----------------------------------------------------------------------
     def distances(self, refs: Sequence[np.ndarray], recs: Sequence[np.ndarray]) -> np.ndarray:

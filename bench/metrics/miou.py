@@ -253,6 +253,7 @@ class MIoU(Metric):
             state["images_floor"] += 1
         if self._gt_usable(pair):
             labels = pair.sample.labels
+            assert labels is not None  # _gt_usable checked it
             if labels.shape != original.shape[:2]:
                 raise MetricError(f"labels {labels.shape} and image {original.shape[:2]} differ in size",
                                   "the dataset must resize labels with the image (nearest)")

@@ -223,8 +223,7 @@ def ssm_bpp(group: list[RunData]) -> float | None:
 
 def _draw_panel(ax: Any, group: list[RunData], panel: Panel, ssm: float | None) -> str | None:
     """Draw one panel; returns the key drawn (None when no run has the metric)."""
-    found = [(r, _key_column(r.summary, panel.keys)) for r in group]
-    found = [(r, kc) for r, kc in found if kc is not None]
+    found = [(r, kc) for r, kc in ((r, _key_column(r.summary, panel.keys)) for r in group) if kc is not None]
     ax.set_xlabel(rate_axis_label(group[0].summary, "bpp") if group else "bpp")
     ax.set_title(panel.title)
     ax.grid(True, which="major", alpha=0.3, linewidth=0.5)

@@ -254,8 +254,7 @@ def iou_bars_html(df: pd.DataFrame, bpp: float) -> str:
             continue
         classes = [infos[c].key.split("/", 1)[1] for c in cols]
         codecs = list(dict.fromkeys(df["codec"]))
-        picked = [(c, _nearest_rate(df, c, bpp)) for c in codecs]
-        picked = [(c, r) for c, r in picked if r is not None]
+        picked = [(c, r) for c, r in ((c, _nearest_rate(df, c, bpp)) for c in codecs) if r is not None]
         if not picked:
             continue
         fig = Figure(figsize=(max(6.0, 0.45 * len(classes) + 1.5), 3.6), layout="constrained")
@@ -312,7 +311,7 @@ def run_dataset(run: dict[str, Any]) -> Any:
 
 def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions) -> str:
     """Original and reconstructions (recomputed) of one image, centre-cropped."""
-    rows = {}
+    rows: dict[str, Any] = {}
     for run in group.runs:
         for r in store.rows(run["run_id"]):
             if r.status == "ok":

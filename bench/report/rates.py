@@ -100,7 +100,7 @@ def rate_view(df: pd.DataFrame, rate: str = "real") -> pd.DataFrame:
     out.insert(pos + 2, BASIS, np.where(has, BASIS_PAPER, BASIS_REAL))
     if PAPER in out:
         out = out.drop(columns=[PAPER])
-    ci_moved = []
+    ci_moved: list[str] = []
     for side in ("lo", "hi"):  # bootstrap intervals (bench.report.intervals) belong to the real bpp
         name = f"bpp_{side}"
         if name in out:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import pandas as pd
@@ -69,17 +70,17 @@ def header(info: ColumnInfo, arrows: dict[bool, str] = ARROWS) -> str:
     return text
 
 
-def _formatter(info: ColumnInfo, values: pd.Series, nan: str, inf: str) -> Callable[[object], str]:
+def _formatter(info: ColumnInfo, values: pd.Series, nan: str, inf: str) -> Callable[[Any], str]:
     if info.kind == "key":
         return str
     if info.kind == "count":
         return lambda v: str(int(v)) if not pd.isna(v) else nan
     places = decimals(info, values)
 
-    def fmt(v: object) -> str:
+    def fmt(v: Any) -> str:
         if v is None or pd.isna(v):
             return nan
-        x = float(v)  # type: ignore[arg-type]
+        x = float(v)
         if math.isinf(x):
             return inf if x > 0 else "-" + inf
         return f"{x:.{places}f}"

@@ -141,11 +141,11 @@ class _ForkWorker(_IgnoresSigint, multiprocessing.context.ForkProcess):
 
 
 class _SpawnContext(multiprocessing.context.SpawnContext):
-    Process = _SpawnWorker  # type: ignore[assignment]
+    Process = _SpawnWorker
 
 
 class _ForkContext(multiprocessing.context.ForkContext):
-    Process = _ForkWorker  # type: ignore[assignment]
+    Process = _ForkWorker
 
 
 START_METHODS = ("fork", "spawn")

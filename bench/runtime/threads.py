@@ -294,7 +294,7 @@ class MainThreads:
             yield threads
         finally:
             self.used[threads] += 1
-            if start is not None:
+            if start is not None and self.probe is not None:
                 others = self.probe.others_busy(start)
                 if others is not None:
                     self.threads = max(1, min(self.plan.main, self.plan.cores - int(others + 0.5)))

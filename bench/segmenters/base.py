@@ -129,14 +129,14 @@ def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """PIL bilinear resize of a uint8 RGB image to ``size`` = (width, height)."""
     if (image.shape[1], image.shape[0]) == size:
         return image
-    return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
 
 
 def resize_nearest(labels: np.ndarray, height: int, width: int) -> np.ndarray:
     """PIL nearest-neighbour resize of a uint8 label map (class ids are never blended)."""
     if labels.shape == (height, width):
         return labels
-    return np.asarray(Image.fromarray(labels).resize((width, height), Image.NEAREST))
+    return np.asarray(Image.fromarray(labels).resize((width, height), Image.Resampling.NEAREST))
 
 
 def to_void(labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -125,7 +125,7 @@ class OnnxSegmenter(Segmenter):
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:
         size = self._net_size or (image.shape[1], image.shape[0])
-        x = resize_rgb(image, size).astype(np.float32) / self.scale
+        x: np.ndarray = resize_rgb(image, size).astype(np.float32) / self.scale
         x = (x - np.array(self.mean, np.float32)) / np.array(self.std, np.float32)
         if self.channel_order == "bgr":
             x = x[..., ::-1]
