@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pandas and the runner are imported when called: `import ben
 
 __all__ = ["UncachedCodecWarning", "declares_identity", "evaluate", "load_results", "run", "summary"]
 
-CodecLike = Union[str, Codec]
+CodecLike = str | Codec
 StoreLike = Union["Store", str, Path, None]
 LogLike = Union[str, "Tracker", Sequence[Union[str, "Tracker"]], None]
 

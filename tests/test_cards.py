@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from bench.codecs.base import Codec, RateKnob, Requirement
+from bench.errors import ConfigError
 from bench.datasets.base import Dataset
 from bench.metrics.base import Metric
 from bench.registry import cards, catalog
@@ -97,5 +98,5 @@ def test_a_card_that_breaks_the_contract_is_caught(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_CARD_PATH", str(tmp_path))
     catalog.reset()
     codec = catalog.make_codec("badjpeg")
-    with pytest.raises(Exception, match="outside"):
+    with pytest.raises(ConfigError, match="outside"):
         catalog.codec_rates(codec)
