@@ -166,7 +166,7 @@ def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset
                           "e.g. semantics={'name': 'espnetv2'}")
     return RunConfig(
         dataset=dataset,
-        codecs=_names(codecs) if isinstance(codecs, (str, list, tuple)) else [codecs],  # type: ignore[list-item]
+        codecs=_names(codecs) if isinstance(codecs, (str, list, tuple)) else [codecs],  # type: ignore[list-item]  # a lone Codec instance is wrapped in a list; mypy cannot narrow the Sequence branch
         metrics=_names(metrics),
         rates=_rates(rates),
         limit=limit,

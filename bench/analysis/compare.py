@@ -46,6 +46,7 @@ from bench.errors import ConfigError
 from bench.report.rates import BASIS, BASIS_PAPER, BASIS_REAL, rate_note, rate_view
 from bench.report.summary import column_info, summarise
 from bench.storage.store import Store
+from bench.modes import GateKind, RateBasis
 
 #: Metrics compared (and gated) by default, when both sides have them.
 DEFAULT_METRICS: tuple[str, ...] = ("psnr", "msssim_db", "lpips", "fid", "miou_gt", "miou_orig")
@@ -81,7 +82,7 @@ class Comparison:
     regressions: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     tolerance: float = DEFAULT_TOLERANCE
-    rate: str = "real"  # the bpp compared: "real" (transmitted bytes) or "paper" (formula rates)
+    rate: RateBasis = "real"  # the bpp compared: "real" (transmitted bytes) or "paper" (formula rates)
     #: with ``ci`` (bench.analysis.paired.paired_intervals): paired B − A per matched rate point with intervals,
     #: significant regressions (interval excludes 0 on the worse side) and the bootstrap settings
     paired: pd.DataFrame | None = None
@@ -92,7 +93,7 @@ class Comparison:
     def regressed(self) -> bool:
         return bool(self.regressions)
 
-    def gate(self, kind: str = "tolerance") -> bool:
+    def gate(self, kind: GateKind = "tolerance") -> bool:
         """True when the comparison fails the gate: ``"tolerance"`` (default: beyond the
         tolerances) or ``"significant"`` (an interval excludes 0 on the worse side)."""
         return bool(self.significant_regressions if kind == "significant" else self.regressions)
@@ -233,7 +234,7 @@ def compare(store: Store, run_a: str, run_b: str | None = None, *, metrics: Sequ
             codecs: Sequence[str] | None = None, anchor: str | None = None, test: str | None = None,
             tolerance: float = DEFAULT_TOLERANCE, delta_tolerance: Mapping[str, float] | None = None,
             method: str = BD_METHOD, ci: Any = None, rate_map: Mapping[str, str] | None = None,
-            rate: str = "real") -> Comparison:
+            rate: RateBasis = "real") -> Comparison:
     """Compare run ``run_b`` (test) against ``run_a`` (anchor).
 
     ``rate``: "real" compares at the bpp of the transmitted bytes; "paper" at each codec's
@@ -310,7 +311,7 @@ def _basis(df: pd.DataFrame, codec: str) -> str:
     return BASIS_PAPER if (df.loc[df["codec"] == codec, BASIS] == BASIS_PAPER).any() else BASIS_REAL
 
 
-def _record_rate(result: Comparison, rate: str, df_a: pd.DataFrame, df_b: pd.DataFrame,
+def _record_rate(result: Comparison, rate: RateBasis, df_a: pd.DataFrame, df_b: pd.DataFrame,
                  pairs: Sequence[tuple[str, str]]) -> None:
     """Say which bpp was compared: ``rate`` on the result, a ``rate_basis`` column per codec
     pair in both tables ("paper formula" / "real bytes", A/B when the sides differ), a note."""

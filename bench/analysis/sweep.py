@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from bench.errors import ConfigError
+from bench.modes import CheckpointSource
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,7 +59,7 @@ class Checkpoint:
     sha256: str
     step: int | None = None
     epoch: int | None = None
-    source: str = "name"  # where step/epoch came from: "name", "pattern", "metadata" or "none"
+    source: CheckpointSource = "name"  # where step/epoch came from
     x: int = 0  # position on the sweep's axis
     run_id: str | None = None
     skipped: bool = False  # already evaluated (same content and settings)
@@ -128,7 +129,7 @@ def find_checkpoints(pattern: str, step_pattern: str | None = None) -> tuple[lis
     found = []
     for p in paths:
         step, epoch = parse_name(p.name, step_pattern)
-        source = "pattern" if step_pattern else "name"
+        source: CheckpointSource = "pattern" if step_pattern else "name"
         if step is None and not step_pattern and p.is_file():
             meta_step, meta_epoch = read_metadata(p)
             if meta_step is not None or (epoch is None and meta_epoch is not None):

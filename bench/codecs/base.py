@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 
 from ..errors import CodecError, ConfigError
+from bench.modes import RequirementKind
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class RateKnob:
 class Requirement:
     """Something a codec needs: a binary, a weights file or a Python package."""
 
-    kind: str  # "binary" | "weights" | "package"
+    kind: RequirementKind
     name: str
     found: bool
     detail: str  # where it was found, or how to get it

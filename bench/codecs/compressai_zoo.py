@@ -29,7 +29,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 import numpy as np
 
@@ -39,9 +39,10 @@ from bench.runtime.weights import (WeightSpec, find, hash_in_name, load_state_di
                        weights_dirs)
 from . import compressai_bitstream as bitstream
 from .base import Codec, Encoded, RateKnob, Requirement, Semantics, check_rgb_uint8
+from bench.modes import TrainedFor
 
 STRIDE = 64  # 2**6: the total down-sampling of the analysis + hyper-analysis transforms
-METRICS = ("mse", "ms-ssim")
+METRICS: tuple[str, ...] = get_args(TrainedFor)
 CHECKPOINT_KEYS = ("network", "state_dict", "model_state_dict")  # as compressai's eval_model reads them
 
 
@@ -124,7 +125,7 @@ class CompressAIZooCodec(Codec):
     rate_knob = RateKnob("quality", tuple(range(1, 9)), higher_is_better=True,
                                              minimum=1, maximum=8)
 
-    def __init__(self, architecture: str, metric: str = "mse", checkpoint: Any = None, device: str = "auto",
+    def __init__(self, architecture: str, metric: TrainedFor = "mse", checkpoint: Any = None, device: str = "auto",
                  weights_dir: str | None = None) -> None:
         if architecture not in ARCHITECTURES:
             raise ConfigError(f"compressai: unknown architecture {architecture!r}",

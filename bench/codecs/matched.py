@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, get_args
 
 import numpy as np
 
 from bench.codecs.base import Codec, Encoded, RateKnob, Requirement, Semantics, bits_per_pixel
 from bench.errors import ConfigError
+from bench.modes import MatchPolicy
 
-POLICIES = ("below", "closest")
+POLICIES: tuple[str, ...] = get_args(MatchPolicy)
 
 
 @dataclass
@@ -57,7 +58,7 @@ def _knob_range(knob: RateKnob) -> tuple[float, float, bool]:
     return float(lo), float(hi), integer
 
 
-def match_rate(codec: Codec, image: np.ndarray, target_bpp: float, *, policy: str = "below",
+def match_rate(codec: Codec, image: np.ndarray, target_bpp: float, *, policy: MatchPolicy = "below",
                rel_tolerance: float = 0.005, max_steps: int = 40, semantics: Semantics | None = None) -> MatchedRate:
     """Search ``codec``'s knob so the bpp of ``image`` (H×W×3 uint8) meets ``target_bpp``.
 
@@ -144,7 +145,7 @@ class MatchedRateCodec(Codec):
     rate_knob = RateKnob("target_bpp", (0.1, 0.2, 0.4, 0.8), higher_is_better=True,
                                              unit="bpp", minimum=1e-4, maximum=24.0)
 
-    def __init__(self, codec: str | Codec, *, policy: str = "below", rel_tolerance: float = 0.005,
+    def __init__(self, codec: str | Codec, *, policy: MatchPolicy = "below", rel_tolerance: float = 0.005,
                  max_steps: int = 40, **codec_params: Any) -> None:
         if isinstance(codec, Codec):
             self.inner = codec

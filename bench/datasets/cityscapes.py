@@ -31,6 +31,7 @@ from .classes import (
 )
 from .labelled import load_labelled
 from .protocol import Resolution, resolve_root
+from bench.modes import Fit
 
 LAYOUT = (
     "  ROOT/leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png\n"
@@ -62,7 +63,7 @@ class CityscapesDataset(Dataset):
     name = "cityscapes"
 
     def __init__(self, root: str | Path | None = None, *, split: str = "val", height: Any = 256,
-                 width: Any = 512, fit: str = "resize", image_resample: str = "bilinear",
+                 width: Any = 512, fit: Fit = "resize", image_resample: str = "bilinear",
                  label_resample: str = "nearest", classes: str = "trainid19",
                  label_file: str = "labelIds", labels: bool | None = None,
                  root_env: str | None = "CITYSCAPES_ROOT", default_root: str | Path | None = None) -> None:

@@ -32,6 +32,7 @@ from .classes import (
 )
 from .labelled import load_labelled
 from .protocol import Resolution, resolve_root
+from bench.modes import Fit
 
 LAYOUT = (
     "  ROOT/images/<split>/<id>.jpg   (or ROOT/<split>/<id>.jpg)\n"
@@ -59,7 +60,7 @@ class CocoStuffDataset(Dataset):
     name = "coco"
 
     def __init__(self, root: str | Path | None = None, *, split: str = "val2017", classes: str = "stuff171",
-                 height: Any = None, width: Any = None, fit: str = "resize",
+                 height: Any = None, width: Any = None, fit: Fit = "resize",
                  image_resample: str = "bilinear", label_resample: str = "nearest", labels: bool = True,
                  root_env: str | None = "COCO_ROOT", default_root: str | Path | None = None) -> None:
         if classes not in CLASS_CHOICES:

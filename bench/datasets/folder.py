@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import ConfigError
 from .base import Dataset, Sample, require_dir
 from .protocol import Resolution, read_image_file, resolve_root, source_note
+from bench.modes import Fit
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -25,7 +26,7 @@ class FolderDataset(Dataset):
     class_set = None
 
     def __init__(self, root: str | Path | None = None, *, recursive: bool = False,
-                 height: Any = None, width: Any = None, fit: str = "resize",
+                 height: Any = None, width: Any = None, fit: Fit = "resize",
                  image_resample: str = "bilinear", label_resample: str = "nearest",
                  root_env: str | None = None, default_root: str | Path | None = None,
                  download: str = "any directory of images") -> None:

@@ -160,7 +160,7 @@ def measure(metrics: Sequence[Metric], sample: Sample | Sequence[Sample], rows: 
     missing = []
     for i, row in enumerate(rows):
         wanted = [m for m in metrics if m.name not in row.states]  # not those measured in a codec worker
-        missing.append(fill_cached(row, wanted, keys[i], cache) if use_cache else wanted)  # type: ignore[index, arg-type]
+        missing.append(fill_cached(row, wanted, keys[i], cache) if use_cache else wanted)  # type: ignore[index, arg-type]  # use_cache implies keys and cache are not None
     for metric in metrics:
         todo = [i for i in range(len(rows)) if metric in missing[i]]
         for start in range(0, len(todo), max(1, batch_size)):
@@ -177,7 +177,7 @@ def measure(metrics: Sequence[Metric], sample: Sample | Sequence[Sample], rows: 
                 rows[i].states[metric.name] = state
                 rows[i].seconds[metric.name] = seconds
                 if use_cache:
-                    cache.put_metric(keys[i][metric.name], values, state, seconds)  # type: ignore[index, union-attr]
+                    cache.put_metric(keys[i][metric.name], values, state, seconds)  # type: ignore[index, union-attr]  # use_cache implies keys and cache are not None
 
 
 def _nan_keys(values: dict[str, Any]) -> list[str]:

@@ -35,7 +35,7 @@ def _callback_base() -> type:
     return Callback
 
 
-class BenchCallback(_callback_base()):  # type: ignore[misc]
+class BenchCallback(_callback_base()):  # type: ignore[misc]  # the base class is chosen at import: lightning's or pytorch_lightning's Callback
     """Evaluate ``codec_factory(pl_module)`` on ``dataset`` at validation end.
 
     ``every_n_epochs``: evaluate when ``(epoch + 1) % every_n_epochs == 0``; ``metrics``,

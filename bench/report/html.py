@@ -56,6 +56,7 @@ from .intervals import CI_KIND, add_intervals, ci_notes, decorate, small_n_notes
 from .rates import rate_note, rate_view
 from .summary import column_info, is_detail, load_run, per_image, summarise
 from .tables import formatted, header
+from bench.modes import RateBasis
 
 log = logging.getLogger("bench")
 
@@ -97,7 +98,7 @@ class HtmlOptions:
     codec_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     ci: Any = None  # a bench.analysis.stats.Bootstrap: intervals in the table and bands on the curves
     worst: int = 3  # images listed per codec × rate × criterion in "Worst images" (0: no section)
-    rate: str = "real"  # x axis of the table and curves: real bpp, or "paper" (bench.report.rates.rate_view)
+    rate: RateBasis = "real"  # x axis of the table and curves: real bpp, or "paper" (bench.report.rates.rate_view)
 
 
 # -- small helpers -----------------------------------------------------------------------

@@ -24,6 +24,7 @@ import pandas as pd
 from bench.report.ci import CI_KIND, add_intervals, interval_columns, run_metrics  # noqa: F401
 from bench.report.formatting import decimals
 from bench.report.summary import ColumnInfo, column_info
+from bench.modes import BandStyle, IntervalStyle
 
 SMALL_N_MARK = "*"
 #: metric → (sample-count key, minimum N, why). The count key is the metric's own side value.
@@ -76,7 +77,7 @@ def ci_notes(df: pd.DataFrame, lead: str = "± : half-width of the") -> list[str
             f"({counts} resamples, seed {ci['seed']}; FID/KID with {ci['heavy_resamples']})."]
 
 
-def decorate(df: pd.DataFrame, cells: pd.DataFrame, infos: dict[str, ColumnInfo], style: str = "pm") -> pd.DataFrame:
+def decorate(df: pd.DataFrame, cells: pd.DataFrame, infos: dict[str, ColumnInfo], style: IntervalStyle = "pm") -> pd.DataFrame:
     """Formatted ``cells`` (from :func:`bench.report.tables.formatted`) with small-N marks
     and, for style ``"pm"``, ``value ± half-width`` (style ``"none"``: marks only)."""
     out = cells.copy()
@@ -119,7 +120,7 @@ def latex_interval_cells(df: pd.DataFrame, cells: pd.DataFrame, infos: dict[str,
 
 # -- curves -------------------------------------------------------------------------------
 def draw_interval(ax: Any, df: pd.DataFrame, column: str, data_index: pd.Index, x: Any, colour: Any,
-                  style: str = "band") -> None:
+                  style: BandStyle = "band") -> None:
     """Shaded band (``"band"``) or error bars (``"bars"``) of ``column`` at rows ``data_index``."""
     pair = interval_columns(df, column)
     if pair is None:

@@ -129,7 +129,7 @@ def _guarded(method: F) -> F:
         except sqlite3.Error as err:
             raise store_error(err, self.path) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # functools.wraps keeps the wrapped method's signature
 
 
 def connect_readonly(path: Path | str) -> sqlite3.Connection:

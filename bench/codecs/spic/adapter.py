@@ -31,6 +31,7 @@ from . import checkpoint as ckpt
 from . import diffusion
 from .labelcoder import LABEL_CODERS, JpegxlLabelCoder, RunLabelCoder, make_label_coder
 from .unet import UNetConfig, one_hot_labels
+from bench.modes import LabelCoderName, Precision
 
 CLASS_SET = "cityscapes19"
 LABELS_PART, COARSE_PART = "labels", "coarse"
@@ -78,8 +79,8 @@ class SpicCodec(Codec):
     needs_semantics = True
 
     def __init__(self, checkpoint: str | None = None, size: Any = "256x512", coarse_factor: int = 4,
-                 label_coder: str = "runs", coarse_codec: str = "bpg", device: str = "auto",
-                 precision: str = "fp32", seed: int = 0, guidance: float = 1.5,
+                 label_coder: LabelCoderName = "runs", coarse_codec: str = "bpg", device: str = "auto",
+                 precision: Precision = "fp32", seed: int = 0, guidance: float = 1.5,
                  timestep_respacing: str = "100", max_iter_time: int = 200, diffusion_steps: int = 1000,
                  width: int = 256, channel_mult: Any = (1, 1, 2, 2, 4, 4), num_res_blocks: int = 2,
                  attention_ds: Any = (8, 16, 32), num_head_channels: int = 64, spade_hidden: int = 128,
