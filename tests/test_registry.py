@@ -117,3 +117,18 @@ def test_third_party_entry_point_registers_a_codec(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="subclass"):  # entry points are checked like cards
         catalog.make_metric("tpbad")
     sys.modules.pop("thirdparty_codec", None)
+
+
+def test_segmenter_cards_plug_into_the_same_machinery(tmp_path, monkeypatch):
+    """segmenters/*.yaml cards need nothing but the generic kinds table (issue 24 adds the project's)."""
+    (tmp_path / "segmenters").mkdir()
+    (tmp_path / "segmenters" / "espnet-half.yaml").write_text(
+        "name: espnet-half\nentry: bench.segmenters.espnetv2:ESPNetv2Segmenter\ndescription: test card\n"
+        "params: {scale: 0.5}\n")
+    (tmp_path / "segmenters" / "shell.yaml").write_text("name: shell\nentry: os:system\ndescription: no\n")
+    monkeypatch.setenv("BENCH_CARD_PATH", str(tmp_path))
+    catalog.reset()
+    seg = catalog.make("segmenter", "espnet-half", allow_random_weights=True)
+    assert seg.name == "espnet-half" and seg.scale == 0.5
+    with pytest.raises(ConfigError, match="Segmenter subclass"):
+        catalog.make("segmenter", "shell")
