@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pandas and the runner are imported when called: `import ben
 
 __all__ = ["UncachedCodecWarning", "declares_identity", "evaluate", "fetch", "load_results", "run", "summary"]
 
-CodecLike = Union[str, Codec]
+CodecLike = str | Codec
 StoreLike = Union["Store", str, Path, None]
 LogLike = Union[str, "Tracker", Sequence[Union[str, "Tracker"]], None]
 
@@ -63,11 +63,11 @@ class _CallScoped(Codec):
 
     def __init__(self, inner: Codec) -> None:  # noqa: D107 (Codec.__init__ would refuse params)
         self.inner = inner
-        self.name = inner.name  # type: ignore[misc]
-        self.version = inner.version  # type: ignore[misc]
-        self.rate_knob = inner.rate_knob  # type: ignore[misc]
-        self.needs_semantics = inner.needs_semantics  # type: ignore[misc]
-        self.parallel_safe = inner.parallel_safe  # type: ignore[misc]
+        self.name = inner.name
+        self.version = inner.version
+        self.rate_knob = inner.rate_knob
+        self.needs_semantics = inner.needs_semantics
+        self.parallel_safe = inner.parallel_safe
         self.card = getattr(inner, "card", None)
         self.nonce = uuid.uuid4().hex[:12]
 
@@ -175,8 +175,8 @@ def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset
         raise ConfigError(f"semantics={semantics!r} is not 'ground-truth', 'segmenter' or a segmenter dict",
                           "e.g. semantics={'name': 'espnetv2'}")
     return RunConfig(
-        dataset=dataset,  # type: ignore[arg-type]
-        codecs=_names(codecs) if isinstance(codecs, (str, list, tuple)) else [codecs],  # type: ignore[list-item]
+        dataset=dataset,
+        codecs=_names(codecs) if isinstance(codecs, (str, list, tuple)) else [codecs],  # type: ignore[list-item]  # a lone Codec instance is wrapped in a list; mypy cannot narrow the Sequence branch
         metrics=_names(metrics),
         rates=_rates(rates),
         limit=limit,

@@ -3,6 +3,7 @@
 #   BENCH_SKIP_MMSEG=1  skip installing the optional mmcv+mmseg backend (its tests then skip)
 #   BENCH_WITH_MMSEG=1  build mmcv from source when no prebuilt wheel matches (~15-25 min on 2 cores)
 #   BENCH_SKIP_BROWSER=1  do not apt-install chromium (the HTML browser test then skips)
+#   BENCH_SKIP_WHEEL=1  skip building the wheel and running it from a fresh virtualenv (~1 min)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # the project's test build of BPG 0.9.8 (../shared/tools/bpg) when present, so real-BPG tests run; users bring their own
@@ -27,4 +28,8 @@ if [ "${BENCH_SKIP_BROWSER:-0}" != 1 ] && ! command -v chromium >/dev/null 2>&1 
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/tmp/bench-chromium.log 2>&1 \
     || echo "chromium not installed (see /tmp/bench-chromium.log): the HTML browser test will skip"
 fi
+# static checks (configured in pyproject.toml), then the wheel in a fresh virtualenv, then the tests
+.venv/bin/ruff check bench tests scripts benchmarks setup.py
+.venv/bin/mypy
+if [ "${BENCH_SKIP_WHEEL:-0}" != 1 ]; then PYTHON=.venv/bin/python bash scripts/wheel_smoke.sh; fi
 exec .venv/bin/python -m pytest -q -ra "$@"

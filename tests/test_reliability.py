@@ -426,7 +426,7 @@ def test_read_only_commands_work_on_a_chmod_444_store(monkeypatch, capsys):
                                   env=env, capture_output=True, text=True, timeout=300)
             assert done.returncode == 0, done.stderr
             results = json.loads(done.stdout.strip().splitlines()[-1])
-            for argv, (rc, said, err) in zip(commands[:-1], results):
+            for argv, (rc, _said, err) in zip(commands[:-1], results):
                 assert rc == 0, (argv, err)
             assert run_a in results[0][1] and "quant@b" in results[0][1]
             assert (writable / "rep" / "summary.md").stat().st_size > 0

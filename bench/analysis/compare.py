@@ -32,17 +32,21 @@ reference) are refused with
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
-from bench.errors import ConfigError, ProtocolMismatchError, TooFewImagesError
+# Bjøntegaard math, protocol checks and labels live in leaf modules (re-exported here)
+from bench.analysis.bd import BD_METHOD, BDResult, Curve, bd_metric, bd_rate, bjontegaard_delta  # noqa: F401
+from bench.analysis.labels import checkpoint_of, codec_label, run_codec_labels  # noqa: F401
+from bench.analysis.protocol import _flat_diff, check_same_protocol, protocol_differences  # noqa: F401
+from bench.errors import REGRESSION_EXIT as _REGRESSION_EXIT
+from bench.errors import ConfigError, TooFewImagesError
 from bench.report.rates import BASIS, BASIS_PAPER, BASIS_REAL, rate_note, rate_view
 from bench.report.summary import column_info, summarise
 from bench.storage.store import Store
+from bench.modes import GateKind, RateBasis
 
 #: Metrics compared (and gated) by default, when both sides have them.
 DEFAULT_METRICS: tuple[str, ...] = ("psnr", "msssim_db", "lpips", "fid", "miou_gt", "miou_orig")
@@ -57,180 +61,8 @@ FALLBACK_DELTA_TOLERANCE = 1e-3
 #: Default BD-rate tolerance in percent.
 DEFAULT_TOLERANCE = 1.0
 #: Exit status of ``bench compare`` when the test side regresses.
-REGRESSION_EXIT = 6
-BD_METHOD = "pchip"
+REGRESSION_EXIT = _REGRESSION_EXIT
 
-
-# -- Bjøntegaard deltas ------------------------------------------------------------------
-@dataclass(frozen=True)
-class Curve:
-    """A rate–quality curve: ``bpp`` strictly increasing and > 0, ``value`` in metric units."""
-
-    bpp: np.ndarray
-    value: np.ndarray
-
-    @classmethod
-    def from_points(cls, bpp: Iterable[float], value: Iterable[float]) -> "Curve":
-        """Drop non-finite points and bpp ≤ 0, average points with equal bpp, sort by bpp."""
-        df = pd.DataFrame({"bpp": np.asarray(list(bpp), float), "value": np.asarray(list(value), float)})
-        df = df[np.isfinite(df["bpp"]) & np.isfinite(df["value"]) & (df["bpp"] > 0)]
-        df = df.groupby("bpp", as_index=False)["value"].mean().sort_values("bpp")
-        return cls(df["bpp"].to_numpy(), df["value"].to_numpy())
-
-    def __len__(self) -> int:
-        return len(self.bpp)
-
-
-@dataclass(frozen=True)
-class BDResult:
-    """Bjøntegaard deltas of a test curve against an anchor.
-
-    ``bd_rate``: percent (negative = fewer bits at equal quality); ``bd_metric``: test −
-    anchor in metric units at equal bpp; NaN when undefined, with the reason in ``notes``.
-    ``quality_overlap`` / ``rate_overlap``: overlapping fraction (0..1) of the union range.
-    """
-
-    bd_rate: float
-    bd_metric: float
-    quality_overlap: float
-    rate_overlap: float
-    notes: tuple[str, ...] = ()
-
-
-def _overlap(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    lo, hi = max(a.min(), b.min()), min(a.max(), b.max())
-    union = max(a.max(), b.max()) - min(a.min(), b.min())
-    frac = max(hi - lo, 0.0) / union if union > 0 else (1.0 if hi >= lo else 0.0)
-    return float(lo), float(hi), float(frac)
-
-
-def _monotonic(curve: Curve, higher_is_better: bool) -> bool:
-    step = np.diff(curve.value)
-    return bool(np.all(step > 0) if higher_is_better else np.all(step < 0))
-
-
-def bd_rate(anchor: Curve, test: Curve, *, higher_is_better: bool = True, method: str = BD_METHOD) -> tuple[float, str]:
-    """BD-rate in percent and a note ("" when defined). Needs ≥ 2 points per curve, the
-    metric strictly monotonic in bpp (better with more bits) and an overlapping range."""
-    import bjontegaard
-
-    for name, c in (("anchor", anchor), ("test", test)):
-        if len(c) < 2:
-            return math.nan, f"{name} has {len(c)} rate point(s); BD-rate needs 2 or more"
-        if not _monotonic(c, higher_is_better):
-            return math.nan, f"{name}'s metric is not strictly {'increasing' if higher_is_better else 'decreasing'} in bpp"
-    lo, hi, frac = _overlap(anchor.value, test.value)
-    if hi <= lo:
-        return math.nan, "no overlapping metric range"
-    # bjontegaard interpolates log-rate over the metric: pass points sorted by metric value.
-    ia, it = np.argsort(anchor.value), np.argsort(test.value)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        value = bjontegaard.bd_rate(anchor.bpp[ia], anchor.value[ia], test.bpp[it], test.value[it], method,
-                                    require_matching_points=False, min_overlap=0)
-    return float(value), ""
-
-
-def bd_metric(anchor: Curve, test: Curve, *, method: str = BD_METHOD) -> tuple[float, str]:
-    """Average metric difference (test − anchor, metric units) over the overlapping
-    log10-bpp range, and a note ("" when defined)."""
-    import bjontegaard
-
-    for name, c in (("anchor", anchor), ("test", test)):
-        if len(c) < 2:
-            return math.nan, f"{name} has {len(c)} rate point(s); BD-metric needs 2 or more"
-    lo, hi, _ = _overlap(np.log10(anchor.bpp), np.log10(test.bpp))
-    if hi <= lo:
-        return math.nan, "no overlapping bpp range"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        value = bjontegaard.bd_psnr(anchor.bpp, anchor.value, test.bpp, test.value, method,
-                                    require_matching_points=False, min_overlap=0)
-    return float(value), ""
-
-
-def bjontegaard_delta(anchor: Curve, test: Curve, *, higher_is_better: bool = True,
-                      method: str = BD_METHOD) -> BDResult:
-    """BD-rate and BD-metric of ``test`` against ``anchor``."""
-    rate, note_r = bd_rate(anchor, test, higher_is_better=higher_is_better, method=method)
-    metric, note_m = bd_metric(anchor, test, method=method)
-    q = _overlap(anchor.value, test.value)[2] if len(anchor) and len(test) else 0.0
-    r = _overlap(np.log10(anchor.bpp), np.log10(test.bpp))[2] if len(anchor) and len(test) else 0.0
-    notes = tuple(n for n in (note_r and f"BD-rate: {note_r}", note_m and f"BD-metric: {note_m}") if n)
-    return BDResult(rate, metric, q, r, notes)
-
-
-# -- protocol check ----------------------------------------------------------------------
-def _flat_diff(a: Any, b: Any, path: str) -> list[str]:
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        out: list[str] = []
-        for key in sorted(set(a) | set(b), key=str):
-            out += _flat_diff(a.get(key), b.get(key), f"{path}.{key}")
-        return out
-    return [] if a == b else [f"{path}: {a!r} vs {b!r}"]
-
-
-def protocol_differences(run_a: Mapping[str, Any], run_b: Mapping[str, Any],
-                         metrics: Sequence[str] = ()) -> list[str]:
-    """What makes two runs incomparable: dataset protocol (resolution, class set, split…),
-    dataset content (hash of ids, files and protocol) and the ``describe()`` of each metric
-    in ``metrics`` (segmenter, weights hashes, references, random weights…)."""
-    ma, mb = run_a["meta"], run_b["meta"]
-    da, db = ma.get("dataset") or {}, mb.get("dataset") or {}
-    diffs = _flat_diff(da.get("protocol"), db.get("protocol"), "dataset.protocol")
-    # the named protocol preset (bench.datasets.presets); runs from before presets were "card"
-    card = {"name": "card"}
-    pa, pb = ma.get("protocol") or card, mb.get("protocol") or card
-    if pa.get("name") != pb.get("name"):
-        diffs.append(f"protocol: {pa.get('name')!r} vs {pb.get('name')!r}")
-    elif pa.get("name") != "card":
-        keep = ("dataset", "sender_labels", "sender_segmenter", "miou_average", "miou_average_used")
-        diffs += _flat_diff({k: pa.get(k) for k in keep}, {k: pb.get(k) for k in keep}, "protocol")
-    if da.get("content_hash") != db.get("content_hash"):
-        diffs.append(f"dataset.content_hash: {str(da.get('content_hash'))[:12]}… ({da.get('n_images')} images) vs "
-                     f"{str(db.get('content_hash'))[:12]}… ({db.get('n_images')} images) — different images or files")
-    for name in metrics:
-        a, b = (ma.get("metrics") or {}).get(name), (mb.get("metrics") or {}).get(name)
-        if a is None or b is None:
-            continue  # absent on one side: the metric is simply not compared
-        diffs += _flat_diff(a, b, f"metric {name}")
-    return diffs
-
-
-def check_same_protocol(run_a: Mapping[str, Any], run_b: Mapping[str, Any], metrics: Sequence[str] = ()) -> None:
-    """Raise :class:`ProtocolMismatchError` listing every difference, if any."""
-    diffs = protocol_differences(run_a, run_b, metrics)
-    if diffs:
-        raise ProtocolMismatchError(
-            f"runs {run_a['run_id']} and {run_b['run_id']} were made under different protocols and are not "
-            "compared:\n    " + "\n    ".join(diffs),
-            "re-run one of them with the other's dataset, options and metric settings "
-            "(`bench runs` lists them; metric settings that differ can be left out with --metric)",
-        )
-
-
-# -- labels shown for codecs --------------------------------------------------------------
-def checkpoint_of(describe: Mapping[str, Any]) -> str | None:
-    """The checkpoint sha256 a codec recorded (``params.checkpoint_sha256``), if any."""
-    params = describe.get("params") or {}
-    sha = params.get("checkpoint_sha256") if isinstance(params, Mapping) else None
-    return sha or describe.get("checkpoint_sha256")
-
-
-def codec_label(name: str, tag: str | None = None) -> str:
-    """``name@tag`` for a tagged run (e.g. ``sqgan@ckpt-ep40``), else ``name``."""
-    return f"{name}@{tag}" if tag else name
-
-
-def run_codec_labels(run: Mapping[str, Any]) -> dict[str, str]:
-    """codec name → shown label (``name@tag``) plus ``[ckpt <sha8>]`` when a checkpoint is recorded."""
-    meta = run["meta"]
-    out = {}
-    for name, desc in (meta.get("codecs") or {}).items():
-        label = codec_label(name, meta.get("tag"))
-        sha = checkpoint_of(desc) if isinstance(desc, Mapping) else None
-        out[name] = label + (f"[ckpt {sha[:8]}]" if sha else "")
-    return out
 
 
 # -- comparing runs ----------------------------------------------------------------------
@@ -250,8 +82,8 @@ class Comparison:
     regressions: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     tolerance: float = DEFAULT_TOLERANCE
-    rate: str = "real"  # the bpp compared: "real" (transmitted bytes) or "paper" (formula rates)
-    #: with ``ci`` (bench.analysis.paired.attach): paired B − A per matched rate point with intervals,
+    rate: RateBasis = "real"  # the bpp compared: "real" (transmitted bytes) or "paper" (formula rates)
+    #: with ``ci`` (bench.analysis.paired.paired_intervals): paired B − A per matched rate point with intervals,
     #: significant regressions (interval excludes 0 on the worse side) and the bootstrap settings
     paired: pd.DataFrame | None = None
     significant_regressions: list[str] = field(default_factory=list)
@@ -266,7 +98,7 @@ class Comparison:
     def regressed(self) -> bool:
         return bool(self.regressions)
 
-    def gate(self, kind: str = "tolerance") -> bool:
+    def gate(self, kind: GateKind = "tolerance") -> bool:
         """True when the comparison fails the gate: ``"tolerance"`` (default: beyond the
         tolerances) or ``"significant"`` (an interval excludes 0 on the worse side).
         ``"significant"`` raises :class:`~bench.errors.TooFewImagesError` when an interval
@@ -432,7 +264,7 @@ def compare(store: Store, run_a: str, run_b: str | None = None, *, metrics: Sequ
             codecs: Sequence[str] | None = None, anchor: str | None = None, test: str | None = None,
             tolerance: float = DEFAULT_TOLERANCE, delta_tolerance: Mapping[str, float] | None = None,
             method: str = BD_METHOD, ci: Any = None, rate_map: Mapping[str, str] | None = None,
-            rate: str = "real", allow_partial: bool = False, min_images: int | None = None) -> Comparison:
+            rate: RateBasis = "real", allow_partial: bool = False, min_images: int | None = None) -> Comparison:
     """Compare run ``run_b`` (test) against ``run_a`` (anchor).
 
     ``rate``: "real" compares at the bpp of the transmitted bytes; "paper" at each codec's
@@ -504,7 +336,7 @@ def compare(store: Store, run_a: str, run_b: str | None = None, *, metrics: Sequ
     result.images, result.complete = len(cov.common), cov.complete
     result.notes.insert(0, cov.note())
     if ci is not None:
-        from bench.analysis.paired import MIN_IMAGES, attach
+        from bench.analysis.paired import MIN_IMAGES, paired_intervals
         from bench.report.rates import paper_rate_rows
 
         rows_a = loaded_a[1]
@@ -512,8 +344,11 @@ def compare(store: Store, run_a: str, run_b: str | None = None, *, metrics: Sequ
         if rate == "paper":  # the intervals resample the rate the point values use
             rows_a = paper_rate_rows(rows_a)
             rows_b = rows_a if same_run else paper_rate_rows(rows_b)
-        attach(result, ra, rows_a, rb, rows_b, pairs, ci, rate_map=rate_map, method=method,
-               min_images=MIN_IMAGES if min_images is None else min_images)
+        extra = paired_intervals(result.metrics, ra, rows_a, rb, rows_b, pairs, ci, rate_map=rate_map, method=method,
+                                 min_images=MIN_IMAGES if min_images is None else min_images)
+        result.metrics, result.paired = extra.metrics, extra.paired
+        result.significant_regressions, result.bootstrap = extra.significant_regressions, extra.bootstrap
+        result.too_few_images = extra.too_few_images
     if not same_run:
         for a, b in pairs:
             da = (ra["meta"].get("codecs") or {}).get(a)
@@ -529,7 +364,7 @@ def _basis(df: pd.DataFrame, codec: str) -> str:
     return BASIS_PAPER if (df.loc[df["codec"] == codec, BASIS] == BASIS_PAPER).any() else BASIS_REAL
 
 
-def _record_rate(result: Comparison, rate: str, df_a: pd.DataFrame, df_b: pd.DataFrame,
+def _record_rate(result: Comparison, rate: RateBasis, df_a: pd.DataFrame, df_b: pd.DataFrame,
                  pairs: Sequence[tuple[str, str]]) -> None:
     """Say which bpp was compared: ``rate`` on the result, a ``rate_basis`` column per codec
     pair in both tables ("paper formula" / "real bytes", A/B when the sides differ), a note."""
@@ -577,7 +412,7 @@ def render_text(result: Comparison) -> str:
     if result.paired is not None:
         from bench.analysis.paired import render
 
-        lines += render(result)
+        lines += render(result.paired, result.metrics, result.bootstrap)
     if result.notes:
         lines += [""] + [f"note: {n}" for n in result.notes]
     lines.append("")

@@ -19,11 +19,13 @@ BD-metric, else the per-point differences) excludes zero on the worse side.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from bench.analysis.bd import Curve, bd_metric, bd_rate
 from bench.analysis.stats import Bootstrap, replicates
 from bench.storage.store import Row
 
@@ -91,8 +93,6 @@ def bd_intervals(rows_a: Sequence[Row], rows_b: Sequence[Row], metrics_a: Mappin
     """BD-rate (%) and BD-metric intervals per key from resampling the images common to
     every rate point of both curves (NaN when fewer than 2 images or the deltas are
     undefined in every replicate)."""
-    from bench.analysis.compare import Curve, bd_metric, bd_rate
-
     by_a, by_b = _ok_rows(rows_a, anchor), _ok_rows(rows_b, test)
     label = label or (anchor if anchor == test else f"{anchor} → {test}")
     sets = [set(v) for v in (*by_a.values(), *by_b.values())]
@@ -188,50 +188,64 @@ def significance(metrics: pd.DataFrame, points: pd.DataFrame,
     return verdicts, lines, too_few
 
 
-def attach(result: Any, run_a: Mapping[str, Any], rows_a: Sequence[Row], run_b: Mapping[str, Any],
-           rows_b: Sequence[Row], pairs: Sequence[tuple[str, str]], boot: Bootstrap, *,
-           rate_map: Mapping[str, str] | None = None, method: str = "pchip", min_images: int = MIN_IMAGES) -> None:
-    """Add paired intervals to a :class:`bench.analysis.compare.Comparison` in place: ``paired``
-    (per-point differences), interval columns and ``significant`` verdicts in ``metrics``,
-    ``significant_regressions`` and ``bootstrap`` (the settings)."""
-    from bench.report.intervals import run_metrics
+@dataclass(frozen=True)
+class PairedIntervals:
+    """What :func:`paired_intervals` adds to a comparison: ``metrics`` (the comparison's metric
+    table with interval columns and ``significant`` verdicts), ``paired`` (B − A per matched
+    rate point), ``significant_regressions`` (lines), ``too_few_images`` (intervals from fewer
+    images than the minimum: the significant gate refuses to judge them) and ``bootstrap``
+    (the settings)."""
 
-    metrics_a = run_metrics(run_a, rows_a)
-    metrics_b = metrics_a if rows_b is rows_a else run_metrics(run_b, rows_b)
-    keys = list(dict.fromkeys(result.metrics["metric"]))
-    hib = dict(zip(result.metrics["metric"], result.metrics["higher_is_better"]))
+    metrics: pd.DataFrame
+    paired: pd.DataFrame
+    significant_regressions: list[str]
+    too_few_images: list[str]
+    bootstrap: dict[str, Any]
+
+
+def paired_intervals(metrics: pd.DataFrame, run_a: Mapping[str, Any], rows_a: Sequence[Row],
+                     run_b: Mapping[str, Any], rows_b: Sequence[Row], pairs: Sequence[tuple[str, str]],
+                     boot: Bootstrap, *, rate_map: Mapping[str, str] | None = None,
+                     method: str = "pchip", min_images: int = MIN_IMAGES) -> PairedIntervals:
+    """Paired intervals for a comparison's metric table ``metrics`` (one row per codec pair ×
+    metric, with ``higher_is_better``, ``basis`` and the BD values): a new value, nothing mutated."""
+    from bench.report.ci import run_metrics
+
+    metrics_a = run_metrics(dict(run_a), list(rows_a))
+    metrics_b = metrics_a if rows_b is rows_a else run_metrics(dict(run_b), list(rows_b))
+    keys = list(dict.fromkeys(metrics["metric"]))
+    hib = dict(zip(metrics["metric"], metrics["higher_is_better"]))
     points, bds = [], []
     for anchor, test in pairs:
         points.append(paired_points(rows_a, rows_b, metrics_a, metrics_b, anchor, test, keys, boot, rate_map))
         bds.append(bd_intervals(rows_a, rows_b, metrics_a, metrics_b, anchor, test, keys, hib, boot, method))
     paired = pd.concat(points, ignore_index=True) if points else pd.DataFrame(columns=POINT_COLUMNS)
     bd = pd.concat(bds, ignore_index=True) if bds else pd.DataFrame(columns=BD_COLUMNS)
-    metrics = result.metrics.merge(bd, on=["codec", "metric"], how="left")
-    verdicts, lines, too_few = significance(metrics, paired, min_images)
-    metrics["significant"] = verdicts
-    result.metrics, result.paired = metrics, paired
-    result.significant_regressions, result.too_few_images = lines, too_few
-    result.bootstrap = boot.record()
+    merged = metrics.merge(bd, on=["codec", "metric"], how="left")
+    verdicts, lines, too_few = significance(merged, paired, min_images)
+    merged["significant"] = verdicts
+    return PairedIntervals(merged, paired, lines, too_few, boot.record())
 
 
-def render(result: Any) -> list[str]:
-    """Console lines of the paired table and the significance notes."""
+def render(paired: pd.DataFrame | None, metrics: pd.DataFrame, bootstrap: Mapping[str, Any] | None) -> list[str]:
+    """Console lines of the paired table (``paired``), the Bjøntegaard intervals of ``metrics``
+    and the bootstrap settings (``bootstrap``: level, seed)."""
     from tabulate import tabulate
 
     def f(x: Any, spec: str) -> str:
         return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
     lines = []
-    p = result.paired
-    if p is not None and len(p):
-        lines += ["", f"paired differences B − A over the same images ({result.bootstrap['level'] * 100:g} % "
-                      f"bootstrap interval, seed {result.bootstrap['seed']}):"]
+    p = paired
+    if p is not None and len(p) and bootstrap is not None:
+        lines += ["", f"paired differences B − A over the same images ({bootstrap['level'] * 100:g} % "
+                      f"bootstrap interval, seed {bootstrap['seed']}):"]
         rows = [[r.codec, r.metric, f"{r.rate_a}→{r.rate_b}", r.n_images, f(r.value_a, ".4f"), f(r.value_b, ".4f"),
                  f(r.delta, "+.4f"), f"[{f(r.delta_lo, '+.4f')}, {f(r.delta_hi, '+.4f')}]",
                  "yes" if r.significant else "no"] for r in p.itertuples()]
         lines.append(tabulate(rows, headers=["codec", "metric", "rates A→B", "images", "A", "B", "Δ", "interval",
                                              "excludes 0"], tablefmt="simple", disable_numparse=True))
-    m = result.metrics
+    m = metrics
     if "significant" in m:
         rows = [[r.codec, r.metric, f"[{f(r.bd_rate_lo, '+.2f')}, {f(r.bd_rate_hi, '+.2f')}]",
                  f"[{f(r.bd_metric_lo, '+.4f')}, {f(r.bd_metric_hi, '+.4f')}]",

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from bench.errors import ConfigError
+from bench.modes import CheckpointSource
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,10 +59,17 @@ class Checkpoint:
     sha256: str
     step: int | None = None
     epoch: int | None = None
-    source: str = "name"  # where step/epoch came from: "name", "pattern", "metadata" or "none"
+    source: CheckpointSource = "name"  # where step/epoch came from
     x: int = 0  # position on the sweep's axis
     run_id: str | None = None
     skipped: bool = False  # already evaluated (same content and settings)
+
+    @property
+    def run(self) -> str:
+        """``run_id`` of an evaluated checkpoint (ValueError before it is evaluated)."""
+        if self.run_id is None:
+            raise ValueError(f"checkpoint {self.path.name} has not been evaluated")
+        return self.run_id
 
 
 def parse_name(name: str, pattern: str | None = None) -> tuple[int | None, int | None]:
@@ -121,7 +129,7 @@ def find_checkpoints(pattern: str, step_pattern: str | None = None) -> tuple[lis
     found = []
     for p in paths:
         step, epoch = parse_name(p.name, step_pattern)
-        source = "pattern" if step_pattern else "name"
+        source: CheckpointSource = "pattern" if step_pattern else "name"
         if step is None and not step_pattern and p.is_file():
             meta_step, meta_epoch = read_metadata(p)
             if meta_step is not None or (epoch is None and meta_epoch is not None):
@@ -308,7 +316,7 @@ def sweep_tables(store: "Store", codec: str, checkpoints: Sequence[Checkpoint], 
 
     rows, bd_rows = [], []
     for ckpt in checkpoints:
-        df = summarise(store, ckpt.run_id)
+        df = summarise(store, ckpt.run)
         infos = column_info(df)
         cols = [c for c in curve_columns(df) if metrics is None or infos[c].key in metrics]
         for rec in df[df["codec"] == codec].to_dict(orient="records"):
@@ -396,11 +404,11 @@ def _best_reference(store: "Store", codec: str, earlier: Sequence[Checkpoint], n
     from bench.analysis.compare import _direction, _key_columns
     from bench.report.summary import summarise
 
-    df_new = summarise(store, newest.run_id)
+    df_new = summarise(store, newest.run)
     rates = set(df_new[df_new["codec"] == codec]["rate"])
     best, best_value = None, math.nan
     for ckpt in earlier:
-        df = summarise(store, ckpt.run_id)
+        df = summarise(store, ckpt.run)
         col = _key_columns(df).get(key)
         if col is None:
             continue
@@ -428,7 +436,7 @@ def gate(store: "Store", codec: str, checkpoints: Sequence[Checkpoint], referenc
     earlier = list(checkpoints[:-1])
     if reference in GATES and not earlier:
         return [], f"only one checkpoint ({newest.path.name}): nothing to gate against"
-    df_new = summarise(store, newest.run_id)
+    df_new = summarise(store, newest.run)
     mine = df_new[df_new["codec"] == codec]
     if not len(mine) or not (mine["n_ok"].fillna(0) > 0).any():  # a broken checkpoint must not pass the gate
         return ([f"{newest.path.name}: no image was coded and measured (every row failed; see `bench report "
@@ -436,12 +444,12 @@ def gate(store: "Store", codec: str, checkpoints: Sequence[Checkpoint], referenc
     out: list[str] = []
     if reference in GATES:
         pairs = []
-        df_ref = summarise(store, earlier[0].run_id)
+        df_ref = summarise(store, earlier[0].run)
         keys = resolve_metrics(metrics, df_ref, df_new)
         for key in keys:
             ref = earlier[0] if reference == "first" else _best_reference(store, codec, earlier, newest, key)
             if ref is not None:
-                pairs.append((key, ref.run_id, f"{reference} checkpoint {ref.path.name}"))
+                pairs.append((key, ref.run, f"{reference} checkpoint {ref.path.name}"))
     else:
         ref_run = store.run(reference)["run_id"]
         keys = resolve_metrics(metrics, summarise(store, ref_run), df_new)
@@ -450,7 +458,7 @@ def gate(store: "Store", codec: str, checkpoints: Sequence[Checkpoint], referenc
     for key, ref_run, what in pairs:
         if reference not in GATES:
             a_codec, t_codec = _anchor_pair(store, ref_run, codec)
-        result = compare(store, ref_run, newest.run_id, metrics=[key], anchor=a_codec or codec, test=t_codec or codec,
+        result = compare(store, ref_run, newest.run, metrics=[key], anchor=a_codec or codec, test=t_codec or codec,
                          tolerance=tolerance, delta_tolerance=delta_tolerance)
         for line in result.regressions:
             worse = result.points[(result.points["metric"] == key) & result.points["verdict"].isin(["worse", "mixed"])]

@@ -193,7 +193,7 @@ RATE_HELP = ("bpp drawn / compared: real (transmitted bytes, default) or paper (
 class Parser(argparse.ArgumentParser):
     """argparse with its usage errors as one line (exit 2, as every usage error)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.exit(ConfigError.exit_code, f"error: {self.prog}: {message}; fix: see `{self.prog} --help`\n")
 
 
@@ -201,7 +201,7 @@ def global_options(on_subcommand: bool) -> argparse.ArgumentParser:
     """``-v`` and ``--out``, accepted before the subcommand and after it (``bench run … --out DIR``);
     on a subcommand they default to SUPPRESS so that they do not overwrite the top-level values."""
     g = Parser(add_help=False)
-    unset = {"default": argparse.SUPPRESS} if on_subcommand else {}
+    unset: dict[str, Any] = {"default": argparse.SUPPRESS} if on_subcommand else {}
     g.add_argument("-v", "--verbose", action="store_true", help="log progress details; tracebacks of unexpected errors",
                    **(unset or {"default": False}))
     g.add_argument("--out", help="results folder holding bench.sqlite and reports (default: $BENCH_RESULTS or results/)",

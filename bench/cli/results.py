@@ -19,9 +19,10 @@ from bench.cli.common import (
     store_path,
 )
 from bench.errors import ConfigError
+from bench.modes import RateBasis
 
 
-def print_report(store: Any, run_id: str, out_dir: Path, boot: Any = None, rate: str = "real") -> int:
+def print_report(store: Any, run_id: str, out_dir: Path, boot: Any = None, rate: RateBasis = "real") -> int:
     from bench.report import (
         load_run,
         rate_view,

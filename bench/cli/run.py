@@ -58,7 +58,7 @@ def run_config(args: argparse.Namespace) -> Any:
         dataset_params["split"] = args.split
     return RunConfig(
         dataset=args.dataset,
-        codecs=codec_names,
+        codecs=[*codec_names],
         metrics=csv_list(args.metrics),
         rates=rates,
         limit=args.limit,

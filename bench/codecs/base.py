@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 
 from ..errors import CodecError, ConfigError
+from bench.modes import RequirementKind
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class RateKnob:
 class Requirement:
     """Something a codec needs: a binary, a weights file or a Python package."""
 
-    kind: str  # "binary" | "weights" | "package"
+    kind: RequirementKind
     name: str
     found: bool
     detail: str  # where it was found, or how to get it
@@ -147,14 +148,14 @@ class Codec(ABC):
     :meth:`encode` and :meth:`decode`. ``needs_semantics`` codecs receive the label map.
     """
 
-    name: ClassVar[str] = "codec"
-    version: ClassVar[str] = "0"
-    rate_knob: ClassVar[RateKnob]
-    needs_semantics: ClassVar[bool] = False
+    name: str = "codec"  # set to the card's name when built from a card
+    version: str = "0"
+    rate_knob: RateKnob
+    needs_semantics: bool = False
     #: True when encode/decode may run in worker processes (pure CPU work, picklable
     #: adapter: classical codecs, subprocess tools); learned codecs stay in the main
     #: process where the accelerator and the loaded weights are.
-    parallel_safe: ClassVar[bool] = False
+    parallel_safe: bool = False
     #: True when ``params.checkpoint`` maps each rate point to a file (one trained model per
     #: rate, as CompressAI's λ): a sweep then gives the one checkpoint to each swept rate.
     checkpoint_per_rate: ClassVar[bool] = False

@@ -29,7 +29,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 import numpy as np
 
@@ -39,9 +39,10 @@ from bench.runtime.weights import (WeightSpec, find, hash_in_name, load_state_di
                        weights_dirs)
 from . import compressai_bitstream as bitstream
 from .base import Codec, Encoded, RateKnob, Requirement, Semantics, check_rgb_uint8
+from bench.modes import TrainedFor
 
 STRIDE = 64  # 2**6: the total down-sampling of the analysis + hyper-analysis transforms
-METRICS = ("mse", "ms-ssim")
+METRICS: tuple[str, ...] = get_args(TrainedFor)
 CHECKPOINT_KEYS = ("network", "state_dict", "model_state_dict")  # as compressai's eval_model reads them
 
 
@@ -118,14 +119,14 @@ class CompressAIZooCodec(Codec):
     (``--weights-dir``), ``name`` (default: the architecture, ``-msssim`` appended for ms-ssim).
     """
 
-    name: ClassVar[str] = "compressai-zoo"
-    version: ClassVar[str] = "1"
+    name = "compressai-zoo"
+    version = "1"
     checkpoint_per_rate: ClassVar[bool] = True  # {quality: path}; a sweep maps --rates to each file
-    rate_knob: ClassVar[RateKnob] = RateKnob("quality", tuple(range(1, 9)), higher_is_better=True,
+    rate_knob = RateKnob("quality", tuple(range(1, 9)), higher_is_better=True,
                                              minimum=1, maximum=8)
 
-    def __init__(self, architecture: str, metric: str = "mse", checkpoint: Any = None, device: str = "auto",
-                 weights_dir: str | None = None, name: str | None = None) -> None:
+    def __init__(self, architecture: str, metric: TrainedFor = "mse", checkpoint: Any = None, device: str = "auto",
+                 weights_dir: str | None = None) -> None:
         if architecture not in ARCHITECTURES:
             raise ConfigError(f"compressai: unknown architecture {architecture!r}",
                               f"use one of {', '.join(ARCHITECTURES)}")
@@ -135,11 +136,12 @@ class CompressAIZooCodec(Codec):
             raise ConfigError(f"compressai: device {device!r} is not auto/cpu/cuda", "fix params.device")
         self.arch = ARCHITECTURES[architecture]
         self.architecture, self.metric, self.device_name = architecture, metric, str(device)
-        self.name = name or architecture + ("-msssim" if metric == "ms-ssim" else "")  # type: ignore[misc]
+        # a card's name replaces this default after construction (bench.registry.catalog)
+        self.name = architecture + ("-msssim" if metric == "ms-ssim" else "")
         self.checkpoints = _parse_checkpoints(checkpoint, self.name)
         self.weights_dir = weights_dir
         qualities = tuple(self.checkpoints) or tuple(range(1, self.arch.max_quality + 1))
-        self.rate_knob = RateKnob("quality", qualities, higher_is_better=True,  # type: ignore[misc]
+        self.rate_knob = RateKnob("quality", qualities, higher_is_better=True,
                                   minimum=1, maximum=255 if self.checkpoints else self.arch.max_quality)
         self._models: dict[int, Any] = {}
 
@@ -273,7 +275,7 @@ class CompressAIZooCodec(Codec):
         pad, _ = compute_padding(h, w, min_div=STRIDE)
         with torch.no_grad(), cudnn_deterministic():
             out = net.compress(F.pad(x.to(self.device), pad, mode="constant", value=0))
-        header = bitstream.Header(quality, h, w, tuple(int(v) for v in out["shape"]), self.device.startswith("cuda"))
+        header = bitstream.Header(quality, h, w, (int(out["shape"][0]), int(out["shape"][1])), self.device.startswith("cuda"))
         parts = bitstream.pack(header, out["strings"])
         strings = sum(len(parts[n]) for n in bitstream.LATENTS[: self.arch.latents])
         # CompressAI's eval_model bpp (strings only, no header), beside the real one

@@ -246,7 +246,7 @@ def decode_adaptive(data: bytes, n: int, k: int, alpha: float = 0.5) -> np.ndarr
     dec = CategoricalDecoder(data) if n else None
     out = np.empty(n, dtype=np.int64)
     for i in range(n):
-        s = int(dec.decode_cdfs(model.cdf()[None])[0])  # type: ignore[union-attr]
+        s = int(dec.decode_cdfs(model.cdf()[None])[0])  # type: ignore[union-attr]  # dec is None only when n == 0, and then the loop does not run
         out[i] = s
         model.update(s)
     return out

@@ -7,6 +7,7 @@ overhead, and libheif's quality→QP mapping rather than BPG's quantiser.
 
 from __future__ import annotations
 
+import importlib
 import io
 from typing import Any, Mapping
 
@@ -16,10 +17,16 @@ from ..errors import CodecError, ConfigError, UnavailableError
 from .base import Codec, Encoded, RateKnob, Requirement, Semantics, check_rgb_uint8
 from .pillow_codecs import IMAGE_PART, image_part, rgb_array
 
-try:
-    import pillow_heif
-except ImportError:  # optional dependency: reported by requirements()
-    pillow_heif = None
+
+def _optional_module(name: str) -> Any:
+    """The module ``name``, or None when it is not installed."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+pillow_heif: Any = _optional_module("pillow_heif")  # optional dependency: reported by requirements()
 
 HOW_TO_GET = "pip install pillow-heif (wheels bundle libheif, x265 and libde265)"
 

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, Mapping, get_args
 
 import numpy as np
 
 from bench.codecs.base import Codec, Encoded, RateKnob, Requirement, Semantics, bits_per_pixel
 from bench.errors import ConfigError
+from bench.modes import MatchPolicy
 
-POLICIES = ("below", "closest")
+POLICIES: tuple[str, ...] = get_args(MatchPolicy)
 
 
 @dataclass
@@ -57,7 +58,7 @@ def _knob_range(knob: RateKnob) -> tuple[float, float, bool]:
     return float(lo), float(hi), integer
 
 
-def match_rate(codec: Codec, image: np.ndarray, target_bpp: float, *, policy: str = "below",
+def match_rate(codec: Codec, image: np.ndarray, target_bpp: float, *, policy: MatchPolicy = "below",
                rel_tolerance: float = 0.005, max_steps: int = 40, semantics: Semantics | None = None) -> MatchedRate:
     """Search ``codec``'s knob so the bpp of ``image`` (H×W×3 uint8) meets ``target_bpp``.
 
@@ -139,13 +140,13 @@ class MatchedRateCodec(Codec):
     ``matched_hit`` (0 when the target is outside the codec's range on that image).
     """
 
-    name: ClassVar[str] = "matched"
-    version: ClassVar[str] = "1"
-    rate_knob: ClassVar[RateKnob] = RateKnob("target_bpp", (0.1, 0.2, 0.4, 0.8), higher_is_better=True,
+    name = "matched"
+    version = "1"
+    rate_knob = RateKnob("target_bpp", (0.1, 0.2, 0.4, 0.8), higher_is_better=True,
                                              unit="bpp", minimum=1e-4, maximum=24.0)
 
-    def __init__(self, codec: str | Codec, *, policy: str = "below", rel_tolerance: float = 0.005,
-                 max_steps: int = 40, name: str | None = None, **codec_params: Any) -> None:
+    def __init__(self, codec: str | Codec, *, policy: MatchPolicy = "below", rel_tolerance: float = 0.005,
+                 max_steps: int = 40, **codec_params: Any) -> None:
         if isinstance(codec, Codec):
             self.inner = codec
         else:
@@ -156,9 +157,9 @@ class MatchedRateCodec(Codec):
             raise ConfigError(f"policy {policy!r} is unknown", f"use one of {', '.join(POLICIES)}")
         _knob_range(self.inner.rate_knob)  # refuse non-numeric knobs at construction
         self.policy, self.rel_tolerance, self.max_steps = policy, float(rel_tolerance), int(max_steps)
-        self.name = name or f"{self.inner.name}-matched"  # type: ignore[misc]
-        self.needs_semantics = self.inner.needs_semantics  # type: ignore[misc]
-        self.parallel_safe = self.inner.parallel_safe  # type: ignore[misc]
+        self.name = f"{self.inner.name}-matched"  # a card's name replaces it (bench.registry.catalog)
+        self.needs_semantics = self.inner.needs_semantics
+        self.parallel_safe = self.inner.parallel_safe
         self.on_match: Callable[[MatchedRate], None] | None = None
 
     def requirements(self) -> list[Requirement]:

@@ -65,7 +65,7 @@ class Sample:
 class Dataset(ABC):
     """Base class of dataset adapters."""
 
-    name: ClassVar[str] = "dataset"
+    name: str = "dataset"  # set to the card's name when built from a card
     class_set: ClassSet | None = None
     #: what the images show, compared with a segmenter card's training ``domain``
     #: (``cityscapes``, ``coco-stuff``; None: undeclared, i.e. not any segmenter's domain)
@@ -198,7 +198,8 @@ def read_rgb(path: Path, info: dict[str, Any] | None = None) -> np.ndarray:
             info["alpha"] = "on-white"
             rgba = np.asarray(im.convert("RGBA"))
             return _on_white(rgba[..., :3], rgba[..., 3])
-        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+        rgb8: np.ndarray = np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+        return rgb8
 
 
 def read_label(path: Path) -> np.ndarray:
@@ -207,7 +208,8 @@ def read_label(path: Path) -> np.ndarray:
         im.load()
         if im.mode not in ("L", "P", "I", "I;16"):
             raise ConfigError(f"label map {path} has mode {im.mode}", "label maps must be single-channel PNGs")
-        return np.asarray(im).astype(np.uint8).copy()
+        labels: np.ndarray = np.asarray(im).astype(np.uint8).copy()
+        return labels
 
 
 def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -29,7 +29,9 @@ from .classes import (
     CITYSCAPES_TRAINID_CHECK,
     apply_lut,
 )
-from .protocol import Resolution, read_image_file, resolve_root, source_note
+from .labelled import load_labelled
+from .protocol import Resolution, resolve_root
+from bench.modes import Fit
 
 LAYOUT = (
     "  ROOT/leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png\n"
@@ -62,7 +64,7 @@ class CityscapesDataset(Dataset):
     domain = "cityscapes"
 
     def __init__(self, root: str | Path | None = None, *, split: str = "val", height: Any = 256,
-                 width: Any = 512, fit: str = "resize", image_resample: str = "bilinear",
+                 width: Any = 512, fit: Fit = "resize", image_resample: str = "bilinear",
                  label_resample: str = "nearest", classes: str = "trainid19",
                  label_file: str = "labelIds", labels: bool | None = None,
                  root_env: str | None = "CITYSCAPES_ROOT", default_root: str | Path | None = None) -> None:
@@ -137,23 +139,12 @@ class CityscapesDataset(Dataset):
 
     def load(self, image_id: str) -> Sample:
         city, path = self._entry(image_id)
-        info: dict[str, Any] = {}
-        raw = read_image_file(path, self.name, info)
-        labels = None
-        if self.with_labels:
-            native = self.read_labels(image_id)
-            if native.shape != raw.shape[:2]:
-                raise ConfigError(f"cityscapes: {image_id} image is {raw.shape[:2]}, labels {native.shape}",
-                                  "the image and its gtFine map must have the same size")
-            labels = self.resolution.labels(native)
-        return Sample(image_id, self.resolution.image(raw), labels,
-                      {"city": city, "path": str(path), "native_size": [int(raw.shape[0]), int(raw.shape[1])],
-                       **source_note(info)})
+        return load_labelled(self, image_id, path, "gtFine map", {"city": city})
 
     def protocol(self) -> dict[str, Any]:
         source = None
         if self.with_labels:
             source = f"gtFine{LABEL_FILES[self.label_file][len('_gtFine'):-len('.png')]}->{self.classes}"
         return {"dataset": self.name, "split": self.split,
-                "class_set": self.class_set.name if self.with_labels else None,
+                "class_set": self.class_set.name if self.with_labels and self.class_set else None,
                 "labels": source, **self.resolution.protocol()}

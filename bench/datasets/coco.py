@@ -30,7 +30,9 @@ from .classes import (
     COCO_STUFF_182,
     apply_lut,
 )
-from .protocol import Resolution, read_image_file, resolve_root, source_note
+from .labelled import load_labelled
+from .protocol import Resolution, resolve_root
+from bench.modes import Fit
 
 LAYOUT = (
     "  ROOT/images/<split>/<id>.jpg   (or ROOT/<split>/<id>.jpg)\n"
@@ -59,7 +61,7 @@ class CocoStuffDataset(Dataset):
     domain = "coco-stuff"
 
     def __init__(self, root: str | Path | None = None, *, split: str = "val2017", classes: str = "stuff171",
-                 height: Any = None, width: Any = None, fit: str = "resize",
+                 height: Any = None, width: Any = None, fit: Fit = "resize",
                  image_resample: str = "bilinear", label_resample: str = "nearest", labels: bool = True,
                  root_env: str | None = "COCO_ROOT", default_root: str | Path | None = None) -> None:
         if classes not in CLASS_CHOICES:
@@ -123,30 +125,24 @@ class CocoStuffDataset(Dataset):
         return apply_lut(read_label(path), self._lut)
 
     def load(self, image_id: str) -> Sample:
-        path = self._image(image_id)
-        info: dict[str, Any] = {}
-        raw = read_image_file(path, self.name, info)
-        labels = None
-        alt: dict[str, np.ndarray] = {}
-        if self.with_labels:
-            path_l = self.label_path(image_id)
-            if not path_l.is_file():
-                raise DatasetNotFoundError(f"coco: label map {path_l} not found",
-                                           f"unzip stuffthingmaps_trainval2017.zip into the root\n{LAYOUT}")
-            native = read_label(path_l)  # raw ids; nearest resizing commutes with the class LUTs
-            if native.shape != raw.shape[:2]:
-                raise ConfigError(f"coco: {image_id} image is {raw.shape[:2]}, labels {native.shape}",
-                                  "the image and its stuffthingmap must have the same size")
-            stored = self.resolution.labels(native)
-            labels = apply_lut(stored, self._lut)
-            if self.classes != "raw182":  # the raw ids too: every COCO-Stuff class set derives from them
-                alt[COCO_STUFF_182.name] = apply_lut(stored, COCO_RAW_TO_RAW182)
-        return Sample(image_id, self.resolution.image(raw), labels,
-                      {"path": str(path), "native_size": [int(raw.shape[0]), int(raw.shape[1])],
-                       **source_note(info)}, alt)
+        return load_labelled(self, image_id, self._image(image_id), "stuffthingmap",
+                             read=self._raw_labels, split=self._class_sets)
+
+    def _raw_labels(self, image_id: str) -> np.ndarray:
+        path = self.label_path(image_id)
+        if not path.is_file():
+            raise DatasetNotFoundError(f"coco: label map {path} not found",
+                                       f"unzip stuffthingmaps_trainval2017.zip into the root\n{LAYOUT}")
+        return read_label(path)
+
+    def _class_sets(self, raw: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Resized raw ids → (labels in the chosen class set, the raw ids as ``cocostuff182``):
+        every COCO-Stuff class set derives from the raw ids."""
+        alt = {} if self.classes == "raw182" else {COCO_STUFF_182.name: apply_lut(raw, COCO_RAW_TO_RAW182)}
+        return apply_lut(raw, self._lut), alt
 
     def protocol(self) -> dict[str, Any]:
         return {"dataset": self.name, "split": self.split,
-                "class_set": self.class_set.name if self.with_labels else None,
+                "class_set": self.class_set.name if self.with_labels and self.class_set else None,
                 "labels": f"stuffthingmaps->{self.classes}" if self.with_labels else None,
                 **self.resolution.protocol()}

@@ -20,6 +20,7 @@ from ..errors import ConfigError, UnavailableError
 from .base import Dataset, Sample
 from .classes import CITYSCAPES_19, CITYSCAPES_34, CITYSCAPES_TRAINID_TO_LABELID, IGNORE, apply_lut
 from .protocol import Resolution, read_image_file, source_note
+from bench.modes import Fit
 
 #: id → file in skimage's bundled data folder; licences as stated in skimage.data.
 DEMO_IMAGES: dict[str, str] = {
@@ -95,7 +96,7 @@ class DemoDataset(Dataset):
 
     name = "demo"
 
-    def __init__(self, *, height: Any = 256, width: Any = 512, fit: str = "center_crop",
+    def __init__(self, *, height: Any = 256, width: Any = 512, fit: Fit = "center_crop",
                  classes: str = "trainid19", image_resample: str = "bilinear",
                  label_resample: str = "nearest") -> None:
         if classes not in CLASS_CHOICES:
@@ -131,5 +132,5 @@ class DemoDataset(Dataset):
                        "labels": SYNTHETIC_VERSION, **source_note(info)})
 
     def protocol(self) -> dict[str, Any]:
-        return {"dataset": self.name, "class_set": self.class_set.name, "labels": SYNTHETIC_VERSION,
+        return {"dataset": self.name, "class_set": self.class_set.name if self.class_set else None, "labels": SYNTHETIC_VERSION,
                 "classes": self.classes, **self.resolution.protocol()}

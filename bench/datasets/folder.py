@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import ConfigError
 from .base import Dataset, Sample, require_dir
 from .protocol import Resolution, read_image_file, resolve_root, source_note
+from bench.modes import Fit
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -25,16 +26,16 @@ class FolderDataset(Dataset):
     class_set = None
 
     def __init__(self, root: str | Path | None = None, *, recursive: bool = False,
-                 height: Any = None, width: Any = None, fit: str = "resize",
+                 height: Any = None, width: Any = None, fit: Fit = "resize",
                  image_resample: str = "bilinear", label_resample: str = "nearest",
                  root_env: str | None = None, default_root: str | Path | None = None,
-                 name: str = "folder", download: str = "any directory of images") -> None:
-        self.name = name  # type: ignore[misc]  # a card may name its folder (e.g. kodak)
+                 download: str = "any directory of images") -> None:
+        # built from a card, self.name is already the card's name (e.g. kodak: bench.registry.catalog)
         self.root_env = root_env
         self.download = download  # where to get the images (a card's own text, e.g. Kodak's URL)
-        self.root = resolve_root(root, root_env, default_root, fetched=name)
+        self.root = resolve_root(root, root_env, default_root, fetched=self.name)
         self.recursive = bool(recursive)
-        self.resolution = Resolution.from_params(name, height, width, fit, image_resample, label_resample)
+        self.resolution = Resolution.from_params(self.name, height, width, fit, image_resample, label_resample)
         self._paths: dict[str, Path] | None = None
 
     def _layout(self) -> str:

@@ -29,15 +29,16 @@ runs made under different protocols.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, get_args
 
 from ..errors import ConfigError
 from .base import IMAGE_MODE_POLICY
+from bench.modes import MIoUAverage
 
 CARD = "card"
 DATASET_KEYS: tuple[str, ...] = ("height", "width", "fit", "image_resample", "label_resample", "classes")
 SENDER_LABELS: tuple[str, ...] = ("ground-truth", "segmenter")
-AVERAGES: tuple[str, ...] = ("present", "all")
+AVERAGES: tuple[str, ...] = get_args(MIoUAverage)
 
 
 @dataclass(frozen=True)

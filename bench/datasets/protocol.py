@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
 from ..errors import BenchError, ConfigError, DatasetNotFoundError
 from .base import read_rgb
 from .resample import resampler
+from bench.modes import Fit
 
-FITS: tuple[str, ...] = ("resize", "center_crop")
+FITS: tuple[str, ...] = get_args(Fit)
 
 
 def resolve_root(root: str | Path | None, env: str | None, default: str | Path | None,
@@ -57,12 +58,12 @@ class Resolution:
 
     height: int | None = None
     width: int | None = None
-    fit: str = "resize"
+    fit: Fit = "resize"
     image_resample: str = "bilinear"
     label_resample: str = "nearest"
 
     @classmethod
-    def from_params(cls, dataset: str, height: Any, width: Any, fit: str = "resize",
+    def from_params(cls, dataset: str, height: Any, width: Any, fit: Fit = "resize",
                     image_resample: str = "bilinear", label_resample: str = "nearest") -> "Resolution":
         h, w = _size(dataset, "height", height), _size(dataset, "width", width)
         if (h is None) != (w is None):

@@ -40,7 +40,7 @@ def bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """PIL bilinear resize of a uint8 RGB image to ``height``×``width``."""
     if image.shape[:2] == (height, width):
         return image
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
 
 
 def box_halving(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -49,9 +49,9 @@ def box_halving(image: np.ndarray, height: int, width: int) -> np.ndarray:
     pil = Image.fromarray(image)
     target_short = min(height, width)
     while min(pil.size) >= 2 * target_short:
-        pil = pil.resize((pil.size[0] // 2, pil.size[1] // 2), resample=Image.BOX)
+        pil = pil.resize((pil.size[0] // 2, pil.size[1] // 2), resample=Image.Resampling.BOX)
     if pil.size != (width, height):
-        pil = pil.resize((width, height), resample=Image.BICUBIC)
+        pil = pil.resize((width, height), resample=Image.Resampling.BICUBIC)
     return np.asarray(pil)
 
 
@@ -59,7 +59,7 @@ def nearest_centre(labels: np.ndarray, height: int, width: int) -> np.ndarray:
     """PIL NEAREST resize of a uint8 label map (the pixel under each target centre)."""
     if labels.shape[:2] == (height, width):
         return labels
-    return np.asarray(Image.fromarray(labels).resize((width, height), Image.NEAREST))
+    return np.asarray(Image.fromarray(labels).resize((width, height), Image.Resampling.NEAREST))
 
 
 def _torch_nearest_index(size_in: int, size_out: int) -> np.ndarray:

@@ -165,7 +165,7 @@ def measure(metrics: Sequence[Metric], sample: Sample | Sequence[Sample], rows: 
     missing = []
     for i, row in enumerate(rows):
         wanted = [m for m in metrics if m.name not in row.states]  # not those measured in a codec worker
-        missing.append(fill_cached(row, wanted, keys[i], cache) if use_cache else wanted)  # type: ignore[index, arg-type]
+        missing.append(fill_cached(row, wanted, keys[i], cache) if use_cache else wanted)  # type: ignore[index, arg-type]  # use_cache implies keys and cache are not None
     for metric in metrics:
         todo = [i for i in range(len(rows)) if metric in missing[i]]
         for start in range(0, len(todo), max(1, batch_size)):
@@ -182,7 +182,7 @@ def measure(metrics: Sequence[Metric], sample: Sample | Sequence[Sample], rows: 
                 rows[i].states[metric.name] = state
                 rows[i].seconds[metric.name] = seconds
                 if use_cache:
-                    cache.put_metric(keys[i][metric.name], values, state, seconds)  # type: ignore[index, union-attr]
+                    cache.put_metric(keys[i][metric.name], values, state, seconds)  # type: ignore[index, union-attr]  # use_cache implies keys and cache are not None
 
 
 def _nan_keys(values: dict[str, Any]) -> list[str]:
@@ -337,6 +337,7 @@ class LocalExecutor:
             from bench.runtime.procs import worker_context  # workers ignore Ctrl-C and die with this process
 
             plan = self.thread_plan
+            assert plan is not None  # a pool spec is only kept with a thread plan
             self._pool = ProcessPoolExecutor(plan.workers, mp_context=worker_context(plan.start),
                                              initializer=_init_worker,
                                              initargs=(plan.worker_threads, pickle.dumps(self._pool_spec), os.getpid()))

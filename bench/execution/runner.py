@@ -79,7 +79,8 @@ def apply_protocol(config: RunConfig) -> tuple[RunConfig, dict[str, Any]]:
     if isinstance(config.dataset, Dataset) and config.protocol not in (None, "", presets.CARD):
         raise ConfigError(f"protocol {config.protocol!r} needs a registered dataset, got a "
                           f"{type(config.dataset).__name__} instance", "pass the dataset's name, or no protocol")
-    preset = presets.resolve(getattr(config.dataset, "name", config.dataset), config.protocol)
+    preset = presets.resolve(config.dataset.name if isinstance(config.dataset, Dataset) else config.dataset,
+                             config.protocol)
     applied = presets.apply(preset, config.dataset_params, config.metric_params, config.semantics_segmenter)
     merged = dataclasses.replace(config, dataset_params=applied.dataset_params, metric_params=applied.metric_params,
                                  semantics_segmenter=applied.semantics_segmenter)
@@ -335,10 +336,11 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
     # networks learn whether they fell back to random weights only when first loaded
     meta["metrics"] = {m.name: m.describe() for m in plan.metrics}
     thread_plan = getattr(executor, "thread_plan", None)  # processes × threads used (bench.runtime.threads)
-    meta["threads"] = thread_plan.as_meta() if thread_plan is not None else None
+    threads_meta = thread_plan.as_meta() if thread_plan is not None else None
     used = getattr(executor, "main_threads_used", None)  # adapted to other programs' load
-    if meta["threads"] is not None and used:
-        meta["threads"]["main_used"] = used
+    if threads_meta is not None and used:
+        threads_meta["main_used"] = used
+    meta["threads"] = threads_meta
     store.update_meta(run_id, meta)
     store.finish_run(run_id)
     return run_id

@@ -28,14 +28,14 @@ def _callback_base() -> type:
         from lightning.pytorch.callbacks import Callback
     except ImportError:
         try:
-            from pytorch_lightning.callbacks import Callback  # type: ignore[no-redef]
+            from pytorch_lightning.callbacks import Callback
         except ImportError:
             raise UnavailableError("BenchCallback needs PyTorch Lightning, which is not installed",
                                    "pip install lightning   (or pip install 'semcodec-bench[lightning]')") from None
     return Callback
 
 
-class BenchCallback(_callback_base()):  # type: ignore[misc]
+class BenchCallback(_callback_base()):  # type: ignore[misc]  # the base class is chosen at import: lightning's or pytorch_lightning's Callback
     """Evaluate ``codec_factory(pl_module)`` on ``dataset`` at validation end.
 
     ``every_n_epochs``: evaluate when ``(epoch + 1) % every_n_epochs == 0``; ``metrics``,

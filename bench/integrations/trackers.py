@@ -103,7 +103,7 @@ def reconstruction_crops(config: "RunConfig", store: "Store", run_id: str, *, pe
     out = {"original": center_crop(sample.image, side)}
     instances = {c.name: c for c in config.codecs if isinstance(c, Codec)}
     for name in dict.fromkeys(r.codec for r in rows if r.image_id == image_id):
-        points = sorted((r for r in rows if r.image_id == image_id and r.codec == name), key=lambda r: r.bpp)
+        points = sorted((r for r in rows if r.image_id == image_id and r.codec == name), key=lambda r: math.inf if r.bpp is None else r.bpp)
         chosen = [points[0], points[-1]][:per_codec] if len(points) > 1 else points[:1]
         chosen = list({r.rate: r for r in chosen}.values())
         try:

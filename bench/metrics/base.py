@@ -38,7 +38,7 @@ class Pair:
 class Metric(ABC):
     """Base class of metrics. ``higher_is_better`` orients curves and comparisons."""
 
-    name: ClassVar[str] = "metric"
+    name: str = "metric"  # set to the card's name when built from a card
     version: ClassVar[str] = "1"
     higher_is_better: ClassVar[bool] = True
     unit: ClassVar[str] = ""

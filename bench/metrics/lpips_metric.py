@@ -188,11 +188,8 @@ class LPIPS(Metric):
     def _weights_file(self, spec: W.WeightSpec, path: str | Path | None) -> tuple[Path | None, str]:
         """The checked file of ``spec`` and its sha256, or (None, "random(seed=…)") when it is
         missing and random weights are allowed (smoke tests)."""
-        try:
-            file = W.resolve(spec, path, self.weights_dir, fetch=not self.allow_random_weights)
-        except WeightsError:
-            if not self.allow_random_weights or W.find(spec, path, self.weights_dir) is not None:
-                raise  # missing and not allowed, or present with a wrong hash
+        file = W.resolve_or_random(spec, path, self.weights_dir, allow_random=self.allow_random_weights)
+        if file is None:  # missing and random weights allowed (a wrong hash or not allowed raised)
             log.warning("lpips: %s missing, using seeded random weights (smoke test only)", spec.name)
             self.random_weights = True
             return None, f"random(seed={RANDOM_SEED})"
@@ -230,7 +227,7 @@ class LPIPS(Metric):
         total: torch.Tensor | float = 0.0
         for lin, f0, f1 in zip(model.lins, self._features(refs), self._features(recs)):
             total = total + spatial_average(lin((f0.index_select(0, ref_of) - f1) ** 2), keepdim=True)
-        return total  # type: ignore[return-value]
+        return total
 
     # -- values ----------------------------------------------------------------------
     def distances(self, refs: Sequence[np.ndarray], recs: Sequence[np.ndarray]) -> np.ndarray:

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Sequence
+from typing import Any, Sequence, get_args
 
 import numpy as np
 
@@ -61,6 +61,7 @@ from ..datasets.classes import CLASS_SETS, CONVERSIONS, apply_lut
 from ..errors import MetricError, MetricOptionError
 from ..segmenters import Segmenter, extractor_id, make_segmenter, segment_cached
 from .base import Metric, Pair, State
+from bench.modes import MIoUAverage
 
 IGNORE = 255
 REFERENCES = ("gt", "orig")
@@ -106,10 +107,10 @@ def iou_per_class(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
     return out
 
 
-AVERAGES = ("present", "all")
+AVERAGES: tuple[str, ...] = get_args(MIoUAverage)
 
 
-def mean_iou(inter: np.ndarray, union: np.ndarray, average: str = "present") -> float:
+def mean_iou(inter: np.ndarray, union: np.ndarray, average: MIoUAverage = "present") -> float:
     """Mean IoU in [0, 1]. ``average="present"``: over classes with a non-zero union (NaN
     when there is none); ``"all"``: over every class, an absent class (union 0) scoring 0."""
     if average not in AVERAGES:
@@ -159,7 +160,7 @@ class MIoU(Metric):
     unit = ""
 
     def __init__(self, *, segmenter: str | Segmenter | None = None, segmenter_params: dict[str, Any] | None = None,
-                 gt_class_set: str | None = None, average: str = "present", noise_floor: bool = True,
+                 gt_class_set: str | None = None, average: MIoUAverage = "present", noise_floor: bool = True,
                  refcache: Any = None, weights_dir: str | None = None,
                  allow_random_weights: bool = False, device: str | None = None) -> None:
         super().__init__(weights_dir=weights_dir, allow_random_weights=allow_random_weights, device=device)

@@ -1,28 +1,49 @@
-"""The three registries (codecs, datasets, metrics) and helpers to build components."""
+"""The registries (codecs, datasets, metrics, segmenters) and helpers to build components.
+
+One registration path for every kind: a YAML card (:mod:`bench.registry.cards`), or a
+third-party package's entry point in the kind's group (``semcodec_bench.codecs``, …,
+:mod:`bench.registry.kinds`). A built component's ``name`` is its card's name.
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import math
 from functools import lru_cache
 from typing import Any
 
-from bench.registry import cards
 from bench.errors import ConfigError
+from bench.registry import cards
 from bench.registry.core import Entry, Registry
+from bench.registry.kinds import get_kind
+
+
+def _entry_points(kind: str) -> list[Entry]:
+    """Entries registered by installed packages under the kind's entry-point group."""
+    out = []
+    for ep in importlib.metadata.entry_points(group=get_kind(kind).group):
+        dist = getattr(ep, "dist", None)
+        source = f"entry point {ep.group}:{ep.name}" + (f" of {dist.name}" if dist is not None else "")
+        out.append(Entry(ep.name, kind, ep.value, {"description": f"{ep.value} (third-party)"}, source))
+    return out
 
 
 @lru_cache(maxsize=None)
 def registry(kind: str) -> Registry:
-    """The registry of ``kind`` ("codec", "dataset", "metric" or "segmenter"), built once."""
+    """The registry of ``kind`` ("codec", "dataset", "metric" or "segmenter"), built once:
+    cards first (a name in an earlier card root hides later ones), then entry points whose
+    name no card took."""
     reg = Registry(kind)
-    if kind == "metric":
+    for entry in cards.discover(kind):
+        reg.add(entry)
+    if kind == "metric":  # metrics registered in code (tests, notebooks): bench.metrics.BUILTIN
         from bench.metrics import BUILTIN
 
         for name, (target, description) in BUILTIN.items():
-            reg.add(Entry(name, "metric", target, {"description": description}))
-    else:
-        for entry in cards.discover(kind):
+            reg.add(Entry(name, "metric", target, {"description": description}), replace=True)
+    for entry in _entry_points(kind):
+        if entry.name not in reg:
             reg.add(entry)
     return reg
 
@@ -85,18 +106,26 @@ def check_params(entry: Entry, cls: type, overrides: dict[str, Any]) -> None:
 
 
 def _construct(entry: Entry, overrides: dict[str, Any]) -> Any:
-    cls = entry.load()
+    cls = entry.load()  # a checked subclass of the kind's base class: nothing else is ever called
     check_params(entry, cls, overrides)
     params = cards.card_params(entry)
     params.update({k: v for k, v in overrides.items() if v is not None})
+    obj = cls.__new__(cls)
+    obj.name = entry.name  # the card's (or entry point's) name, already during __init__ (e.g. kodak's data folder)
     try:
-        obj = cls(**params)
+        obj.__init__(**params)
     except (TypeError, ValueError) as err:  # an unknown param, or a value of the wrong type (int("abc"))
         given = ", ".join(f"{k}={v!r}" for k, v in overrides.items() if v is not None)
         raise ConfigError(f"{entry.kind} {entry.name!r} rejects its params ({given or 'from its card'}): {err}",
                           f"check --param {entry.name}.KEY=VALUE and 'params' in {entry.source}") from None
     obj.card = entry.card
+    obj.name = entry.name  # the card's (or entry point's) name is the instance's name
     return obj
+
+
+def make(kind: str, name: str, **overrides: Any) -> Any:
+    """Build the component ``name`` of ``kind`` from its card; ``overrides`` replace card params."""
+    return _construct(registry(kind).get(name), overrides)
 
 
 def make_codec(name: str, *, weights_dir: str | None = None, **overrides: Any) -> Any:
@@ -115,11 +144,12 @@ def codec_class(name: str) -> type:
 
 def make_dataset(name: str, **overrides: Any) -> Any:
     """Build a dataset from its card; ``overrides`` (e.g. root) replace card params."""
-    return _construct(registry("dataset").get(name), overrides)
+    return make("dataset", name, **overrides)
 
 
 def make_metric(name: str, **overrides: Any) -> Any:
-    return _construct(registry("metric").get(name), overrides)
+    """Build a metric from its card (``metrics/<name>.yaml``); ``overrides`` replace card params."""
+    return make("metric", name, **overrides)
 
 
 def codec_rates(codec: Any) -> list[Any]:

@@ -1,20 +1,30 @@
-"""One registry for codecs, datasets and metrics.
+"""One registry for codecs, datasets, metrics and segmenters.
 
-An entry maps a name to a lazy ``"module:object"`` target plus metadata (the card).
-Nothing is imported until :meth:`Registry.load` is called, so ``bench list`` stays
-fast and a codec whose optional dependency is missing does not break the others.
+An entry maps a name to a lazy ``"module:Class"`` target plus metadata (the card).
+Nothing is imported until :meth:`Entry.load` is called, so a codec whose optional
+dependency is missing does not break the others. :meth:`Entry.load` returns only a
+subclass of the kind's base class (:mod:`bench.registry.kinds`): a card cannot make the
+registry call an arbitrary function.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from bench.errors import ConfigError, UnknownNameError
+from bench.registry.kinds import KINDS, get_kind
 
-KINDS = ("codec", "dataset", "metric", "segmenter")
+
+def _import_target(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 @dataclass(frozen=True)
@@ -25,24 +35,33 @@ class Entry:
     kind: str
     target: str
     card: dict[str, Any] = field(default_factory=dict)
-    source: str = "builtin"  # path of the YAML card, or "builtin"
+    source: str = "builtin"  # path of the YAML card, "entry point <dist>", or "builtin"
 
-    def load(self) -> Any:
-        """Import and return the object named by ``target``."""
+    def load(self) -> type:
+        """Import and return the class named by ``target``, checked to be a subclass of the
+        kind's base class before anything of it is called (:class:`ConfigError` otherwise)."""
         module_name, _, attr = self.target.partition(":")
         if not module_name or not attr:
             raise ConfigError(
-                f"{self.kind} {self.name!r}: entry {self.target!r} is not of the form 'module:object'",
+                f"{self.kind} {self.name!r}: entry {self.target!r} is not of the form 'module:Class'",
                 f"fix the 'entry' field of {self.source}",
             )
         module = importlib.import_module(module_name)
         try:
-            return getattr(module, attr)
+            obj = getattr(module, attr)
         except AttributeError:
             raise ConfigError(
                 f"{self.kind} {self.name!r}: module {module_name!r} has no {attr!r}",
                 f"fix the 'entry' field of {self.source}",
             ) from None
+        base = _import_target(get_kind(self.kind).base)
+        if not (inspect.isclass(obj) and issubclass(obj, base)):
+            raise ConfigError(
+                f"{self.kind} {self.name!r}: entry {self.target!r} is not a {base.__module__}.{base.__name__} "
+                "subclass; a card may only name a component class, nothing else is called",
+                f"point the 'entry' field of {self.source} at a {base.__name__} subclass",
+            )
+        return obj
 
 
 class Registry:
@@ -50,7 +69,7 @@ class Registry:
 
     def __init__(self, kind: str) -> None:
         if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}")
+            raise ValueError(f"kind must be one of {tuple(KINDS)}")
         self.kind = kind
         self._entries: dict[str, Entry] = {}
 

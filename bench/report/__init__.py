@@ -26,10 +26,11 @@ from .summary import (
     summarise,
 )
 from .tables import render_console, to_latex, to_markdown, write_tables
+from bench.modes import RateBasis
 
 
 def write_report(store: Store, run_id: str, out_dir: Path | str, summary: pd.DataFrame | None = None,
-                 loaded: Loaded | None = None, rate: str = "real") -> list[Path]:
+                 loaded: Loaded | None = None, rate: RateBasis = "real") -> list[Path]:
     """Write summary.{md,csv,tex}, per_image.csv, rd_<metric>.{png,pdf} and, when any
     row failed, failures.csv into ``out_dir`` (each file atomically; a failures.csv left by an
     earlier report is removed once no row fails); returns the written paths. The rows are read

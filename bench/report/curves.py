@@ -41,7 +41,8 @@ def _digest(name: str) -> int:
 
 def codec_colour(name: str) -> tuple[float, float, float]:
     """The RGB colour (0..1) of a codec, the same in every figure and every run."""
-    return tuple(PALETTE[_digest(name) % len(PALETTE)][:3])  # type: ignore[return-value]
+    r, g, b = PALETTE[_digest(name) % len(PALETTE)][:3]
+    return float(r), float(g), float(b)
 
 
 def codec_marker(name: str) -> str:

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,7 @@ import pandas as pd
 from ..metrics.miou import REFERENCES, mean_iou
 from bench.storage.store import Row
 from .summary import RANDOM_MARK
+from bench.modes import MIoUAverage
 
 #: (column, worst end, label): "max" = larger is worse.
 CRITERIA: tuple[tuple[str, str, str], ...] = (
@@ -29,14 +30,15 @@ CRITERIA: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def miou_average(run: Mapping[str, Any]) -> str:
+def miou_average(run: Mapping[str, Any]) -> MIoUAverage:
     """The class averaging ("present" or "all") the run's mIoU metric recorded (its
     ``describe()`` in the run meta); "present" for runs from before the option."""
     described = ((run.get("meta") or {}).get("metrics") or {}).get("miou")
-    return str(described.get("average") or "present") if isinstance(described, Mapping) else "present"
+    value = str(described.get("average") or "present") if isinstance(described, Mapping) else "present"
+    return cast(MIoUAverage, value)  # as recorded; mean_iou refuses an unknown one
 
 
-def row_iou(row: Row, average: str = "present") -> dict[str, float]:
+def row_iou(row: Row, average: MIoUAverage = "present") -> dict[str, float]:
     """``miou_<ref>_img`` (in [0, 1]) for each reference the row's mIoU state holds (gt, orig,
     gt9), and ``iou_drop_orig``; {} without an mIoU state. Per image, the IoU is averaged over
     the classes present in either map of that image WHATEVER the run's averaging (``average``
@@ -60,7 +62,7 @@ def row_iou(row: Row, average: str = "present") -> dict[str, float]:
     return out
 
 
-def per_image_iou(rows: Sequence[Row], mark: str = "", average: str = "present") -> pd.DataFrame:
+def per_image_iou(rows: Sequence[Row], mark: str = "", average: MIoUAverage = "present") -> pd.DataFrame:
     """codec, rate, image_id and :func:`row_iou` of every row with an mIoU state (value
     columns suffixed with ``mark``, e.g. the random-weights mark; ``average``: the run's
     :func:`miou_average`)."""

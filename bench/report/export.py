@@ -32,11 +32,12 @@ from bench.report.evidence import with_image_iou
 from bench.report.rates import rate_view
 from bench.report.summary import load_run, per_image
 from bench.storage.store import Store
+from bench.modes import RateBasis
 
 FORMATS = ("csv", "parquet", "json")
 
 
-def tidy_rows(store: Store, run_id: str, rate: str = "real") -> pd.DataFrame:
+def tidy_rows(store: Store, run_id: str, rate: RateBasis = "real") -> pd.DataFrame:
     """The run's rows as a DataFrame (see the module docstring for the columns)."""
     loaded = load_run(store, run_id)  # the rows, read once
     run, rows = loaded
@@ -62,7 +63,7 @@ def _check_parquet() -> None:
                                "pip install pyarrow   (or export with --format csv / json)")
 
 
-def export_run(store: Store, run_id: str, path: Path | str, fmt: str | None = None, rate: str = "real") -> Path:
+def export_run(store: Store, run_id: str, path: Path | str, fmt: str | None = None, rate: RateBasis = "real") -> Path:
     """Write the tidy rows of ``run_id`` to ``path`` as ``fmt`` (default: from the suffix), atomically;
     ``rate``: "real" or "paper" (what ``bpp`` holds; both are always exported)."""
     path = output_file(path, "export file")

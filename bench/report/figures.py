@@ -53,6 +53,7 @@ from bench.report.rates import check_rate, paper_codecs_of, rate_view
 from bench.report.summary import column_info, summarise
 from bench.analysis.stats import Bootstrap
 from bench.storage.store import Store
+from bench.modes import RateBasis
 
 PNG_DPI = 300
 STYLE: dict[str, Any] = {
@@ -83,7 +84,7 @@ class Preset:
     rows_by_dataset: bool = False
     panel_size: tuple[float, float] = (1.75, 1.6)  # inches per panel
     protocol: str | None = None  # the paper's dataset protocol preset (bench.datasets.presets)
-    rate: str = "real"  # default x axis: "real" bpp or each codec's "paper" formula rate
+    rate: RateBasis = "real"  # default x axis: "real" bpp or each codec's "paper" formula rate
 
 
 PRESETS: dict[str, Preset] = {
@@ -166,7 +167,7 @@ def preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-def load_runs(store: Store, run_ids: Sequence[str], ci: Bootstrap | None = None, rate: str = "real") -> list[RunData]:
+def load_runs(store: Store, run_ids: Sequence[str], ci: Bootstrap | None = None, rate: RateBasis = "real") -> list[RunData]:
     """Summaries of the runs (ids or prefixes, ``latest``), in the given order; with ``ci``
     each carries bootstrap intervals (:func:`bench.report.intervals.add_intervals`); ``bpp``
     is the chosen rate (:func:`bench.report.rates.rate_view`)."""
@@ -226,8 +227,7 @@ def ssm_bpp(group: list[RunData]) -> float | None:
 
 def _draw_panel(ax: Any, group: list[RunData], panel: Panel, ssm: float | None) -> str | None:
     """Draw one panel; returns the key drawn (None when no run has the metric)."""
-    found = [(r, _key_column(r.summary, panel.keys)) for r in group]
-    found = [(r, kc) for r, kc in found if kc is not None]
+    found = [(r, kc) for r, kc in ((r, _key_column(r.summary, panel.keys)) for r in group) if kc is not None]
     ax.set_xlabel(rate_axis_label(group[0].summary, "bpp") if group else "bpp")
     ax.set_title(panel.title)
     ax.grid(True, which="major", alpha=0.3, linewidth=0.5)
@@ -337,7 +337,7 @@ def figure(preset_name: str, runs: list[RunData], *, ssm: float | None = None) -
 
 def write_figure(preset_name: str, store: Store, run_ids: Sequence[str], out_dir: Path | str, *,
                  ssm: float | None = None, stem: str | None = None, ci: Bootstrap | None = None,
-                 rate: str | None = None) -> list[Path]:
+                 rate: RateBasis | None = None) -> list[Path]:
     """Draw the preset from stored runs and save ``<stem>.pdf`` (vector) and ``.png`` (300 dpi);
     ``ci``: draw bootstrap error bars (off by default, as the papers print them); ``rate``:
     "real" or "paper" x axis (default: the preset's, e.g. paper for sqgan-fig12)."""
@@ -352,7 +352,7 @@ def write_figure(preset_name: str, store: Store, run_ids: Sequence[str], out_dir
     return paths
 
 
-def write_all(store: Store, run_ids: Sequence[str], out_dir: Path | str, rate: str | None = None) -> list[Path]:
+def write_all(store: Store, run_ids: Sequence[str], out_dir: Path | str, rate: RateBasis | None = None) -> list[Path]:
     """Every preset for the same runs (what notebooks/figures.ipynb does)."""
     paths: list[Path] = []
     for name in PRESETS:

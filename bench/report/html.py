@@ -57,6 +57,7 @@ from .intervals import CI_KIND, add_intervals, ci_notes, decorate, small_n_notes
 from .rates import rate_note, rate_view
 from .summary import column_info, is_detail, load_run, per_image, summarise
 from .tables import formatted, header
+from bench.modes import RateBasis
 
 log = logging.getLogger("bench")
 
@@ -98,7 +99,7 @@ class HtmlOptions:
     codec_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     ci: Any = None  # a bench.analysis.stats.Bootstrap: intervals in the table and bands on the curves
     worst: int = 3  # images listed per codec × rate × criterion in "Worst images" (0: no section)
-    rate: str = "real"  # x axis of the table and curves: real bpp, or "paper" (bench.report.rates.rate_view)
+    rate: RateBasis = "real"  # x axis of the table and curves: real bpp, or "paper" (bench.report.rates.rate_view)
 
 
 # -- small helpers -----------------------------------------------------------------------
@@ -255,8 +256,7 @@ def iou_bars_html(df: pd.DataFrame, bpp: float) -> str:
             continue
         classes = [infos[c].key.split("/", 1)[1] for c in cols]
         codecs = list(dict.fromkeys(df["codec"]))
-        picked = [(c, _nearest_rate(df, c, bpp)) for c in codecs]
-        picked = [(c, r) for c, r in picked if r is not None]
+        picked = [(c, r) for c, r in ((c, _nearest_rate(df, c, bpp)) for c in codecs) if r is not None]
         if not picked:
             continue
         fig = Figure(figsize=(max(6.0, 0.45 * len(classes) + 1.5), 3.6), layout="constrained")
@@ -313,7 +313,7 @@ def run_dataset(run: dict[str, Any]) -> Any:
 
 def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions) -> str:
     """Original and reconstructions (recomputed) of one image, centre-cropped."""
-    rows = {}
+    rows: dict[str, Any] = {}
     for run in group.runs:
         for r in store.rows(run["run_id"]):
             if r.status == "ok":

@@ -15,95 +15,24 @@ every table; flagged curve points are drawn hollow with the footnote on the figu
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bench.analysis.stats import Bootstrap, replicates
-from bench.storage.store import Store
-from .attrs import frame_attrs
-from .summary import RANDOM_MARK, ColumnInfo, Loaded, _make_metric, _metric_names, column_info, load_run
+# computing the intervals lives in bench.report.ci (re-exported here); this module formats and draws them
+from bench.report.ci import CI_KIND, add_intervals, interval_columns, run_metrics  # noqa: F401
+from bench.report.formatting import decimals
+from bench.report.summary import ColumnInfo, column_info
+from bench.modes import BandStyle, IntervalStyle
 
 SMALL_N_MARK = "*"
-CI_KIND = "interval"
 #: metric → (sample-count key, minimum N, why). The count key is the metric's own side value.
 SMALL_N_RULES: dict[str, tuple[str, int, str]] = {
     "fid": ("fid_n", 2048, "FID from N < 2048 samples is biased and its covariance rank-deficient; "
                            "compare only values with the same N"),
     "kid": ("kid_n", 1000, "KID from N < 1000 samples uses subsets smaller than the standard 1000"),
 }
-
-
-def _ci_names(info: ColumnInfo) -> tuple[str, str]:
-    mark = RANDOM_MARK if info.random_weights else ""
-    return f"{info.key}_lo{mark}", f"{info.key}_hi{mark}"
-
-
-def interval_columns(df: pd.DataFrame, column: str, infos: dict[str, ColumnInfo] | None = None) -> tuple[str, str] | None:
-    """(lo, hi) column names of ``column`` when ``df`` carries its interval, else None."""
-    infos = infos if infos is not None else column_info(df)
-    info = infos.get(column)
-    if info is None or info.kind == CI_KIND:
-        return None
-    lo, hi = _ci_names(info)
-    return (lo, hi) if lo in df.columns and hi in df.columns else None
-
-
-def _wanted(info: ColumnInfo) -> bool:
-    return info.key == "bpp" or (info.kind in ("dataset", "mean") and not info.detail)
-
-
-def run_metrics(run: dict[str, Any], rows: list[Any]) -> dict[str, Any]:
-    """The run's metrics as it built them (recorded params), no network loaded; None for
-    one that cannot be built here (its values then get no interval)."""
-    params = run["meta"].get("metric_params") or {}
-    warnings: list[str] = []
-    return {n: _make_metric(n, warnings, params.get(n)) for n in _metric_names(run, rows)}
-
-
-def add_intervals(df: pd.DataFrame, store: Store, run_id: str, loaded: Loaded | None = None,
-                  boot: Bootstrap | None = None) -> pd.DataFrame:
-    """``df`` (a :func:`summarise` frame of ``run_id``) with ``<key>_lo`` / ``<key>_hi``
-    after bpp and every printed value column; ``attrs["ci"]`` records the bootstrap
-    (seed, resamples, level) and the resamples used per key."""
-    boot = boot or Bootstrap()
-    run, rows = loaded or load_run(store, run_id)
-    infos = column_info(df)
-    wanted = [c for c in df.columns if _wanted(infos[c])]
-    metrics = run_metrics(run, rows)
-    groups: dict[tuple[str, str], list[Any]] = {}
-    for r in rows:
-        if r.status == "ok":
-            groups.setdefault((r.codec, r.rate), []).append(r)
-    lo_vals: dict[str, list[float]] = {c: [] for c in wanted}
-    hi_vals: dict[str, list[float]] = {c: [] for c in wanted}
-    used: dict[str, int] = {}
-    for codec, rate in zip(df["codec"], df["rate"]):
-        group = sorted(groups.get((codec, rate), []), key=lambda r: r.image_id)
-        reps = replicates(group, metrics, boot.counts(len(group)), boot.heavy_resamples)
-        for c in wanted:
-            values = reps.values.get(infos[c].key)
-            lo, hi = boot.interval(values) if values is not None else (math.nan, math.nan)
-            lo_vals[c].append(lo)
-            hi_vals[c].append(hi)
-            if values is not None:
-                used[infos[c].key] = len(values)
-    out = df.copy()
-    columns = dict(df.attrs.get("columns", {}))
-    for c in reversed(wanted):
-        info = infos[c]
-        lo_name, hi_name = _ci_names(info)
-        at = list(out.columns).index(c) + 1
-        out.insert(at, hi_name, hi_vals[c])
-        out.insert(at, lo_name, lo_vals[c])
-        for name, side in ((lo_name, "lo"), (hi_name, "hi")):
-            columns[name] = asdict(ColumnInfo(name, f"{info.key}_{side}", CI_KIND, info.unit, info.metric, None,
-                                              info.random_weights, True))
-    out.attrs = frame_attrs(**{**df.attrs, "columns": columns,
-                               "ci": {**boot.record(), "resamples_per_key": used}})
-    return out
 
 
 # -- small N ------------------------------------------------------------------------------
@@ -148,11 +77,9 @@ def ci_notes(df: pd.DataFrame, lead: str = "± : half-width of the") -> list[str
             f"({counts} resamples, seed {ci['seed']}; FID/KID with {ci['heavy_resamples']})."]
 
 
-def decorate(df: pd.DataFrame, cells: pd.DataFrame, infos: dict[str, ColumnInfo], style: str = "pm") -> pd.DataFrame:
+def decorate(df: pd.DataFrame, cells: pd.DataFrame, infos: dict[str, ColumnInfo], style: IntervalStyle = "pm") -> pd.DataFrame:
     """Formatted ``cells`` (from :func:`bench.report.tables.formatted`) with small-N marks
     and, for style ``"pm"``, ``value ± half-width`` (style ``"none"``: marks only)."""
-    from .tables import decimals
-
     out = cells.copy()
     for c in cells.columns:
         info = infos.get(c)
@@ -172,8 +99,6 @@ def decorate(df: pd.DataFrame, cells: pd.DataFrame, infos: dict[str, ColumnInfo]
 def latex_interval_cells(df: pd.DataFrame, cells: pd.DataFrame, infos: dict[str, ColumnInfo],
                          cols: list[str]) -> tuple[pd.DataFrame, list[str], dict[str, ColumnInfo]]:
     """Insert a ``[lo, hi]`` column after each printed value that has an interval."""
-    from .tables import decimals
-
     out_cols: list[str] = []
     infos = dict(infos)
     cells = cells.copy()
@@ -195,7 +120,7 @@ def latex_interval_cells(df: pd.DataFrame, cells: pd.DataFrame, infos: dict[str,
 
 # -- curves -------------------------------------------------------------------------------
 def draw_interval(ax: Any, df: pd.DataFrame, column: str, data_index: pd.Index, x: Any, colour: Any,
-                  style: str = "band") -> None:
+                  style: BandStyle = "band") -> None:
     """Shaded band (``"band"``) or error bars (``"bars"``) of ``column`` at rows ``data_index``."""
     pair = interval_columns(df, column)
     if pair is None:

@@ -22,8 +22,9 @@ import pandas as pd
 
 from ..errors import ConfigError
 from .attrs import frame_attrs
+from bench.modes import RateBasis
 
-RATES = ("real", "paper")
+RATES: tuple[RateBasis, ...] = ("real", "paper")
 PAPER = "bpp_paper"
 PAPER_PREFIX = "bpp_paper_"
 REAL_COPY = "bpp_real"
@@ -35,10 +36,12 @@ LEGACY: dict[str, str] = {"bpp_bound": PAPER, "bpp_bound_image": PAPER_PREFIX + 
                           "bpp_bound_semantic": PAPER_PREFIX + "semantic"}
 
 
-def check_rate(rate: str) -> str:
-    if rate not in RATES:
-        raise ConfigError(f"rate {rate!r} is unknown", "use --rate real (transmitted bytes) or --rate paper")
-    return rate
+def check_rate(rate: str) -> RateBasis:
+    """``rate`` as a :data:`~bench.modes.RateBasis`; ConfigError for another value."""
+    for basis in RATES:
+        if rate == basis:
+            return basis
+    raise ConfigError(f"rate {rate!r} is unknown", "use --rate real (transmitted bytes) or --rate paper")
 
 
 def paper_values(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -76,7 +79,7 @@ def real_rate_codecs(df: pd.DataFrame) -> list[str]:
     return sorted(c for c in dict.fromkeys(df["codec"]) if c not in with_paper) if "codec" in df else []
 
 
-def rate_view(df: pd.DataFrame, rate: str = "real") -> pd.DataFrame:
+def rate_view(df: pd.DataFrame, rate: RateBasis = "real") -> pd.DataFrame:
     """``df`` (a summary or per-image frame) with ``bpp`` holding the chosen rate.
 
     ``real``: ``df`` unchanged (``attrs["rate"] = "real"``). ``paper``: a copy where ``bpp`` is
@@ -100,7 +103,7 @@ def rate_view(df: pd.DataFrame, rate: str = "real") -> pd.DataFrame:
     out.insert(pos + 2, BASIS, np.where(has, BASIS_PAPER, BASIS_REAL))
     if PAPER in out:
         out = out.drop(columns=[PAPER])
-    ci_moved = []
+    ci_moved: list[str] = []
     for side in ("lo", "hi"):  # bootstrap intervals (bench.report.intervals) belong to the real bpp
         name = f"bpp_{side}"
         if name in out:

@@ -272,12 +272,12 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
         for key in mean_keys:
             rec[key] = _mean([float(r.metrics[key]) for r in ok if key in r.metrics])
 
-    infos: list[ColumnInfo] = [_fixed_info(c) for c in (*KEY_COLUMNS, *COUNT_COLUMNS)]  # type: ignore[misc]
+    infos: list[ColumnInfo] = [_fixed_info(c) for c in (*KEY_COLUMNS, *COUNT_COLUMNS)]  # type: ignore[misc]  # _fixed_info is never None for these fixed columns
     n_names = [n for n in names if any(f"n_{n}" in rec for rec, _ok in records)]
     infos += [ColumnInfo(f"n_{n}", f"n_{n}", "count", metric=n) for n in n_names]
-    infos += [_fixed_info(c) for c in ("bpp", *(k for k in paper_keys if k == PAPER))]  # type: ignore[misc]
-    infos += [_fixed_info(f"bpp_{p}") for p in parts]  # type: ignore[misc]
-    infos += [_fixed_info(k) for k in paper_keys if k != PAPER]  # type: ignore[misc]
+    infos += [_fixed_info(c) for c in ("bpp", *(k for k in paper_keys if k == PAPER))]  # type: ignore[misc]  # _fixed_info is never None for these fixed columns
+    infos += [_fixed_info(f"bpp_{p}") for p in parts]  # type: ignore[misc]  # _fixed_info is never None for these fixed columns
+    infos += [_fixed_info(k) for k in paper_keys if k != PAPER]  # type: ignore[misc]  # _fixed_info is never None for these fixed columns
     owners = {k: _owner(k, names) for k in mean_keys}
     for name in names:
         infos += [_value_info(k, name, "dataset", name in random) for k, m in dataset_keys.items() if m == name]

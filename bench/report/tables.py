@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +24,7 @@ from tabulate import tabulate
 
 from bench.storage.atomic import output_dir, write_text, write_with
 from .floor import FLOOR_NOTE, is_floor
+from .formatting import decimals
 from .intervals import ci_notes, decorate, latex_interval_cells, small_n_notes
 from .rates import rate_note
 from .summary import RANDOM_MARK, ColumnInfo, column_info, visible
@@ -69,27 +71,17 @@ def header(info: ColumnInfo, arrows: dict[bool, str] = ARROWS) -> str:
     return text
 
 
-def decimals(info: ColumnInfo, values: pd.Series) -> int:
-    """Decimals for a numeric column: bpp 4, dB 2, small values (< 10) 4, others 2."""
-    if info.kind == "rate":
-        return 4
-    if info.unit == "dB":
-        return 2
-    finite = [abs(float(v)) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-    return 4 if not finite or max(finite) < 10 else 2
-
-
-def _formatter(info: ColumnInfo, values: pd.Series, nan: str, inf: str) -> Callable[[object], str]:
+def _formatter(info: ColumnInfo, values: pd.Series, nan: str, inf: str) -> Callable[[Any], str]:
     if info.kind == "key":
         return str
     if info.kind == "count":
         return lambda v: str(int(v)) if not pd.isna(v) else nan
     places = decimals(info, values)
 
-    def fmt(v: object) -> str:
+    def fmt(v: Any) -> str:
         if v is None or pd.isna(v):
             return nan
-        x = float(v)  # type: ignore[arg-type]
+        x = float(v)
         if math.isinf(x):
             return inf if x > 0 else "-" + inf
         return f"{x:.{places}f}"

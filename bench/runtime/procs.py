@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 from typing import Sequence
+from bench.modes import StartMethod
 
 WATCHDOG_S = 0.5          # how often a worker checks that its parent is alive
 PR_SET_PDEATHSIG = 1      # linux/prctl.h
@@ -124,10 +125,10 @@ class _IgnoresSigint:
 
     def start(self) -> None:
         if threading.current_thread() is not threading.main_thread():
-            return super().start()  # type: ignore[misc]
+            return super().start()  # type: ignore[misc]  # mixin: super() is multiprocessing's Process.start in the concrete worker class
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            super().start()  # type: ignore[misc]
+            super().start()  # type: ignore[misc]  # mixin: super() is multiprocessing's Process.start in the concrete worker class
         finally:
             signal.signal(signal.SIGINT, previous)
 
@@ -141,17 +142,17 @@ class _ForkWorker(_IgnoresSigint, multiprocessing.context.ForkProcess):
 
 
 class _SpawnContext(multiprocessing.context.SpawnContext):
-    Process = _SpawnWorker  # type: ignore[assignment]
+    Process = _SpawnWorker
 
 
 class _ForkContext(multiprocessing.context.ForkContext):
-    Process = _ForkWorker  # type: ignore[assignment]
+    Process = _ForkWorker
 
 
-START_METHODS = ("fork", "spawn")
+START_METHODS: tuple[StartMethod, ...] = ("fork", "spawn")
 
 
-def start_method() -> str:
+def start_method() -> StartMethod:
     """How codec workers start: "fork" where it is safe, else "spawn"; ``BENCH_START_METHOD``
     (fork or spawn) overrides it (another value: :class:`~bench.errors.ConfigError`).
 
@@ -161,8 +162,9 @@ def start_method() -> str:
     run single-threaded (bench.runtime.threads), so torch's OpenMP pool is not entered after the fork.
     macOS and Windows spawn."""
     chosen = os.environ.get("BENCH_START_METHOD", "").strip().lower()
-    if chosen in START_METHODS:
-        return chosen
+    for method in START_METHODS:
+        if chosen == method:
+            return method
     if chosen:
         from bench.errors import ConfigError
 

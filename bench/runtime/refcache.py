@@ -24,6 +24,7 @@ import os
 import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,7 +136,8 @@ class RefCache:
         path = self._path(key, suffix)
         buf = io.BytesIO()
         if isinstance(value, dict):
-            np.savez(buf, **value)
+            arrays: dict[str, Any] = dict(value)
+            np.savez(buf, **arrays)
         else:
             np.save(buf, value, allow_pickle=False)
         try:

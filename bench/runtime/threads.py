@@ -32,6 +32,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from bench.modes import StartMethod
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -107,7 +108,7 @@ class ThreadPlan:
     workers: int             # codec worker processes
     worker_threads: int = 1  # torch/OpenMP threads of each worker
     mode: str = "inline"
-    start: str = ""          # how workers start: "fork" or "spawn" (bench.runtime.procs.start_method); "" without
+    start: StartMethod = ""  # how workers start: "fork" or "spawn" (bench.runtime.procs.start_method); "" without
     gpus_per_task: float = 0.0  # "ray": GPUs a network shard asked Ray for (0: none)
 
     def peak(self) -> int:
@@ -294,7 +295,7 @@ class MainThreads:
             yield threads
         finally:
             self.used[threads] += 1
-            if start is not None:
+            if start is not None and self.probe is not None:
                 others = self.probe.others_busy(start)
                 if others is not None:
                     self.threads = max(1, min(self.plan.main, self.plan.cores - int(others + 0.5)))

@@ -209,6 +209,21 @@ def resolve(spec: WeightSpec, path: Path | str | None = None, weights_dir: Path 
     return found
 
 
+def resolve_or_random(spec: WeightSpec, path: Path | str | None = None, weights_dir: Path | str | None = None,
+                      *, allow_random: bool, check_hash: bool = True, fetch: bool = True) -> Path | None:
+    """The verified file of ``spec`` (:func:`resolve`), or None when it is missing and
+    ``allow_random`` (the caller then builds seeded random weights: smoke tests only). A file
+    that is present with a wrong hash always raises, as does a missing one when not allowed.
+    Shared by ESPNetv2, the mmseg backend and LPIPS. ``fetch``: download a missing registry
+    file (never in random-weights mode, which is for smoke tests)."""
+    try:
+        return resolve(spec, path, weights_dir, check_hash=check_hash, fetch=fetch and not allow_random)
+    except WeightsError:
+        if allow_random and find(spec, path, weights_dir) is None:
+            return None
+        raise
+
+
 def load_state_dict(path: Path | str) -> dict[str, Any]:
     """``torch.load(path, map_location='cpu', weights_only=True)``, with a clear error."""
     import torch

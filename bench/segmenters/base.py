@@ -29,7 +29,7 @@ VOID = 255
 class Segmenter(ABC):
     """Base class of segmenters. Subclasses set ``name`` and implement :meth:`_predict_many`."""
 
-    name: ClassVar[str] = "segmenter"
+    name: str = "segmenter"
     version: ClassVar[str] = "1"
     #: the segmenter card this object was built from (set by :func:`bench.segmenters.make_segmenter`)
     card: dict[str, Any] = {}
@@ -133,33 +133,25 @@ def resolve_class_set(spec: ClassSet | str | int | None, default: ClassSet | Non
 
 
 def parse_size(size: str | Sequence[int] | None) -> tuple[int, int] | None:
-    """``"1024x512"`` or ``(1024, 512)`` → (width, height) in pixels; None stays None."""
-    if size is None:
-        return None
-    try:
-        if isinstance(size, str):
-            w, h = (int(v) for v in size.lower().split("x"))
-        else:
-            w, h = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise ConfigError(f"bad input size {size!r}", "give WIDTHxHEIGHT, e.g. 1024x512") from None
-    if w <= 0 or h <= 0:
-        raise ConfigError(f"input size {size!r} must be positive", "give WIDTHxHEIGHT, e.g. 1024x512")
-    return w, h
+    """``"1024x512"`` or ``(1024, 512)`` → (width, height) in pixels, PIL's order
+    (:func:`bench.datasets.size.parse_size`, order WxH); None stays None."""
+    from bench.datasets.size import parse_size as parse
+
+    return None if size is None else parse(size, "WxH", what="input size").wh
 
 
 def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """PIL bilinear resize of a uint8 RGB image to ``size`` = (width, height)."""
     if (image.shape[1], image.shape[0]) == size:
         return image
-    return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
 
 
 def resize_nearest(labels: np.ndarray, height: int, width: int) -> np.ndarray:
     """PIL nearest-neighbour resize of a uint8 label map (class ids are never blended)."""
     if labels.shape == (height, width):
         return labels
-    return np.asarray(Image.fromarray(labels).resize((width, height), Image.NEAREST))
+    return np.asarray(Image.fromarray(labels).resize((width, height), Image.Resampling.NEAREST))
 
 
 def to_void(labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -409,13 +409,8 @@ class ESPNetv2Segmenter(Segmenter):
     def _resolve(self, fetch: bool = True) -> Path | None:
         """The verified weights file (downloaded when missing and ``fetch``), None in
         random-weights mode; raises otherwise."""
-        try:
-            return W.resolve(self.spec, self.weights, self.weights_dir, check_hash=self.check_hash,
-                             fetch=fetch and not self.allow_random_weights)
-        except WeightsError:
-            if self.allow_random_weights and W.find(self.spec, self.weights, self.weights_dir) is None:
-                return None
-            raise
+        return W.resolve_or_random(self.spec, self.weights, self.weights_dir, allow_random=self.allow_random_weights,
+                                   check_hash=self.check_hash, fetch=fetch)
 
     @property
     def random_weights(self) -> bool:

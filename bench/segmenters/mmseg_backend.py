@@ -142,12 +142,7 @@ class MMSegSegmenter(Segmenter):
             if self.allow_random_weights:
                 return None
             raise WeightsError("mmseg segmenter has no checkpoint", "pass checkpoint=PATH to the model's .pth")
-        try:
-            return W.resolve(self.spec, self.checkpoint, self.weights_dir, fetch=not self.allow_random_weights)
-        except WeightsError:
-            if self.allow_random_weights and W.find(self.spec, self.checkpoint, self.weights_dir) is None:
-                return None
-            raise
+        return W.resolve_or_random(self.spec, self.checkpoint, self.weights_dir, allow_random=self.allow_random_weights)
 
     @property
     def random_weights(self) -> bool:

@@ -23,6 +23,7 @@ from ..datasets.base import ClassSet
 from ..errors import ConfigError, UnavailableError, WeightsError
 from .base import Segmenter, parse_size, resize_nearest, resize_rgb, resolve_class_set, to_void
 from .espnetv2 import IMAGENET_MEAN, IMAGENET_STD
+from bench.modes import ChannelOrder
 
 
 class OnnxSegmenter(Segmenter):
@@ -38,7 +39,7 @@ class OnnxSegmenter(Segmenter):
     def __init__(self, *, model: str, class_set: str | int = "cocostuff171",
                  input_size: str | Sequence[int] | None = None,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 scale: float = 255.0, channel_order: str = "rgb", align_corners: bool = False,
+                 scale: float = 255.0, channel_order: ChannelOrder = "rgb", align_corners: bool = False,
                  sha256: str | None = None, batch_size: int = 1, threads: int | None = None,
                  weights_dir: str | None = None, allow_random_weights: bool = False,
                  device: str | None = None) -> None:
@@ -125,7 +126,7 @@ class OnnxSegmenter(Segmenter):
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:
         size = self._net_size or (image.shape[1], image.shape[0])
-        x = resize_rgb(image, size).astype(np.float32) / self.scale
+        x: np.ndarray = resize_rgb(image, size).astype(np.float32) / self.scale
         x = (x - np.array(self.mean, np.float32)) / np.array(self.std, np.float32)
         if self.channel_order == "bgr":
             x = x[..., ::-1]

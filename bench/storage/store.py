@@ -176,7 +176,7 @@ def _guarded(method: F) -> F:
         except sqlite3.Error as err:
             raise store_error(err, self.path) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # functools.wraps keeps the wrapped method's signature
 
 
 def connect_readonly(path: Path | str) -> sqlite3.Connection:
@@ -358,7 +358,7 @@ class Store:
             sql += " AND status = 'ok'"
             if self._has_metric_errors:
                 sql += " AND (metric_errors IS NULL OR metric_errors IN ('', '{}'))"
-        return {tuple(r) for r in self.db.execute(sql, (run_id,))}  # type: ignore[misc]
+        return {tuple(r) for r in self.db.execute(sql, (run_id,))}
 
     @_guarded
     def put(self, run_id: str, row: Row) -> None:
@@ -424,7 +424,7 @@ def _row(r: tuple[Any, ...]) -> Row:
 
 def pack_states(states: dict[str, dict[str, np.ndarray]]) -> bytes:
     """All metric states of one row as one npz blob (arrays named ``metric/key``)."""
-    flat = {f"{metric}/{key}": np.asarray(v) for metric, st in states.items() for key, v in st.items()}
+    flat: dict[str, Any] = {f"{metric}/{key}": np.asarray(v) for metric, st in states.items() for key, v in st.items()}
     buf = io.BytesIO()
     np.savez(buf, **flat)
     return buf.getvalue()

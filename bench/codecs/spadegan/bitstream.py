@@ -113,12 +113,12 @@ def _code_fronts(model: SpadeGANModel, buf: torch.Tensor, params: torch.Tensor, 
         cdf = _entropy_cdfs(model, buf, params, rows, cols, abs_max)
         count = cdf.shape[0]
         if encoder is not None:
-            vals = y_hat[0][:, rows, cols]  # type: ignore[index]  # M×n
+            vals = y_hat[0][:, rows, cols]  # type: ignore[index]  # y_hat is given exactly when encoder is set; M×n
             symbols = (vals.t().reshape(-1) + abs_max).int().tolist()
             encoder.encode_with_indexes(symbols, list(range(count)), cdf.tolist(), [cdf.shape[1]] * count,
                                         [0] * count)
         else:
-            out = decoder.decode_stream(list(range(count)), cdf.tolist(), [cdf.shape[1]] * count,  # type: ignore[union-attr]
+            out = decoder.decode_stream(list(range(count)), cdf.tolist(), [cdf.shape[1]] * count,  # type: ignore[union-attr]  # decoder is set exactly when encoder is None
                                         [0] * count)
             vals = (torch.tensor(out, dtype=torch.float32) - abs_max).reshape(len(rows), m).t()
         buf[0][:, [r + pad for r in rows], [c + pad for c in cols]] = vals

@@ -173,7 +173,7 @@ def _serial_pmfs(model: LabelMapModel, symbols: np.ndarray | None, shape: tuple[
             if decoder is not None:
                 sym = decoder.decode(pmf)
             else:
-                sym = symbols[rows, cols]  # type: ignore[index]
+                sym = symbols[rows, cols]  # type: ignore[index]  # symbols is given exactly when decoder is None (encoding)
             out[rows, cols] = sym
             buf[0, torch.as_tensor(sym), torch.as_tensor(rows) + p, torch.as_tensor(cols) + p] = 1.0
             order_sym.append(np.asarray(sym, dtype=np.int64))

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
+from bench.datasets.size import Size
+from bench.datasets.size import parse_size as _parse_size
 from bench.runtime.devices import resolve_device
 from ...errors import CodecError, ConfigError
 from bench.runtime.weights import find, sha256_file
@@ -38,6 +40,7 @@ from . import checkpoint as ckpt
 from . import diffusion
 from .labelcoder import LABEL_CODERS, JpegxlLabelCoder, RunLabelCoder, make_label_coder
 from .unet import UNetConfig, one_hot_labels
+from bench.modes import LabelCoderName, Precision
 
 CLASS_SET = "cityscapes19"
 LABELS_PART, COARSE_PART = "labels", "coarse"
@@ -61,16 +64,9 @@ STAND_INS: dict[str, tuple[dict[str, Any], Callable[[int], Any], str]] = {
 }
 
 
-def parse_size(size: Any) -> tuple[int, int]:
-    """``"256x512"`` or ``[256, 512]`` → (height, width)."""
-    try:
-        if isinstance(size, str):
-            h, w = (int(v) for v in size.lower().split("x"))
-        else:
-            h, w = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise ConfigError(f"spic: size {size!r} is not HxW", "write size: \"256x512\" or [256, 512]") from None
-    return h, w
+def parse_size(size: Any) -> Size:
+    """``"256x512"`` or ``[256, 512]`` → (height, width): :func:`bench.datasets.size.parse_size`, order HxW."""
+    return _parse_size(size, "HxW", what="spic: size")
 
 
 class SpicCodec(Codec):
@@ -89,11 +85,11 @@ class SpicCodec(Codec):
     name = "spic"
     version = "spic-2"  # 2: the official float32 area downsampling (was an exact box mean); bpp_paper
     rate_knob = RateKnob("q", (45, 40, 35, 30), higher_is_better=False, minimum=0, maximum=51)
-    needs_semantics: ClassVar[bool] = True
+    needs_semantics = True
 
     def __init__(self, checkpoint: str | None = None, size: Any = "256x512", coarse_factor: int = 4,
-                 label_coder: str = "runs", coarse_codec: str = "bpg", device: str = "auto",
-                 precision: str = "fp32", seed: int = 0, guidance: float = 1.5,
+                 label_coder: LabelCoderName = "runs", coarse_codec: str = "bpg", device: str = "auto",
+                 precision: Precision = "fp32", seed: int = 0, guidance: float = 1.5,
                  timestep_respacing: str = "100", max_iter_time: int = 200, diffusion_steps: int = 1000,
                  width: int = 256, channel_mult: Any = (1, 1, 2, 2, 4, 4), num_res_blocks: int = 2,
                  attention_ds: Any = (8, 16, 32), num_head_channels: int = 64, spade_hidden: int = 128,

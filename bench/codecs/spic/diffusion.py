@@ -53,11 +53,11 @@ def space_timesteps(num_steps: int, section_counts: str | Sequence[int]) -> list
         size = base + (1 if i < extra else 0)
         if size < count:
             raise ValueError(f"cannot take {count} steps from a section of {size}")
-        stride = 1.0 if count <= 1 else (size - 1) / (count - 1)
+        step = 1.0 if count <= 1 else (size - 1) / (count - 1)
         pos = 0.0
         for _ in range(count):
             kept.add(start + round(pos))
-            pos += stride
+            pos += step
         start += size
     return sorted(kept)
 

@@ -322,7 +322,8 @@ class RunLabelCoder:
         h, w = x.shape
         if max(h, w) >= 1 << 16:
             raise CodecError(f"label map {h}x{w} is too large for the run coder", "use label_coder: jpegxl")
-        models, out, recent = _Models(self.alpha), _Writer(), []
+        models, out = _Models(self.alpha), _Writer()
+        recent: list[Any] = []
         ref: np.ndarray | None = None
         ref_trans = [w]
         for r in range(h):
@@ -373,7 +374,8 @@ class RunLabelCoder:
         if not (0 < h < 1 << 16 and 0 < w < 1 << 16):
             raise CodecError(f"label map header gives size {h}x{w}", "the bytes are corrupt")
         x = np.empty((h, w), dtype=np.uint8)
-        models, inp, recent = _Models(self.alpha), _Reader(data[pos:]), []
+        models, inp = _Models(self.alpha), _Reader(data[pos:])
+        recent: list[Any] = []
         ref: np.ndarray | None = None
         ref_trans = [w]
         try:

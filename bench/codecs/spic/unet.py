@@ -200,7 +200,7 @@ class AttentionBlock(nn.Module):
 class Stage(nn.ModuleList):
     """A sequence of layers; each gets (x, emb, segmap) (the plain conv gets x only)."""
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor, segmap: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, segmap: torch.Tensor) -> torch.Tensor:
         for layer in self:
             x = layer(x) if isinstance(layer, nn.Conv2d) else layer(x, emb, segmap)
         return x

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +57,7 @@ class KeptFractionKnob(RateKnob):
             raise ConfigError(f"sqgan rate {text!r} is not 'm_x:m_s'",
                               "give kept fractions like 0.4:0.6 (image:semantic), each in (0, 1]")
         self.check(pair)
-        return pair  # type: ignore[return-value]
+        return pair
 
     def check(self, value: Any) -> None:
         if isinstance(value, str):
@@ -79,10 +79,10 @@ class SQGANCodec(Codec):
     True: resize to it and back, recorded), ``trust_pickle`` (see :mod:`.checkpoint`).
     """
 
-    name: ClassVar[str] = "sqgan"
-    version: ClassVar[str] = "2"  # 2: the bound is noted as the paper rate (bpp_paper*), was bpp_bound*
-    needs_semantics: ClassVar[bool] = True
-    rate_knob: ClassVar[RateKnob] = KeptFractionKnob(
+    name = "sqgan"
+    version = "2"  # 2: the bound is noted as the paper rate (bpp_paper*), was bpp_bound*
+    needs_semantics = True
+    rate_knob: RateKnob = KeptFractionKnob(
         "kept_fraction",
         tuple((mx, ms) for mx in (0.4, 0.7, 1.0) for ms in (0.4, 0.6, 1.0)),
         higher_is_better=True,
@@ -175,8 +175,8 @@ class SQGANCodec(Codec):
                              "or set params.resize: true")
         from PIL import Image
 
-        img = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
-        lab = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize((w, h), Image.NEAREST))
+        img = np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.BILINEAR))
+        lab = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize((w, h), Image.Resampling.NEAREST))
         return img, lab
 
     def encode(self, image: np.ndarray, rate: Any, *, semantics: Semantics | None = None) -> Encoded:
@@ -230,5 +230,5 @@ class SQGANCodec(Codec):
         if (h, w) != (cfg.height, cfg.width):
             from PIL import Image
 
-            out = np.asarray(Image.fromarray(out).resize((w, h), Image.BILINEAR))
+            out = np.asarray(Image.fromarray(out).resize((w, h), Image.Resampling.BILINEAR))
         return out
