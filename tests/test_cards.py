@@ -88,6 +88,10 @@ def test_metric_card_contract(name):
     assert isinstance(metric.higher_is_better, bool)
     _requirements_ok(metric.requirements())
     assert metric.describe()["name"] == name
+    labels, tolerances = metric.card.get("labels") or {}, metric.card.get("delta_tolerance") or {}
+    assert all(isinstance(k, str) and isinstance(v, str) and v for k, v in labels.items()), labels
+    assert all(isinstance(v, (int, float)) and 0 <= v < 1 for v in tolerances.values()), tolerances
+    assert set(tolerances) <= set(labels), "a tolerance for a key the card does not name"
 
 
 def test_a_card_that_breaks_the_contract_is_caught(tmp_path, monkeypatch):

@@ -43,6 +43,7 @@ from bench.analysis.labels import checkpoint_of, codec_label, run_codec_labels  
 from bench.analysis.protocol import _flat_diff, check_same_protocol, protocol_differences  # noqa: F401
 from bench.errors import REGRESSION_EXIT as _REGRESSION_EXIT
 from bench.errors import ConfigError, TooFewImagesError
+from bench.registry.catalog import card_maps
 from bench.report.rates import BASIS, BASIS_PAPER, BASIS_REAL, rate_note, rate_view
 from bench.report.summary import column_info, summarise
 from bench.storage.store import Store
@@ -52,11 +53,9 @@ from bench.modes import GateKind, RateBasis
 DEFAULT_METRICS: tuple[str, ...] = ("psnr", "msssim_db", "lpips", "fid", "miou_gt", "miou_orig")
 #: Short names that stand for several summary keys.
 ALIASES: dict[str, tuple[str, ...]] = {"miou": ("miou_gt", "miou_orig"), "ms-ssim": ("msssim_db",)}
-#: Largest BD-metric / per-point change (metric units) still counted as "no change".
-DEFAULT_DELTA_TOLERANCE: dict[str, float] = {
-    "psnr": 0.05, "psnr_of_mean_mse": 0.05, "msssim_db": 0.05, "msssim": 0.001, "lpips": 0.002,
-    "dists": 0.002, "fid": 0.5, "kid": 0.001, "miou_gt": 0.005, "miou_orig": 0.005,
-}
+#: Largest BD-metric / per-point change (metric units) still counted as "no change", for keys no
+#: metric card declares (a card's ``delta_tolerance`` names its own keys' tolerances).
+DEFAULT_DELTA_TOLERANCE: dict[str, float] = {"dists": 0.002}
 FALLBACK_DELTA_TOLERANCE = 1e-3
 #: Default BD-rate tolerance in percent.
 DEFAULT_TOLERANCE = 1.0
@@ -189,7 +188,7 @@ def compare_frames(df_a: pd.DataFrame, df_b: pd.DataFrame, pairs: Sequence[tuple
     """Compare summary frames (from :func:`bench.report.summarise`) for (anchor codec,
     test codec) pairs. ``tolerance``: BD-rate percent; ``delta_tolerance``: metric units."""
     check_tolerances(tolerance, delta_tolerance)
-    dtols = {**DEFAULT_DELTA_TOLERANCE, **(delta_tolerance or {})}
+    dtols = {**DEFAULT_DELTA_TOLERANCE, **card_maps("metric", "delta_tolerance"), **(delta_tolerance or {})}
     cols_a, cols_b = _key_columns(df_a), _key_columns(df_b)
     rows, points, regressions, notes = [], [], [], []
     for anchor_codec, test_codec in pairs:

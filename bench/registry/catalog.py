@@ -48,6 +48,20 @@ def registry(kind: str) -> Registry:
     return reg
 
 
+def card_maps(kind: str, field: str) -> dict[str, Any]:
+    """The union of the mapping ``field`` over every card of ``kind`` (e.g. each metric card's
+    ``labels`` or ``delta_tolerance``: summary key → value); cards without it add nothing."""
+    out: dict[str, Any] = {}
+    for entry in registry(kind):
+        value = entry.card.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"{field!r} of {entry.source} must be a mapping", f"write {field}: {{key: value}}")
+        out.update(value)
+    return out
+
+
 def reset() -> None:
     """Forget cached registries (after BENCH_CARD_PATH changes; used by tests)."""
     registry.cache_clear()

@@ -32,15 +32,18 @@ from .summary import RANDOM_MARK, ColumnInfo, column_info, visible
 FEWER_MARK = "†"  # computed on fewer images than the rate point has (a metric failed on some)
 LATEX_FEWER_MARK = r"$^\dagger$"
 
+#: Names of the columns no metric owns; a metric's own keys are named by its card's ``labels``.
 PRETTY: dict[str, str] = {
-    "codec": "codec", "rate": "rate", "n_ok": "n ok", "n_failed": "n failed", "bpp": "bpp",
-    "psnr": "PSNR", "psnr_of_mean_mse": "PSNR of mean MSE", "mse": "MSE",
-    "msssim": "MS-SSIM", "msssim_db": "MS-SSIM", "lpips": "LPIPS", "dists": "DISTS",
-    "fid": "FID", "kid": "KID", "miou": "mIoU", "pixel_accuracy": "pixel accuracy",
-    "miou_orig": "mIoU vs original", "miou_orig_floor": "mIoU vs original: segmenter floor", "miou_gt": "mIoU vs GT",
-    "miou_orig_img": "mIoU vs original (per image)", "miou_gt_img": "mIoU vs GT (per image)",
-    "msssim_db_mean": "MS-SSIM (per-image mean)", "n_identical": "n identical", "rate_basis": "rate basis",
+    "codec": "codec", "rate": "rate", "n_ok": "n ok", "n_failed": "n failed", "bpp": "bpp", "dists": "DISTS",
+    "n_identical": "n identical", "rate_basis": "rate basis",
 }
+
+
+def _pretty() -> dict[str, str]:
+    """:data:`PRETTY` plus the ``labels`` of every metric card."""
+    from bench.registry.catalog import card_maps
+
+    return {**PRETTY, **card_maps("metric", "labels")}
 
 ARROWS = {True: "↑", False: "↓"}
 LATEX_ARROWS = {True: r"$\uparrow$", False: r"$\downarrow$"}
@@ -53,11 +56,11 @@ def pretty_name(info: ColumnInfo) -> str:
     if info.label:
         base = info.label
     elif info.kind == "count" and info.metric and info.key == f"n_{info.metric}":
-        base = f"n {PRETTY.get(info.metric, info.metric)}"
+        base = f"n {_pretty().get(info.metric, info.metric)}"
     elif info.kind == "rate" and info.key.startswith("bpp_"):
         base = f"bpp ({info.key[4:]})"
     else:
-        base = PRETTY.get(info.key, info.key)
+        base = _pretty().get(info.key, info.key)
     return base + RANDOM_MARK if info.random_weights else base
 
 
