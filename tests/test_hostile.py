@@ -93,3 +93,49 @@ def test_export_writes_through_a_fifo_and_a_symlink_and_refuses_dev_full(fakes, 
     if os.access("/dev/null", os.W_OK):
         assert main(["--out", str(out), "export", "-o", "/dev/null"]) == 0
         assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+# -- item 6: decompression bombs, every mode and depth ------------------------------------------
+def _png(width: int, height: int, depth: int, colour: int, idat: bytes) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_pixel_count_is_checked_before_decoding_for_every_mode_and_depth(tmp_path, monkeypatch):
+    import imagecodecs
+    from PIL import Image
+
+    from bench.datasets.base import read_rgb
+    from bench.errors import ConfigError
+
+    rgb48 = (np.arange(40 * 30 * 3, dtype=np.uint16) * 37).reshape(30, 40, 3)
+    path16 = tmp_path / "rgb48.png"
+    path16.write_bytes(imagecodecs.png_encode(rgb48))
+    path8 = tmp_path / "rgb8.png"
+    Image.fromarray((rgb48 >> 8).astype(np.uint8)).save(path8)
+    pathI16 = tmp_path / "gray16.png"
+    Image.fromarray(rgb48[..., 0].astype(np.uint16)).save(pathI16)
+    for p in (path16, path8, pathI16):
+        assert read_rgb(p).shape == (30, 40, 3)
+
+    decoded: list[str] = []
+    real_decode = imagecodecs.png_decode
+    monkeypatch.setattr(imagecodecs, "png_decode", lambda *a, **k: decoded.append("png") or real_decode(*a, **k))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # limit 2 x 500 = 1000 pixels < 40 x 30
+    for p in (path16, path8, pathI16):
+        with pytest.raises(ConfigError, match="1,200 pixels, over the limit of 1,000"):
+            read_rgb(p)
+    assert decoded == [], "the 16-bit PNG was decoded before its size was checked"
+
+    # a 20000 x 20000 RGB48 header over a few bytes of data: refused at once, nothing allocated
+    monkeypatch.undo()
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png(20000, 20000, 16, 2, b"x\x9c\x03\x00\x00\x00\x00\x01"))
+    with pytest.raises(ConfigError, match="400,000,000 pixels"):
+        read_rgb(bomb)
