@@ -139,3 +139,63 @@ def test_pixel_count_is_checked_before_decoding_for_every_mode_and_depth(tmp_pat
     bomb.write_bytes(_png(20000, 20000, 16, 2, b"x\x9c\x03\x00\x00\x00\x00\x01"))
     with pytest.raises(ConfigError, match="400,000,000 pixels"):
         read_rgb(bomb)
+
+
+# -- item 7: BPG temp folders after SIGTERM / kill -9 ---------------------------------------------
+FAKE_BPGENC = """#!/bin/sh
+if [ "$1" = "-h" ]; then echo "BPG Image Encoder version 0.9.8-fake"; exit 1; fi
+if [ -n "$BPG_HANG" ]; then echo $$ > "$BPG_HANG"; exec sleep 300; fi
+eval out=\\${$(($# - 1))}
+eval src=\\${$#}
+cp "$src" "$out"
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not LINUX, reason="needs /proc (Linux)")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_bpg_temp_folders_of_a_killed_run_are_removed_when_the_next_run_starts(tmp_path, monkeypatch, sig):
+    import tempfile
+
+    from bench.codecs.bpg import BpgCodec
+
+    tool = tmp_path / "bpgenc"
+    tool.write_text(FAKE_BPGENC)
+    tool.chmod(0o755)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    hang = tmp_path / "hang.pid"
+    code = ("import numpy as np; from bench.codecs.bpg import BpgCodec; "
+            f"BpgCodec(bpgenc={str(tool)!r}, bpgdec={str(tool)!r}).encode(np.zeros((8, 8, 3), np.uint8), 30)")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=_env(TMPDIR=str(tmp), BPG_HANG=str(hang)),
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not hang.exists():
+            time.sleep(0.05)
+        assert hang.exists(), "the encoder did not start"
+        left = [p for p in tmp.rglob("*") if p.is_file()]
+        assert any(p.name == "in.png" for p in left)
+        os.kill(proc.pid, sig)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        if hang.exists() and hang.read_text().strip() and _alive(int(hang.read_text())):
+            os.kill(int(hang.read_text()), signal.SIGKILL)
+    assert list(tmp.glob("bench-bpg-*")), "the killed run left its temp folder (as any kill -9 can)"
+
+    # the next run (this process) removes it when it starts coding BPG, and leaves nothing itself
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    codec = BpgCodec(bpgenc=str(tool), bpgdec=str(tool))
+    image = np.full((8, 8, 3), 7, np.uint8)
+    assert codec.decode(codec.encode(image, 30).parts).shape == (8, 8, 3)
+    assert [p.name for p in tmp.iterdir()] == [f"bench-bpg-pid{os.getpid()}"]
+    assert not list((tmp / f"bench-bpg-pid{os.getpid()}").iterdir()), "each coding removes its own files"
