@@ -199,3 +199,91 @@ def test_bpg_temp_folders_of_a_killed_run_are_removed_when_the_next_run_starts(t
     assert codec.decode(codec.encode(image, 30).parts).shape == (8, 8, 3)
     assert [p.name for p in tmp.iterdir()] == [f"bench-bpg-pid{os.getpid()}"]
     assert not list((tmp / f"bench-bpg-pid{os.getpid()}").iterdir()), "each coding removes its own files"
+
+
+# -- items 1 and 2: recover under a live writer, two recovers at once ------------------------------
+def _rows_in(store: Path) -> int:
+    try:
+        con = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)
+        try:
+            return int(con.execute("SELECT count(*) FROM rows").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.skipif(not LINUX, reason="needs flock (POSIX)")
+def test_recover_refuses_while_a_run_writes_the_store(fakes, capsys):
+    out = fakes
+    store = out / "bench.sqlite"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *RUN, "--workers", "1", "--no-report",
+                             "--out", str(out)], env=_env(FAKE_CODEC_SLEEP="1.5"), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and proc.poll() is None and _rows_in(store) < 1:
+            time.sleep(0.05)
+        assert proc.poll() is None and _rows_in(store) >= 1, "the run did not start writing"
+        capsys.readouterr()
+        assert main(["--out", str(out), "recover", "--force"]) == 4
+        err = capsys.readouterr().err
+        assert "open in another process" in err and "Traceback" not in err, err
+        assert proc.poll() is None, "the refusal came while the run was still writing"
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not list(out.glob("bench.sqlite.damaged-*")), "the live store was not moved away"
+    assert _statuses(store) == {"ok": 12}
+    con = sqlite3.connect(store)
+    assert con.execute("SELECT status FROM runs").fetchall() == [("finished",)]
+    con.close()
+    # once the run is over, recover works
+    assert main(["--out", str(out), "recover", "--force"]) == 0
+
+
+def _damaged_store(out: Path) -> bytes:
+    assert main([*RUN, "--out", str(out), "--no-report"]) == 0
+    store = out / "bench.sqlite"
+    size = store.stat().st_size
+    with open(store, "r+b") as fh:
+        fh.seek(size // 4096 // 2 * 4096)
+        fh.write(b"\xff" * 4096)
+    return store.read_bytes()
+
+
+def test_two_recovers_in_one_second_keep_the_damaged_file_under_distinct_names(fakes, capsys):
+    from bench.storage.recover import recover_in_place
+
+    out = fakes
+    original = _damaged_store(out)
+    store = out / "bench.sqlite"
+    kept = [recover_in_place(store)[1] for _ in range(3)]  # well within one second
+    assert len(set(kept)) == 3 and all(k.exists() for k in kept)
+    assert kept[0].read_bytes() == original, "the original damaged file is kept"
+    assert main(["--out", str(out), "runs"]) == 0
+
+
+@pytest.mark.skipif(not LINUX, reason="needs flock (POSIX)")
+def test_two_concurrent_recovers_lose_no_damaged_file(fakes):
+    import hashlib
+
+    out = fakes
+    original = hashlib.sha256(_damaged_store(out)).hexdigest()
+    procs = [subprocess.Popen([sys.executable, "-m", "bench.cli", "--out", str(out), "recover", "--force"],
+                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(p.wait(120), p.stdout.read(), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    codes = sorted(rc for rc, _, _ in results)
+    assert codes in ([0, 0], [0, 4]), results
+    for rc, _, err in results:
+        if rc == 4:
+            assert "open in another process" in err and "Traceback" not in err, err
+    kept = sorted(out.glob("bench.sqlite.damaged-*[0-9]"))
+    assert len(kept) == codes.count(0), kept
+    assert original in {hashlib.sha256(k.read_bytes()).hexdigest() for k in kept}, "the damaged original is kept"
