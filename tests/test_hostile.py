@@ -287,3 +287,171 @@ def test_two_concurrent_recovers_lose_no_damaged_file(fakes):
     kept = sorted(out.glob("bench.sqlite.damaged-*[0-9]"))
     assert len(kept) == codes.count(0), kept
     assert original in {hashlib.sha256(k.read_bytes()).hexdigest() for k in kept}, "the damaged original is kept"
+
+
+# -- items 5 and 8: a dead, a stopped or a poisoned worker; a coding that never returns -------------
+from fakes_bench import PngFolder, QuantCodec  # noqa: E402
+
+_RELEASE = threading.Event()  # set at the end of a test: abandoned sleeping codings return
+
+
+class SleepyCodec(QuantCodec):
+    """Codes in the main process; hangs (until _RELEASE) on the image whose first pixel is ``first``."""
+
+    name = "sleepy"
+    parallel_safe = False
+
+    def __init__(self, first: int = -1) -> None:
+        self.first = int(first)
+
+    def encode(self, image, rate, *, semantics=None):
+        if int(image[0, 0, 0]) == self.first:
+            _RELEASE.wait(120)
+        return super().encode(image, rate)
+
+
+class PoisonCodec(QuantCodec):
+    """Runs in workers; kills its own process on one image × rate (first pixel ``first``, rate 16)."""
+
+    name = "poison"
+
+    def __init__(self, first: int = -1) -> None:
+        self.first = int(first)
+
+    def encode(self, image, rate, *, semantics=None):
+        if int(image[0, 0, 0]) == self.first and int(rate) == 16:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().encode(image, rate)
+
+
+def _first_pixel(data: Path) -> int:
+    from bench.datasets.base import read_rgb
+
+    return int(read_rgb(data / "img001.png")[0, 0, 0])
+
+
+def _workers_of(pid: int) -> list[int]:
+    """Codec worker processes of ``pid`` (not multiprocessing's resource tracker)."""
+    out = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            ppid = next(line.split()[1] for line in status.read_text().splitlines() if line.startswith("PPid:"))
+            cmd = (status.parent / "cmdline").read_bytes()
+        except (OSError, StopIteration):
+            continue
+        if ppid == str(pid) and b"resource_tracker" not in cmd:
+            out.append(int(status.parent.name))
+    return sorted(out)
+
+
+@pytest.mark.skipif(not LINUX, reason="needs /proc (Linux)")
+@pytest.mark.parametrize("start,sig", [("fork", signal.SIGKILL), ("spawn", signal.SIGKILL), ("fork", signal.SIGTERM)])
+def test_a_killed_worker_loses_no_row(fakes, start, sig):
+    out = fakes
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *RUN, "--workers", "2", "--no-report",
+                             "--out", str(out)], env=_env(FAKE_CODEC_SLEEP="0.5", BENCH_START_METHOD=start),
+                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, workers = time.time() + 90, []
+        while time.time() < deadline and proc.poll() is None and len(workers) < 2:
+            workers = _workers_of(proc.pid)
+            time.sleep(0.1)
+        assert len(workers) >= 2, "the pool did not start"
+        time.sleep(1.0)  # in the middle of a coding
+        os.kill(workers[0], sig)
+        stdout, err = proc.communicate(timeout=150)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0 and "BrokenProcessPool" not in err and "Traceback" not in err, err
+    assert "12 rows" in stdout
+    store = out / "bench.sqlite"
+    assert _statuses(store) == {"ok": 12}, "every row was coded, also those the dead worker had"
+    con = sqlite3.connect(store)
+    assert con.execute("SELECT status FROM runs").fetchall() == [("finished",)]
+    con.close()
+
+
+def test_a_worker_that_dies_twice_on_one_coding_records_it_as_failed(tmp_path):
+    from bench import api
+
+    data = tmp_path / "data"
+    fakes_bench.write_pngs(data, 4)
+    df = api.evaluate([PoisonCodec(_first_pixel(data))], PngFolder(str(data)), metrics="psnr", workers=2,
+                      store=tmp_path / "out", use_cache=False)
+    failed = df[df.status != "ok"]
+    assert len(df) == 12 and len(failed) == 1, df[["image_id", "rate", "status", "error"]]
+    assert failed.iloc[0].image_id == "img001" and failed.iloc[0].rate == "16"
+    assert "died twice" in failed.iloc[0].error
+
+
+def test_an_api_codec_that_hangs_in_the_main_process_times_out(tmp_path):
+    from bench import api
+    from bench.errors import ConfigError
+
+    data = tmp_path / "data"
+    fakes_bench.write_pngs(data, 3)
+    _RELEASE.clear()
+    try:
+        t0 = time.time()
+        df = api.evaluate([SleepyCodec(_first_pixel(data))], PngFolder(str(data)), metrics="psnr", rates=[16],
+                          store=tmp_path / "out", timeout=1.5)
+        assert time.time() - t0 < 60
+    finally:
+        _RELEASE.set()
+    by_image = dict(zip(df.image_id, df.status))
+    assert by_image == {"img000": "ok", "img001": "error", "img002": "ok"}, df
+    assert "timeout of 1.5 s" in df[df.image_id == "img001"].error.iloc[0]
+    for bad in (float("nan"), float("inf"), -1, "soon"):
+        with pytest.raises(ConfigError, match="timeout"):
+            api.evaluate([SleepyCodec()], PngFolder(str(data)), metrics="psnr", store=tmp_path / "o2", timeout=bad)
+
+
+def test_a_card_timeout_and_the_timeout_option(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "data"
+    fakes_bench.write_pngs(data, 3)
+    card = f"name: sleepy\nentry: test_hostile:SleepyCodec\nrates: [16]\ntimeout: 1\nparams: {{first: {_first_pixel(data)}}}\n"
+    fakes_bench.use_fakes(tmp_path, monkeypatch, 3, extra={"codecs/sleepy.yaml": card})
+    out = tmp_path / "out"
+    run = ["run", "--codecs", "sleepy", "--dataset", "pngs", "--metrics", "psnr", "-q", "--no-report", "--out", str(out)]
+    _RELEASE.clear()
+    try:
+        assert main(run) == 0  # the card's timeout: 1 s
+    finally:
+        _RELEASE.set()
+    assert _statuses(out / "bench.sqlite") == {"ok": 2, "error": 1}
+    capsys.readouterr()
+    for bad in ("nan", "inf", "-3", "x"):
+        assert main([*run, "--timeout", bad]) == 2
+        err = capsys.readouterr().err
+        assert "--timeout" in err and "Traceback" not in err, err
+
+
+@pytest.mark.skipif(not LINUX, reason="needs /proc (Linux)")
+def test_a_stopped_worker_times_out_and_the_run_finishes(fakes):
+    out = fakes
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *RUN, "--workers", "2", "--no-report", "--timeout", "4",
+                             "--out", str(out)], env=_env(FAKE_CODEC_SLEEP="0.5", BENCH_START_METHOD="fork"),
+                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stopped = None
+    try:
+        deadline, workers = time.time() + 90, []
+        while time.time() < deadline and proc.poll() is None and len(workers) < 2:
+            workers = _workers_of(proc.pid)
+            time.sleep(0.1)
+        assert len(workers) >= 2, "the pool did not start"
+        time.sleep(1.0)
+        stopped = workers[0]
+        os.kill(stopped, signal.SIGSTOP)
+        _, err = proc.communicate(timeout=150)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    statuses = _statuses(out / "bench.sqlite")
+    assert sum(statuses.values()) == 12 and 1 <= statuses.get("error", 0) <= 2, statuses
+    con = sqlite3.connect(out / "bench.sqlite")
+    errors = [e for (e,) in con.execute("SELECT error FROM rows WHERE status = 'error'")]
+    con.close()
+    assert all("timeout of 4 s" in e for e in errors), errors
+    assert not _alive(stopped), "the stopped worker was killed"
