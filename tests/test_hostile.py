@@ -14,10 +14,10 @@ import threading
 import time
 from pathlib import Path
 
+import fakes_bench
 import numpy as np
 import pytest
 
-import fakes_bench
 from bench.cli import main
 
 TESTS = Path(__file__).resolve().parent
@@ -290,7 +290,7 @@ def test_two_concurrent_recovers_lose_no_damaged_file(fakes):
 
 
 # -- items 5 and 8: a dead, a stopped or a poisoned worker; a coding that never returns -------------
-from fakes_bench import PngFolder, QuantCodec  # noqa: E402
+from fakes_bench import PngFolder, QuantCodec
 
 _RELEASE = threading.Event()  # set at the end of a test: abandoned sleeping codings return
 

@@ -90,7 +90,7 @@ def call_with_timeout(fn: Callable[[], Any], seconds: float | None) -> Any:
     def target() -> None:
         try:
             box["value"] = fn()
-        except BaseException as err:  # handed to the caller
+        except BaseException as err:  # noqa: BLE001 (handed to the caller)
             box["error"] = err
 
     thread = threading.Thread(target=target, name="bench-coding", daemon=True)
@@ -165,7 +165,7 @@ class CodingPool:
         try:
             probe.submit(int).result(timeout=120)
             return True
-        except Exception:
+        except Exception:  # noqa: BLE001 (any failure: the pool cannot run)
             return False
         finally:
             probe.shutdown(wait=False, cancel_futures=True)

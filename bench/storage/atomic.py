@@ -17,9 +17,9 @@ itself is never replaced. A FIFO with no reader, or a target that refuses the by
 from __future__ import annotations
 
 import contextlib
-import functools
 import errno
 import fcntl
+import functools
 import os
 import stat
 import tempfile
