@@ -127,7 +127,9 @@ class CodingPool:
             if self._pool is None:
                 self._pool = self._new(self.workers)
             try:
-                return self._pool.submit(fn, *args)
+                future = self._pool.submit(fn, *args)
+                future.bench_pool = self._pool  # type: ignore[attr-defined]  # which pool to blame
+                return future
             except BrokenProcessPool:
                 self._drop("_pool")
         raise PoolUnusable("the codec worker pool breaks at once")
@@ -135,13 +137,17 @@ class CodingPool:
     def result(self, future: Future, call: tuple[Any, ...], timeout: float | None) -> Any:
         """The result of ``future`` (``call`` = (fn, *args) that made it). A lost coding is retried
         alone; raises CodingTimeoutError, WorkerDiedError, or PoolUnusable."""
+        owner = getattr(future, "bench_pool", None)
         try:
             return _wait(future, timeout)
         except FutureTimeout:
-            self._kill("_pool")  # the stuck worker cannot be singled out: the others' codings are retried
+            _kill_workers(owner)  # the stuck worker cannot be singled out: the others' codings are retried
+            if owner is self._pool:
+                self._drop("_pool")
             raise _timed_out(timeout or 0, "in a worker process, which was killed") from None
         except (BrokenProcessPool, CancelledError):  # lost with a dead (or killed) worker's pool
-            self._drop("_pool")  # the next submit starts a fresh pool
+            if owner is self._pool:  # not a fresh pool started since
+                self._drop("_pool")  # the next submit starts a fresh pool
         return self._alone(call, timeout)
 
     def _alone(self, call: tuple[Any, ...], timeout: float | None) -> Any:
@@ -175,16 +181,12 @@ class CodingPool:
         setattr(self, attr, None)
         if pool is not None:
             self.restarts += attr == "_pool"
+            # shutdown() forgets the workers: keep them, to kill one found stuck later
+            pool.bench_procs = list((getattr(pool, "_processes", None) or {}).values())  # type: ignore[attr-defined]
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _kill(self, attr: str) -> None:
-        """SIGKILL every worker of the pool (ProcessPoolExecutor keeps them in ``_processes``)."""
-        pool = getattr(self, attr)
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
-            try:
-                proc.kill()
-            except (OSError, ValueError, AttributeError):
-                pass
+        _kill_workers(getattr(self, attr))
         self._drop(attr)
 
     def shutdown(self) -> None:
@@ -193,6 +195,16 @@ class CodingPool:
             setattr(self, attr, None)
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
+
+
+def _kill_workers(pool: ProcessPoolExecutor | None) -> None:
+    """SIGKILL every worker of ``pool`` (ProcessPoolExecutor keeps them in ``_processes``)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values()) + list(getattr(pool, "bench_procs", []))
+    for proc in procs:
+        try:
+            proc.kill()
+        except (OSError, ValueError, AttributeError):
+            pass
 
 
 def _wait(future: Future, timeout: float | None) -> Any:
