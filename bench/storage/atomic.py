@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import functools
 import os
 import stat
@@ -120,14 +119,14 @@ def _through(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         try:
-            out = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            out = os.open(path, os.O_WRONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
         except OSError as err:
             if err.errno == errno.ENXIO:
                 raise OutputError(f"cannot write {path}: it is a FIFO with no reader",
                                   "start the reader first (e.g. `cat FIFO`), or give a file name") from None
             raise
         try:
-            fcntl.fcntl(out, fcntl.F_SETFL, fcntl.fcntl(out, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+            os.set_blocking(out, True)
             with open(tmp, "rb") as src:
                 while chunk := src.read(1 << 20):
                     view = memoryview(chunk)
