@@ -83,7 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from bench.execution.ray_executor import RayExecutor
 
         executor = RayExecutor(address=args.address, chunk=args.chunk, batch_size=args.batch_size,
-                               gpus_per_task=args.gpus_per_task)
+                               gpus_per_task=args.gpus_per_task, timeout=config.timeout)
     elif args.gpus_per_task is not None:
         raise ConfigError("--gpus-per-task applies to Ray shards", "add --executor ray, or drop --gpus-per-task")
 

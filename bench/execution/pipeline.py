@@ -109,6 +109,16 @@ def code(codec: Codec, rate: Any, sample: Sample, class_set: str | None,
     return out
 
 
+def code_within(codec: Codec, rate: Any, sample: Sample, class_set: str | None, semantics: Any,
+                seconds: float | None) -> Coded:
+    """:func:`code` in this process, given up after ``seconds`` (None: no limit) as a failed
+    coding; the call runs on in an abandoned thread (see :mod:`bench.execution.guard`)."""
+    try:
+        return call_with_timeout(lambda: code(codec, rate, sample, class_set, semantics), seconds)
+    except BenchError as err:
+        return Coded(error=_describe_error(err))
+
+
 def base_row(codec: Codec, rate: Any, sample: Sample, coded: Coded) -> Row:
     """The row of one coded image before metrics: bytes, bpp (total and per part), notes."""
     row = Row(codec=codec.name, rate=codec.rate_label(rate), image_id=sample.id,
@@ -335,11 +345,8 @@ class LocalExecutor:
 
     def _code_here(self, ci: int, codec: Codec, rate: Any, sample: Sample, class_set: str | None) -> Coded:
         """One coding in this process, abandoned after the codec's timeout (a failed row)."""
-        try:
-            return call_with_timeout(lambda: code(codec, rate, sample, class_set, self.semantics),
-                                     self._timeouts[ci] if self._timeouts else None)
-        except BenchError as err:
-            return Coded(error=_describe_error(err))
+        return code_within(codec, rate, sample, class_set, self.semantics,
+                           self._timeouts[ci] if self._timeouts else None)
 
     def _start(self, dataset: Dataset, codecs: Sequence[Codec], codec_ids: list[str], metrics: Sequence[Metric],
                metric_ids: list[str], class_set: str | None, image_id: str,
