@@ -154,7 +154,10 @@ def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset
                 keep_reconstructions: bool = False, semantics: str | Mapping[str, Any] = "ground-truth",
                 timeout: float | None = None) -> "RunConfig":
     """The :class:`~bench.execution.runner.RunConfig` of an :func:`evaluate` call (see there)."""
+    from bench.execution.guard import check_timeout
     from bench.execution.runner import RunConfig
+
+    check_timeout(timeout, "timeout")  # before a store is opened
 
     if isinstance(semantics, Mapping):
         segmenter: dict[str, Any] | None = dict(semantics)

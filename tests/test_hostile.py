@@ -405,6 +405,7 @@ def test_an_api_codec_that_hangs_in_the_main_process_times_out(tmp_path):
     for bad in (float("nan"), float("inf"), -1, "soon"):
         with pytest.raises(ConfigError, match="timeout"):
             api.evaluate([SleepyCodec()], PngFolder(str(data)), metrics="psnr", store=tmp_path / "o2", timeout=bad)
+    assert not (tmp_path / "o2").exists(), "refused before a store was made"
 
 
 def test_a_card_timeout_and_the_timeout_option(tmp_path, monkeypatch, capsys):
