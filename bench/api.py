@@ -152,8 +152,10 @@ def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset
                 metric_params: Mapping[str, Mapping[str, Any]] | None = None, weights_dir: str | None = None,
                 allow_random_weights: bool = False, device: str | None = None, batch_size: int = 8,
                 workers: int | None = None, use_cache: bool = True, retry_failed: bool = False,
-                keep_reconstructions: bool = False, semantics: str | Mapping[str, Any] = "ground-truth") -> "RunConfig":
+                keep_reconstructions: bool = False, semantics: str | Mapping[str, Any] = "ground-truth",
+                timeout: float | None = None) -> "RunConfig":
     """The :class:`~bench.execution.runner.RunConfig` of an :func:`evaluate` call (see there)."""
+    from bench.execution.guard import check_timeout
     from bench.execution.runner import RunConfig
 
     ds_params = dict(dataset_params or {})
@@ -165,6 +167,8 @@ def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset
             raise ConfigError(f"split={split!r} and dataset_params['split']={ds_params['split']!r} differ",
                               "give the split once")
         ds_params["split"] = str(split)
+    check_timeout(timeout, "timeout")  # before a store is opened
+
     if isinstance(semantics, Mapping):
         segmenter: dict[str, Any] | None = dict(semantics)
     elif semantics == "segmenter":
@@ -192,6 +196,7 @@ def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset
         use_cache=use_cache,
         keep_reconstructions=keep_reconstructions,
         protocol=protocol,
+        timeout=timeout,
     )
 
 
@@ -230,7 +235,8 @@ def evaluate(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset", 
              allow_random_weights: bool = False, device: str | None = None, batch_size: int = 8,
              workers: int | None = None, use_cache: bool = True, retry_failed: bool = False,
              keep_reconstructions: bool = False, semantics: str | Mapping[str, Any] = "ground-truth",
-             log: LogLike = None, step: int | None = None, progress: bool = False) -> "pd.DataFrame":
+             log: LogLike = None, step: int | None = None, progress: bool = False,
+             timeout: float | None = None) -> "pd.DataFrame":
     """Evaluate ``codecs`` on ``dataset``; one tidy row per image × codec × rate.
 
     ``codecs``: registered names (``"jpeg,webp"`` or a list), ``Codec`` instances, or both.
@@ -242,7 +248,11 @@ def evaluate(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset", 
     ``params`` / ``dataset_params`` / ``metric_params``: as ``--param`` on the CLI;
     ``store``: a :class:`~bench.storage.store.Store`, a ``.sqlite`` file or a results folder (default
     ``results/bench.sqlite``); ``tag`` makes a separate run (codecs shown as ``name@tag``);
-    ``log`` / ``step``: trackers to send the results to, and the step they are logged at.
+    ``log`` / ``step``: trackers to send the results to, and the step they are logged at;
+    ``timeout``: seconds one coding may take before it is a failed row (default: the codec
+    card's ``timeout:``, else 600; 0: no limit). A coding in a worker process is stopped by
+    killing the worker; one in this process (a ``Codec`` instance that is not
+    ``parallel_safe``) runs in a thread that is abandoned (see :mod:`bench.execution.guard`).
 
     Columns are those of ``bench export`` (:func:`bench.report.export.tidy_rows`): run_id, codec,
     rate, image_id, status, error, height, width, bpp, bpp_<part>, metric values (dB, [0,1]
@@ -255,7 +265,7 @@ def evaluate(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset", 
                          params=params, dataset_params=dataset_params, metric_params=metric_params,
                          weights_dir=weights_dir, allow_random_weights=allow_random_weights, device=device,
                          batch_size=batch_size, workers=workers, use_cache=use_cache, retry_failed=retry_failed,
-                         keep_reconstructions=keep_reconstructions, semantics=semantics)
+                         keep_reconstructions=keep_reconstructions, semantics=semantics, timeout=timeout)
     st, owned = open_store(store)
     try:
         run_id = run(config, st, log=log, step=step, progress=progress)

@@ -223,7 +223,7 @@ def test_pool_starts_at_the_first_uncached_coding_only(monkeypatch, tmp_path, st
     them and codes only that point there (with either start method)."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from bench.execution import pipeline
+    from bench.execution import guard
     from bench.execution.resultcache import ResultCache
 
     monkeypatch.setenv("BENCH_START_METHOD", start)
@@ -235,7 +235,7 @@ def test_pool_starts_at_the_first_uncached_coding_only(monkeypatch, tmp_path, st
             started.append(kwargs["mp_context"].get_start_method())
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "ProcessPoolExecutor", Counting)
+    monkeypatch.setattr(guard, "ProcessPoolExecutor", Counting)  # the pool of bench.execution.guard.CodingPool
     dataset = _Images(8)
     rates = [32, 16, 8]
     import sqlite3

@@ -114,7 +114,10 @@ def new_store(args: argparse.Namespace) -> Iterator[Any]:
     path = store_path(args)
     created_dir = not path.parent.exists()
     output_dir(path.parent, "results folder (--out)")
+    from bench.storage.lock import lock_path
+
     created = not path.exists()
+    lock_created = not lock_path(path).exists()
     store = open_store(args, readonly=False, check=False)
     try:
         yield store
@@ -127,6 +130,8 @@ def new_store(args: argparse.Namespace) -> Iterator[Any]:
         if empty:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
+            if lock_created:
+                lock_path(path).unlink(missing_ok=True)
             if created_dir:
                 with contextlib.suppress(OSError):
                     path.parent.rmdir()  # only when empty

@@ -35,6 +35,9 @@ def run_config(args: argparse.Namespace) -> Any:
     positive(args.workers, "--workers", "worker processes")
     positive(args.batch_size, "--batch-size", "images per metric batch")
     positive(args.chunk, "--chunk", "images per Ray shard")
+    from bench.execution.guard import check_timeout
+
+    timeout = check_timeout(args.timeout, "--timeout")
     codec_names = csv_list(args.codecs)
     if not codec_names:
         raise ConfigError(f"--codecs {args.codecs!r} names no codec", "e.g. --codecs jpeg2000,webp (or all)")
@@ -75,6 +78,7 @@ def run_config(args: argparse.Namespace) -> Any:
         batch_size=args.batch_size,
         use_cache=not args.no_cache,
         keep_reconstructions=args.keep_reconstructions,
+        timeout=0.0 if args.timeout is not None and timeout is None else timeout,
     )
 
 
@@ -87,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from bench.execution.ray_executor import RayExecutor
 
         executor = RayExecutor(address=args.address, chunk=args.chunk, batch_size=args.batch_size,
-                               gpus_per_task=args.gpus_per_task)
+                               gpus_per_task=args.gpus_per_task, timeout=config.timeout)
     elif args.gpus_per_task is not None:
         raise ConfigError("--gpus-per-task applies to Ray shards", "add --executor ray, or drop --gpus-per-task")
 
@@ -177,6 +181,9 @@ def _evaluation_options() -> argparse.ArgumentParser:
     e.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA when available)")
     e.add_argument("--batch-size", type=int, default=RunConfig.batch_size,
                    help=f"metric-network batch (default {RunConfig.batch_size}; results do not depend on it)")
+    e.add_argument("--timeout", metavar="SECONDS",
+                   help="seconds one coding (encode + decode of one image) may take; past it the row is "
+                        "recorded as failed (default: the card's timeout:, else 600; 0: no limit)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_log_options(e)
     return e

@@ -1,6 +1,8 @@
 """BPG (Fabrice Bellard's HEVC-intra image format) through the ``bpgenc`` / ``bpgdec`` tools.
 
-The adapter writes the image as PNG into a private temporary directory, runs
+The adapter writes the image as PNG into a private temporary directory (inside this
+process's ``$TMPDIR/bench-bpg-pid<PID>``, see :mod:`bench.runtime.scratch`: folders of
+killed runs are removed when the next run starts coding BPG), runs
 ``bpgenc -q Q -f 444 -c ycbcr -b 8 -o out.bpg in.png``, sends the .bpg file as the
 single ``"image"`` part, and decodes with ``bpgdec -o out.png in.bpg``. Subprocesses
 get argument lists (no shell) and a timeout; any failure becomes a
@@ -20,6 +22,7 @@ from PIL import Image
 
 from ..errors import CodecError, ConfigError, UnavailableError
 from bench.runtime.procs import run_tool
+from bench.runtime.scratch import scratch_dir
 from .base import Codec, Encoded, RateKnob, Requirement, Semantics, check_rgb_uint8, find_binary
 from .pillow_codecs import IMAGE_PART, image_part, rgb_array
 
@@ -84,7 +87,7 @@ class BpgCodec(Codec):
         q = int(rate)
         if q != rate:
             raise ConfigError(f"bpg: quantiser q={rate} is not an integer", "use integer q in 0..51")
-        with tempfile.TemporaryDirectory(prefix="bench-bpg-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="job-", dir=scratch_dir("bpg")) as tmp:
             src, out = Path(tmp) / "in.png", Path(tmp) / "out.bpg"
             Image.fromarray(np.ascontiguousarray(image)).save(src, "PNG", compress_level=1)
             self._run([self._tool("bpgenc"), "-q", str(q), "-f", self.chroma, "-c", self.color_space,
@@ -93,7 +96,7 @@ class BpgCodec(Codec):
 
     def decode(self, parts: Mapping[str, bytes]) -> np.ndarray:
         data = image_part(parts, self.name)
-        with tempfile.TemporaryDirectory(prefix="bench-bpg-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="job-", dir=scratch_dir("bpg")) as tmp:
             src, out = Path(tmp) / "in.bpg", Path(tmp) / "out.png"
             src.write_bytes(data)
             self._run([self._tool("bpgdec"), "-o", str(out), str(src)], out)

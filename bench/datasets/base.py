@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,6 +158,44 @@ def _png_bit_depth(path: Path) -> tuple[int, int] | None:
     return head[24], head[25]
 
 
+def max_pixels() -> int | None:
+    """The most pixels an image file may have: twice ``PIL.Image.MAX_IMAGE_PIXELS`` (where Pillow
+    itself refuses an 8-bit image as a decompression bomb); None when that is set to None."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return None if limit is None else 2 * int(limit)
+
+
+def check_pixels(path: Path | str) -> tuple[int, int]:
+    """(width, height) of an image file from its header, read without decoding any pixel; raises
+    :class:`ConfigError` when width × height exceeds :func:`max_pixels`, for every mode and bit
+    depth (a 16-bit PNG is decoded by imagecodecs, which has no such guard)."""
+    limit = max_pixels()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as im:  # reads the header only
+                width, height = im.size
+        except Image.DecompressionBombError:
+            width, height = _png_size(Path(path)) or (0, 0)
+            if not width:
+                raise ConfigError(f"image {path} is too large to decode (Pillow: decompression bomb)",
+                                  "resize it, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file") from None
+    if limit is not None and width * height > limit:
+        raise ConfigError(f"image {path} is {width}x{height} = {width * height:,} pixels, over the limit of "
+                          f"{limit:,} (a decompression bomb?); nothing was decoded",
+                          "resize it, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file")
+    return width, height
+
+
+def _png_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of a PNG from its IHDR, else None."""
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
 def _on_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Composite uint8 RGB with uint8 alpha over white, rounded to nearest."""
     a = alpha.astype(np.int64)[..., None]
@@ -166,10 +205,12 @@ def _on_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 def read_rgb(path: Path, info: dict[str, Any] | None = None) -> np.ndarray:
     """H×W×3 uint8 RGB from an image file, by :data:`IMAGE_MODE_POLICY`.
 
+    An image of more than :func:`max_pixels` pixels is refused before decoding (ConfigError).
     ``info`` (optional) receives what was converted: ``mode`` (Pillow's), ``bits`` (16
     when scaled from 16 bits), ``alpha`` ("on-white") and ``exif_orientation`` (when not 1).
     """
     info = {} if info is None else info
+    check_pixels(path)  # before any pixel is decoded, whatever the mode and depth
     depth = _png_bit_depth(path)
     if depth is not None and depth[0] == 16 and depth[1] in (2, 4, 6):  # Pillow would keep the high byte
         import imagecodecs
@@ -204,6 +245,7 @@ def read_rgb(path: Path, info: dict[str, Any] | None = None) -> np.ndarray:
 
 def read_label(path: Path) -> np.ndarray:
     """H×W uint8 label ids, read without any colour conversion."""
+    check_pixels(path)
     with Image.open(path) as im:
         im.load()
         if im.mode not in ("L", "P", "I", "I;16"):

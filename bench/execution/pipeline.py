@@ -15,8 +15,7 @@ import pickle
 import time
 import traceback
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Sequence
 
@@ -26,6 +25,7 @@ from bench.codecs.base import Codec, Semantics, bits_per_pixel, part_sizes
 from bench.datasets.base import Dataset, Sample
 from bench.errors import BenchError, ConfigError
 from bench.metrics.base import Metric, Pair, State
+from bench.execution.guard import CodingPool, PoolUnusable, call_with_timeout, coding_timeout
 from bench.execution.resultcache import CodedEntry, ResultCache, coded_key, identity, metric_key, sample_key
 from bench.storage.store import Row
 from bench.runtime.threads import (MainThreads, ThreadPlan, has_networks, heavy_on_cpu, is_network, limit_process_threads,
@@ -108,6 +108,16 @@ def code(codec: Codec, rate: Any, sample: Sample, class_set: str | None,
     except Exception as err:  # recorded for this image; the run goes on
         out.error = _describe_error(err)
     return out
+
+
+def code_within(codec: Codec, rate: Any, sample: Sample, class_set: str | None, semantics: Any,
+                seconds: float | None) -> Coded:
+    """:func:`code` in this process, given up after ``seconds`` (None: no limit) as a failed
+    coding; the call runs on in an abandoned thread (see :mod:`bench.execution.guard`)."""
+    try:
+        return call_with_timeout(lambda: code(codec, rate, sample, class_set, semantics), seconds)
+    except BenchError as err:
+        return Coded(error=_describe_error(err))
 
 
 def base_row(codec: Codec, rate: Any, sample: Sample, coded: Coded) -> Row:
@@ -271,11 +281,12 @@ class LocalExecutor:
 
     ``workers`` > 1 runs parallel-safe codecs in a process pool (None: one per core when at least
     ``AUTO_POOL_MIN`` codings can run there); ``batch_size`` is the metric batch; ``cache`` reuses
-    results by content.
+    results by content; ``timeout``: seconds per coding for every codec (None: each codec's,
+    see :mod:`bench.execution.guard`, which also replaces dead workers).
     """
 
     def __init__(self, *, workers: int | None = None, batch_size: int = 8, cache: ResultCache | None = None,
-                 lookahead: int = 1) -> None:
+                 lookahead: int = 1, timeout: float | None = None) -> None:
         self.semantics: Any = None
         self.workers = workers  # None: one per core when there is enough work to repay the start-up
         self.batch_size = batch_size
@@ -283,8 +294,9 @@ class LocalExecutor:
         self.lookahead = lookahead
         self.thread_plan: ThreadPlan | None = None  # chosen by run(), see bench.runtime.threads
         self._inflight: deque[_Job] = deque()
-        self._pool: ProcessPoolExecutor | None = None  # started by _worker_pool() when first needed
-        self._pool_spec: tuple[list[Codec], list[Metric]] | None = None  # the workers' codecs and pixel metrics
+        self.timeout = timeout
+        self._timeouts: list[float | None] = []  # per codec index, set by run()
+        self._pool: CodingPool | None = None  # its workers start at the first submit
         self._main_threads = MainThreads(ThreadPlan(1, main=1, workers=0))  # set by run()
 
     def run(self, dataset: Dataset, codecs: Sequence[Codec], metrics: Sequence[Metric],
@@ -306,8 +318,14 @@ class LocalExecutor:
         self.thread_plan = plan
         self._main_threads = MainThreads(plan)  # fewer while other programs keep cores busy
         pixel = [m for m in metrics if not is_network(m)] if plan.pixel_metrics_in_workers else []
+        self._timeouts = [coding_timeout(c, self.timeout) for c in codecs]
         self._pool = None
-        self._pool_spec = (list(codecs), pixel) if plan.workers else None  # pickled when the pool starts
+        if plan.workers:
+            from bench.runtime.procs import worker_context  # workers ignore Ctrl-C and die with this process
+
+            spec = (list(codecs), pixel)  # pickled when the pool starts
+            self._pool = CodingPool(plan.workers, worker_context(plan.start), _init_worker,
+                                    lambda: (plan.worker_threads, pickle.dumps(spec), os.getpid()))
         inflight = self._inflight = deque()
         old_threads = set_torch_threads(plan.main)
         try:
@@ -320,8 +338,8 @@ class LocalExecutor:
                 yield from self._finish(inflight.popleft(), codecs, metrics)
         finally:
             if self._pool is not None:
-                self._pool.shutdown(cancel_futures=True)
-            self._pool = self._pool_spec = None
+                self._pool.shutdown()
+            self._pool = None
             set_torch_threads(old_threads)
 
     @property
@@ -330,18 +348,10 @@ class LocalExecutor:
         that count adapted to other programs' load (see bench.runtime.threads.MainThreads); else {}."""
         return self._main_threads.as_meta()
 
-    def _worker_pool(self) -> ProcessPoolExecutor | None:
-        """The run's codec workers, started at the first coding they get (a re-run whose codings
-        are all cached starts none); None when the thread plan has no workers."""
-        if self._pool is None and self._pool_spec is not None:
-            from bench.runtime.procs import worker_context  # workers ignore Ctrl-C and die with this process
-
-            plan = self.thread_plan
-            assert plan is not None  # a pool spec is only kept with a thread plan
-            self._pool = ProcessPoolExecutor(plan.workers, mp_context=worker_context(plan.start),
-                                             initializer=_init_worker,
-                                             initargs=(plan.worker_threads, pickle.dumps(self._pool_spec), os.getpid()))
-        return self._pool
+    def _code_here(self, ci: int, codec: Codec, rate: Any, sample: Sample, class_set: str | None) -> Coded:
+        """One coding in this process, abandoned after the codec's timeout (a failed row)."""
+        return code_within(codec, rate, sample, class_set, self.semantics,
+                           self._timeouts[ci] if self._timeouts else None)
 
     def _start(self, dataset: Dataset, codecs: Sequence[Codec], codec_ids: list[str], metrics: Sequence[Metric],
                metric_ids: list[str], class_set: str | None, image_id: str,
@@ -374,16 +384,22 @@ class LocalExecutor:
                             job.work.append(_Work(ci, rate, keys, Coded(entry.bytes, entry.notes, entry.seconds,
                                                                          entry.recon), ckey, from_cache=True))
                             continue
-            pool = self._worker_pool() if codec.parallel_safe and not own_semantics else None
+            pool = self._pool if codec.parallel_safe and not own_semantics else None
+            future = None
             if pool is not None:
-                job.work.append(_Work(ci, rate, keys, pool.submit(_code_in_worker, ci, rate, sample, class_set), ckey))
+                try:
+                    future = pool.submit(_code_in_worker, ci, rate, sample, class_set)
+                except PoolUnusable:
+                    future = None
+            if future is not None:
+                job.work.append(_Work(ci, rate, keys, future, ckey))
             else:
                 inline.append(_Work(ci, rate, keys, Coded(), ckey))
                 job.work.append(inline[-1])
         if inline:
             self._quiesce(job)
         for work in inline:
-            work.result = code(codecs[work.codec_index], work.rate, sample, class_set, self.semantics)
+            work.result = self._code_here(work.codec_index, codecs[work.codec_index], work.rate, sample, class_set)
         return job
 
     def _quiesce(self, *jobs: _Job) -> None:
@@ -391,7 +407,9 @@ class LocalExecutor:
         computes on every core without oversubscribing them."""
         if self.thread_plan is None or self.thread_plan.mode != "phased":
             return
-        wait([w.result for job in (*self._inflight, *jobs) for w in job.work if isinstance(w.result, Future)])
+        limits = [t for t in self._timeouts if t is not None]  # a stuck worker is dealt with in _finish
+        wait([w.result for job in (*self._inflight, *jobs) for w in job.work if isinstance(w.result, Future)],
+             timeout=max(limits) if limits and len(limits) == len(self._timeouts) else None)
 
     def _finish(self, job: _Job, codecs: Sequence[Codec], metrics: Sequence[Metric]) -> Iterator[Row]:
         yield from job.rows
@@ -400,12 +418,13 @@ class LocalExecutor:
         rows, recons, keys = [], [], []
         for work in job.work:
             codec = codecs[work.codec_index]
-            if isinstance(work.result, Future):
-                try:
-                    coded = work.result.result()
-                except BrokenProcessPool:  # a worker died (or cannot start): code it here instead
-                    coded = code(codec, work.rate, job.sample, job.class_set, self.semantics)
-                except Exception as err:  # e.g. an unpicklable result: recorded, the run goes on
+            if isinstance(work.result, Future) and self._pool is not None:
+                call = (_code_in_worker, work.codec_index, work.rate, job.sample, job.class_set)
+                try:  # a dead worker's coding is retried alone (bench.execution.guard)
+                    coded = self._pool.result(work.result, call, self._timeouts[work.codec_index])
+                except PoolUnusable:  # no worker can start: code it here instead
+                    coded = self._code_here(work.codec_index, codec, work.rate, job.sample, job.class_set)
+                except Exception as err:  # a timeout, a second death, an unpicklable result: recorded
                     coded = Coded(error=_describe_error(err))
             else:
                 coded = work.result

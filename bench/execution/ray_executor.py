@@ -22,14 +22,15 @@ from bench.codecs.base import Codec
 from bench.datasets.base import Dataset
 from bench.errors import UnavailableError
 from bench.metrics.base import Metric
-from bench.execution.pipeline import base_row, code, measure
+from bench.execution.guard import coding_timeout
+from bench.execution.pipeline import base_row, code_within, measure
 from bench.runtime.refcache import default_dir
 from bench.storage.store import Row
 from bench.runtime.threads import THREAD_ENV, ThreadPlan, is_network, limit_process_threads
 
 
 def _shard(dataset: Dataset, codec: Codec, metrics: Sequence[Metric], rate: Any, image_ids: Sequence[str],
-           batch_size: int, semantics: Any = None) -> list[Row]:
+           batch_size: int, semantics: Any = None, timeout: float | None = None) -> list[Row]:
     """One shard's rows (runs inside a Ray worker, one CPU: torch on one thread)."""
     limit_process_threads(1)
     class_set = dataset.class_set.name if dataset.class_set else None
@@ -42,7 +43,7 @@ def _shard(dataset: Dataset, codec: Codec, metrics: Sequence[Metric], rate: Any,
             done.append(Row(codec.name, codec.rate_label(rate), image_id, status="error",
                             error=f"cannot load image: {type(err).__name__}: {err}"))
             continue
-        coded = code(codec, rate, sample, class_set, semantics)
+        coded = code_within(codec, rate, sample, class_set, semantics, coding_timeout(codec, timeout))
         row = base_row(codec, rate, sample, coded)
         if coded.recon is None:
             done.append(row)
@@ -81,7 +82,7 @@ class RayExecutor:
 
     def __init__(self, *, address: str | None = None, chunk: int = 16, batch_size: int = 8,
                  num_cpus: int | None = None, num_gpus: int | None = None, gpus_per_task: float | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, timeout: float | None = None) -> None:
         if gpus_per_task is not None and not 0 <= gpus_per_task:
             from bench.errors import ConfigError
 
@@ -93,6 +94,7 @@ class RayExecutor:
         self.num_gpus = num_gpus  # a local cluster's GPUs (None: Ray detects them)
         self.gpus_per_task = gpus_per_task
         self.env = dict(env or {})
+        self.timeout = timeout  # seconds per coding (None: each card's; 0: none), see bench.execution.guard
         self.thread_plan: ThreadPlan | None = None  # set by run(): one thread per Ray task (num_cpus=1)
 
     def _ray(self) -> Any:
@@ -132,7 +134,8 @@ class RayExecutor:
         codec_refs = [ray.put(c) for c in codecs]
         sem_ref = ray.put(semantics)
         futures = [remote.options(**options[ci]).remote(ds_ref, codec_refs[ci], metrics_ref, rate,
-                                                         ids[i:i + self.chunk], self.batch_size, sem_ref)
+                                                         ids[i:i + self.chunk], self.batch_size, sem_ref,
+                                                         self.timeout)
                    for (ci, _label), (rate, ids) in by_point.items() for i in range(0, len(ids), self.chunk)]
         while futures:
             ready, futures = ray.wait(futures, num_returns=1)

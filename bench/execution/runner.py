@@ -71,6 +71,9 @@ class RunConfig:
     # a named protocol of the dataset's card (bench.datasets.presets), e.g. "sqgan"; None =
     # the card's params as they are (recorded as protocol "card")
     protocol: str | None = None
+    # seconds one coding (encode + decode of one image) may take before it is a failed row; None:
+    # each codec card's `timeout:` or bench.execution.guard.DEFAULT_TIMEOUT_S; 0: no limit
+    timeout: float | None = None
 
 
 def apply_protocol(config: RunConfig) -> tuple[RunConfig, dict[str, Any]]:
@@ -280,6 +283,9 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
     ``executor``: anything with ``run(dataset, codecs, metrics, todo, semantics) -> Iterator[Row]``
     (default: a :class:`bench.execution.pipeline.LocalExecutor` built from the config).
     """
+    from bench.execution.guard import check_timeout
+
+    check_timeout(config.timeout, "timeout")  # before anything is stored
     config, protocol = apply_protocol(config)
     plan = make_plan(config)
     for name, reason in plan.skipped:
@@ -328,7 +334,8 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
     bar = tqdm(total=plan.total, initial=plan.total - remaining, disable=not progress, desc=run_id, unit="img")
     if executor is None:
         cache = ResultCache(store.db, keep_reconstructions=config.keep_reconstructions) if config.use_cache else None
-        executor = LocalExecutor(workers=config.workers, batch_size=config.batch_size, cache=cache)
+        executor = LocalExecutor(workers=config.workers, batch_size=config.batch_size, cache=cache,
+                                 timeout=config.timeout)
     for row in executor.run(plan.dataset, plan.codecs, plan.metrics, todo, semantics):
         store.put(run_id, row)
         bar.update(1)

@@ -5,13 +5,22 @@ Writers put their bytes into a hidden temporary file in the destination folder
 format from it) and rename it over the destination with :func:`os.replace`. An exception
 or Ctrl-C removes the temporary file; a ``kill -9`` can leave one hidden ``.tmp`` file, never
 an empty or half-written ``<name>``. Failures to write become :class:`~bench.errors.OutputError`.
+
+Only a regular file (or an absent path) is replaced. A symbolic link is followed: the file it
+points to is replaced and the link stays. Any other existing target (a FIFO, a device such as
+``/dev/stdout`` or ``/dev/null``, a socket) is written *through*: the complete bytes, built in a
+temporary file under ``$TMPDIR``, are written into it as ``cat tmp > target`` would; the node
+itself is never replaced. A FIFO with no reader, or a target that refuses the bytes
+(``/dev/full``), is an OutputError (exit 7).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -35,12 +44,29 @@ def output_dir(path: Path | str, what: str = "output folder", fix: str = "choose
     return path
 
 
+def is_special(path: Path | str) -> bool:
+    """True when ``path`` (links followed) exists and is neither a regular file nor a folder:
+    a FIFO, a device, a socket. Such a target is written through, never replaced."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _real(path: Path) -> Path:
+    """``path`` with symbolic links followed (the file a link points to is what gets replaced)."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def output_file(path: Path | str, what: str = "output file") -> Path:
-    """Check that ``path`` can be a file (not an existing folder); create its folder."""
+    """Check that ``path`` can be a file (not an existing folder); create its folder (that of the
+    file a symbolic link points to). A FIFO or device needs no writable folder (written through)."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{what} {path} is a folder, not a file", f"give a file name, e.g. {path / 'rows.csv'}")
-    output_dir(path.parent, f"folder of {what}")
+    if not is_special(path):
+        output_dir(_real(path).parent, f"folder of {what}")
     return path
 
 
@@ -58,6 +84,11 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     ``with atomic_path(out / "rd_psnr.png") as tmp: fig.savefig(tmp)``
     """
     path = output_file(path)
+    if is_special(path):
+        with _through(path) as tmp:
+            yield tmp
+        return
+    path = _real(path)
     try:
         fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=TMP_MARK + path.suffix, dir=path.parent)
     except OSError as err:
@@ -79,6 +110,38 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     except BaseException:  # an error or Ctrl-C while writing: the old file stays as it was
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def _through(path: Path) -> Iterator[Path]:
+    """Yield a temporary path under $TMPDIR; on normal exit its bytes are written into the
+    existing FIFO or device ``path`` (opened without blocking: a FIFO with no reader is refused)."""
+    fd, name = tempfile.mkstemp(prefix=f"bench-{path.stem}.", suffix=TMP_MARK + path.suffix)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        try:
+            out = os.open(path, os.O_WRONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        except OSError as err:
+            if err.errno == errno.ENXIO:
+                raise OutputError(f"cannot write {path}: it is a FIFO with no reader",
+                                  "start the reader first (e.g. `cat FIFO`), or give a file name") from None
+            raise
+        try:
+            os.set_blocking(out, True)
+            with open(tmp, "rb") as src:
+                while chunk := src.read(1 << 20):
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(out, view):]
+        finally:
+            os.close(out)
+    except OSError as err:
+        raise OutputError(f"cannot write {path} (not a regular file, written through): {err.strerror or err}",
+                          "give a regular file name, or check the device or FIFO") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_text(path: Path | str, text: str, encoding: str = "utf-8") -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from bench.errors import OutputError, StoreError
+from bench.storage import lock
 from bench.storage.store import Store, connect_readonly, unpack_states
 
 RUN_COLUMNS = "run_id, created, updated, config, meta, status"
@@ -152,7 +153,7 @@ def recover(source: Path | str, dest: Path | str) -> Recovered:
         raise StoreError(f"cannot read {source} at all ({err})",
                          "nothing can be recovered from it: move it away and re-run to recompute") from None
     try:
-        with Store(dest) as out:
+        with Store(dest, locked=False) as out:
             for table, columns, valid, kind in (("runs", RUN_COLUMNS, _valid_run, "runs"),
                                                 ("rows", ROW_COLUMNS, _valid_row, "rows")):
                 marks = ",".join("?" * len(columns.split(",")))
@@ -171,16 +172,33 @@ def recover(source: Path | str, dest: Path | str) -> Recovered:
     return result
 
 
+def _kept_name(store_path: Path) -> Path:
+    """``<name>.damaged-<time>``, with ``-2``, ``-3``… when that is taken (two recovers in one
+    second never keep their files under one name)."""
+    stem = f"{store_path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+    kept, n = store_path.with_name(stem), 1
+    while any(Path(f"{kept}{s}").exists() for s in ("", "-wal", "-shm")):
+        n += 1
+        kept = store_path.with_name(f"{stem}-{n}")
+    return kept
+
+
 def recover_in_place(store_path: Path | str) -> tuple[Recovered, Path]:
     """Recover ``store_path`` into a fresh file that takes its place; the damaged file (and its
-    ``-wal``/``-shm``) is renamed ``<name>.damaged-<time>``. Returns the summary and that name."""
+    ``-wal``/``-shm``) is renamed ``<name>.damaged-<time>`` (a unique name). Refused
+    (StoreError, exit 4) while another process has the store open (:mod:`bench.storage.lock`),
+    e.g. a run still writing it, or another recover. Returns the summary and that name."""
     store_path = Path(store_path)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    with lock.exclusive(store_path, "replace it with a recovered copy"):
+        return _recover_in_place(store_path)
+
+
+def _recover_in_place(store_path: Path) -> tuple[Recovered, Path]:
     fresh = store_path.with_name(f".{store_path.name}.recovering-{os.getpid()}")
     for leftover in (fresh, Path(f"{fresh}-wal"), Path(f"{fresh}-shm")):
         leftover.unlink(missing_ok=True)
     result = recover(store_path, fresh)
-    kept = store_path.with_name(f"{store_path.name}.damaged-{stamp}")
+    kept = _kept_name(store_path)
     try:
         for suffix in ("", "-wal", "-shm"):
             if Path(f"{store_path}{suffix}").exists():

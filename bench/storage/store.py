@@ -9,7 +9,9 @@ a damaged file (found by :meth:`Store.check`, ``PRAGMA quick_check``, which
 that reads the store; or by an unreadable page) is a :class:`~bench.errors.StoreDamagedError`
 whose fix is ``bench recover`` (:mod:`bench.storage.recover`). ``Store(path, readonly=True)``
 opens with a ``mode=ro`` URI and no set-up, so a store the user cannot write can still be
-listed, reported, exported and compared.
+listed, reported, exported and compared. An open Store holds a shared lock on
+``<store>.lock`` (:mod:`bench.storage.lock`), so ``bench recover`` refuses to replace the file
+under it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import numpy as np
 
 from bench.errors import OutputError, StoreDamagedError, StoreError
+from bench.storage import lock
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -198,12 +201,14 @@ class Store:
     """A run store in one SQLite file (default ``results/bench.sqlite``).
 
     ``readonly``: open without writing anything (no WAL or schema set-up); the file must
-    exist. Writing methods then raise StoreError.
+    exist. Writing methods then raise StoreError. ``locked``: hold the shared lock of
+    :mod:`bench.storage.lock` while open (False only for a private file, e.g. recover's copy).
     """
 
-    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
+    def __init__(self, path: Path | str, *, readonly: bool = False, locked: bool = True) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        self._lock: int | None = None
         if self.path.is_dir():
             raise StoreError(f"run store {self.path} is a folder", "pass --out DIR, the folder that holds bench.sqlite")
         if readonly and not self.path.exists():
@@ -215,6 +220,8 @@ class Store:
             except OSError as err:
                 raise OutputError(f"cannot create the results folder {self.path.parent}: {err.strerror or err}",
                                   "pass --out DIR, a folder you can write") from None
+        if locked:
+            self._lock = lock.hold_shared(self.path, create=not readonly)
         try:
             if readonly:
                 self.db = connect_readonly(self.path)
@@ -228,7 +235,11 @@ class Store:
                 self._migrate()
             self._has_metric_errors = "metric_errors" in self._row_columns()
         except sqlite3.Error as err:
+            lock.release(self._lock)
             raise store_error(err, self.path) from None
+        except BaseException:
+            lock.release(self._lock)
+            raise
 
     def _check_schema(self) -> None:
         """Refuse an SQLite file with tables that is not a run store (a foreign database at the
@@ -259,6 +270,8 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+        lock.release(self._lock)
+        self._lock = None
 
     def __enter__(self) -> "Store":
         return self
