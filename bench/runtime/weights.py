@@ -17,7 +17,6 @@ model saved under the zoo's naming) is found too, after the exact name.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -25,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import WeightsError
+from bench.runtime.hashing import HASH_IN_NAME, hash_in_name, sha256_file, sha256_path  # noqa: F401 (re-exported)
 
-_HASHES: dict[tuple[str, int, int], str] = {}
 
 
 @dataclass(frozen=True)
@@ -47,13 +46,8 @@ class WeightSpec:
 
 
 #: torch.hub's HASH_REGEX (also CompressAI's zoo): the hex after the last "-" before a ".".
-HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,64})\.")
 
 
-def hash_in_name(path: Path | str) -> str | None:
-    """The sha256 prefix a torch.hub-style file name carries (≥ 8 hex digits), or None."""
-    found = HASH_IN_NAME.findall(Path(path).name)
-    return found[-1] if found else None
 
 
 def check_name_hash(path: Path | str, what: str) -> str:
@@ -85,30 +79,8 @@ def hashed_variants(spec: WeightSpec, weights_dir: Path | str | None = None) -> 
     return out
 
 
-def sha256_file(path: Path | str) -> str:
-    """sha256 hex digest of a file, memoised on (path, size, mtime)."""
-    p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _HASHES:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _HASHES[key] = h.hexdigest()
-    return _HASHES[key]
 
 
-def sha256_path(path: Path | str) -> str:
-    """sha256 of a file, or of a folder of files (split checkpoints): the digest of one line
-    ``<relative posix path>:<sha256>`` per file below it, in name order."""
-    p = Path(path)
-    if not p.is_dir():
-        return sha256_file(p)
-    h = hashlib.sha256()
-    for f in sorted((f for f in p.rglob("*") if f.is_file()), key=lambda f: f.relative_to(p).as_posix()):
-        h.update(f"{f.relative_to(p).as_posix()}:{sha256_file(f)}\n".encode())
-    return h.hexdigest()
 
 
 def user_dirs(extra: Path | str | None = None) -> list[Path]:

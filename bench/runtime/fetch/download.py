@@ -78,7 +78,7 @@ def expected_hash(spec: FileSpec) -> str | None:
 
 def verify(spec: FileSpec, path: Path) -> str:
     """sha256 of ``path``; raises :class:`FetchError` when it does not match the expected one."""
-    from bench.runtime.weights import sha256_file
+    from bench.runtime.hashing import sha256_file
 
     digest = sha256_file(path)
     want = expected_hash(spec)

@@ -156,7 +156,7 @@ def _zoo_urls() -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=1)
 def _compressai() -> tuple[Entry, ...]:
-    from bench.runtime.weights import hash_in_name
+    from bench.runtime.hashing import hash_in_name
 
     model_urls = _zoo_urls()
 
