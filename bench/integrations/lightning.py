@@ -28,8 +28,8 @@ per evaluation) measures one image at the first evaluation and keeps the first i
 the same ones at every later epoch. ``log``: bench trackers (``"mlflow"``, ``"wandb"`` …),
 opened once per ``fit``: one tracker run per training, one point per evaluation at the step
 Lightning's own loggers use for the values logged in that hook
-(``trainer.fit_loop.epoch_loop._batches_that_stepped``: at validation end one less than
-``global_step``, at train epoch end equal), so both curves share an x axis. The store's run is
+(:func:`lightning_step`: one less than ``global_step`` at the end of an epoch), so both curves
+share an x axis. The store's run is
 tagged ``step=<global_step>``, the step in ModelCheckpoint's file names.
 Needs the optional ``lightning`` (or ``pytorch-lightning``) package.
 """
@@ -74,10 +74,12 @@ def results_dir(store: Any) -> Path:
     return path.parent if path.suffix in (".sqlite", ".db", ".sqlite3") else path
 
 
-def lightning_step(trainer: Any) -> int:
-    """The step Lightning logs epoch-end metrics at (equal to ``global_step`` with one optimizer)."""
+def lightning_step(trainer: Any, hook: str = "validation") -> int:
+    """The step Lightning's loggers get the values logged in ``hook`` at: ``_batches_that_stepped``
+    at validation end, one less at train epoch end (Lightning's fit loop logs epoch metrics so)."""
     loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
-    return int(getattr(loop, "_batches_that_stepped", trainer.global_step))
+    step = int(getattr(loop, "_batches_that_stepped", trainer.global_step))
+    return step - 1 if hook == "train" and loop is not None else step
 
 
 class BenchCallback(_callback_base()):  # type: ignore[misc]
@@ -142,11 +144,11 @@ class BenchCallback(_callback_base()):  # type: ignore[misc]
 
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:  # noqa: D102
         if not trainer.sanity_checking and self.when in ("auto", "validation"):
-            self._evaluate(trainer, pl_module)
+            self._evaluate(trainer, pl_module, "validation")
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:  # noqa: D102
         if self.when == "train" or (self.when == "auto" and trainer.current_epoch not in self._epochs):
-            self._evaluate(trainer, pl_module)
+            self._evaluate(trainer, pl_module, "train")
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:  # noqa: D102
         if not self._epochs and not self._warned and trainer.is_global_zero:
@@ -160,7 +162,7 @@ class BenchCallback(_callback_base()):  # type: ignore[misc]
                           NeverEvaluatedWarning, stacklevel=2)
 
     # -- the evaluation ----------------------------------------------------------------------
-    def _evaluate(self, trainer: Any, pl_module: Any) -> None:
+    def _evaluate(self, trainer: Any, pl_module: Any, hook: str) -> None:
         epoch = trainer.current_epoch
         if epoch in self._epochs or (epoch + 1) % self.every_n_epochs:
             return
@@ -168,7 +170,7 @@ class BenchCallback(_callback_base()):  # type: ignore[misc]
         outcome: tuple[str, Any] = ("ok", {})
         if trainer.is_global_zero:
             try:
-                outcome = ("ok", self.evaluate(pl_module, int(trainer.global_step), lightning_step(trainer)))
+                outcome = ("ok", self.evaluate(pl_module, int(trainer.global_step), lightning_step(trainer, hook)))
             except Exception as err:  # noqa: BLE001 - told to every rank below, then raised
                 outcome = ("error", err)
         shared = trainer.strategy.broadcast(outcome if outcome[0] == "ok" else ("error", repr(outcome[1])), src=0)
@@ -177,7 +179,7 @@ class BenchCallback(_callback_base()):  # type: ignore[misc]
         if shared[0] == "error":
             raise RuntimeError(f"BenchCallback: the evaluation on rank 0 failed: {shared[1]}")
         for key, value in shared[1].items():
-            pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=False, logger=True)
+            pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=False, logger=bool(trainer.loggers))
 
     def evaluate(self, pl_module: Any, step: int, log_step: int | None = None) -> dict[str, float]:
         """Evaluate a deep copy of ``pl_module`` now (this process only) as a run tagged
