@@ -1,8 +1,9 @@
-"""Send a run's results to the experiment trackers researchers watch: TensorBoard and MLflow.
+"""Send a run's results to the experiment trackers researchers watch: TensorBoard, MLflow, wandb.
 
-``--log tensorboard[:DIR]`` / ``--log mlflow[:URI]`` on ``bench run`` and ``bench sweep``, and
-``log=`` in :func:`bench.evaluate`, write, at the run's step (a checkpoint's training step in
-a sweep, else 0):
+``--log tensorboard[:DIR]`` / ``--log mlflow[:URI]`` / ``--log wandb[:DIR]`` on ``bench run`` and
+``bench sweep``, ``log=`` in :func:`bench.evaluate` and in the Lightning ``BenchCallback``
+write, at the run's step (a checkpoint's training step in a sweep, Lightning's step in a
+training, else 0):
 
 * scalars, one per codec × metric × rate point, named ``<codec>/<metric>/rate_<rate>`` (bpp
   included as metric ``bpp``; values in the report's units: dB, [0, 1], …);
@@ -15,8 +16,13 @@ a sweep, else 0):
 TensorBoard goes through ``torch.utils.tensorboard.SummaryWriter`` (needs the ``tensorboard``
 package; default folder ``<results>/tensorboard``); MLflow through ``mlflow.MlflowClient``
 (default ``sqlite:///<results>/mlruns/mlflow.db`` with artifacts beside it, a local file store;
-``mlflow:DIR`` puts both in DIR; any tracking URI is accepted). One tracker object keeps one
-TensorBoard writer / one MLflow run, so a sweep logs every checkpoint into the same one.
+``mlflow:DIR`` puts both in DIR; any tracking URI is accepted); wandb through ``wandb.init``
+(:mod:`bench.integrations.wandb_tracker`; default folder ``<results>/wandb``, ``WANDB_MODE``
+honoured, offline when no API key is configured). One tracker object keeps one TensorBoard
+writer / one MLflow run / one wandb run, so a sweep — or a training with the callback — logs
+every checkpoint or evaluation into the same one: metric histories with one point per step.
+Trackers named by text are opened and written in a background process
+(:mod:`bench.integrations.background`): logging does not slow the evaluation down.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ if TYPE_CHECKING:
     from bench.execution.runner import RunConfig
     from bench.storage.store import Store
 
-KINDS = ("tensorboard", "mlflow")
+KINDS = ("tensorboard", "mlflow", "wandb")
 _UNSAFE = re.compile(r"[^\w.\-/: ]")
 
 
@@ -163,9 +169,13 @@ class Tracker(ABC):
         self.close()
 
 
-def _missing(package: str) -> UnavailableError:
+def missing_package(package: str) -> UnavailableError:
+    """The error of a tracker whose package is not installed (with the pip line)."""
     return UnavailableError(f"--log needs the {package} package, which is not installed",
                             f"pip install {package}   (or pip install 'semcodec-bench[track]')")
+
+
+_missing = missing_package
 
 
 class TensorBoardTracker(Tracker):
@@ -199,9 +209,10 @@ class TensorBoardTracker(Tracker):
 
 class MLflowTracker(Tracker):
     """One MLflow run (created on the first write, in experiment ``experiment``) through
-    ``mlflow.MlflowClient(tracking_uri)``. Params are logged once; a later step whose
-    metadata differs (a sweep's checkpoint hash, its tag) records it as tags
-    ``step <n>/<key>``."""
+    ``mlflow.MlflowClient(tracking_uri)``: every write adds one point per metric at its step.
+    Params are logged once; tag ``bench.run_id`` names the latest bench run and
+    ``bench.runs`` every ``step: run id``; a later step whose metadata differs (a sweep's
+    checkpoint hash, its tag) records it as tag ``bench.step_<n>.<key>``."""
 
     kind = "mlflow"
 
@@ -218,6 +229,7 @@ class MLflowTracker(Tracker):
         self.artifact_location = artifact_location
         self.run_id: str | None = None
         self._params: dict[str, str] = {}
+        self._runs: dict[str, str] = {}
 
     def _start(self, data: Payload) -> str:
         if self.run_id is None:
@@ -243,10 +255,11 @@ class MLflowTracker(Tracker):
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, data.step) for k, v in data.scalars.items()]
         new = [Param(k, v) for k, v in data.params.items() if k not in self._params]
-        changed = [RunTag(f"step {data.step}/{k}"[:250], v) for k, v in data.params.items()
-                   if k in self._params and self._params[k] != v]
+        changed = [RunTag(f"bench.step_{data.step}.{k}"[:250], v) for k, v in data.params.items()
+                   if k in self._params and self._params[k] != v and k != "run_id"]
         self._params.update({p.key: p.value for p in new})
-        changed.append(RunTag(f"step {data.step}/bench.run_id", data.run_id))
+        self._runs[str(data.step)] = data.run_id
+        changed += [RunTag("bench.run_id", data.run_id), RunTag("bench.runs", json.dumps(self._runs)[:5000])]
         for i in range(0, max(len(metrics), len(new), len(changed)), 90):  # log_batch takes ≤ 100 params
             self.client.log_batch(rid, metrics=metrics[i:i + 90], params=new[i:i + 90], tags=changed[i:i + 90])
         for name, fig in data.figures.items():
@@ -270,18 +283,27 @@ def mlflow_uri(target: str) -> tuple[str, str | None]:
     return f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()
 
 
-def open_tracker(spec: str, results_dir: str | Path = "results") -> Tracker:
-    """``tensorboard[:DIR]`` (default ``<results_dir>/tensorboard``) or ``mlflow[:URI|DIR]``
-    (default ``<results_dir>/mlruns``)."""
+def open_tracker(spec: str, results_dir: str | Path = "results", *, background: bool = True) -> Tracker:
+    """``tensorboard[:DIR]`` (default ``<results_dir>/tensorboard``), ``mlflow[:URI|DIR]``
+    (default ``<results_dir>/mlruns``) or ``wandb[:DIR]`` (default ``<results_dir>/wandb``);
+    with ``background`` a :class:`~bench.integrations.background.Deferred` writer process."""
     kind, _, target = spec.partition(":")
     kind = kind.strip().lower()
+    if background and kind in KINDS:
+        from .background import Deferred
+
+        return Deferred(spec, results_dir)
+    if kind == "wandb":
+        from .wandb_tracker import WandbTracker
+
+        return WandbTracker(target or Path(results_dir) / "wandb")
     if kind == "tensorboard":
         return TensorBoardTracker(target or Path(results_dir) / "tensorboard")
     if kind == "mlflow":
         uri, artifacts = mlflow_uri(target or str(Path(results_dir) / "mlruns"))
         return MLflowTracker(uri, artifact_location=artifacts)
     raise ConfigError(f"--log {spec!r}: unknown tracker {kind!r}", f"use one of {', '.join(KINDS)}, e.g. "
-                      "--log tensorboard:runs/tb or --log mlflow:results/mlruns")
+                      "--log tensorboard:runs/tb, --log mlflow:results/mlruns or --log wandb")
 
 
 def open_trackers(log: str | Tracker | Sequence[str | Tracker] | None,
@@ -305,10 +327,20 @@ def log_run(log: str | Tracker | Sequence[str | Tracker], store: "Store", run_id
             config: "RunConfig | None" = None, crops: int = 2) -> None:
     """Send run ``run_id`` to the trackers in ``log`` at ``step`` (trackers given as text are
     opened beside the store and closed again)."""
+    from .background import Deferred, Job
+
     trackers, opened = open_trackers(log, Path(store.path).parent)
     try:
-        data = payload(store, run_id, step, config=config, crops=crops)
+        images = reconstruction_crops(config, store, run_id, per_codec=crops) if config is not None and crops > 0 \
+            else {}
+        data = None
         for tracker in trackers:
+            if isinstance(tracker, Deferred):  # reads the run back from the store in its own process
+                tracker.send(Job(str(Path(store.path).resolve()), store.run(run_id)["run_id"], int(step or 0), images))
+                continue
+            if data is None:
+                data = payload(store, run_id, step, crops=0)
+                data.images = images
             tracker.write(data)
     finally:
         for tracker in opened:
