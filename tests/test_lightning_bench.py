@@ -120,3 +120,58 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert ranks[0]["logged"] == ranks[1]["logged"] and np.isfinite(ranks[0]["logged"])
     assert ranks[0]["evaluated"] == [2, 4] and ranks[1]["evaluated"] == []  # rank 0 evaluates, rank 1 waits
     assert ranks[0]["quantiles_shape"] == ranks[1]["quantiles_shape"]  # the live modules were not updated
+
+
+def read_wandb_history(folder: Path) -> list[dict[str, str]]:
+    """The history rows of the one offline run under ``folder``, read from its ``.wandb`` file:
+    a LevelDB-style log (7-byte file header ":W&B" + magic + version; 32 KiB blocks of records,
+    each crc32 u32, length u16, type u8: 1 full, 2 first, 3 middle, 4 last) of protobuf Records."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    (path,) = folder.rglob("offline-run-*/run-*.wandb")
+    data, pos, chunk, rows = path.read_bytes(), 7, b"", []
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # a block's tail too short for a record header is padding
+            pos += 32768 - pos % 32768
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if kind == 0:
+            break
+        chunk, pos = chunk + data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):
+            record = pb.Record()
+            record.ParseFromString(chunk)
+            chunk = b""
+            if record.WhichOneof("record_type") == "history":
+                rows.append({i.key or "/".join(i.nested_key): i.value_json for i in record.history.item})
+    return rows
+
+
+def test_one_tracker_run_per_training_with_three_point_histories(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    pytest.importorskip("wandb")
+    from mlflow import MlflowClient
+
+    from bench.integrations.trackers import mlflow_uri
+
+    monkeypatch.setenv("WANDB_MODE", "offline")  # no network: local run files only
+    images = write_images(tmp_path / "imgs", n=1)
+    bench_cb = BenchCallback(lambda m: m.net, str(tmp_path / "imgs"), metrics=["psnr"], store=tmp_path / "b.sqlite",
+                             log=[f"mlflow:{tmp_path / 'mlruns'}", f"wandb:{tmp_path / 'wandb'}"])
+    _trainer(tmp_path, [bench_cb]).fit(Compressor(), loader(images, 1), loader(images, 1))
+    steps = sorted(bench_cb.results)
+    psnr = [bench_cb.results[s]["psnr"].mean() for s in steps]
+    lightning_steps = list(_csv(tmp_path).dropna(subset=[KEY])["step"])
+    assert len(steps) == 3 and len(set(psnr)) == 3
+    client = MlflowClient(tracking_uri=mlflow_uri(str(tmp_path / "mlruns"))[0])
+    (run,) = client.search_runs([client.get_experiment_by_name("bench").experiment_id])  # one run, 3 evaluations
+    history = client.get_metric_history(run.info.run_id, KEY[len("bench/"):])
+    assert [p.step for p in history] == lightning_steps and np.allclose([p.value for p in history], psnr)
+    assert json.loads(run.data.tags["bench.runs"]) == {str(s): bench_cb.results[g]["run_id"].iloc[0]
+                                                      for s, g in zip(lightning_steps, steps)}
+    rows = [r for r in read_wandb_history(tmp_path / "wandb") if KEY[len("bench/"):] in r]
+    assert [int(r["_step"]) for r in rows] == lightning_steps
+    assert np.allclose([float(r[KEY[len("bench/"):]]) for r in rows], psnr)

@@ -10,6 +10,8 @@ import pytest
 from bench.cli import main
 from bench.integrations.trackers import scalar_key
 
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+
 RUN = ["run", "--codecs", "jpeg", "--dataset", "demo", "--metrics", "psnr", "--limit", "1", "--rates", "jpeg=20,50",
        "--no-report", "-q", "--step", "7"]
 
@@ -132,3 +134,21 @@ def test_lightning_callback_in_two_epoch_fit(tmp_path):
 
     assert sorted(load_results(tmp_path / "bench.sqlite", codec="modjpeg")["run_id"].unique()) == \
         sorted({callback.results[s]["run_id"].iloc[0] for s in (2, 4)})
+
+
+def test_wandb_offline_run_files_hold_scalars_figures_crops(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    from test_lightning_bench import read_wandb_history
+
+    monkeypatch.setenv("WANDB_MODE", "offline")  # no network: the run is only written to local files
+    out = tmp_path / "res"
+    assert main(["--out", str(out), *RUN, "--log", f"wandb:{tmp_path / 'wb'}"]) == 0
+    (row,) = read_wandb_history(tmp_path / "wb")
+    rows = _rows(out)
+    assert int(row["_step"]) == 7
+    for rate in ("20", "50"):
+        for metric in ("psnr", "bpp"):
+            expected = rows[rows["rate"] == rate][metric].mean()
+            assert float(row[scalar_key("jpeg", metric, rate)]) == pytest.approx(expected, rel=1e-6)
+    images = {k.rsplit("/", 1)[0] for k in row if k.startswith(("rd/", "crops/")) and k.endswith("/_type")}
+    assert "rd/rd_psnr" in images and len([i for i in images if i.startswith("crops/")]) == 3  # original + 2 crops
