@@ -7,7 +7,8 @@ training, else 0):
 
 * scalars, one per codec × metric × rate point, named ``<codec>/<metric>/rate_<rate>`` (bpp
   included as metric ``bpp``; values in the report's units: dB, [0, 1], …);
-* the rate–distortion curves (one figure per metric, as in the report), under ``rd/``;
+* the rate–distortion curves (one figure per metric, as in the report), under ``rd/``, drawn
+  once when the tracker closes, at its last step;
 * a few reconstruction crops (lowest and highest rate point of each codec on the first image,
   recomputed; the original beside them), under ``crops/``;
 * the run metadata (dataset, content hash, codec and metric identities, tag, git sha) as
@@ -62,6 +63,7 @@ class Payload:
     step: int
     scalars: dict[str, float] = field(default_factory=dict)
     figures: dict[str, "Figure"] = field(default_factory=dict)
+    curves: Any = None  # the run's summary frame: its RD figures are drawn by render_figures()
     images: dict[str, np.ndarray] = field(default_factory=dict)  # H×W×3 uint8
     params: dict[str, str] = field(default_factory=dict)
 
@@ -143,17 +145,45 @@ def payload(store: "Store", run_id: str, step: int | None = None, *, config: "Ru
             key = infos[col].key if col in infos else col
             if isinstance(value, (int, float)) and math.isfinite(value):
                 out.scalars[scalar_key(str(rec["codec"]), key, str(rec["rate"]))] = float(value)
-    for col in columns if figures else []:
-        out.figures[file_stem(col)] = rd_figure(df, col)
+    if figures and columns:
+        out.curves = df
     if config is not None and crops > 0:
         out.images = reconstruction_crops(config, store, run["run_id"], per_codec=crops)
     return out
 
 
+def render_figures(data: Payload) -> dict[str, "Figure"]:
+    """The RD figures of ``data``: those given, or one per metric (its first curve column, e.g.
+    ``psnr``, ``msssim``; the report has the others) of its summary."""
+    from bench.report.curves import curve_columns, file_stem, rd_figure
+    from bench.report.summary import column_info
+
+    if data.figures or data.curves is None:
+        return data.figures
+    infos = column_info(data.curves)
+    first = {infos[col].metric: col for col in reversed(curve_columns(data.curves))}
+    return {file_stem(col): rd_figure(data.curves, col) for col in reversed(first.values())}
+
+
 class Tracker(ABC):
-    """A destination for :class:`Payload` s; ``close()`` flushes (also on ``with`` exit)."""
+    """A destination for :class:`Payload` s; ``close()`` flushes (also on ``with`` exit).
+
+    RD figures are drawn once, at ``close()``, from the last payload that had curves, and
+    logged at its step (drawing them at every step of a training cost more than the
+    evaluation); scalars, crops and params are logged at every write."""
 
     kind: str = "tracker"
+    _last: Payload | None = None
+
+    def keep_figures(self, data: Payload) -> None:
+        """Remember ``data``'s figures for :meth:`flush_figures`."""
+        if data.figures or data.curves is not None:
+            self._last = data
+
+    def flush_figures(self) -> tuple[int, dict[str, "Figure"]]:
+        """(step, figures) of the last payload with curves, drawn now; then forgotten."""
+        last, self._last = self._last, None
+        return (last.step, render_figures(last)) if last is not None else (0, {})
 
     @abstractmethod
     def write(self, data: Payload) -> None:
@@ -195,8 +225,7 @@ class TensorBoardTracker(Tracker):
     def write(self, data: Payload) -> None:
         for key, value in data.scalars.items():
             self.writer.add_scalar(key, value, data.step)
-        for name, fig in data.figures.items():
-            self.writer.add_figure(f"rd/{name}", fig, data.step, close=False)
+        self.keep_figures(data)
         for name, image in data.images.items():
             self.writer.add_image(f"crops/{name}", image, data.step, dataformats="HWC")
         table = "\n".join(f"| {k} | {v} |" for k, v in data.params.items())
@@ -204,6 +233,9 @@ class TensorBoardTracker(Tracker):
         self.writer.flush()
 
     def close(self) -> None:
+        step, figures = self.flush_figures()
+        for name, fig in figures.items():
+            self.writer.add_figure(f"rd/{name}", fig, step, close=False)
         self.writer.close()
 
 
@@ -223,7 +255,7 @@ class MLflowTracker(Tracker):
         except ImportError:
             raise _missing("mlflow") from None
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = mlflow_client(uri)
         self.experiment = experiment
         self.run_name = run_name
         self.artifact_location = artifact_location
@@ -262,14 +294,44 @@ class MLflowTracker(Tracker):
         changed += [RunTag("bench.run_id", data.run_id), RunTag("bench.runs", json.dumps(self._runs)[:5000])]
         for i in range(0, max(len(metrics), len(new), len(changed)), 90):  # log_batch takes ≤ 100 params
             self.client.log_batch(rid, metrics=metrics[i:i + 90], params=new[i:i + 90], tags=changed[i:i + 90])
-        for name, fig in data.figures.items():
-            self.client.log_figure(rid, fig, f"rd/step_{data.step}/{name}.png")
+        self.keep_figures(data)
         for name, image in data.images.items():
             self.client.log_image(rid, image, artifact_file=f"crops/step_{data.step}/{name}.png")
 
     def close(self) -> None:
         if self.run_id is not None:
+            step, figures = self.flush_figures()
+            for name, fig in figures.items():
+                self.client.log_figure(self.run_id, fig, f"rd/step_{step}/{name}.png")
             self.client.set_terminated(self.run_id)
+
+
+def mlflow_client(uri: str) -> Any:
+    """``MlflowClient(uri)``; a new local sqlite store starts as a copy of an empty store made
+    once per MLflow version in ``$BENCH_CACHE_DIR`` (creating one runs MLflow's ~50 schema
+    migrations: 5–20 s), whose own creation leaves that copy behind."""
+    import shutil
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    from bench.runtime.refcache import default_dir
+    from bench.storage.atomic import write_with
+
+    db = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+    template = default_dir() / f"mlflow-{mlflow.__version__}-empty.db"
+    fresh = db is not None and not db.exists()
+    if fresh and template.is_file():
+        write_with(db, lambda tmp: shutil.copyfile(template, tmp))  # type: ignore[arg-type]
+    client = MlflowClient(tracking_uri=uri)
+    if fresh and not template.is_file():
+        try:
+            client.search_experiments(max_results=1)  # the tables exist now: keep a copy of the empty store
+            template.parent.mkdir(parents=True, exist_ok=True)
+            write_with(template, lambda tmp: shutil.copyfile(db, tmp))  # type: ignore[arg-type]
+        except OSError:
+            pass  # no cache folder: the next new store migrates again
+    return client
 
 
 def mlflow_uri(target: str) -> tuple[str, str | None]:

@@ -2,7 +2,8 @@
 
 One ``wandb.init`` run per tracker (created on the first write, project ``bench``, files under
 ``DIR``, default ``<results>/wandb``): each write logs the scalars (``<codec>/<metric>/rate_<rate>``),
-the RD figures (``rd/<name>``) and crops (``crops/<name>``) as images at the run's step, so a
+the crops (``crops/<name>``) as images at the run's step and the RD figures (``rd/<name>``)
+at the last step, when the tracker closes, so a
 training or a sweep gives metric histories. The run's config holds the first run's metadata.
 Mode: ``WANDB_MODE`` when set (``offline`` writes only local files, for ``wandb sync`` later),
 else ``online`` when an API key is configured (``WANDB_API_KEY`` or ``wandb login``'s netrc
@@ -32,6 +33,20 @@ def wandb_mode() -> str:
         return "offline"
 
 
+def _pixels(fig: Any) -> Any:
+    """A matplotlib figure as an H×W×3 uint8 array (drawn with its own Agg canvas)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return np.asarray(im.convert("RGB")).copy()
+
+
 class WandbTracker(Tracker):
     """One wandb run in ``directory`` (see the module docstring)."""
 
@@ -56,12 +71,16 @@ class WandbTracker(Tracker):
                                   config=dict(data.params), mode=wandb_mode(), reinit="create_new",
                                   settings=wandb.Settings(silent=True, console="off"))
         row: dict[str, Any] = dict(data.scalars)
-        row.update({f"rd/{name}": wandb.Image(fig) for name, fig in data.figures.items()})
         row.update({f"crops/{name}": wandb.Image(image) for name, image in data.images.items()})
+        self.keep_figures(data)
         self.run.log(row, step=data.step)
         self.run.summary["bench.run_id"] = data.run_id
 
     def close(self) -> None:
         if self.run is not None:
+            step, figures = self.flush_figures()
+            if figures:  # at the last step: wandb takes no step below its current one
+                self.run.log({f"rd/{name}": self.wandb.Image(_pixels(fig)) for name, fig in figures.items()},
+                             step=step)
             self.run.finish()
             self.run = None
