@@ -7,11 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-import lightning.pytorch as pl
 
 
 def write_images(folder: Path, n: int = 2, size: tuple[int, int] = (168, 176)) -> list[np.ndarray]:

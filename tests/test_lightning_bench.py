@@ -114,7 +114,7 @@ def test_ddp_on_two_cpu_processes(tmp_path):
                                                           os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1", "MASTER_PORT": str(20000 + os.getpid() % 20000)}
     proc = subprocess.run([sys.executable, str(Path(__file__).parent / "lightning_helpers.py"), str(tmp_path)],
-                          env=env, capture_output=True, text=True, timeout=170)
+                          env=env, capture_output=True, text=True, timeout=170, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["logged"] == ranks[1]["logged"] and np.isfinite(ranks[0]["logged"])

@@ -115,7 +115,7 @@ class VersionedWrapper(Codec):
         return Encoded({"raw": y.tobytes()}, {"h": image.shape[0], "w": image.shape[1]})
 
     def decode(self, parts):
-        side = int(round((len(parts["raw"]) / 3) ** 0.5))
+        side = round((len(parts["raw"]) / 3) ** 0.5)
         return np.frombuffer(parts["raw"], np.uint8).reshape(side, side, 3).copy()
 
 

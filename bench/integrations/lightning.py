@@ -137,7 +137,7 @@ class BenchCallback(_callback_base()):  # type: ignore[misc]
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:  # noqa: D102
         if stage == "fit":
-            trackers, opened = self._open
+            _trackers, opened = self._open
             self._open = ([], [])
             for tracker in opened:
                 tracker.close()

@@ -92,12 +92,12 @@ def reconstruction_crops(config: "RunConfig", store: "Store", run_id: str, *, pe
     reconstruction at its lowest and highest rate point (by bpp), recomputed with the run's
     codecs (instances as given, names rebuilt from their cards and ``config.codec_params``).
     A codec that cannot be rebuilt or fails is left out."""
-    from bench.registry import catalog
     from bench.codecs.base import Codec
     from bench.errors import BenchError
     from bench.execution.pipeline import code
-    from bench.report.html import center_crop
     from bench.execution.runner import apply_protocol, resolve_codecs
+    from bench.registry import catalog
+    from bench.report.html import center_crop
 
     rows = [r for r in store.rows(run_id) if r.status == "ok" and r.bpp is not None]
     if not rows or per_codec <= 0:
@@ -131,7 +131,7 @@ def payload(store: "Store", run_id: str, step: int | None = None, *, config: "Ru
             crops: int = 2, figures: bool = True) -> Payload:
     """Scalars, RD figures (unless ``figures`` is False), crops (when ``config`` is given and
     ``crops`` > 0) and params of a run."""
-    from bench.report.curves import curve_columns, file_stem, rd_figure
+    from bench.report.curves import curve_columns
     from bench.report.summary import column_info, summarise
 
     run = store.run(run_id)
@@ -251,7 +251,7 @@ class MLflowTracker(Tracker):
     def __init__(self, uri: str, *, experiment: str = "bench", run_name: str | None = None,
                  artifact_location: str | None = None) -> None:
         try:
-            from mlflow import MlflowClient
+            import mlflow  # noqa: F401  (is it installed?)
         except ImportError:
             raise _missing("mlflow") from None
         self.uri = uri
