@@ -91,6 +91,12 @@ def test_same_state_is_cached_changed_state_is_not(tmp_path):
     first = evaluate(from_module(net, name="net"), str(tmp_path / "imgs"), metrics=["psnr"], store=tmp_path)
     again = evaluate(from_module(net, name="net"), str(tmp_path / "imgs"), metrics=["psnr"], store=tmp_path)
     assert again["run_id"].iloc[0] == first["run_id"].iloc[0]  # same weights: the same run, resumed
+    from bench import summary
+    from bench.report.tables import printed_columns
+
+    table = summary(tmp_path, run=first["run_id"].iloc[0])  # CompressAI's strings-only rate, beside bpp
+    assert table["bpp_compressai"].iloc[0] == pytest.approx(first["bpp_compressai"].mean(), rel=1e-12)
+    assert "bpp_compressai" not in printed_columns(table)  # CSV only: the printed tables keep to 100 columns
     perturb(net, 7)
     moved = evaluate(from_module(net, name="net"), str(tmp_path / "imgs"), metrics=["psnr"], store=tmp_path)
     assert moved["run_id"].iloc[0] != first["run_id"].iloc[0]

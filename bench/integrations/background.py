@@ -102,8 +102,9 @@ class Deferred(Tracker):
         ctx = worker_context()
         self._jobs = ctx.Queue()
         self._errors = ctx.Queue()
-        self._proc = ctx.Process(target=_serve, name=f"bench-{self.kind}",
-                                 args=(spec, str(results_dir), self._jobs, self._errors, os.getpid()), daemon=True)
+        process = ctx.Process  # type: ignore[attr-defined]
+        self._proc = process(target=_serve, name=f"bench-{self.kind}", daemon=True,
+                             args=(spec, str(results_dir), self._jobs, self._errors, os.getpid()))
         self._proc.start()
         self._closed = False
 

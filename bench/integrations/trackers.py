@@ -403,6 +403,8 @@ def log_run(log: str | Tracker | Sequence[str | Tracker], store: "Store", run_id
             if data is None:
                 data = payload(store, run_id, step, crops=0)
                 data.images = images
+            if not isinstance(tracker, (TensorBoardTracker, MLflowTracker)) and tracker.kind != "wandb":
+                data.figures = render_figures(data)  # a tracker of the caller's own gets them every step
             tracker.write(data)
     finally:
         for tracker in opened:

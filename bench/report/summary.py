@@ -25,7 +25,7 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -287,7 +287,8 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
     infos += [_fixed_info(c) for c in ("bpp", *(k for k in paper_keys if k == PAPER))]  # type: ignore[misc]
     infos += [_fixed_info(f"bpp_{p}") for p in parts]  # type: ignore[misc]
     infos += [_fixed_info(k) for k in paper_keys if k != PAPER]  # type: ignore[misc]
-    infos += [_fixed_info(k) for k in noted]  # type: ignore[misc]
+    # in the CSV and bench.summary, not in the printed tables (which keep to 100 columns)
+    infos += [replace(_fixed_info(k), detail=True) for k in noted]  # type: ignore[type-var]
     owners = {k: _owner(k, names) for k in mean_keys}
     for name in names:
         infos += [_value_info(k, name, "dataset", name in random) for k, m in dataset_keys.items() if m == name]
