@@ -178,12 +178,15 @@ def open_store(store: StoreLike, *, readonly: bool = False) -> tuple["Store", bo
 
 def _folder(dataset: Any, params: Mapping[str, Any] | None) -> tuple[Any, Mapping[str, Any] | None]:
     """A path to a folder of images given as the dataset → the ``folder`` dataset at that root."""
-    if isinstance(dataset, Path) or (isinstance(dataset, str) and ("/" in dataset or os.sep in dataset
-                                                                    or dataset in (".", ".."))):
+    if not isinstance(dataset, (str, Path)):
+        return dataset, params
+    text = str(dataset)
+    pathlike = isinstance(dataset, Path) or "/" in text or os.sep in text or text in (".", "..")
+    if pathlike or Path(text).expanduser().is_dir():
         from bench.registry import catalog
 
-        if str(dataset) not in catalog.registry("dataset").names():
-            if not Path(dataset).expanduser().is_dir():
+        if text not in catalog.registry("dataset").names():
+            if not Path(text).expanduser().is_dir():
                 raise ConfigError(f"dataset {str(dataset)!r} is neither a registered name nor a folder",
                                   "give an existing folder of images or a name from `bench list datasets`")
             return "folder", {**(params or {}), "root": str(Path(dataset).expanduser().resolve())}

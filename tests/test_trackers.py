@@ -67,12 +67,12 @@ def test_mlflow_store_holds_metrics_params_artifacts(tmp_path):
     assert len(client.list_artifacts(run.info.run_id, "crops/step_7")) == 3
 
 
-@pytest.mark.parametrize("spec, package", [("tensorboard", "tensorboard"), ("mlflow", "mlflow")])
+@pytest.mark.parametrize("spec, package", [("tensorboard", "tensorboard"), ("mlflow", "mlflow"), ("wandb", "wandb")])
 def test_missing_tracker_package_says_what_to_install(tmp_path, monkeypatch, spec, package):
     from bench.errors import UnavailableError
     from bench.integrations.trackers import open_tracker
 
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard" if package == "tensorboard" else "mlflow", None)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard" if package == "tensorboard" else package, None)
     with pytest.raises(UnavailableError) as err:
         open_tracker(spec, tmp_path)
     assert f"pip install {package}" in err.value.fix and err.value.exit_code == 3
