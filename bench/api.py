@@ -19,6 +19,7 @@ call makes a new run and skips the content cache, with one warning per codec nam
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 import warnings
@@ -256,9 +257,19 @@ def run(config: "RunConfig", store: "Store", *, log: LogLike = None, step: int |
         run_id = execute(config, store, progress=progress, on_skip=on_skip, executor=executor)
         if trackers:
             log_run(trackers, store, run_id, step=step, config=config, crops=crops)
-    finally:
-        for tracker in opened:
+    except BaseException:
+        for tracker in opened:  # the run's own error is the one to see, not a tracker's on closing
+            with contextlib.suppress(Exception):
+                tracker.close()
+        raise
+    errors = []
+    for tracker in opened:  # a background tracker waits here until its writes are on disk
+        try:
             tracker.close()
+        except Exception as err:  # noqa: BLE001 - every tracker is closed, then the first error raised
+            errors.append(err)
+    if errors:
+        raise errors[0]
     return run_id
 
 
