@@ -5,17 +5,21 @@
     rows = evaluate(["jpeg", my_codec], "demo", metrics=["psnr"], limit=2)   # one row per image × codec × rate
     table = summary(run=rows["run_id"].iloc[0])                               # per codec × rate point
 
-``evaluate`` takes registered codec names **and** :class:`~bench.codecs.base.Codec` instances
-built in the caller's process (e.g. a model being trained, wrapped in a few lines). It uses the
-same store, caches, resume and trackers as ``bench run`` (which is a thin layer over
-:func:`run`). A codec instance is identified for caching by what it declares: its ``name``,
-``version`` and ``describe()`` (params, ``checkpoint_sha256``). An instance that declares no
+``evaluate`` takes registered codec names, :class:`~bench.codecs.base.Codec` instances
+built in the caller's process **and** live ``torch.nn.Module`` s with CompressAI's
+``compress`` / ``decompress`` (wrapped by :func:`bench.codecs.from_module`, evaluated on a deep
+copy). It uses the same store, caches, resume and trackers as ``bench run`` (which is a thin
+layer over :func:`run`). A codec instance is identified for caching by what it declares: its
+``name``, ``version`` and ``describe()`` (params, ``checkpoint_sha256``); when it holds
+``nn.Module`` s, also by the sha256 of their parameters and buffers at the call, computed here
+(a ``version`` alone never makes an in-memory model cacheable). An instance that declares no
 identity (no ``version`` of its own and no checkpoint hash) is never cached across calls: each
 call makes a new run and skips the content cache, with one warning per codec name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 import warnings
@@ -35,7 +39,7 @@ if TYPE_CHECKING:  # pandas and the runner are imported when called: `import ben
 
 __all__ = ["UncachedCodecWarning", "declares_identity", "evaluate", "fetch", "load_results", "run", "summary"]
 
-CodecLike = str | Codec
+CodecLike = Union[str, Codec, Any]  # Any: a torch.nn.Module (see bench.codecs.module)
 StoreLike = Union["Store", str, Path, None]
 LogLike = Union[str, "Tracker", Sequence[Union[str, "Tracker"]], None]
 
@@ -87,12 +91,42 @@ class _CallScoped(Codec):
         return self.inner.decode(parts)
 
 
+class _StateKeyed(_CallScoped):
+    """A codec instance that holds ``nn.Module`` s: its identity carries the sha256 of their
+    parameters and buffers as they are at this call, so a changed model is never served
+    another state's cached results (a ``version`` alone does not say what the weights are)."""
+
+    def __init__(self, inner: Codec, state: str) -> None:  # noqa: D107
+        super().__init__(inner)
+        self.state = state
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.inner.describe(), "module_state_sha256": self.state}
+
+
+def _live(c: Any) -> Any:
+    """A module becomes a :class:`~bench.codecs.module.ModuleCodec`; a ModuleCodec is frozen
+    (deep copy, state hash); another codec instance holding modules is keyed by their state."""
+    from bench.codecs.module import ModuleCodec, from_module, is_module, modules_of, state_sha256
+
+    if is_module(c):
+        c = from_module(c)
+    if isinstance(c, ModuleCodec):
+        return c.frozen()
+    if isinstance(c, Codec) and not isinstance(c, _CallScoped) and declares_identity(c):
+        modules = modules_of(c)
+        if modules:
+            return _StateKeyed(c, state_sha256(*modules))
+    return c
+
+
 def _scoped(codecs: Sequence[CodecLike]) -> tuple[list[CodecLike], bool]:
-    """Codecs with undeclared instances wrapped; True when the call must skip the cache."""
+    """Codecs with undeclared instances wrapped (modules keyed by their state); True when
+    the call must skip the cache."""
     out: list[CodecLike] = []
     uncached = False
-    for c in codecs:
-        if isinstance(c, Codec) and not declares_identity(c):
+    for c in map(_live, codecs):
+        if isinstance(c, Codec) and not isinstance(c, _StateKeyed) and not declares_identity(c):
             if c.name not in _WARNED:
                 _WARNED.add(c.name)
                 warnings.warn(f"codec {c.name!r} ({type(c).__name__}) declares no identity (no version of its own, "
@@ -143,6 +177,23 @@ def open_store(store: StoreLike, *, readonly: bool = False) -> tuple["Store", bo
     return Store(path, readonly=readonly), True
 
 
+def _folder(dataset: Any, params: Mapping[str, Any] | None) -> tuple[Any, Mapping[str, Any] | None]:
+    """A path to a folder of images given as the dataset → the ``folder`` dataset at that root."""
+    if not isinstance(dataset, (str, Path)):
+        return dataset, params
+    text = str(dataset)
+    pathlike = isinstance(dataset, Path) or "/" in text or os.sep in text or text in (".", "..")
+    if pathlike or Path(text).expanduser().is_dir():
+        from bench.registry import catalog
+
+        if text not in catalog.registry("dataset").names():
+            if not Path(text).expanduser().is_dir():
+                raise ConfigError(f"dataset {str(dataset)!r} is neither a registered name nor a folder",
+                                  "give an existing folder of images or a name from `bench list datasets`")
+            return "folder", {**(params or {}), "root": str(Path(dataset).expanduser().resolve())}
+    return dataset, params
+
+
 def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset", *,
                 metrics: str | Sequence[str] = "all",
                 rates: Mapping[str, Sequence[Any]] | Sequence[Any] | None = None, limit: int | None = None,
@@ -158,6 +209,7 @@ def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset
     from bench.execution.guard import check_timeout
     from bench.execution.runner import RunConfig
 
+    dataset, dataset_params = _folder(dataset, dataset_params)
     ds_params = dict(dataset_params or {})
     if split is not None and not isinstance(dataset, str):
         raise ConfigError(f"split={split!r} needs a registered dataset name, got a {type(dataset).__name__}",
@@ -220,9 +272,19 @@ def run(config: "RunConfig", store: "Store", *, log: LogLike = None, step: int |
         run_id = execute(config, store, progress=progress, on_skip=on_skip, executor=executor)
         if trackers:
             log_run(trackers, store, run_id, step=step, config=config, crops=crops)
-    finally:
-        for tracker in opened:
+    except BaseException:
+        for tracker in opened:  # the run's own error is the one to see, not a tracker's on closing
+            with contextlib.suppress(Exception):
+                tracker.close()
+        raise
+    errors = []
+    for tracker in opened:  # a background tracker waits here until its writes are on disk
+        try:
             tracker.close()
+        except Exception as err:  # noqa: BLE001 - every tracker is closed, then the first error raised
+            errors.append(err)
+    if errors:
+        raise errors[0]
     return run_id
 
 
@@ -239,8 +301,10 @@ def evaluate(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset", 
              timeout: float | None = None) -> "pd.DataFrame":
     """Evaluate ``codecs`` on ``dataset``; one tidy row per image × codec × rate.
 
-    ``codecs``: registered names (``"jpeg,webp"`` or a list), ``Codec`` instances, or both.
-    ``dataset``: a registered name or a :class:`~bench.datasets.base.Dataset`.
+    ``codecs``: registered names (``"jpeg,webp"`` or a list), ``Codec`` instances, ``nn.Module`` s
+    with CompressAI's ``compress`` / ``decompress`` (see :func:`bench.codecs.from_module`), or a mix.
+    ``dataset``: a registered name, a folder of images (a path: the ``folder`` dataset at that
+    root) or a :class:`~bench.datasets.base.Dataset`.
     ``metrics``: names or ``"all"``; ``rates``: values for every codec (a list) or per codec
     name (a dict), as text or numbers (a pair → ``"m_x:m_s"``); ``limit``: the first N images;
     ``protocol``: a named protocol of the dataset's card; ``split``: the dataset split (e.g.

@@ -10,6 +10,8 @@ import pytest
 from bench.cli import main
 from bench.integrations.trackers import scalar_key
 
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+
 RUN = ["run", "--codecs", "jpeg", "--dataset", "demo", "--metrics", "psnr", "--limit", "1", "--rates", "jpeg=20,50",
        "--no-report", "-q", "--step", "7"]
 
@@ -65,12 +67,12 @@ def test_mlflow_store_holds_metrics_params_artifacts(tmp_path):
     assert len(client.list_artifacts(run.info.run_id, "crops/step_7")) == 3
 
 
-@pytest.mark.parametrize("spec, package", [("tensorboard", "tensorboard"), ("mlflow", "mlflow")])
+@pytest.mark.parametrize("spec, package", [("tensorboard", "tensorboard"), ("mlflow", "mlflow"), ("wandb", "wandb")])
 def test_missing_tracker_package_says_what_to_install(tmp_path, monkeypatch, spec, package):
     from bench.errors import UnavailableError
     from bench.integrations.trackers import open_tracker
 
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard" if package == "tensorboard" else "mlflow", None)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard" if package == "tensorboard" else package, None)
     with pytest.raises(UnavailableError) as err:
         open_tracker(spec, tmp_path)
     assert f"pip install {package}" in err.value.fix and err.value.exit_code == 3
@@ -124,11 +126,29 @@ def test_lightning_callback_in_two_epoch_fit(tmp_path):
 
     metrics = pd.read_csv(next((tmp_path / "logs").rglob("metrics.csv")))
     key = "bench/" + scalar_key("modjpeg", "psnr", "50")
-    logged = metrics.dropna(subset=[key])
-    assert list(logged["step"]) == [2, 4]
+    logged = metrics.dropna(subset=[key])  # at the step of Lightning's own validation values
+    assert list(logged["step"]) == list(metrics.dropna(subset=["val_loss"])["step"]) == [1, 3]
     rows = callback.results[4]
     assert np.allclose(logged[key], rows["psnr"].mean()) and rows["run_id"].iloc[0].startswith("demo-")
     from bench.api import load_results
 
     assert sorted(load_results(tmp_path / "bench.sqlite", codec="modjpeg")["run_id"].unique()) == \
         sorted({callback.results[s]["run_id"].iloc[0] for s in (2, 4)})
+
+
+def test_wandb_offline_run_files_hold_scalars_figures_crops(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    from test_lightning_bench import read_wandb_history
+
+    monkeypatch.setenv("WANDB_MODE", "offline")  # no network: the run is only written to local files
+    out = tmp_path / "res"
+    assert main(["--out", str(out), *RUN, "--log", f"wandb:{tmp_path / 'wb'}"]) == 0
+    (row,) = read_wandb_history(tmp_path / "wb")
+    rows = _rows(out)
+    assert int(row["_step"]) == 7
+    for rate in ("20", "50"):
+        for metric in ("psnr", "bpp"):
+            expected = rows[rows["rate"] == rate][metric].mean()
+            assert float(row[scalar_key("jpeg", metric, rate)]) == pytest.approx(expected, rel=1e-6)
+    images = {k.rsplit("/", 1)[0] for k in row if k.startswith(("rd/", "crops/")) and k.endswith("/_type")}
+    assert "rd/rd_psnr" in images and len([i for i in images if i.startswith("crops/")]) == 3  # original + 2 crops

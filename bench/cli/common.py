@@ -216,5 +216,5 @@ def global_options(on_subcommand: bool) -> argparse.ArgumentParser:
 
 def add_log_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log", action="append", metavar="TRACKER",
-                        help="tensorboard[:DIR] or mlflow[:URI|DIR]: also send scalars, RD curves, crops and "
-                             "metadata there (repeatable; default dirs under --out)")
+                        help="tensorboard[:DIR], mlflow[:URI|DIR] or wandb[:DIR]: also send scalars, RD curves, "
+                             "crops and metadata there (repeatable; default dirs under --out)")

@@ -1,12 +1,14 @@
-"""Send a run's results to the experiment trackers researchers watch: TensorBoard and MLflow.
+"""Send a run's results to the experiment trackers researchers watch: TensorBoard, MLflow, wandb.
 
-``--log tensorboard[:DIR]`` / ``--log mlflow[:URI]`` on ``bench run`` and ``bench sweep``, and
-``log=`` in :func:`bench.evaluate`, write, at the run's step (a checkpoint's training step in
-a sweep, else 0):
+``--log tensorboard[:DIR]`` / ``--log mlflow[:URI]`` / ``--log wandb[:DIR]`` on ``bench run`` and
+``bench sweep``, ``log=`` in :func:`bench.evaluate` and in the Lightning ``BenchCallback``
+write, at the run's step (a checkpoint's training step in a sweep, Lightning's step in a
+training, else 0):
 
 * scalars, one per codec × metric × rate point, named ``<codec>/<metric>/rate_<rate>`` (bpp
   included as metric ``bpp``; values in the report's units: dB, [0, 1], …);
-* the rate–distortion curves (one figure per metric, as in the report), under ``rd/``;
+* the rate–distortion curves (one figure per metric, as in the report), under ``rd/``, drawn
+  once when the tracker closes, at its last step;
 * a few reconstruction crops (lowest and highest rate point of each codec on the first image,
   recomputed; the original beside them), under ``crops/``;
 * the run metadata (dataset, content hash, codec and metric identities, tag, git sha) as
@@ -15,8 +17,13 @@ a sweep, else 0):
 TensorBoard goes through ``torch.utils.tensorboard.SummaryWriter`` (needs the ``tensorboard``
 package; default folder ``<results>/tensorboard``); MLflow through ``mlflow.MlflowClient``
 (default ``sqlite:///<results>/mlruns/mlflow.db`` with artifacts beside it, a local file store;
-``mlflow:DIR`` puts both in DIR; any tracking URI is accepted). One tracker object keeps one
-TensorBoard writer / one MLflow run, so a sweep logs every checkpoint into the same one.
+``mlflow:DIR`` puts both in DIR; any tracking URI is accepted); wandb through ``wandb.init``
+(:mod:`bench.integrations.wandb_tracker`; default folder ``<results>/wandb``, ``WANDB_MODE``
+honoured, offline when no API key is configured). One tracker object keeps one TensorBoard
+writer / one MLflow run / one wandb run, so a sweep — or a training with the callback — logs
+every checkpoint or evaluation into the same one: metric histories with one point per step.
+Trackers named by text are opened and written in a background process
+(:mod:`bench.integrations.background`): logging does not slow the evaluation down.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ if TYPE_CHECKING:
     from bench.execution.runner import RunConfig
     from bench.storage.store import Store
 
-KINDS = ("tensorboard", "mlflow")
+KINDS = ("tensorboard", "mlflow", "wandb")
 _UNSAFE = re.compile(r"[^\w.\-/: ]")
 
 
@@ -56,6 +63,7 @@ class Payload:
     step: int
     scalars: dict[str, float] = field(default_factory=dict)
     figures: dict[str, "Figure"] = field(default_factory=dict)
+    curves: Any = None  # the run's summary frame: its RD figures are drawn by render_figures()
     images: dict[str, np.ndarray] = field(default_factory=dict)  # H×W×3 uint8
     params: dict[str, str] = field(default_factory=dict)
 
@@ -84,12 +92,12 @@ def reconstruction_crops(config: "RunConfig", store: "Store", run_id: str, *, pe
     reconstruction at its lowest and highest rate point (by bpp), recomputed with the run's
     codecs (instances as given, names rebuilt from their cards and ``config.codec_params``).
     A codec that cannot be rebuilt or fails is left out."""
-    from bench.registry import catalog
     from bench.codecs.base import Codec
     from bench.errors import BenchError
     from bench.execution.pipeline import code
-    from bench.report.html import center_crop
     from bench.execution.runner import apply_protocol, resolve_codecs
+    from bench.registry import catalog
+    from bench.report.html import center_crop
 
     rows = [r for r in store.rows(run_id) if r.status == "ok" and r.bpp is not None]
     if not rows or per_codec <= 0:
@@ -123,7 +131,7 @@ def payload(store: "Store", run_id: str, step: int | None = None, *, config: "Ru
             crops: int = 2, figures: bool = True) -> Payload:
     """Scalars, RD figures (unless ``figures`` is False), crops (when ``config`` is given and
     ``crops`` > 0) and params of a run."""
-    from bench.report.curves import curve_columns, file_stem, rd_figure
+    from bench.report.curves import curve_columns
     from bench.report.summary import column_info, summarise
 
     run = store.run(run_id)
@@ -137,17 +145,45 @@ def payload(store: "Store", run_id: str, step: int | None = None, *, config: "Ru
             key = infos[col].key if col in infos else col
             if isinstance(value, (int, float)) and math.isfinite(value):
                 out.scalars[scalar_key(str(rec["codec"]), key, str(rec["rate"]))] = float(value)
-    for col in columns if figures else []:
-        out.figures[file_stem(col)] = rd_figure(df, col)
+    if figures and columns:
+        out.curves = df
     if config is not None and crops > 0:
         out.images = reconstruction_crops(config, store, run["run_id"], per_codec=crops)
     return out
 
 
+def render_figures(data: Payload) -> dict[str, "Figure"]:
+    """The RD figures of ``data``: those given, or one per metric (its first curve column, e.g.
+    ``psnr``, ``msssim``; the report has the others) of its summary."""
+    from bench.report.curves import curve_columns, file_stem, rd_figure
+    from bench.report.summary import column_info
+
+    if data.figures or data.curves is None:
+        return data.figures
+    infos = column_info(data.curves)
+    first = {infos[col].metric: col for col in reversed(curve_columns(data.curves))}
+    return {file_stem(col): rd_figure(data.curves, col) for col in reversed(first.values())}
+
+
 class Tracker(ABC):
-    """A destination for :class:`Payload` s; ``close()`` flushes (also on ``with`` exit)."""
+    """A destination for :class:`Payload` s; ``close()`` flushes (also on ``with`` exit).
+
+    RD figures are drawn once, at ``close()``, from the last payload that had curves, and
+    logged at its step (drawing them at every step of a training cost more than the
+    evaluation); scalars, crops and params are logged at every write."""
 
     kind: str = "tracker"
+    _last: Payload | None = None
+
+    def keep_figures(self, data: Payload) -> None:
+        """Remember ``data``'s figures for :meth:`flush_figures`."""
+        if data.figures or data.curves is not None:
+            self._last = data
+
+    def flush_figures(self) -> tuple[int, dict[str, "Figure"]]:
+        """(step, figures) of the last payload with curves, drawn now; then forgotten."""
+        last, self._last = self._last, None
+        return (last.step, render_figures(last)) if last is not None else (0, {})
 
     @abstractmethod
     def write(self, data: Payload) -> None:
@@ -163,9 +199,13 @@ class Tracker(ABC):
         self.close()
 
 
-def _missing(package: str) -> UnavailableError:
+def missing_package(package: str) -> UnavailableError:
+    """The error of a tracker whose package is not installed (with the pip line)."""
     return UnavailableError(f"--log needs the {package} package, which is not installed",
                             f"pip install {package}   (or pip install 'semcodec-bench[track]')")
+
+
+_missing = missing_package
 
 
 class TensorBoardTracker(Tracker):
@@ -185,8 +225,7 @@ class TensorBoardTracker(Tracker):
     def write(self, data: Payload) -> None:
         for key, value in data.scalars.items():
             self.writer.add_scalar(key, value, data.step)
-        for name, fig in data.figures.items():
-            self.writer.add_figure(f"rd/{name}", fig, data.step, close=False)
+        self.keep_figures(data)
         for name, image in data.images.items():
             self.writer.add_image(f"crops/{name}", image, data.step, dataformats="HWC")
         table = "\n".join(f"| {k} | {v} |" for k, v in data.params.items())
@@ -194,30 +233,35 @@ class TensorBoardTracker(Tracker):
         self.writer.flush()
 
     def close(self) -> None:
+        step, figures = self.flush_figures()
+        for name, fig in figures.items():
+            self.writer.add_figure(f"rd/{name}", fig, step, close=False)
         self.writer.close()
 
 
 class MLflowTracker(Tracker):
     """One MLflow run (created on the first write, in experiment ``experiment``) through
-    ``mlflow.MlflowClient(tracking_uri)``. Params are logged once; a later step whose
-    metadata differs (a sweep's checkpoint hash, its tag) records it as tags
-    ``step <n>/<key>``."""
+    ``mlflow.MlflowClient(tracking_uri)``: every write adds one point per metric at its step.
+    Params are logged once; tag ``bench.run_id`` names the latest bench run and
+    ``bench.runs`` every ``step: run id``; a later step whose metadata differs (a sweep's
+    checkpoint hash, its tag) records it as tag ``bench.step_<n>.<key>``."""
 
     kind = "mlflow"
 
     def __init__(self, uri: str, *, experiment: str = "bench", run_name: str | None = None,
                  artifact_location: str | None = None) -> None:
         try:
-            from mlflow import MlflowClient
+            import mlflow  # noqa: F401  (is it installed?)
         except ImportError:
             raise _missing("mlflow") from None
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = mlflow_client(uri)
         self.experiment = experiment
         self.run_name = run_name
         self.artifact_location = artifact_location
         self.run_id: str | None = None
         self._params: dict[str, str] = {}
+        self._runs: dict[str, str] = {}
 
     def _start(self, data: Payload) -> str:
         if self.run_id is None:
@@ -243,20 +287,51 @@ class MLflowTracker(Tracker):
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, data.step) for k, v in data.scalars.items()]
         new = [Param(k, v) for k, v in data.params.items() if k not in self._params]
-        changed = [RunTag(f"step {data.step}/{k}"[:250], v) for k, v in data.params.items()
-                   if k in self._params and self._params[k] != v]
+        changed = [RunTag(f"bench.step_{data.step}.{k}"[:250], v) for k, v in data.params.items()
+                   if k in self._params and self._params[k] != v and k != "run_id"]
         self._params.update({p.key: p.value for p in new})
-        changed.append(RunTag(f"step {data.step}/bench.run_id", data.run_id))
+        self._runs[str(data.step)] = data.run_id
+        changed += [RunTag("bench.run_id", data.run_id), RunTag("bench.runs", json.dumps(self._runs)[:5000])]
         for i in range(0, max(len(metrics), len(new), len(changed)), 90):  # log_batch takes ≤ 100 params
             self.client.log_batch(rid, metrics=metrics[i:i + 90], params=new[i:i + 90], tags=changed[i:i + 90])
-        for name, fig in data.figures.items():
-            self.client.log_figure(rid, fig, f"rd/step_{data.step}/{name}.png")
+        self.keep_figures(data)
         for name, image in data.images.items():
             self.client.log_image(rid, image, artifact_file=f"crops/step_{data.step}/{name}.png")
 
     def close(self) -> None:
         if self.run_id is not None:
+            step, figures = self.flush_figures()
+            for name, fig in figures.items():
+                self.client.log_figure(self.run_id, fig, f"rd/step_{step}/{name}.png")
             self.client.set_terminated(self.run_id)
+
+
+def mlflow_client(uri: str) -> Any:
+    """``MlflowClient(uri)``; a new local sqlite store starts as a copy of an empty store made
+    once per MLflow version in ``$BENCH_CACHE_DIR`` (creating one runs MLflow's ~50 schema
+    migrations: 5–20 s), whose own creation leaves that copy behind."""
+    import shutil
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    from bench.runtime.refcache import default_dir
+    from bench.storage.atomic import write_with
+
+    db = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+    template = default_dir() / f"mlflow-{mlflow.__version__}-empty.db"
+    fresh = db is not None and not db.exists()
+    if fresh and template.is_file():
+        write_with(db, lambda tmp: shutil.copyfile(template, tmp))  # type: ignore[arg-type]
+    client = MlflowClient(tracking_uri=uri)
+    if fresh and not template.is_file():
+        try:
+            client.search_experiments(max_results=1)  # the tables exist now: keep a copy of the empty store
+            template.parent.mkdir(parents=True, exist_ok=True)
+            write_with(template, lambda tmp: shutil.copyfile(db, tmp))  # type: ignore[arg-type]
+        except OSError:
+            pass  # no cache folder: the next new store migrates again
+    return client
 
 
 def mlflow_uri(target: str) -> tuple[str, str | None]:
@@ -270,18 +345,27 @@ def mlflow_uri(target: str) -> tuple[str, str | None]:
     return f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()
 
 
-def open_tracker(spec: str, results_dir: str | Path = "results") -> Tracker:
-    """``tensorboard[:DIR]`` (default ``<results_dir>/tensorboard``) or ``mlflow[:URI|DIR]``
-    (default ``<results_dir>/mlruns``)."""
+def open_tracker(spec: str, results_dir: str | Path = "results", *, background: bool = True) -> Tracker:
+    """``tensorboard[:DIR]`` (default ``<results_dir>/tensorboard``), ``mlflow[:URI|DIR]``
+    (default ``<results_dir>/mlruns``) or ``wandb[:DIR]`` (default ``<results_dir>/wandb``);
+    with ``background`` a :class:`~bench.integrations.background.Deferred` writer process."""
     kind, _, target = spec.partition(":")
     kind = kind.strip().lower()
+    if background and kind in KINDS:
+        from .background import Deferred
+
+        return Deferred(spec, results_dir)
+    if kind == "wandb":
+        from .wandb_tracker import WandbTracker
+
+        return WandbTracker(target or Path(results_dir) / "wandb")
     if kind == "tensorboard":
         return TensorBoardTracker(target or Path(results_dir) / "tensorboard")
     if kind == "mlflow":
         uri, artifacts = mlflow_uri(target or str(Path(results_dir) / "mlruns"))
         return MLflowTracker(uri, artifact_location=artifacts)
     raise ConfigError(f"--log {spec!r}: unknown tracker {kind!r}", f"use one of {', '.join(KINDS)}, e.g. "
-                      "--log tensorboard:runs/tb or --log mlflow:results/mlruns")
+                      "--log tensorboard:runs/tb, --log mlflow:results/mlruns or --log wandb")
 
 
 def open_trackers(log: str | Tracker | Sequence[str | Tracker] | None,
@@ -305,10 +389,22 @@ def log_run(log: str | Tracker | Sequence[str | Tracker], store: "Store", run_id
             config: "RunConfig | None" = None, crops: int = 2) -> None:
     """Send run ``run_id`` to the trackers in ``log`` at ``step`` (trackers given as text are
     opened beside the store and closed again)."""
+    from .background import Deferred, Job
+
     trackers, opened = open_trackers(log, Path(store.path).parent)
     try:
-        data = payload(store, run_id, step, config=config, crops=crops)
+        images = reconstruction_crops(config, store, run_id, per_codec=crops) if config is not None and crops > 0 \
+            else {}
+        data = None
         for tracker in trackers:
+            if isinstance(tracker, Deferred):  # reads the run back from the store in its own process
+                tracker.send(Job(str(Path(store.path).resolve()), store.run(run_id)["run_id"], int(step or 0), images))
+                continue
+            if data is None:
+                data = payload(store, run_id, step, crops=0)
+                data.images = images
+            if not isinstance(tracker, (TensorBoardTracker, MLflowTracker)) and tracker.kind != "wandb":
+                data.figures = render_figures(data)  # a tracker of the caller's own gets them every step
             tracker.write(data)
     finally:
         for tracker in opened:

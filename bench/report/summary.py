@@ -24,8 +24,8 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -195,6 +195,13 @@ def _part_bpp(row: Row, part: str) -> float:
     return float(row.metrics.get(f"bpp_{part}", math.nan if part in row.bytes else 0.0))
 
 
+def noted_rates(rows: Sequence[Row], parts: Sequence[str]) -> list[str]:
+    """Rates a codec notes beside its real bpp that are neither a byte part's nor a paper
+    formula's, e.g. CompressAI's strings-only ``bpp_compressai`` (in bpp)."""
+    return sorted({k for r in rows if r.status == "ok" for k in r.metrics
+                   if k.startswith("bpp_") and k[4:] not in parts and not is_paper_key(k)})
+
+
 def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
@@ -224,6 +231,7 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
     random = _random_metrics(run)
     parts = sorted({p for r in rows if r.status == "ok" for p in r.bytes})
     paper_keys = sorted({k for r in rows if r.status == "ok" for k in paper_values(r.metrics)})
+    noted = noted_rates(rows, parts)
 
     groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
     for r in rows:
@@ -239,6 +247,8 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
             rec[f"bpp_{p}"] = _mean([_part_bpp(r, p) for r in ok])
         for key in paper_keys:
             rec[key] = _mean([v[key] for v in (paper_values(r.metrics) for r in ok) if key in v])
+        for key in noted:
+            rec[key] = _mean([float(r.metrics[key]) for r in ok if key in r.metrics])
         for name in names:
             states = [r.states[name] for r in ok if name in r.states]
             rec[f"n_{name}"] = len(states)
@@ -278,6 +288,8 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
     infos += [_fixed_info(c) for c in ("bpp", *(k for k in paper_keys if k == PAPER))]  # type: ignore[misc]  # _fixed_info is never None for these fixed columns
     infos += [_fixed_info(f"bpp_{p}") for p in parts]  # type: ignore[misc]  # _fixed_info is never None for these fixed columns
     infos += [_fixed_info(k) for k in paper_keys if k != PAPER]  # type: ignore[misc]  # _fixed_info is never None for these fixed columns
+    # in the CSV and bench.summary, not in the printed tables (which keep to 100 columns)
+    infos += [replace(_fixed_info(k), detail=True) for k in noted]  # type: ignore[type-var]  # never None here
     owners = {k: _owner(k, names) for k in mean_keys}
     for name in names:
         infos += [_value_info(k, name, "dataset", name in random) for k, m in dataset_keys.items() if m == name]
@@ -323,6 +335,7 @@ def per_image(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
     names = _metric_names(run, rows)
     random = _random_metrics(run)
     parts = sorted({p for r in rows for p in r.bytes})
+    noted = set(noted_rates(rows, parts))
     records = []
     for r in rows:
         rec: dict[str, Any] = {"codec": r.codec, "rate": r.rate, "image_id": r.image_id, "status": r.status,
@@ -332,6 +345,8 @@ def per_image(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
             rec[f"bpp_{p}"] = _part_bpp(r, p) if r.status == "ok" or p in r.bytes else math.nan
         rec.update(paper_values(r.metrics))
         for key, value in r.metrics.items():
+            if key in noted:
+                rec[key] = value
             if key.startswith("bpp_") or is_paper_key(key):
                 continue
             owner = _owner(key, names)
