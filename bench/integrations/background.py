@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError, UnavailableError
-
-from .trackers import Payload, Tracker
+from bench.integrations.tracking import Payload, Tracker
 
 PACKAGES = {"tensorboard": ("tensorboard", "torch.utils.tensorboard"), "mlflow": ("mlflow",), "wandb": ("wandb",)}
 
@@ -41,7 +40,7 @@ class Job:
 
 def check_installed(kind: str) -> None:
     """Raise :class:`UnavailableError` (with the pip line) unless ``kind``'s package can be imported."""
-    from .trackers import missing_package
+    from bench.integrations.tracking import missing_package
 
     for module in PACKAGES.get(kind, ()):
         if module in sys.modules:
@@ -63,11 +62,11 @@ def _serve(spec: str, results_dir: str, jobs: Any, errors: Any, parent: int) -> 
     die_with_parent(parent)
     tracker = None
     try:
+        from bench.integrations.tracker_kinds import make_tracker
+        from bench.integrations.tracking import payload
         from bench.storage.store import Store
 
-        from .trackers import open_tracker, payload
-
-        tracker = open_tracker(spec, results_dir, background=False)
+        tracker = make_tracker(spec, results_dir)
         while (job := jobs.get()) is not None:
             store = Store(Path(job.store), readonly=True)
             try:

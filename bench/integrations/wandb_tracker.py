@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .trackers import Payload, Tracker, missing_package
+from bench.integrations.tracking import Payload, Tracker, missing_package
 
 
 def wandb_mode() -> str:
