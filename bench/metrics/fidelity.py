@@ -10,9 +10,10 @@ rounding of the kernel sums (~1e-7 × the kernel scale, absolute).
 Per image the state holds the pool3 features of the reconstruction and of the original
 (``rec``, ``ref``: k×2048 float64, k = 1 or the number of patches); the original's
 features come from the :class:`~bench.runtime.refcache.RefCache`, so they are extracted once per
-image whatever the number of codecs × rate points. ``compute`` merges these and calls
-torch-fidelity's own functions: ``fid_features_to_statistics`` /
-``fid_statistics_to_metric`` for FID and ``kid_features_to_metric`` for KID (polynomial
+image whatever the number of codecs × rate points. ``compute`` merges these; FID is torch-fidelity's formula
+(``fid_features_to_statistics`` / ``fid_statistics_to_metric``) computed through exact symmetric
+forms (:mod:`bench.metrics.frechet`, equal within ~1e-12 relative, the originals' statistics
+cached) and KID is torch-fidelity's own ``kid_features_to_metric`` (polynomial
 kernel, subset size min(1000, N), 100 subsets, seed 2020 by default; ``kid_std`` from
 subsets of min(1000, ⌊N/2⌋) when the value's subset is the whole set, see :class:`KID`).
 Both are lower-is-better, unitless, ≥ 0 (KID can be slightly negative). N is reported with every value;
@@ -44,6 +45,7 @@ from ..codecs.base import Requirement
 from ..errors import ConfigError, MetricError, WeightsError
 from bench.runtime.refcache import RefCache, default_cache
 from .base import Metric, Pair, State
+from .frechet import frechet_distance
 
 log = logging.getLogger("bench")
 
@@ -353,12 +355,8 @@ class FID(_InceptionMetric):
     version = "1"
 
     def compute(self, state: State) -> dict[str, float]:
-        from torch_fidelity.metric_fid import (
-            KEY_METRIC_FID,
-            fid_features_to_statistics,
-            fid_statistics_to_metric,
-        )
-
+        """torch-fidelity's FID formula, computed by :func:`bench.metrics.frechet.frechet_distance`
+        (exact symmetric forms, the originals' statistics cached; equal within ~1e-12 relative)."""
         rec, ref, patch = self.features_of(state)
         n = len(rec)
         out = {"fid_n": float(n), "fid_images": float(self.n_images(state)), "fid_patch": patch,
@@ -368,9 +366,7 @@ class FID(_InceptionMetric):
         if n < FID_MIN_N:
             log.warning("FID from N=%d < %d samples is biased and its covariance rank-deficient; "
                         "compare only values with the same N", n, FID_MIN_N)
-        stats_rec = fid_features_to_statistics(_native(rec))
-        stats_ref = fid_features_to_statistics(_native(ref))
-        return {"fid": float(fid_statistics_to_metric(stats_rec, stats_ref, False)[KEY_METRIC_FID]), **out}
+        return {"fid": frechet_distance(rec, ref), **out}
 
 
 def kid_subset_size(n: int) -> int:
