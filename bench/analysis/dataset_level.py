@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
 from collections import defaultdict
@@ -86,15 +87,26 @@ class DatasetValues:
         return values
 
     def flush(self) -> int:
-        """Store the values computed since the last flush (skipped on a read-only or busy
-        store: they are recomputed next time); returns how many were stored."""
+        """Store the values computed since the last flush; returns how many were stored.
+
+        A store opened read-only (``report``, ``figures``, ``compare`` open it so) is written
+        through a second, short-lived connection when the file and its folder are writable;
+        otherwise (or when the store is busy) nothing is stored and the values are recomputed
+        next time."""
         items, self.computed = self.computed, []
-        if not items or self.store.readonly:
+        if not items:
             return 0
         try:
-            self.store.put_dataset_values(self.run_id, items)
-        except StoreError as err:
-            log.warning("dataset-level values not stored (%s); they are recomputed next time", err.problem)
+            if not self.store.readonly:
+                self.store.put_dataset_values(self.run_id, items)
+            elif os.access(self.store.path, os.W_OK) and os.access(self.store.path.parent, os.W_OK):
+                with Store(self.store.path) as writable:
+                    writable.put_dataset_values(self.run_id, items)
+            else:
+                return 0
+        except (StoreError, OSError) as err:
+            log.warning("dataset-level values not stored (%s); they are recomputed next time",
+                        getattr(err, "problem", err))
             return 0
         return len(items)
 

@@ -367,7 +367,8 @@ class Store:
         with self.db:
             self.db.executemany('INSERT OR REPLACE INTO dataset_values (run_id, codec, rate, metric, state_hash, '
                                 '"values", created) VALUES (?,?,?,?,?,?,?)',
-                                [(run_id, c, r, m, h, _dumps(v), now) for c, r, m, h, v in items])
+                                [(run_id, c, r, m, h, json.dumps(v, allow_nan=True), now)  # key order kept
+                                 for c, r, m, h, v in items])
 
     @_guarded
     def count(self, run_id: str) -> int:
