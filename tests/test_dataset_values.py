@@ -148,12 +148,13 @@ def test_values_are_recomputed_only_where_the_states_changed(store_path, counted
 def test_read_only_store_values_are_stored_when_the_file_is_writable(store_path, counted, monkeypatch) -> None:
     with Store(store_path) as store:
         run_id = make_run(store, points=2, images=3, miou=False)
-    monkeypatch.setattr("bench.analysis.dataset_level.os.access", lambda path, mode: False)  # a read-only file
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only file
     with Store(store_path, readonly=True) as ro:
         df = summarise(ro, run_id)
         assert ro.dataset_values(run_id) == {}
     assert np.isfinite(df["fid (random weights)"]).all() and counted["fid"] == 2
-    monkeypatch.setattr("bench.analysis.dataset_level.os.access", os.access)
+    monkeypatch.setattr(os, "access", real_access)
     with Store(store_path, readonly=True) as ro:  # `bench report` opens the store read-only
         summarise(ro, run_id)
         assert counted["fid"] == 4 and len(ro.dataset_values(run_id)) == 4  # stored by a second connection
