@@ -119,7 +119,7 @@ def test_html_report_loads_in_headless_chromium(run, tmp_path):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)""", text)
     raw = _Dom()
     raw.feed(text)
-    assert raw.imgs and all(i["src"].startswith("data:image/png;base64,") for i in raw.imgs)
+    assert raw.imgs and all(re.match(r"data:image/(png|webp);base64,", i["src"]) for i in raw.imgs)
 
     result = _chromium(page, tmp_path / "profile", "--dump-dom")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -129,8 +129,8 @@ def test_html_report_loads_in_headless_chromium(run, tmp_path):
     assert dom.body["data-images"] == str(len(raw.imgs)) == dom.body["data-images-loaded"]
     alts = [i["alt"] for i in dom.imgs]
     assert "psnr vs bpp" in alts and "miou_gt vs bpp" in alts  # rate curves
-    assert "per-class IoU vs gt" in alts  # IoU bars from iou_gt/<class>
-    assert "original" in alts and "quant" in alts  # side-by-side crops
+    assert "original" in alts and "quant" in alts  # side-by-side crops (WebP thumbnails)
+    assert 'aria-label="per-class IoU vs gt: rate point"' in text  # IoU of every rate point, from iou_gt/<class>
     summary = [t for t in dom.tables if t["class"] == "summary"]
     assert len(summary) == 1
     head, *body = summary[0]["rows"]
@@ -155,7 +155,11 @@ def test_iou_bars_show_the_per_class_values(run):
     out, run_id, _data = run
     with Store(out / "bench.sqlite") as store:
         text = render_html(store, [run_id], HtmlOptions(crops=False))
-    assert 'alt="per-class IoU vs gt"' in text and "Reconstructions" not in text
+    assert 'aria-label="per-class IoU vs gt: rate point"' in text and "Reconstructions" not in text
+    # one view per rate point: the selected one as HTML, all of them in the JSON block
+    data = re.search(r'<script type="application/json" id="d0-iou-gt-data">(.*?)</script>', text).group(1)
+    views = __import__("json").loads(data)["views"]
+    assert len(views) == 3 and all(len(v["values"]) == len(CLASSES) for v in views)
 
 
 def test_crops_are_skipped_with_a_reason_when_the_image_is_gone(run):
