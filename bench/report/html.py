@@ -78,6 +78,7 @@ td:first-child,th:first-child,td.key{text-align:left}
 .note{color:#a33;font-size:.85em} details{margin:.3em 0} pre{font-size:.78em;background:#f8f8f8;padding:.5em;overflow-x:auto}
 .random{color:#c00;font-weight:bold}
 nav.toc{background:#f7f7f7;border:1px solid #ddd;padding:.3em 1em;font-size:.9em} nav.toc ol{margin:.2em 0}
+nav.toc h2{margin:.3em 0;border:0}
 details.section{border-top:1px solid #ddd;margin:.2em 0} details.section>summary{cursor:pointer;padding:.3em 0}
 details.section>summary h3{display:inline;margin:0;font-size:1.15em}
 """ + html_iou.CSS
