@@ -363,7 +363,9 @@ class FID(_InceptionMetric):
                "fid_low_n": float(n < FID_MIN_N)}
         if n < 2:
             return {"fid": math.nan, **out}
-        if n < FID_MIN_N:
+        warned = self.__dict__.setdefault("_warned_n", set())
+        if n < FID_MIN_N and n not in warned:  # once per N and instance: reports compute every rate point
+            warned.add(n)
             log.warning("FID from N=%d < %d samples is biased and its covariance rank-deficient; "
                         "compare only values with the same N", n, FID_MIN_N)
         return {"fid": frechet_distance(rec, ref), **out}
