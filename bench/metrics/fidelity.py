@@ -34,10 +34,9 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
 from bench.runtime.devices import resolve_device
 from bench.runtime import weights as W
@@ -46,6 +45,9 @@ from ..errors import ConfigError, MetricError, WeightsError
 from bench.runtime.refcache import RefCache, default_cache
 from .base import Metric, Pair, State
 from .frechet import frechet_distance
+
+if TYPE_CHECKING:  # torch is imported where a network runs: reading stored values needs none
+    import torch
 
 log = logging.getLogger("bench")
 
@@ -78,6 +80,7 @@ def random_inception_state_dict(seed: int = RANDOM_SEED) -> dict[str, torch.Tens
     Convolutions: Kaiming-normal (fan-in, ReLU) so activations keep their scale through
     the depth; batch norms: identity statistics; fc: N(0, 0.01). Smoke tests only.
     """
+    import torch
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     class _Skeleton(FeatureExtractorInceptionV3):
@@ -103,6 +106,8 @@ def random_inception_state_dict(seed: int = RANDOM_SEED) -> dict[str, torch.Tens
 
 def save_random_inception(path: Path | str, seed: int = RANDOM_SEED) -> Path:
     """Write :func:`random_inception_state_dict` to ``path`` (a torch-fidelity weights file)."""
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(random_inception_state_dict(seed), path)
@@ -151,6 +156,8 @@ def load_extractor(weights_file: Path | str, device: str) -> torch.nn.Module:
 
 def inception_features(extractor: torch.nn.Module, images: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
     """Pool3 features (n×2048 float64) of same-size H×W×3 uint8 images, fed as N×3×H×W uint8."""
+    import torch
+
     device = next(extractor.parameters()).device
     out = []
     for start in range(0, len(images), batch_size):
@@ -184,6 +191,8 @@ _RECENT = RefCache(persist=False, capacity=1024)
 def _native(features: np.ndarray) -> torch.Tensor:
     """float64 tensor for torch-fidelity's functions (its own pipeline would pass the network's
     float32: same formulas, but KID's kernel sums then carry ~1e-7·|k| rounding)."""
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(features, dtype=np.float64))
 
 
@@ -225,6 +234,8 @@ class _InceptionMetric(Metric):
 
     def extractor(self) -> torch.nn.Module:
         """The Inception feature extractor, loaded on first use and shared between instances."""
+        import torch
+
         if self._extractor is not None:
             return self._extractor
         try:
