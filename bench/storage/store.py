@@ -56,6 +56,11 @@ CREATE TABLE IF NOT EXISTS rows (
     metric_errors TEXT,         -- JSON {metric: error} of metrics that failed on this row (row stays ok)
     PRIMARY KEY (run_id, codec, rate, image_id)
 );
+"""
+
+
+# Created by the first Store.put_dataset_values (stores without FID/KID never get it).
+DATASET_VALUES_SCHEMA = """
 CREATE TABLE IF NOT EXISTS dataset_values (
     run_id     TEXT NOT NULL,
     codec      TEXT NOT NULL,
@@ -196,9 +201,9 @@ class Store:
 
     def _migrate(self) -> None:
         """Add columns that stores written by older versions lack (their values stay NULL).
-        The ``dataset_values`` table (added with stored FID/KID) is created by SCHEMA's
-        ``CREATE TABLE IF NOT EXISTS`` on every writable open; a read-only old store lacks it
-        and its dataset-level values are computed, not stored."""
+        The ``dataset_values`` table (added with stored FID/KID, :data:`DATASET_VALUES_SCHEMA`)
+        is created when values are first stored; a store without it has its dataset-level
+        values computed when read."""
         if "metric_errors" not in self._row_columns():
             with self.db:
                 self.db.execute("ALTER TABLE rows ADD COLUMN metric_errors TEXT")
@@ -365,6 +370,7 @@ class Store:
             return
         now = time.time()
         with self.db:
+            self.db.execute(DATASET_VALUES_SCHEMA)
             self.db.executemany('INSERT OR REPLACE INTO dataset_values (run_id, codec, rate, metric, state_hash, '
                                 '"values", created) VALUES (?,?,?,?,?,?,?)',
                                 [(run_id, c, r, m, h, json.dumps(v, allow_nan=True), now)  # key order kept
