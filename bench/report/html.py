@@ -377,7 +377,7 @@ def render_html(store: Store, run_ids: Sequence[str], options: HtmlOptions | Non
         df = group.summary
         ds = (group.runs[0]["meta"].get("dataset") or {}).get("name", group.runs[0]["config"].get("dataset"))
         bpp = options.bpp if options.bpp is not None else _default_bpp(df)
-        gid, toc = f"d{k}", []
+        gid, toc = f"d{k}", []  # type: tuple[str, list[tuple[str, str]]]
         parts.append(f'<h2 id="{gid}">{_esc(ds)}</h2>')
         parts.append(_section(f"{gid}-provenance", "Provenance", "".join(provenance_html(r) for r in group.runs), toc))
         shown = rate_view(df, options.rate)  # IoU bars, crops and worst images stay at the real bpp

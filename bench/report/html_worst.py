@@ -31,7 +31,8 @@ def rate_key(rate: Any) -> tuple[int, float, str]:
 def _worst_crops(run: Mapping[str, Any], codec: str, label: str, rate: str, top: pd.DataFrame, dataset: Any,
                  samples: dict[str, Any], options: HtmlOptions) -> list[str]:
     figs = []
-    for image_id, cg in top.groupby("image_id", sort=False):
+    for key, cg in top.groupby("image_id", sort=False):
+        image_id = str(key)
         try:
             sample = samples.get(image_id) or dataset.load(image_id)
             samples[image_id] = sample
@@ -68,10 +69,11 @@ def worst_html(store: Store, group: _Group, options: HtmlOptions, bpp: float = m
         if worst.empty:
             continue
         mean_bpp = images.groupby(["codec", "rate"])["bpp"].mean() if "bpp" in images else pd.Series(dtype=float)
-        for codec, cw in worst.groupby("codec", sort=False):
+        for key, cw in worst.groupby("codec", sort=False):
+            codec = str(key)
             label = by_origin.get((run["run_id"], codec), codec)
             criteria = list(dict.fromkeys(cw["criterion"]))
-            rates = sorted(dict.fromkeys(cw["rate"]), key=rate_key)
+            rates = sorted(dict.fromkeys(str(r) for r in cw["rate"]), key=rate_key)
             lines = []
             for rate in rates:
                 g = cw[cw["rate"] == rate]
