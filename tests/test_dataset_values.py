@@ -215,3 +215,23 @@ def test_progress_names_every_phase(tmp_path, monkeypatch, capsys) -> None:
     assert "dataset-level pixfid: done in" in err
     assert err.index("dataset-level pixfid: computing") < err.index("dataset-level pixfid: done in")
     assert len(stored) == 3 and all(np.isfinite(v["fid"]) for _h, v in stored.values())
+
+
+def test_phase_bar_eta_comes_from_its_own_items_after_the_first() -> None:
+    """A phase whose first item took 100 s (loading a network) and then 1 s per item: the
+    ETA of the 7 items left is 7 s, not the 233 s of a rate over the whole elapsed time."""
+    from tqdm import tqdm
+
+    from bench.execution.progress import PhaseBar
+
+    now = [0.0]
+    bar = PhaseBar("metric fid", 10, 0)  # drawn on stderr (captured)
+    bar.bar._time = lambda: now[0]
+    for t in (100.0, 101.0, 102.0):
+        now[0] = t
+        bar.update(1)
+    info = bar.bar.format_dict
+    assert bar.n == 3 and info["elapsed"] == 2.0
+    line = tqdm.format_meter(**{**info, "ncols": 100})
+    assert "<00:07" in line, line
+    bar.close()
