@@ -119,7 +119,7 @@ def test_html_report_loads_in_headless_chromium(run, tmp_path):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)""", text)
     raw = _Dom()
     raw.feed(text)
-    assert raw.imgs and all(i["src"].startswith("data:image/png;base64,") for i in raw.imgs)
+    assert raw.imgs and all(re.match(r"data:image/(png|webp);base64,", i["src"]) for i in raw.imgs)
 
     result = _chromium(page, tmp_path / "profile", "--dump-dom")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -129,8 +129,8 @@ def test_html_report_loads_in_headless_chromium(run, tmp_path):
     assert dom.body["data-images"] == str(len(raw.imgs)) == dom.body["data-images-loaded"]
     alts = [i["alt"] for i in dom.imgs]
     assert "psnr vs bpp" in alts and "miou_gt vs bpp" in alts  # rate curves
-    assert "per-class IoU vs gt" in alts  # IoU bars from iou_gt/<class>
-    assert "original" in alts and "quant" in alts  # side-by-side crops
+    assert "original" in alts and "quant" in alts  # side-by-side crops (WebP thumbnails)
+    assert 'aria-label="per-class IoU vs gt: rate point"' in text  # IoU of every rate point, from iou_gt/<class>
     summary = [t for t in dom.tables if t["class"] == "summary"]
     assert len(summary) == 1
     head, *body = summary[0]["rows"]
@@ -155,7 +155,11 @@ def test_iou_bars_show_the_per_class_values(run):
     out, run_id, _data = run
     with Store(out / "bench.sqlite") as store:
         text = render_html(store, [run_id], HtmlOptions(crops=False))
-    assert 'alt="per-class IoU vs gt"' in text and "Reconstructions" not in text
+    assert 'aria-label="per-class IoU vs gt: rate point"' in text and "Reconstructions" not in text
+    # one view per rate point: the selected one as HTML, all of them in the JSON block
+    data = re.search(r'<script type="application/json" id="d0-iou-gt-data">(.*?)</script>', text).group(1)
+    views = __import__("json").loads(data)["views"]
+    assert len(views) == 3 and all(len(v["values"]) == len(CLASSES) for v in views)
 
 
 def test_crops_are_skipped_with_a_reason_when_the_image_is_gone(run):
@@ -165,3 +169,38 @@ def test_crops_are_skipped_with_a_reason_when_the_image_is_gone(run):
         text = render_html(store, [run_id])
     assert "crops skipped: cannot load image" in text
     assert 'class="summary"' in text  # the rest of the page is still there
+
+
+def test_html_of_a_26_point_run_is_small_with_contents_and_no_bookkeeping(tmp_path, monkeypatch):
+    """26 rate points (steps 1…100, which sort differently as text) with PSNR, per-class IoU
+    and a feature-state FID: the page stays under 3 MB, has a table of contents, every
+    section collapsed, rates in numeric order, and no count shown as '6.0000'."""
+    monkeypatch.setitem(BUILTIN, "toyiou", ("test_html_report:ToyIoU", "toy per-class IoU"))
+    monkeypatch.setitem(BUILTIN, "pixfid", ("test_dataset_values:PixelFID", "pixel FID"))
+    fakes_bench.use_fakes(tmp_path, monkeypatch, 2)
+    steps = [str(s) for s in (1, 2, 3, 5, 10, 35, 100, *range(4, 80, 4))][:26]
+    assert len(set(steps)) == 26
+    with Store(tmp_path / "bench.sqlite") as store:
+        run_id = execute(RunConfig(dataset="pngs", codecs=["quant"], rates={"quant": steps},
+                                   metrics=["psnr", "toyiou", "pixfid"], workers=1), store, progress=False)
+    assert main(["--out", str(tmp_path), "report", "--html", run_id]) == 0
+    page = tmp_path / run_id / "report.html"
+    size = page.stat().st_size
+    assert size < 3_000_000, size
+    text = page.read_text(encoding="utf-8")
+    assert '<nav class=toc aria-label="contents"><h2>Contents</h2>' in text
+    for section in ("summary", "curves", "iou", "crops", "worst"):
+        assert f'<a href="#d0-{section}">' in text and f'<details class=section id="d0-{section}">' in text
+    assert "<details class=section open" not in text  # collapsed by default
+    dom = _Dom()
+    dom.feed(text)
+    summary = next(t for t in dom.tables if t["class"] == "summary")
+    head, *body = summary["rows"]
+    assert not any(h.startswith(("fid_n", "fid_patch", "fid_low_n", "kid_subsets", "n_pixfid")) for h in head)
+    assert len(body) == 26
+    # rate points numerically ordered in the worst-images table (bpp falls as the step grows)
+    worst = next(t for t in dom.tables if t["class"] == "worst")
+    rates = [r[0] for r in worst["rows"][1:]]
+    assert len(rates) >= 20 and rates == sorted(rates, key=float) and rates != sorted(rates)
+    data = re.search(r'<script type="application/json" id="d0-iou-gt-data">(.*?)</script>', text).group(1)
+    assert len(__import__("json").loads(data)["views"]) == 26  # per-class IoU at every rate point

@@ -351,13 +351,15 @@ def test_html_report_lists_the_worst_images_with_crops(demo):
     from bench.report import per_image
 
     with Store(demo["path"]) as store:
-        page = render_html(store, [demo["a"]], HtmlOptions(worst=2))
         images = per_image(store, demo["a"])
+        bpp20 = float(images[images["rate"] == "20"]["bpp"].mean())
+        page = render_html(store, [demo["a"]], HtmlOptions(worst=2, bpp=bpp20))
     lowest = images[images["rate"] == "20"].sort_values("psnr").iloc[0]["image_id"]
     section = page.split("<h3>Worst images</h3>", 1)[1]
-    assert "jpeg@a @ rate 20" in section and "lowest PSNR" in section  # a tagged run: codec@tag
+    assert "<h4>jpeg@a</h4>" in section and "lowest PSNR" in section  # a tagged run: codec@tag
+    assert "<td class=key>20</td>" in section and "at rate 20 (nearest" in section  # crops at --bpp's rate
     assert f"original {lowest}" in section  # its crop is shown
-    assert section.count("data:image/png;base64") >= 4
+    assert section.count("data:image/webp;base64") == 2  # original + reconstruction thumbnails (one criterion)
     with Store(demo["path"]) as store:  # --ci: intervals in the page's table
         page = render_html(store, [demo["a"]], HtmlOptions(crops=False, worst=0, ci=Bootstrap(resamples=100)))
     assert " ± " in page.split("<h3>Summary</h3>", 1)[1].split("</table>", 1)[0] and "Worst images" not in page

@@ -93,29 +93,11 @@ def percentile_intervals(samples: np.ndarray, boot: Bootstrap) -> np.ndarray:
 
 # -- FID from features (exact low-rank form) ----------------------------------------------
 def fid_from_features(rec: np.ndarray, ref: np.ndarray) -> float:
-    """FID of two N×D feature sets, as torch-fidelity defines it (means, ``np.cov`` with
-    N−1, ``‖μ₁−μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr sqrtm(Σ₁Σ₂)``), computed without a D×D sqrtm:
-    for centred X̃ᵢ the eigenvalues of Σ₁Σ₂ are the squared singular values of
-    X̃₁X̃₂ᵀ/(N−1), so tr sqrtm(Σ₁Σ₂) is that matrix's nuclear norm (N×N, or D×D via the
-    symmetric form when N > D)."""
-    rec, ref = np.asarray(rec, np.float64), np.asarray(ref, np.float64)
-    n1, n2 = len(rec), len(ref)
-    if n1 < 2 or n2 < 2:
-        return math.nan
-    mu1, mu2 = rec.mean(0), ref.mean(0)
-    x1, x2 = rec - mu1, ref - mu2
-    tr1 = float(np.einsum("ij,ij->", x1, x1)) / (n1 - 1)
-    tr2 = float(np.einsum("ij,ij->", x2, x2)) / (n2 - 1)
-    if min(n1, n2) <= rec.shape[1]:
-        cross = (x1 @ x2.T) / math.sqrt((n1 - 1) * (n2 - 1))
-        tr_sqrt = float(np.linalg.svd(cross, compute_uv=False).sum())
-    else:
-        s1, s2 = x1.T @ x1 / (n1 - 1), x2.T @ x2 / (n2 - 1)
-        w, v = np.linalg.eigh(s1)
-        half = v * np.sqrt(np.clip(w, 0, None))
-        tr_sqrt = float(np.sqrt(np.clip(np.linalg.eigvalsh(half.T @ s2 @ half), 0, None)).sum())
-    diff = mu1 - mu2
-    return float(diff @ diff + tr1 + tr2 - 2.0 * tr_sqrt)
+    """FID of two N×D feature sets as torch-fidelity defines it, without a D×D ``sqrtm``
+    or ``eigvals`` (see :func:`bench.metrics.frechet.frechet_distance`)."""
+    from bench.metrics.frechet import frechet_distance
+
+    return frechet_distance(rec, ref)
 
 
 # -- replicates ---------------------------------------------------------------------------

@@ -157,7 +157,7 @@ def fill_cached(row: Row, metrics: Sequence[Metric], keys: dict[str, str], cache
 
 def measure(metrics: Sequence[Metric], sample: Sample | Sequence[Sample], rows: Sequence[Row],
             recons: Sequence[np.ndarray], *, batch_size: int = 8, cache: ResultCache | None = None,
-            keys: Sequence[dict[str, str]] | None = None) -> None:
+            keys: Sequence[dict[str, str]] | None = None, progress: Any = None) -> None:
     """Run every metric on reconstructions, in batches; fills ``rows``.
 
     ``sample`` is the original of every row, or one original per row.
@@ -169,6 +169,7 @@ def measure(metrics: Sequence[Metric], sample: Sample | Sequence[Sample], rows: 
     raises is retried image by image, so one bad image does not fail its batch mates.
 
     ``keys[i][metric.name]`` are metric cache keys; cached results are reused, fresh ones stored.
+    ``progress(metric name, n)`` is told of every measured batch (bench.execution.progress).
     """
     samples = [sample] * len(rows) if isinstance(sample, Sample) else list(sample)
     use_cache = cache is not None and keys is not None
@@ -183,6 +184,8 @@ def measure(metrics: Sequence[Metric], sample: Sample | Sequence[Sample], rows: 
             done = _update(metric, chunk, samples, rows, recons)
             if done is None and len(chunk) > 1:  # find the image(s) that fail; keep the others
                 done = [r for i in chunk for r in (_update(metric, [i], samples, rows, recons) or [])]
+            if progress is not None:
+                progress(metric.name, len(chunk))
             for i, state, values, seconds in done or []:
                 nans = _nan_keys(values)
                 if nans:
@@ -298,6 +301,7 @@ class LocalExecutor:
         self._timeouts: list[float | None] = []  # per codec index, set by run()
         self._pool: CodingPool | None = None  # its workers start at the first submit
         self._main_threads = MainThreads(ThreadPlan(1, main=1, workers=0))  # set by run()
+        self.progress: Any = None  # progress(phase, n): "coding" or a metric name (bench.execution.progress)
 
     def run(self, dataset: Dataset, codecs: Sequence[Codec], metrics: Sequence[Metric],
             todo: Sequence[tuple[str, list[tuple[int, Any]]]], semantics: Any = None) -> Iterator[Row]:
@@ -411,7 +415,12 @@ class LocalExecutor:
         wait([w.result for job in (*self._inflight, *jobs) for w in job.work if isinstance(w.result, Future)],
              timeout=max(limits) if limits and len(limits) == len(self._timeouts) else None)
 
+    def _tick(self, phase: str, n: int = 1) -> None:
+        if self.progress is not None and n:
+            self.progress(phase, n)
+
     def _finish(self, job: _Job, codecs: Sequence[Codec], metrics: Sequence[Metric]) -> Iterator[Row]:
+        self._tick("coding", len(job.rows))
         yield from job.rows
         if job.sample is None or not job.work:
             return
@@ -428,6 +437,7 @@ class LocalExecutor:
                     coded = Coded(error=_describe_error(err))
             else:
                 coded = work.result
+            self._tick("coding")
             row = base_row(codec, work.rate, job.sample, coded)
             if coded.error is not None:
                 yield row
@@ -444,5 +454,6 @@ class LocalExecutor:
             keys.append(work.keys)
         self._quiesce()
         with self._main_threads.phase():
-            measure(metrics, job.sample, rows, recons, batch_size=self.batch_size, cache=self.cache, keys=keys)
+            measure(metrics, job.sample, rows, recons, batch_size=self.batch_size, cache=self.cache, keys=keys,
+                    progress=self.progress)
         yield from rows

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -33,7 +34,10 @@ from bench.execution.pipeline import (  # noqa: F401 (semantics_for re-exported)
     measure,
     semantics_for,
 )
+from bench.analysis.dataset_level import compute_run
+from bench.execution.progress import RunProgress
 from bench.execution.resultcache import ResultCache
+from bench.runtime.threads import is_network
 from bench.storage.store import Row, Store
 
 log = logging.getLogger("bench")
@@ -331,15 +335,22 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
         if pending:
             todo.append((image_id, pending))
     remaining = sum(len(p) for _, p in todo)
-    bar = tqdm(total=plan.total, initial=plan.total - remaining, disable=not progress, desc=run_id, unit="img")
     if executor is None:
         cache = ResultCache(store.db, keep_reconstructions=config.keep_reconstructions) if config.use_cache else None
         executor = LocalExecutor(workers=config.workers, batch_size=config.batch_size, cache=cache,
                                  timeout=config.timeout)
-    for row in executor.run(plan.dataset, plan.codecs, plan.metrics, todo, semantics):
-        store.put(run_id, row)
-        bar.update(1)
-    bar.close()
+    if progress and remaining:
+        tqdm.write(f"{run_id}: {remaining} codings to do ({plan.total - remaining} stored)", file=sys.stderr)
+    bars = RunProgress(remaining, [m.name for m in plan.metrics if is_network(m)],
+                       resumed=plan.total - remaining, disable=not progress or not remaining)
+    if hasattr(executor, "progress"):
+        executor.progress = bars.tick
+    with bars:
+        for row in executor.run(plan.dataset, plan.codecs, plan.metrics, todo, semantics):
+            store.put(run_id, row)
+            bars.row_done()
+    # FID/KID at each rate point: computed now, stored with their states' hash (read by report & co.)
+    compute_run(store, run_id, progress=progress)
     # networks learn whether they fell back to random weights only when first loaded
     meta["metrics"] = {m.name: m.describe() for m in plan.metrics}
     thread_plan = getattr(executor, "thread_plan", None)  # processes × threads used (bench.runtime.threads)

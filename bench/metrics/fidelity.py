@@ -10,9 +10,10 @@ rounding of the kernel sums (~1e-7 × the kernel scale, absolute).
 Per image the state holds the pool3 features of the reconstruction and of the original
 (``rec``, ``ref``: k×2048 float64, k = 1 or the number of patches); the original's
 features come from the :class:`~bench.runtime.refcache.RefCache`, so they are extracted once per
-image whatever the number of codecs × rate points. ``compute`` merges these and calls
-torch-fidelity's own functions: ``fid_features_to_statistics`` /
-``fid_statistics_to_metric`` for FID and ``kid_features_to_metric`` for KID (polynomial
+image whatever the number of codecs × rate points. ``compute`` merges these; FID is torch-fidelity's formula
+(``fid_features_to_statistics`` / ``fid_statistics_to_metric``) computed through exact symmetric
+forms (:mod:`bench.metrics.frechet`, equal within ~1e-12 relative, the originals' statistics
+cached) and KID is torch-fidelity's own ``kid_features_to_metric`` (polynomial
 kernel, subset size min(1000, N), 100 subsets, seed 2020 by default; ``kid_std`` from
 subsets of min(1000, ⌊N/2⌋) when the value's subset is the whole set, see :class:`KID`).
 Both are lower-is-better, unitless, ≥ 0 (KID can be slightly negative). N is reported with every value;
@@ -33,10 +34,9 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
 from bench.runtime.devices import resolve_device
 from bench.runtime import weights as W
@@ -44,6 +44,10 @@ from ..codecs.base import Requirement
 from ..errors import ConfigError, MetricError, WeightsError
 from bench.runtime.refcache import RefCache, default_cache
 from .base import Metric, Pair, State
+from .frechet import frechet_distance
+
+if TYPE_CHECKING:  # torch is imported where a network runs: reading stored values needs none
+    import torch
 
 log = logging.getLogger("bench")
 
@@ -76,6 +80,7 @@ def random_inception_state_dict(seed: int = RANDOM_SEED) -> dict[str, torch.Tens
     Convolutions: Kaiming-normal (fan-in, ReLU) so activations keep their scale through
     the depth; batch norms: identity statistics; fc: N(0, 0.01). Smoke tests only.
     """
+    import torch
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     class _Skeleton(FeatureExtractorInceptionV3):
@@ -101,6 +106,8 @@ def random_inception_state_dict(seed: int = RANDOM_SEED) -> dict[str, torch.Tens
 
 def save_random_inception(path: Path | str, seed: int = RANDOM_SEED) -> Path:
     """Write :func:`random_inception_state_dict` to ``path`` (a torch-fidelity weights file)."""
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(random_inception_state_dict(seed), path)
@@ -150,6 +157,8 @@ def load_extractor(weights_file: Path | str, device: str) -> torch.nn.Module:
 
 def inception_features(extractor: torch.nn.Module, images: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
     """Pool3 features (n×2048 float64) of same-size H×W×3 uint8 images, fed as N×3×H×W uint8."""
+    import torch
+
     device = next(extractor.parameters()).device
     out = []
     for start in range(0, len(images), batch_size):
@@ -183,6 +192,8 @@ _RECENT = RefCache(persist=False, capacity=1024)
 def _native(features: np.ndarray) -> torch.Tensor:
     """float64 tensor for torch-fidelity's functions (its own pipeline would pass the network's
     float32: same formulas, but KID's kernel sums then carry ~1e-7·|k| rounding)."""
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(features, dtype=np.float64))
 
 
@@ -224,6 +235,8 @@ class _InceptionMetric(Metric):
 
     def extractor(self) -> torch.nn.Module:
         """The Inception feature extractor, loaded on first use and shared between instances."""
+        import torch
+
         if self._extractor is not None:
             return self._extractor
         try:
@@ -354,24 +367,20 @@ class FID(_InceptionMetric):
     version = "1"
 
     def compute(self, state: State) -> dict[str, float]:
-        from torch_fidelity.metric_fid import (
-            KEY_METRIC_FID,
-            fid_features_to_statistics,
-            fid_statistics_to_metric,
-        )
-
+        """torch-fidelity's FID formula, computed by :func:`bench.metrics.frechet.frechet_distance`
+        (exact symmetric forms, the originals' statistics cached; equal within ~1e-12 relative)."""
         rec, ref, patch = self.features_of(state)
         n = len(rec)
         out = {"fid_n": float(n), "fid_images": float(self.n_images(state)), "fid_patch": patch,
                "fid_low_n": float(n < FID_MIN_N)}
         if n < 2:
             return {"fid": math.nan, **out}
-        if n < FID_MIN_N:
+        warned = self.__dict__.setdefault("_warned_n", set())
+        if n < FID_MIN_N and n not in warned:  # once per N and instance: reports compute every rate point
+            warned.add(n)
             log.warning("FID from N=%d < %d samples is biased and its covariance rank-deficient; "
                         "compare only values with the same N", n, FID_MIN_N)
-        stats_rec = fid_features_to_statistics(_native(rec))
-        stats_ref = fid_features_to_statistics(_native(ref))
-        return {"fid": float(fid_statistics_to_metric(stats_rec, stats_ref, False)[KEY_METRIC_FID]), **out}
+        return {"fid": frechet_distance(rec, ref), **out}
 
 
 def kid_subset_size(n: int) -> int:

@@ -1,15 +1,19 @@
 """One self-contained HTML page for one or more runs (``bench report --html``).
 
-Everything is inline: figures are PNGs embedded as ``data:image/png;base64`` URIs, the
-style sheet is in the page, there is no external asset, font or script. The page holds,
-per dataset (runs of the same dataset content are drawn together):
+Everything is inline: curves are PNGs and image crops lossy WebP thumbnails (quality 90,
+a preview: exact pixels come from ``bench export``) embedded as ``data:`` URIs, the style sheet
+and a few lines of script are in the page, there is no external asset or font. A table of
+contents leads to the sections, each collapsed (``<details>``) until opened; a 26-rate-point
+run stays well under 3 MB. The page holds, per dataset (runs of the same dataset content are
+drawn together):
 
 * provenance: run ids, tag, git sha, device, packages, dataset hash and protocol, codec
   and metric settings;
-* the summary table (codec × rate point, units and ↑/↓ in the headers, as in summary.md);
+* the summary table (codec × rate point, units and ↑/↓ in the headers, as in summary.md;
+  bookkeeping such as ``fid_n`` or ``kid_subsets`` stays in summary.csv);
 * rate curves (one per metric, same colours per codec as every other figure);
-* per-class IoU bars at the chosen bpp when the mIoU rows hold ``iou_gt/<class>`` (or
-  ``iou_orig/<class>``) values;
+* per-class IoU at every rate point (a selector, :mod:`.html_iou`) when the mIoU rows hold
+  ``iou_gt/<class>`` (or ``iou_orig/<class>``) values;
 * side-by-side crops (original and each codec's reconstruction at the rate point nearest
   the chosen bpp on the chosen image).
 
@@ -19,8 +23,11 @@ must match the recorded one, else the crop is skipped with the reason), the imag
 reloaded through the dataset, and the recomputed byte count is checked against the stored
 row (a difference, e.g. from a non-deterministic decoder, is printed under the crop).
 
-A small inline script only counts decoded images into ``body[data-images-loaded]`` (used
-by the headless-browser test); the page works without it.
+* the worst images: per codec one table (rate points × criteria), crops for the rate point
+  nearest the chosen bpp.
+
+The inline script opens the section a link points to, switches the IoU view and counts
+decoded images into ``body[data-images-loaded]`` (used by the headless-browser test).
 """
 
 from __future__ import annotations
@@ -39,7 +46,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -49,14 +55,14 @@ from ..errors import BenchError
 from bench.execution.runner import semantics_for
 from bench.storage.store import Store
 from .attrs import frame_attrs
-from .caveats import caveat_note
-from .curves import codec_colour, curve_columns, rd_figure
-from .evidence import with_image_iou, worst_images
+from .curves import curve_columns, rd_figure
+from . import html_iou
 from .floor import FLOOR_NOTE, floor_value, is_floor
 from .intervals import CI_KIND, add_intervals, ci_notes, decorate, small_n_notes
 from .rates import rate_note, rate_view
-from .summary import column_info, is_detail, load_run, per_image, summarise
-from .tables import formatted, header
+from .summary import column_info, is_detail, summarise
+from .tables import formatted, header, printed_columns
+from .caveats import caveat_note
 from bench.modes import RateBasis
 
 log = logging.getLogger("bench")
@@ -72,9 +78,18 @@ td:first-child,th:first-child,td.key{text-align:left}
 .crops img{image-rendering:pixelated;width:256px;border:1px solid #ccc}
 .note{color:#a33;font-size:.85em} details{margin:.3em 0} pre{font-size:.78em;background:#f8f8f8;padding:.5em;overflow-x:auto}
 .random{color:#c00;font-weight:bold}
-"""
+nav.toc{background:#f7f7f7;border:1px solid #ddd;padding:.3em 1em;font-size:.9em} nav.toc ol{margin:.2em 0}
+nav.toc h2{margin:.3em 0;border:0}
+details.section{border-top:1px solid #ddd;margin:.2em 0} details.section>summary{cursor:pointer;padding:.3em 0}
+details.section>summary h3{display:inline;margin:0;font-size:1.15em}
+""" + html_iou.CSS
 
-SCRIPT = """
+SCRIPT = html_iou.SCRIPT + """
+function openTarget() {
+  var el = location.hash && document.getElementById(location.hash.slice(1));
+  for (; el; el = el.parentElement) { if (el.tagName === 'DETAILS') { el.open = true; } }
+}
+window.addEventListener('hashchange', openTarget); openTarget();
 window.addEventListener('load', function () {
   var imgs = Array.prototype.slice.call(document.images);
   document.body.setAttribute('data-images', String(imgs.length));
@@ -117,10 +132,11 @@ def figure_uri(fig: Figure, dpi: int = 110) -> str:
     return png_data_uri(buf.getvalue())
 
 
-def array_uri(image: np.ndarray) -> str:
+def array_uri(image: np.ndarray, quality: int = 90) -> str:
+    """A lossy WebP thumbnail (``quality`` 0–100) of an H×W(×3) uint8 image as a data URI."""
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG", optimize=True)
-    return png_data_uri(buf.getvalue())
+    Image.fromarray(image).save(buf, format="WEBP", quality=quality, method=4)
+    return "data:image/webp;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _img(uri: str, alt: str, cls: str = "") -> str:
@@ -132,7 +148,8 @@ def table_html(df: pd.DataFrame) -> str:
     """The summary as an HTML table with rounded numbers and unit/direction headers."""
     cells, infos = formatted(df)
     cells = decorate(df, cells, infos)  # value ± half-width (with --ci), small-N marks
-    shown = [c for c in df.columns if infos[c].kind != CI_KIND]
+    printed = set(printed_columns(df, infos))
+    shown = [c for c in df.columns if infos[c].kind != CI_KIND and c in printed and not _bookkeeping(infos[c].key)]
     heads = "".join(f"<th>{_esc(header(infos[c]))}</th>" for c in shown)
     body = []
     for _, row in cells.iterrows():
@@ -190,13 +207,6 @@ def _default_bpp(df: pd.DataFrame) -> float:
     return float(np.median(bpp)) if len(bpp) else math.nan
 
 
-def _nearest_rate(df: pd.DataFrame, codec: str, bpp: float) -> pd.Series | None:
-    g = df[(df["codec"] == codec) & np.isfinite(pd.to_numeric(df["bpp"], errors="coerce"))]
-    if g.empty or not math.isfinite(bpp):
-        return None
-    return g.loc[(g["bpp"] - bpp).abs().idxmin()]
-
-
 # -- sections ----------------------------------------------------------------------------
 def provenance_html(run: Mapping[str, Any]) -> str:
     meta, cfg = run["meta"], run["config"]
@@ -224,7 +234,7 @@ def provenance_html(run: Mapping[str, Any]) -> str:
 def _bookkeeping(key: str) -> bool:
     """Keys that are counts or settings rather than quality: the summary's detail keys (FID's
     N, classes seen, per-class IoUs shown as bars, interval bounds) and matched-rate settings."""
-    return is_detail(key) or key.startswith("matched_")
+    return is_detail(key) or key.startswith("matched_") or key.endswith("_subsets")
 
 
 def floor_html(df: pd.DataFrame) -> str:
@@ -244,38 +254,6 @@ def curves_html(df: pd.DataFrame) -> str:
         fig = rd_figure(df, column)
         imgs.append(_img(figure_uri(fig), f"{column} vs bpp", "curve"))
     return f'<div class="curves">{"".join(imgs)}</div>' if imgs else "<p>no metric curves</p>"
-
-
-def iou_bars_html(df: pd.DataFrame, bpp: float) -> str:
-    """Grouped bars of per-class IoU (one bar per codec at its rate point nearest ``bpp``)."""
-    infos = column_info(df)
-    out = []
-    for ref in ("gt", "orig"):
-        cols = [c for c, i in infos.items() if i.key.startswith(f"iou_{ref}/")]
-        if not cols:
-            continue
-        classes = [infos[c].key.split("/", 1)[1] for c in cols]
-        codecs = list(dict.fromkeys(df["codec"]))
-        picked = [(c, r) for c, r in ((c, _nearest_rate(df, c, bpp)) for c in codecs) if r is not None]
-        if not picked:
-            continue
-        fig = Figure(figsize=(max(6.0, 0.45 * len(classes) + 1.5), 3.6), layout="constrained")
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-        width = 0.8 / len(picked)
-        x = np.arange(len(classes))
-        for k, (codec, row) in enumerate(picked):
-            values = [float(row[c]) if pd.notna(row[c]) else np.nan for c in cols]
-            ax.bar(x + (k - (len(picked) - 1) / 2) * width, values, width, color=codec_colour(codec),
-                   label=f"{codec} @ {float(row['bpp']):.3f} bpp")
-        ax.set_xticks(x, classes, rotation=60, ha="right", fontsize=8)
-        ax.set_ylim(0, 1)
-        ax.set_ylabel("IoU (0–1) ↑")
-        ax.set_title(f"per-class IoU vs {'ground truth' if ref == 'gt' else 'segmentation of the original'}")
-        ax.legend(fontsize="small")
-        ax.grid(True, axis="y", alpha=0.3)
-        out.append(_img(figure_uri(fig), f"per-class IoU vs {ref}", "iou"))
-    return "".join(out)
 
 
 def _rebuild_codec(name: str, recorded: Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> Any:
@@ -373,79 +351,57 @@ def _recompute(run: Mapping[str, Any], codec_name: str, rate: str, sample: Any, 
     return enc, codec.decode(dict(enc.parts))
 
 
-def worst_html(store: Store, group: _Group, options: HtmlOptions) -> str:
-    """Per codec and rate, the images where the codec does worst (largest LPIPS, lowest
-    PSNR, largest IoU drop vs the original's segmentation), with crops of the worst one
-    per criterion (recomputed, when ``options.crops``)."""
-    parts = []
-    samples: dict[str, Any] = {}
-    try:
-        dataset = run_dataset(group.runs[0])
-    except (BenchError, OSError):
-        dataset = None
-    by_origin = {v: k for k, v in group.origin.items()}
-    for run in group.runs:
-        loaded = load_run(store, run["run_id"])
-        images = with_image_iou(per_image(store, run["run_id"], loaded), loaded[1], run)
-        worst = worst_images(images, options.worst)
-        for (codec, rate), g in worst.groupby(["codec", "rate"], sort=False):
-            label = by_origin.get((run["run_id"], codec), codec)
-            lines = "".join(f"<tr><td class=key>{_esc(crit)}</td><td class=key>"
-                            + ", ".join(f"{_esc(r.image_id)} ({r.value:.4g})" for r in cg.itertuples())
-                            + "</td></tr>" for crit, cg in g.groupby("criterion", sort=False))
-            figs = []
-            for image_id, cg in (g[g["rank"] == 1].groupby("image_id", sort=False) if options.crops and dataset else ()):
-                try:
-                    sample = samples.get(image_id) or dataset.load(image_id)
-                    samples[image_id] = sample
-                    _enc, recon = _recompute(run, codec, rate, sample, dataset, options)
-                except Exception as err:  # noqa: BLE001 - one crop's failure must not lose the page
-                    msg = err.problem if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
-                    figs.append(f'<figure><figcaption class="note">{_esc(image_id)}: not recomputed ({_esc(msg)})'
-                                "</figcaption></figure>")
-                    continue
-                why = "; ".join(f"{c}: {v:.4g}" for c, v in zip(cg["criterion"], cg["value"]))
-                figs.append(f'<figure>{_img(array_uri(center_crop(sample.image, options.crop)), "original")}'
-                            f"<figcaption>original {_esc(image_id)}</figcaption></figure>"
-                            f'<figure>{_img(array_uri(center_crop(recon, options.crop)), label)}'
-                            f"<figcaption>{_esc(label)} @ {_esc(rate)} — {_esc(why)}</figcaption></figure>")
-            parts.append(f"<h4>{_esc(label)} @ rate {_esc(rate)}</h4><table class=meta>{lines}</table>"
-                         + (f'<div class="crops">{"".join(figs)}</div>' if figs else ""))
-    return "".join(parts) or "<p>no per-image values to rank</p>"
-
-
 # -- page --------------------------------------------------------------------------------
+def _section(sid: str, title: str, body: str, toc: list[tuple[str, str]]) -> str:
+    """A collapsed section (``<details>``) listed in the table of contents."""
+    toc.append((sid, title))
+    return f'<details class=section id="{sid}"><summary><h3>{_esc(title)}</h3></summary>{body}</details>'
+
+
+def _toc(entries: list[tuple[str, str, list[tuple[str, str]]]]) -> str:
+    items = "".join(f'<li><a href="#{gid}">{_esc(name)}</a><ol>'
+                    + "".join(f'<li><a href="#{sid}">{_esc(t)}</a></li>' for sid, t in subs) + "</ol></li>"
+                    for gid, name, subs in entries)
+    return f'<nav class=toc aria-label="contents"><h2>Contents</h2><ol>{items}</ol></nav>'
+
+
 def render_html(store: Store, run_ids: Sequence[str], options: HtmlOptions | None = None) -> str:
     """The whole page as a string."""
     options = options or HtmlOptions()
-    parts = ["<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
-             f"<title>bench report: {_esc(', '.join(run_ids))}</title><style>{CSS}</style></head><body>",
-             f"<h1>Rate–quality report</h1><p>generated {datetime.datetime.now():%Y-%m-%d %H:%M}; "
-             "figures and tables computed from the run store; lower/higher-is-better marked ↓/↑.</p>"]
-    for group in _groups(store, run_ids, options.ci):
+    head = ["<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
+            f"<title>bench report: {_esc(', '.join(run_ids))}</title><style>{CSS}</style></head><body>",
+            f"<h1>Rate–quality report</h1><p>generated {datetime.datetime.now():%Y-%m-%d %H:%M}; "
+            "figures and tables computed from the run store; lower/higher-is-better marked ↓/↑. "
+            "Sections open on click.</p>"]
+    parts: list[str] = []
+    entries: list[tuple[str, str, list[tuple[str, str]]]] = []
+    for k, group in enumerate(_groups(store, run_ids, options.ci)):
         df = group.summary
         ds = (group.runs[0]["meta"].get("dataset") or {}).get("name", group.runs[0]["config"].get("dataset"))
         bpp = options.bpp if options.bpp is not None else _default_bpp(df)
-        parts.append(f"<h2>{_esc(ds)}</h2>")
+        gid, toc = f"d{k}", []  # type: tuple[str, list[tuple[str, str]]]
+        parts.append(f'<h2 id="{gid}">{_esc(ds)}</h2>')
+        parts.append(_section(f"{gid}-provenance", "Provenance", "".join(provenance_html(r) for r in group.runs), toc))
         off = caveat_note(group.runs)  # bench.report.caveats: off-domain segmenter
         if off:
             parts.append(f'<p class="note caveat"><b>Caveat:</b> {_esc(off)}</p>')
-        parts.append("<h3>Provenance</h3>")
-        parts += [provenance_html(run) for run in group.runs]
         shown = rate_view(df, options.rate)  # IoU bars, crops and worst images stay at the real bpp
         note = rate_note(shown)
         rate_p = f'<p class="note">{_esc(note)}</p>' if note else ""
-        parts.append("<h3>Summary</h3>" + table_html(shown) + rate_p + floor_html(df))
-        parts.append("<h3>Rate curves</h3>" + curves_html(shown))
-        bars = iou_bars_html(df, bpp)
+        parts.append(_section(f"{gid}-summary", "Summary", table_html(shown) + rate_p + floor_html(df), toc))
+        parts.append(_section(f"{gid}-curves", "Rate curves", curves_html(shown), toc))
+        bars = html_iou.iou_html(df, f"{gid}-iou", bpp)
         if bars:
-            parts.append(f"<h3>Per-class IoU near {bpp:.4f} bpp</h3>{bars}")
+            parts.append(_section(f"{gid}-iou", "Per-class IoU", bars, toc))
         if options.crops:
-            parts.append("<h3>Reconstructions</h3>" + crops_html(store, group, bpp, options))
+            parts.append(_section(f"{gid}-crops", "Reconstructions", crops_html(store, group, bpp, options), toc))
         if options.worst > 0:
-            parts.append("<h3>Worst images</h3>" + worst_html(store, group, options))
+            from .html_worst import worst_html  # it uses this module's helpers
+
+            parts.append(_section(f"{gid}-worst", "Worst images", worst_html(store, group, options, bpp), toc))
+        entries.append((gid, str(ds), toc))
     parts.append(f"<script>{SCRIPT}</script></body></html>")
-    return "\n".join(parts)
+    return "\n".join(head + [_toc(entries)] + parts)
 
 
 def write_html(store: Store, run_ids: Sequence[str], path: Path | str, options: HtmlOptions | None = None) -> Path:

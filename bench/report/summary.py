@@ -3,7 +3,8 @@
 * :func:`summarise` — one row per codec × rate point: counts, mean bpp (total and per
   byte part; the paper's formula rate ``bpp_paper`` beside it for codecs that declare one,
   see :mod:`.rates`), the metrics' dataset-level values (``compute(merge_all(states))`` over
-  the ok rows where that metric succeeded), ``n_<metric>`` (images each metric was computed
+  the ok rows where that metric succeeded; FID/KID read back from the store while their
+  states are unchanged, see :mod:`bench.analysis.dataset_level`), ``n_<metric>`` (images each metric was computed
   on) and the mean of any per-image value that ``compute`` does not produce.
 * :func:`per_image` — one tidy row per image × codec × rate (``error_<metric>`` for a
   metric that failed on that image).
@@ -38,6 +39,7 @@ from .rates import BASIS, PAPER, PAPER_PREFIX, REAL_COPY, is_paper_key, paper_va
 from ..codecs.base import bits_per_pixel
 from ..errors import BenchError
 from ..metrics.base import Metric
+from bench.analysis.dataset_level import DatasetValues
 from bench.storage.store import Row, Store
 from .floor import is_floor
 
@@ -239,6 +241,8 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
 
     dataset_keys: dict[str, str] = {}  # value key -> metric, in first-seen order
     records = []
+    stored = DatasetValues(store, run["run_id"])  # FID/KID: read back unless their states changed
+    params = run["meta"].get("metric_params") or {}
     for (codec, rate), group in groups.items():
         ok = [r for r in group if r.status == "ok"]
         rec: dict[str, Any] = {"codec": codec, "rate": rate, "n_ok": len(ok), "n_failed": len(group) - len(ok)}
@@ -255,7 +259,7 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
             if not states:
                 continue
             if name not in metrics:
-                metrics[name] = _make_metric(name, warnings, (run["meta"].get("metric_params") or {}).get(name))
+                metrics[name] = _make_metric(name, warnings, params.get(name))
             metric = metrics[name]
             if metric is None:
                 continue
@@ -265,7 +269,7 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
                                 f"({len(ok) - failed - len(states)} have no stored state and no recorded error)")
                 log.warning(warnings[-1])
             try:
-                values = metric.compute(metric.merge_all(states))
+                values = stored.get(codec, rate, name, metric, params.get(name), states)
             except Exception as err:  # noqa: BLE001 - one metric must not sink the whole report
                 warnings.append(f"{codec} @ {rate}: {name} compute failed ({type(err).__name__}: {err})")
                 log.warning(warnings[-1])
@@ -274,6 +278,7 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
                 dataset_keys.setdefault(key, name)
                 rec[key] = float(value)
         records.append((rec, ok))
+    stored.flush()
 
     # Means of per-image values that compute() did not produce (e.g. psnr's "mse").
     mean_keys = sorted({k for _rec, ok in records for r in ok for k in r.metrics

@@ -65,6 +65,19 @@ CREATE TABLE IF NOT EXISTS rows (
 _RUN_COLUMNS = ("run_id", "created", "updated", "config", "meta", "status")
 _ROW_COLUMNS = ("run_id", "codec", "rate", "image_id", "status", "error", "height", "width", "bytes", "bpp",
                 "metrics", "states", "seconds", "created", "notes")  # metric_errors: added by _migrate
+# Created by the first Store.put_dataset_values (stores without FID/KID never get it).
+DATASET_VALUES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dataset_values (
+    run_id     TEXT NOT NULL,
+    codec      TEXT NOT NULL,
+    rate       TEXT NOT NULL,
+    metric     TEXT NOT NULL,
+    state_hash TEXT NOT NULL,   -- hash of the metric's identity and the states the values came from
+    "values"   TEXT NOT NULL,   -- JSON {key: value}: the metric's compute() of the merged states
+    created    REAL NOT NULL,
+    PRIMARY KEY (run_id, codec, rate, metric)
+);
+"""
 
 
 def _dumps(obj: Any) -> str:
@@ -263,10 +276,17 @@ class Store:
         return {r[1] for r in self.db.execute("PRAGMA table_info(rows)")}
 
     def _migrate(self) -> None:
-        """Add columns that stores written by older versions lack (their values stay NULL)."""
+        """Add columns that stores written by older versions lack (their values stay NULL).
+        The ``dataset_values`` table (added with stored FID/KID, :data:`DATASET_VALUES_SCHEMA`)
+        is created when values are first stored; a store without it has its dataset-level
+        values computed when read."""
         if "metric_errors" not in self._row_columns():
             with self.db:
                 self.db.execute("ALTER TABLE rows ADD COLUMN metric_errors TEXT")
+
+    def _has_table(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                               (name,)).fetchone() is not None
 
     def close(self) -> None:
         self.db.close()
@@ -404,6 +424,35 @@ class Store:
         except (ValueError, TypeError, KeyError, OSError) as err:  # a row whose JSON or npz does not parse
             raise StoreDamagedError(f"run store {self.path} is damaged: a row of run {run_id} does not parse "
                                     f"({type(err).__name__}: {err})", recover_fix(self.path)) from None
+
+    # -- dataset-level values (FID, KID: computed once, see bench.analysis.dataset_level) --
+    @_guarded
+    def dataset_values(self, run_id: str) -> dict[tuple[str, str, str], tuple[str, dict[str, float]]]:
+        """(codec, rate, metric) → (state hash, values) stored for the run ({} for a
+        read-only store written before the table existed)."""
+        if not self._has_table("dataset_values"):
+            return {}
+        cur = self.db.execute('SELECT codec, rate, metric, state_hash, "values" FROM dataset_values '
+                              "WHERE run_id = ?", (run_id,))
+        try:
+            return {(r[0], r[1], r[2]): (r[3], json.loads(r[4])) for r in cur}
+        except (ValueError, TypeError) as err:
+            raise StoreDamagedError(f"run store {self.path} is damaged: a dataset value of run {run_id} "
+                                    f"does not parse ({err})", recover_fix(self.path)) from None
+
+    @_guarded
+    def put_dataset_values(self, run_id: str, items: list[tuple[str, str, str, str, dict[str, float]]]) -> None:
+        """Store (codec, rate, metric, state hash, values) entries in one transaction;
+        nothing on a read-only store (the values are then recomputed when read)."""
+        if self.readonly or not items:
+            return
+        now = time.time()
+        with self.db:
+            self.db.execute(DATASET_VALUES_SCHEMA)
+            self.db.executemany('INSERT OR REPLACE INTO dataset_values (run_id, codec, rate, metric, state_hash, '
+                                '"values", created) VALUES (?,?,?,?,?,?,?)',
+                                [(run_id, c, r, m, h, json.dumps(v, allow_nan=True), now)  # key order kept
+                                 for c, r, m, h, v in items])
 
     @_guarded
     def count(self, run_id: str) -> int:

@@ -1,0 +1,96 @@
+"""The "Worst images" section of the HTML report (:mod:`.html`).
+
+Per codec one table: for every rate point (numeric order, :func:`rate_key`) the images where
+the codec does worst by each criterion of :data:`bench.report.evidence.CRITERIA`, and crops
+(WebP thumbnails, recomputed) of the worst image per criterion at the rate point nearest the
+page's bpp.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import pandas as pd
+
+from ..errors import BenchError
+from bench.storage.store import Store
+from .evidence import with_image_iou, worst_images
+from .html import HtmlOptions, _esc, _Group, _img, _recompute, array_uri, center_crop, run_dataset
+from .summary import load_run, per_image
+
+
+def rate_key(rate: Any) -> tuple[int, float, str]:
+    """Sort key of rate labels: numbers by value (5, 10, 35, 100), then other text."""
+    try:
+        return (0, float(str(rate)), str(rate))
+    except ValueError:
+        return (1, math.nan, str(rate))
+
+
+def _worst_crops(run: Mapping[str, Any], codec: str, label: str, rate: str, top: pd.DataFrame, dataset: Any,
+                 samples: dict[str, Any], options: HtmlOptions) -> list[str]:
+    figs = []
+    for key, cg in top.groupby("image_id", sort=False):
+        image_id = str(key)
+        try:
+            sample = samples.get(image_id) or dataset.load(image_id)
+            samples[image_id] = sample
+            _enc, recon = _recompute(run, codec, rate, sample, dataset, options)
+        except Exception as err:  # noqa: BLE001 - one crop's failure must not lose the page
+            msg = err.problem if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
+            figs.append(f'<figure><figcaption class="note">{_esc(image_id)}: not recomputed ({_esc(msg)})'
+                        "</figcaption></figure>")
+            continue
+        why = "; ".join(f"{c}: {v:.4g}" for c, v in zip(cg["criterion"], cg["value"]))
+        figs.append(f'<figure>{_img(array_uri(center_crop(sample.image, options.crop)), "original")}'
+                    f"<figcaption>original {_esc(image_id)}</figcaption></figure>"
+                    f'<figure>{_img(array_uri(center_crop(recon, options.crop)), label)}'
+                    f"<figcaption>{_esc(label)} @ {_esc(rate)} — {_esc(why)}</figcaption></figure>")
+    return figs
+
+
+def worst_html(store: Store, group: _Group, options: HtmlOptions, bpp: float = math.nan) -> str:
+    """Per codec, one table of the images where it does worst at each rate point (largest
+    LPIPS, lowest PSNR, largest IoU drop vs the original's segmentation; rates in numeric
+    order), with crops of the worst image per criterion at the rate point nearest ``bpp``
+    (recomputed, when ``options.crops``)."""
+    parts = []
+    samples: dict[str, Any] = {}
+    try:
+        dataset = run_dataset(group.runs[0])
+    except (BenchError, OSError):
+        dataset = None
+    by_origin = {v: k for k, v in group.origin.items()}
+    for run in group.runs:
+        loaded = load_run(store, run["run_id"])
+        images = with_image_iou(per_image(store, run["run_id"], loaded), loaded[1], run)
+        worst = worst_images(images, options.worst)
+        if worst.empty:
+            continue
+        mean_bpp = images.groupby(["codec", "rate"])["bpp"].mean() if "bpp" in images else pd.Series(dtype=float)
+        for key, cw in worst.groupby("codec", sort=False):
+            codec = str(key)
+            label = by_origin.get((run["run_id"], codec), codec)
+            criteria = list(dict.fromkeys(cw["criterion"]))
+            rates = sorted(dict.fromkeys(str(r) for r in cw["rate"]), key=rate_key)
+            lines = []
+            for rate in rates:
+                g = cw[cw["rate"] == rate]
+                cells = "".join("<td class=key>" + ", ".join(f"{_esc(r.image_id)} ({r.value:.4g})" for r in
+                                                             g[g["criterion"] == crit].itertuples()) + "</td>"
+                                for crit in criteria)
+                lines.append(f"<tr><td class=key>{_esc(rate)}</td>{cells}</tr>")
+            heads = "".join(f"<th>{_esc(c)}</th>" for c in criteria)
+            figs: list[str] = []
+            near = [(abs(float(mean_bpp.get((codec, r), math.nan)) - bpp), rate_key(r), r) for r in rates]
+            near = [n for n in near if math.isfinite(n[0])]
+            if options.crops and dataset is not None and near:
+                rate = min(near)[2]
+                top = cw[(cw["rate"] == rate) & (cw["rank"] == 1)]
+                figs = _worst_crops(run, codec, label, rate, top, dataset, samples, options)
+                figs.insert(0, f"<p>worst image per criterion at rate {_esc(rate)} (nearest {bpp:.4f} bpp):</p>")
+            parts.append(f"<h4>{_esc(label)}</h4><table class=worst><thead><tr><th>rate</th>{heads}</tr></thead>"
+                         f"<tbody>{''.join(lines)}</tbody></table>"
+                         + (f'<div class="crops">{"".join(figs)}</div>' if figs else ""))
+    return "".join(parts) or "<p>no per-image values to rank</p>"
