@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from .attrs import frame_attrs
+from .order import sort_frame
 
 RATES = ("real", "paper")
 PAPER = "bpp_paper"
@@ -109,9 +110,9 @@ def rate_view(df: pd.DataFrame, rate: str = "real") -> pd.DataFrame:
             out.insert(list(out.columns).index(REAL_COPY) + 1 + len(ci_moved), f"{REAL_COPY}_{side}", real_ci)
             ci_moved.append(side)
     if {"codec", "rate", "image_id"} <= set(out.columns):
-        out = out.sort_values(["codec", "rate", "image_id"], kind="stable")
+        out = sort_frame(out, ("codec", "rate", "image_id"))
     elif {"codec", "rate"} <= set(out.columns):
-        out = out.sort_values(["codec", "bpp", "rate"], na_position="last", kind="stable")
+        out = sort_frame(out, ("codec", "bpp", "rate"))
     out = out.reset_index(drop=True)
     attrs = dict(df.attrs)
     columns = dict(attrs.get("columns") or {})

@@ -39,6 +39,7 @@ from ..errors import BenchError
 from ..metrics.base import Metric
 from bench.storage.store import Row, Store
 from .floor import is_floor
+from .order import sort_frame
 
 log = logging.getLogger("bench")
 
@@ -199,10 +200,11 @@ def _mean(values: list[float]) -> float:
 
 
 def _sort(df: pd.DataFrame) -> pd.DataFrame:
-    """Codec by name, then rate points from lowest to highest bpp (no-bpp rows last)."""
+    """Codec by name, then rate points from lowest to highest bpp (no-bpp rows last; equal
+    bpp in numeric rate order, :func:`bench.report.order.rate_key`)."""
     if df.empty:
         return df
-    return df.sort_values(["codec", "bpp", "rate"], na_position="last", kind="stable").reset_index(drop=True)
+    return sort_frame(df, ("codec", "bpp", "rate"))
 
 
 # -- public API --------------------------------------------------------------------------
@@ -336,7 +338,10 @@ def per_image(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
         return pd.DataFrame(columns=["codec", "rate", "image_id", "status", "error", "height", "width", "bpp"])
     df[["height", "width"]] = df[["height", "width"]].astype("Int64")
     df.attrs = {"run_id": run["run_id"], "random_metrics": sorted(random)}
-    return df.sort_values(["codec", "rate", "image_id"], kind="stable").reset_index(drop=True)
+    attrs = df.attrs
+    df = sort_frame(df, ("codec", "rate", "image_id"))  # rates in numeric order: 5, 10, 35, 100
+    df.attrs = attrs
+    return df
 
 
 FAILURE_COLUMNS = ["image_id", "codec", "rate", "metric", "error"]
