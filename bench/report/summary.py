@@ -53,7 +53,7 @@ DATA_COUNTS = ("n_identical",)
 KNOWN_DIRECTIONS: dict[str, bool] = {"mse": False}
 # Side values of a metric (sample counts, patch size, spread) and per-class breakdowns
 # ("iou_gt/road"): kept in CSV, left out of the printed tables and default curves.
-DETAIL_SUFFIXES = ("_n", "_images", "_patch", "_low_n", "_subset_size", "_std", "_lo", "_hi")
+DETAIL_SUFFIXES = ("_n", "_images", "_patch", "_low_n", "_subset_size", "_subsets", "_std", "_lo", "_hi")
 DETAIL_PREFIXES = ("classes_",)
 
 
