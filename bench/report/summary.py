@@ -290,8 +290,16 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
     df = _sort(df)
     df.attrs = frame_attrs(run_id=run["run_id"], columns={i.column: asdict(i) for i in infos},
                            random_metrics=sorted(random), parts=parts, warnings=warnings,
-                           codec_labels=codec_labels(run))
+                           codec_labels=codec_labels(run), **run_context(run))
     return df
+
+
+def run_context(run: dict[str, Any]) -> dict[str, Any]:
+    """What a figure title names: the run's dataset, its image count and protocol."""
+    ds = run["meta"].get("dataset") or {}
+    protocol = (run["meta"].get("protocol") or {}).get("name") or "card"
+    return {"dataset": str(ds.get("name") or run["config"].get("dataset") or "?"),
+            "n_images": ds.get("n_images"), "protocol": str(protocol)}
 
 
 def codec_labels(run: dict[str, Any]) -> dict[str, str]:
