@@ -176,7 +176,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ProtocolWarning)
                 paths = write_figure(name, store, args.runs or ["latest"], dest, ssm=args.ssm_bpp,
-                                     ci=boot, rate=args.rate)
+                                     ci=boot, rate=args.rate, width=args.width)
             for w in caught:  # a figure drawn from runs of another protocol than its paper's
                 print(f"warning: {w.message}", file=sys.stderr)
             print(f"{name}: {', '.join(str(p) for p in paths)}")
@@ -256,6 +256,8 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
                                                   "default: found in the runs' byte parts")
     fg.add_argument("--rate", choices=["real", "paper"],
                     help="x axis: real bpp or paper formula rate (default: the preset's; sqgan-fig12: paper)")
+    fg.add_argument("--width", choices=["single", "double"], default="single",
+                    help="figure width: single column (3.5 in, default) or double column (7.16 in)")
     add_ci_args(fg, "error bars of")
     fg.set_defaults(func=cmd_figures)
 

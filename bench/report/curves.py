@@ -18,6 +18,7 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -129,6 +130,14 @@ def curve_columns(df: pd.DataFrame) -> list[str]:
             and (i.kind == "dataset" or (i.kind == "mean" and i.metric not in with_dataset))]
 
 
+def log_bpp_axis(ax: Any, few: bool = False) -> None:
+    """A log bpp axis labelled 0.1, 0.2, 0.5, 1 … (``few``: 0.1, 0.3, 1 … for small panels)."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 3.0) if few else (1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def figure_title(df: pd.DataFrame) -> str:
     """``"demo, 2 images, protocol card"``: the run a figure was drawn from (frame attrs)."""
     bits = [str(df.attrs.get("dataset") or "dataset ?")]
@@ -195,10 +204,7 @@ def rd_figure(df: pd.DataFrame, column: str, width: str = DEFAULT_WIDTH) -> Figu
             rings |= draw_small_n(ax, df, column, data.index, data["bpp"], data[column], colour)
             daggers |= draw_daggers(ax, data["bpp"], data[column], fewer.loc[data.index], colour)
         if all_bpp and min(all_bpp) > 0 and max(all_bpp) / min(all_bpp) > 10:
-            ax.set_xscale("log")
-            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-            ax.xaxis.set_minor_formatter(NullFormatter())
+            log_bpp_axis(ax)
         notes: list[str] = []
         level = reference_level(df, column)
         if math.isfinite(level):  # the clean reference: a line, never a point that moves the x axis
