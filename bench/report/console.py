@@ -144,7 +144,8 @@ def render_console(df: pd.DataFrame, columns: Sequence[str] | None = None, width
     keep = _pick(df, infos, columns) if columns else headline_columns(df, infos)
     table = _table(df, infos, keep)
     while not columns and _width(table) > width and len(keep) > 3:
-        keep = keep[:-1]
+        counts = [c for c in keep if infos[c].kind == "count"]  # n_<metric> first: † marks the cells anyway
+        keep = [c for c in keep if c != counts[-1]] if counts else keep[:-1]
         table = _table(df, infos, keep)
     hidden = [c for c in printed_columns(df, infos) if c not in keep and c != "n_ok"]
     wrap = textwrap.TextWrapper(width, subsequent_indent="  ", break_on_hyphens=False)
