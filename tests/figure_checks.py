@@ -7,8 +7,7 @@ from itertools import combinations
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure, SubFigure
-from matplotlib.lines import Line2D
+from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 
@@ -28,7 +27,7 @@ def text_boxes(fig: Figure) -> list[tuple[str, Any]]:
     renderer = fig.canvas.get_renderer()
     items: list[Text] = _texts(fig)
     for ax in fig.axes:
-        items += [ax.title, getattr(ax, "_left_title"), getattr(ax, "_right_title"),
+        items += [ax.title, ax._left_title, ax._right_title,
                   ax.xaxis.label, ax.yaxis.label, *ax.texts]
     items = list({id(t): t for t in items}.values())  # a suptitle is also in fig.texts
     boxes = [(f"text {t.get_text()[:40]!r}", t.get_window_extent(renderer)) for t in items

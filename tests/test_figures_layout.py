@@ -10,11 +10,17 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from figure_checks import overlaps
 
-from bench.report.curves import codec_colour, codec_marker, curve_columns, rd_figure, write_curves
+from bench.report.curves import (
+    codec_colour,
+    codec_marker,
+    curve_columns,
+    rd_figure,
+    write_curves,
+)
 from bench.report.figstyle import DAGGER_LABEL, RING_LABEL, WIDTHS
 from bench.report.figures import PRESETS, RunData, figure
-from figure_checks import overlaps
 
 RATES = {"jpeg": ["5", "10", "35", "100"], "webp": ["10", "50", "90"], "bpg": ["40", "30"]}
 BPP = {"jpeg": [0.15, 0.26, 0.63, 5.6], "webp": [0.25, 0.5, 1.4], "bpg": [0.1, 0.4]}

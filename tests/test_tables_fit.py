@@ -7,12 +7,12 @@ import re
 
 import pandas as pd
 import pytest
+from test_figures_layout import summary
 
 from bench.report.console import render_console
 from bench.report.latex import to_latex_tables
 from bench.report.order import rate_key, rate_order, sort_frame
 from bench.storage.store import Row, Store
-from test_figures_layout import summary
 
 
 def full_metric_summary() -> pd.DataFrame:

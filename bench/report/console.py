@@ -22,7 +22,15 @@ from ..errors import ConfigError
 from .intervals import ci_notes, decorate, small_n, small_n_notes
 from .rates import rate_note
 from .summary import ColumnInfo, column_info
-from .tables import FEWER_MARK, _align, fewer_images, formatted, header, is_metric_n, printed_columns
+from .tables import (
+    FEWER_MARK,
+    _align,
+    fewer_images,
+    formatted,
+    header,
+    is_metric_n,
+    printed_columns,
+)
 
 #: Default width limit of the console table and its footnote lines (characters).
 CONSOLE_WIDTH = 100

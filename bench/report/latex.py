@@ -16,7 +16,15 @@ import pandas as pd
 
 from .intervals import CI_KIND, decorate, latex_interval_cells
 from .summary import ColumnInfo, column_info
-from .tables import LATEX_ARROWS, LATEX_FEWER_MARK, _notes, formatted, latex_escape, pretty_name, printed_columns
+from .tables import (
+    LATEX_ARROWS,
+    LATEX_FEWER_MARK,
+    _notes,
+    formatted,
+    latex_escape,
+    pretty_name,
+    printed_columns,
+)
 
 #: Most columns of one LaTeX table (keys and bpp included): one page column of a paper.
 MAX_COLUMNS = 8
@@ -64,7 +72,7 @@ def best_rows(df: pd.DataFrame, column: str, info: ColumnInfo) -> pd.Series:
     if info.higher_is_better is None or info.kind not in ("dataset", "mean") or "rate" not in df:
         return flags
     values = pd.to_numeric(df[column], errors="coerce")
-    for _rate, idx in df[df["codec"] != REFERENCE].groupby("rate").groups.items():
+    for idx in df[df["codec"] != REFERENCE].groupby("rate").groups.values():
         v = values.loc[idx]
         v = v[v.map(math.isfinite)]
         if df.loc[v.index, "codec"].nunique() < 2:

@@ -18,11 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
-from tabulate import tabulate
 
 from bench.storage.atomic import output_dir, write_text, write_with
 from .floor import FLOOR_NOTE, is_floor
-from .intervals import ci_notes, decorate, latex_interval_cells, small_n_notes
+from .intervals import ci_notes, decorate, small_n_notes
 from .rates import rate_note
 from .summary import RANDOM_MARK, ColumnInfo, column_info
 
