@@ -26,7 +26,7 @@ fi
 
 # compressai 1.2.8 pins numpy<2 but works with numpy 2: install it without deps, then its deps.
 "${pip[@]}" install -q -c scripts/constraints.txt --no-deps compressai==1.2.8
-"${pip[@]}" install -q -c scripts/constraints.txt -e '.[test,metrics,learned,scale,heic,track,lightning,dev]'
+"${pip[@]}" install -q -c scripts/constraints.txt -e '.[test,metrics,learned,scale,heic,track,lightning,notebooks,fetch,dev]'
 
 echo "$want" > "$STAMP"
 echo "setup: done ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"

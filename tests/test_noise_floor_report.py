@@ -54,10 +54,11 @@ def test_summary_has_the_floor_beside_miou_orig(store: Store) -> None:
 def test_curves_draw_the_floor_as_a_line_not_a_curve(store: Store, tmp_path: Path) -> None:
     df = summarise(store, "seg")
     assert ORIG in curve_columns(df) and FLOOR not in curve_columns(df)
-    ax = rd_figure(df, ORIG).axes[0]
+    fig = rd_figure(df, ORIG)
+    ax = fig.axes[0]
     dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
     assert len(dashed) == 1 and dashed[0].get_ydata()[0] == pytest.approx(0.8)
-    assert any("segmenter floor" in t.get_text() for t in ax.get_legend().get_texts())
+    assert any("segmenter floor" in t.get_text() for t in fig.legends[0].get_texts())  # legend below the axes
     names = [p.name for p in write_curves(df, tmp_path / "c")]
     assert not any("floor" in n for n in names)
 

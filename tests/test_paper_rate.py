@@ -125,8 +125,9 @@ def test_figure_draws_sqgan_at_paper_rate_by_default(runs, tmp_path):
 
     ax, lines = psnr_lines(fig_default)
     assert lines["sqgan"] == sorted(PAPER.values()) and "jpeg (real bpp)" in lines
-    assert "paper formula" in ax.get_xlabel() and "paper's formula rate for sqgan" in fig_default.get_suptitle()
-    assert "real bpp (transmitted bytes) for jpeg" in fig_default.get_suptitle()
+    caption = " ".join(fig_default.caption_lines)  # the caption strip under the panels (issue 22)
+    assert "paper formula" in ax.get_xlabel() and "paper's formula rate for sqgan" in caption
+    assert "real bpp (transmitted bytes) for jpeg" in caption
     ax, lines = psnr_lines(fig_real)
     assert lines["sqgan"] != sorted(PAPER.values()) and "jpeg" in lines and ax.get_xlabel() == "bpp"
 

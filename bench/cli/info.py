@@ -17,29 +17,67 @@ def _availability(obj: Any) -> tuple[bool, str]:
     return False, "; ".join(f"{r.kind} {r.name}: {r.detail}" for r in missing)
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+#: Width of ``bench list`` lines (one per item; ``--verbose`` adds the details below each).
+LIST_WIDTH = 100
+
+
+def clip(text: str, width: int = LIST_WIDTH) -> str:
+    """``text`` on one line, at most ``width`` characters (cut with "…")."""
+    text = " ".join(text.splitlines())
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+def _status(kind: str, name: str) -> tuple[str, str]:
+    """("available" | "UNAVAILABLE", why) of a codec or metric; ("", "") for other kinds."""
     from bench.registry import catalog
 
-    kind = args.what.rstrip("s")
-    reg = catalog.registry(kind)
-    for entry in reg:
-        desc = entry.card.get("description", "")
-        status = ""
-        if kind in ("codec", "metric"):
-            try:
-                obj = catalog.make_codec(entry.name) if kind == "codec" else catalog.make_metric(entry.name)
-                ok, why = _availability(obj)
-                status = "available" if ok else f"UNAVAILABLE ({why})"
-            except BenchError as err:
-                status = f"UNAVAILABLE ({err.problem})"
-            except ImportError as err:
-                status = f"UNAVAILABLE (python package missing: {err.name})"
-        print(f"{entry.name:12s} {status}\n{'':12s} {desc}".rstrip())
+    if kind not in ("codec", "metric"):
+        return "", ""
+    try:
+        obj = catalog.make_codec(name) if kind == "codec" else catalog.make_metric(name)
+        ok, why = _availability(obj)
+        return ("available", "") if ok else ("UNAVAILABLE", why)
+    except BenchError as err:
+        return "UNAVAILABLE", err.problem
+    except ImportError as err:
+        return "UNAVAILABLE", f"python package missing: {err.name}"
+
+
+def list_lines(kind: str, verbose: bool = False) -> list[str]:
+    """``bench list``: one line per registered item (name, availability, the description's
+    first sentence), each at most :data:`LIST_WIDTH` columns; ``verbose`` adds the full
+    description, the reason an item is unavailable and a dataset's protocols, wrapped below."""
+    import textwrap
+
+    from bench.registry import catalog
+
+    lines = []
+    entries = list(catalog.registry(kind))
+    name_w = min(max((len(e.name) for e in entries), default=8), 28)
+    for entry in entries:
+        desc = " ".join(str(entry.card.get("description", "")).split())
+        status, why = _status(kind, entry.name)
+        first = desc.split(". ")[0].rstrip(".")
         if kind == "segmenter":  # what the off-domain caveat compares with the dataset's domain
-            print(f"{'':12s} domain: {entry.card.get('domain') or 'not declared'}; "
-                  f"classes: {entry.card.get('class_set') or 'given as params'}")
-        if kind == "dataset" and entry.card.get("protocols"):
-            print(f"{'':12s} protocols (--protocol): {', '.join(entry.card['protocols'])}")
+            first = (f"domain: {entry.card.get('domain') or 'not declared'}; "
+                     f"classes: {entry.card.get('class_set') or 'given as params'}")
+        head = f"{entry.name:{name_w}s} " + (f"{status:11s} " if status else "")
+        if status == "UNAVAILABLE" and not verbose:
+            first = f"{why} (details: --verbose)"
+        lines.append(clip(head + first))
+        if verbose:
+            wrap = textwrap.TextWrapper(LIST_WIDTH, initial_indent=" " * 4, subsequent_indent=" " * 4,
+                                        break_on_hyphens=False, break_long_words=True)
+            details = [desc] + ([f"unavailable: {why}"] if why else [])
+            if kind == "dataset" and entry.card.get("protocols"):
+                details.append(f"protocols (--protocol): {', '.join(entry.card['protocols'])}")
+            lines += [ln for d in details if d for ln in wrap.wrap(d)]
+    return lines
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for line in list_lines(args.what.rstrip("s"), verbose=bool(getattr(args, "verbose", False))):
+        print(line)
     return 0
 
 
@@ -52,7 +90,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     ls = sub.add_parser("list", parents=common,
-                        help="registered codecs, datasets, metrics or segmenters and their availability")
+                        help="registered codecs, datasets, metrics or segmenters and their availability "
+                             "(one line each; details with --verbose)")
     ls.add_argument("what", choices=["codecs", "datasets", "metrics", "segmenters"])
     ls.set_defaults(func=cmd_list)
 

@@ -22,7 +22,8 @@ from bench.errors import ConfigError
 from bench.modes import RateBasis
 
 
-def print_report(store: Any, run_id: str, out_dir: Path, boot: Any = None, rate: RateBasis = "real") -> int:
+def print_report(store: Any, run_id: str, out_dir: Path, boot: Any = None, rate: RateBasis = "real",
+                 columns: Sequence[str] | None = None, bold_best: bool = False) -> int:
     from bench.report import (
         load_run,
         rate_view,
@@ -37,8 +38,10 @@ def print_report(store: Any, run_id: str, out_dir: Path, boot: Any = None, rate:
         from bench.report.intervals import add_intervals
 
         summary = add_intervals(summary, store, run_id, loaded, boot)
-    paths = write_report(store, run_id, out_dir, summary, loaded, rate=rate)
-    print(render_console(rate_view(summary, rate)))
+    shown = rate_view(summary, rate)
+    table = render_console(shown, list(columns) if columns else None)  # a bad --columns fails before writing
+    paths = write_report(store, run_id, out_dir, summary, loaded, rate=rate, bold_best=bold_best)
+    print(table)
     print(f"report: {out_dir} ({len(paths)} files)")
     return 0
 
@@ -57,7 +60,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             return _html_report(args, store, [run["run_id"]] + [store.run(r)["run_id"] for r in args.more_runs], boot)
         dest = Path(args.dest) if args.dest else Path(args.out) / run["run_id"]
         output_dir(dest, "report folder", "pass --dest DIR, a folder you can write (the store itself is only read)")
-        return print_report(store, run["run_id"], dest, boot, args.rate)
+        return print_report(store, run["run_id"], dest, boot, args.rate,
+                            csv_list(args.columns) if args.columns else None, args.bold_best)
 
 
 def _html_report(args: argparse.Namespace, store: Any, run_ids: list[str], boot: Any = None) -> int:
@@ -180,7 +184,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ProtocolWarning)
                 paths = write_figure(name, store, args.runs or ["latest"], dest, ssm=args.ssm_bpp,
-                                     ci=boot, rate=args.rate)
+                                     ci=boot, rate=args.rate, width=args.width)
             for w in caught:  # a figure drawn from runs of another protocol than its paper's
                 print(f"warning: {w.message}", file=sys.stderr)
             print(f"{name}: {', '.join(str(p) for p in paths)}")
@@ -203,6 +207,11 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     rep.add_argument("--no-crops", action="store_true", help="--html: do not recompute reconstructions")
     rep.add_argument("--param", action="append", help="--html: NAME.KEY=VALUE to rebuild a codec (as for run)")
     rep.add_argument("--rate", choices=["real", "paper"], default="real", help=RATE_HELP)
+    rep.add_argument("--columns", help="console table: comma-separated column keys (e.g. psnr,psnr_of_mean_mse,"
+                                       "n_ok) or 'all' (default: one headline column per metric, within 100 "
+                                       "columns; summary.csv keeps every column)")
+    rep.add_argument("--bold-best", action="store_true",
+                     help="summary.tex: the best value of each metric per rate point in bold")
     add_ci_args(rep, "tables and curves with")
     rep.set_defaults(func=cmd_report)
 
@@ -262,6 +271,8 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
                                                   "default: found in the runs' byte parts")
     fg.add_argument("--rate", choices=["real", "paper"],
                     help="x axis: real bpp or paper formula rate (default: the preset's; sqgan-fig12: paper)")
+    fg.add_argument("--width", choices=["single", "double"], default="single",
+                    help="figure width: single column (3.5 in, default) or double column (7.16 in)")
     add_ci_args(fg, "error bars of")
     fg.set_defaults(func=cmd_figures)
 

@@ -30,7 +30,7 @@ from bench.modes import RateBasis
 
 
 def write_report(store: Store, run_id: str, out_dir: Path | str, summary: pd.DataFrame | None = None,
-                 loaded: Loaded | None = None, rate: RateBasis = "real") -> list[Path]:
+                 loaded: Loaded | None = None, rate: RateBasis = "real", bold_best: bool = False) -> list[Path]:
     """Write summary.{md,csv,tex}, per_image.csv, rd_<metric>.{png,pdf} and, when any
     row failed, failures.csv into ``out_dir`` (each file atomically; a failures.csv left by an
     earlier report is removed once no row fails); returns the written paths. The rows are read
@@ -38,11 +38,11 @@ def write_report(store: Store, run_id: str, out_dir: Path | str, summary: pd.Dat
     ``summary``: its :func:`summarise`). Metric failures on ok rows are listed there too.
     ``rate``: "real" (bpp of the transmitted bytes) or "paper" (each codec's paper formula rate
     where it has one, see :func:`rate_view`) for the tables' bpp and the curves' x axis;
-    per_image.csv has both."""
+    per_image.csv has both. ``bold_best``: summary.tex sets the best value per rate point in bold."""
     out = output_dir(out_dir, "report folder")
     loaded = loaded or load_run(store, run_id)
     df = rate_view(summary if summary is not None else summarise(store, run_id, loaded), rate)
-    paths = write_tables(df, out)
+    paths = write_tables(df, out, bold_best=bold_best)
     paths += write_curves(df, out)
     images = per_image(store, run_id, loaded)
     paths.append(write_with(out / "per_image.csv", lambda tmp: images.to_csv(tmp, index=False)))

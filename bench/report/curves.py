@@ -1,8 +1,14 @@
 """Rate–distortion curves: one figure per metric column against bpp.
 
-Figures are drawn on matplotlib's Agg canvas (no display needed) and saved as PNG
-(200 dpi) and PDF (vector). Each codec gets the same colour and marker in every figure:
-both are picked from a hash of its name (sha256, not Python's salted ``hash``).
+Figures are drawn on matplotlib's Agg canvas (no display needed) at one paper column
+(3.5 in; ``width="double"``: 7.16 in) and saved as PNG (200 dpi), PDF (vector, Type 42
+fonts) and ``.caption.txt``. The title names the run's dataset and protocol; the legend and
+the caption strip (marks, rate basis, random-weights warning) sit below the axes. The
+``original`` row and the segmenter floor are horizontal lines, never points.
+
+:func:`codec_colour` / :func:`codec_marker` are the one source of a codec's colour and marker
+(figures, curves and the HTML report): colour-blind-safe colours, fixed for the known codecs,
+picked from a hash of the name (sha256, not Python's salted ``hash``) for the others.
 """
 
 from __future__ import annotations
@@ -10,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
+from matplotlib.colors import to_rgb
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -24,35 +31,68 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from bench.storage.atomic import output_dir, write_with
 from ..errors import ConfigError
 from .floor import FLOOR_LABEL, floor_column, floor_value, is_floor
-from .intervals import draw_interval, draw_small_n, figure_note
+from .figstyle import (DEFAULT_WIDTH, STYLE, check_width, dagger_handle, draw_daggers, finish_layout,
+                       finite_mean, ring_handle, write_caption)
+from .intervals import draw_interval, draw_small_n, interval_columns
+from .rates import rate_note
 from .summary import ColumnInfo, column_info
-from .tables import pretty_name
+from .tables import fewer_images, pretty_name
 
 PNG_DPI = 200
-# 18 qualitative colours (tab10 then Dark2) and 8 markers: 144 colour × marker pairs.
-PALETTE: tuple[tuple[float, ...], ...] = tuple(colormaps["tab10"].colors) + tuple(colormaps["Dark2"].colors)
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-RANDOM_NOTE = "RANDOM WEIGHTS: smoke-test values, not a measurement"
+#: Colour-blind-safe colours: Okabe & Ito's eight (black kept for reference lines, yellow left
+#: out: unreadable on white), then Paul Tol's muted set.
+OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
+TOL_MUTED = ("#332288", "#117733", "#882255", "#44AA99", "#999933", "#AA4499", "#88CCEE", "#CC6677", "#DDCC77")
+PALETTE: tuple[tuple[float, float, float], ...] = tuple(to_rgb(c) for c in OKABE_ITO + TOL_MUTED)
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+#: Codecs with a fixed colour and marker (all different); others get a hash-chosen pair.
+KNOWN_CODECS = ("jpeg", "jpeg2000", "bpg", "webp", "avif", "jpegxl", "heic", "sqgan", "spic", "spadegan",
+                "jpeg-matched", "bpg-matched", "bmshj2018-hyperprior", "mbt2018-mean", "cheng2020-anchor")
+RANDOM_NOTE = "RANDOM WEIGHTS: smoke-test values, not a measurement."
+#: The clean reference row: drawn as a dashed horizontal line, never as a point.
+REFERENCE_CODEC = "original"
+REFERENCE_COLOUR = (0.0, 0.0, 0.0)
 
 
 def _digest(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big")
 
 
+def _slot(name: str) -> int:
+    if name in KNOWN_CODECS:
+        return KNOWN_CODECS.index(name)
+    return len(KNOWN_CODECS) + _digest(name) % (len(PALETTE) * len(MARKERS) - len(KNOWN_CODECS))
+
+
 def codec_colour(name: str) -> tuple[float, float, float]:
-    """The RGB colour (0..1) of a codec, the same in every figure and every run."""
-    r, g, b = PALETTE[_digest(name) % len(PALETTE)][:3]
-    return float(r), float(g), float(b)
+    """The RGB colour (0..1) of a codec, the same in every figure, run and HTML report
+    (colour-blind safe; ``original`` is black: it is drawn as a reference line)."""
+    if name.split("@")[0] == REFERENCE_CODEC:
+        return REFERENCE_COLOUR
+    return PALETTE[_slot(name) % len(PALETTE)]
 
 
 def codec_marker(name: str) -> str:
-    """The marker of a codec (chosen independently of the colour to split colour clashes)."""
-    return MARKERS[(_digest(name) // len(PALETTE)) % len(MARKERS)]
+    """The marker of a codec (the known codecs each have their own colour *and* marker)."""
+    slot = _slot(name)
+    return MARKERS[slot % len(MARKERS)] if slot < len(KNOWN_CODECS) else MARKERS[(slot // len(PALETTE)) % len(MARKERS)]
 
 
 def axis_label(info: ColumnInfo) -> str:
     """``"PSNR [dB]"``, ``"LPIPS (random weights)"``."""
     return pretty_name(info) + (f" [{info.unit}]" if info.unit else "")
+
+
+def short_axis_label(info: ColumnInfo) -> str:
+    """The y label of a small figure: name, unit and ↑/↓, without the random-weights mark
+    (the title and the caption carry it): ``"PSNR [dB] (↑ better)"``, ``"LPIPS ↓"``."""
+    from dataclasses import replace
+
+    text = axis_label(replace(info, random_weights=False))
+    note = direction_note(info)
+    if note and len(text) <= 16:
+        return f"{text} ({note})"
+    return text + (" " + note[0] if note else "")
 
 
 def direction_note(info: ColumnInfo) -> str:
@@ -90,54 +130,118 @@ def curve_columns(df: pd.DataFrame) -> list[str]:
             and (i.kind == "dataset" or (i.kind == "mean" and i.metric not in with_dataset))]
 
 
-def rd_figure(df: pd.DataFrame, column: str) -> Figure:
-    """One metric against bpp: a line with markers per codec, rate points in bpp order."""
+def log_bpp_axis(ax: Any, few: bool = False) -> None:
+    """A log bpp axis labelled 0.1, 0.2, 0.5, 1 … (``few``: 0.1, 0.3, 1 … for small panels)."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 3.0) if few else (1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def figure_title(df: pd.DataFrame) -> str:
+    """``"demo, 2 images, protocol card"``: the run a figure was drawn from (frame attrs)."""
+    bits = [str(df.attrs.get("dataset") or "dataset ?")]
+    if df.attrs.get("n_images"):
+        bits.append(f"{df.attrs['n_images']} images")
+    bits.append(f"protocol {df.attrs.get('protocol') or 'card'}")
+    return ", ".join(bits)
+
+
+def reference_level(df: pd.DataFrame, column: str) -> float:
+    """The ``original`` row's value of ``column`` (NaN when absent)."""
+    if "codec" not in df:
+        return math.nan
+    return finite_mean(df.loc[df["codec"] == REFERENCE_CODEC, column]) if column in df else math.nan
+
+
+def mark_notes(df: pd.DataFrame, columns: Sequence[str], rings: bool, daggers: bool) -> list[str]:
+    """Caption lines for the marks drawn: ``*`` (hollow rings), ``†``, intervals."""
+    from .intervals import SMALL_N_RULES, ci_notes, small_n_notes
+    from .tables import FEWER_MARK
+
+    notes = []
+    infos = column_info(df)
+    whys = [SMALL_N_RULES[m][2] for m in {infos[c].metric for c in columns if c in infos} if m in SMALL_N_RULES]
+    if rings:
+        notes += [n + " Drawn with a hollow ring." for n in small_n_notes(df) if any(w in n for w in whys)]
+    if daggers:
+        notes.append(f"{FEWER_MARK} computed on fewer images than the rate point has (the metric failed on the "
+                     "others; failures.csv lists them).")
+    if any(interval_columns(df, c) for c in columns):
+        notes += ci_notes(df, "bands / error bars: the")
+    return notes
+
+
+def rd_figure(df: pd.DataFrame, column: str, width: str = DEFAULT_WIDTH) -> Figure:
+    """One metric against bpp: a line with markers per codec, rate points in bpp order; the
+    ``original`` row and the segmenter floor as horizontal lines; legend and caption below
+    the axes (``fig.caption_lines``: the caption, also written as ``.caption.txt``)."""
     infos = column_info(df)
     if column not in df.columns:
         raise ConfigError(f"no column {column!r} in the summary", f"pick one of {', '.join(curve_columns(df))}")
     info = infos[column]
-    fig = Figure(figsize=(6.0, 4.2), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    all_bpp: list[float] = []
-    for codec, group in df.groupby("codec", sort=True):
-        data = group[["bpp", column]].astype(float)
-        data = data[np.isfinite(data["bpp"]) & np.isfinite(data[column])].sort_values("bpp")
-        if data.empty:
-            continue
-        all_bpp += data["bpp"].tolist()
-        label = (df.attrs.get("codec_labels") or {}).get(str(codec), str(codec)) + _rate_suffix(df, str(codec))
-        ax.plot(data["bpp"], data[column], label=label, color=codec_colour(str(codec)),
-                marker=codec_marker(str(codec)), linewidth=1.5, markersize=5)
-        draw_interval(ax, df, column, data.index, data["bpp"], codec_colour(str(codec)))  # with --ci
-        draw_small_n(ax, df, column, data.index, data["bpp"], data[column], codec_colour(str(codec)))
-    if all_bpp and min(all_bpp) > 0 and max(all_bpp) / min(all_bpp) > 10:
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    floor = floor_column(infos, column)
-    level = floor_value(df, floor) if floor else math.nan
-    if math.isfinite(level):  # e.g. mIoU vs original: the segmenter's own noise floor
-        ax.axhline(level, color="0.35", linestyle="--", linewidth=1.0, label=f"{FLOOR_LABEL}: {level:.4f}")
-    ax.set_xlabel(rate_axis_label(df, "rate [bpp]"))
-    note = direction_note(info)
-    ax.set_ylabel(axis_label(info) + (f" ({note})" if note else ""))
-    ax.set_title(f"{pretty_name(info)} vs rate" + (f" — {note}" if note else ""))
-    ax.grid(True, which="both", alpha=0.3)
-    figure_note(ax, df, column)
-    if ax.lines:
-        ax.legend(fontsize="small", loc="best")
-    else:
-        ax.text(0.5, 0.5, "no finite values", transform=ax.transAxes, ha="center", va="center")
-    caveats = df.attrs.get("caveats") or []  # bench.report.caveats (off-domain segmenter)
-    if caveats and info.metric == "miou":
-        fig.suptitle(textwrap.fill("; ".join(caveats), 90), fontsize="x-small", color="darkred")
-    if info.random_weights:
-        ax.text(0.5, 0.02, RANDOM_NOTE, transform=ax.transAxes, ha="center", va="bottom",
-                color="red", fontsize="small", weight="bold",
-                bbox={"facecolor": "white", "edgecolor": "red", "alpha": 0.8})
+    w = check_width(width)
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(w, w * 0.62), layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        all_bpp: list[float] = []
+        rings = daggers = False
+        fewer = fewer_images(df, infos, column)
+        for codec, group in df.groupby("codec", sort=True):
+            if str(codec) == REFERENCE_CODEC:
+                continue
+            data = group[["bpp", column]].astype(float)
+            data = data[np.isfinite(data["bpp"]) & np.isfinite(data[column])].sort_values("bpp")
+            if data.empty:
+                continue
+            all_bpp += data["bpp"].tolist()
+            colour = codec_colour(str(codec))
+            label = (df.attrs.get("codec_labels") or {}).get(str(codec), str(codec)) + _rate_suffix(df, str(codec))
+            ax.plot(data["bpp"], data[column], label=label, color=colour, marker=codec_marker(str(codec)),
+                    linewidth=1.2, markersize=4)
+            draw_interval(ax, df, column, data.index, data["bpp"], colour)  # with --ci
+            rings |= draw_small_n(ax, df, column, data.index, data["bpp"], data[column], colour)
+            daggers |= draw_daggers(ax, data["bpp"], data[column], fewer.loc[data.index], colour)
+        if all_bpp and min(all_bpp) > 0 and max(all_bpp) / min(all_bpp) > 10:
+            log_bpp_axis(ax)
+        notes: list[str] = []
+        level = reference_level(df, column)
+        if math.isfinite(level):  # the clean reference: a line, never a point that moves the x axis
+            ax.axhline(level, color=REFERENCE_COLOUR, linestyle="--", linewidth=0.9,
+                       label=f"{REFERENCE_CODEC} (clean): {level:.4g}")
+        elif REFERENCE_CODEC in set(df.get("codec", [])) and column in df:
+            value = finite_or_text(df.loc[df["codec"] == REFERENCE_CODEC, column])
+            notes.append(f"{REFERENCE_CODEC} (clean reference): {value}, not drawn.")
+        floor = floor_column(infos, column)
+        floor_level = floor_value(df, floor) if floor else math.nan
+        if math.isfinite(floor_level):  # e.g. mIoU vs original: the segmenter's own noise floor
+            ax.axhline(floor_level, color="0.45", linestyle=(0, (4, 2, 1, 2)), linewidth=0.9,
+                       label=f"{FLOOR_LABEL}: {floor_level:.4f}")
+        ax.set_xlabel(rate_axis_label(df, "rate [bpp]"))
+        ax.set_ylabel(short_axis_label(info))
+        ax.set_title(pretty_name(info))
+        fig.suptitle(figure_title(df), fontsize=7, color="0.3")
+        ax.grid(True, which="both", alpha=0.3)
+        handles = ax.get_legend_handles_labels()[0]
+        handles += ([ring_handle()] if rings else []) + ([dagger_handle()] if daggers else [])
+        if not ax.lines:
+            ax.text(0.5, 0.5, "no finite values", transform=ax.transAxes, ha="center", va="center")
+        rate = rate_note(df)
+        notes += mark_notes(df, [column], rings, daggers) + ([rate] if rate else [])
+        if info.metric == "miou":  # bench.report.caveats: an off-domain segmenter, in the caption strip
+            notes += [str(c) for c in df.attrs.get("caveats") or []]
+        fig.caption_lines = finish_layout(fig, handles, notes,  # type: ignore[attr-defined]
+                                          RANDOM_NOTE if info.random_weights else None)
     return fig
+
+
+def finite_or_text(values: pd.Series) -> str:
+    """``"inf"`` for a lossless PSNR, else the values' mean."""
+    v = pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
+    if np.isinf(v).any():
+        return "inf (lossless)"
+    return "no value" if not np.isfinite(v).any() else f"{float(np.nanmean(v)):.4g}"
 
 
 def file_stem(column: str) -> str:
@@ -146,11 +250,14 @@ def file_stem(column: str) -> str:
     return f"rd_{slug}"
 
 
-def write_curves(df: pd.DataFrame, out_dir: Path | str, metrics: Sequence[str] | None = None) -> list[Path]:
-    """Write ``rd_<column>.png`` (200 dpi) and ``.pdf`` per metric column; returns the paths.
+def write_curves(df: pd.DataFrame, out_dir: Path | str, metrics: Sequence[str] | None = None,
+                 width: str = DEFAULT_WIDTH) -> list[Path]:
+    """Write ``rd_<column>.png`` (200 dpi), ``.pdf`` and ``.caption.txt`` per metric column;
+    returns the paths (PNG and PDF).
 
-    ``metrics``: column names (or keys without the random-weights mark); default all
-    metric columns.
+    ``metrics``: column names (or keys without the random-weights mark); default every
+    metric's headline values (:func:`curve_columns`, bookkeeping columns never);
+    ``width``: "single" (3.5 in) or "double" (7.16 in) column.
     """
     out = output_dir(out_dir, "report folder")
     infos = column_info(df)
@@ -161,8 +268,11 @@ def write_curves(df: pd.DataFrame, out_dir: Path | str, metrics: Sequence[str] |
         columns = [m if m in df.columns else by_key.get(m, m) for m in metrics]
     paths: list[Path] = []
     for column in columns:
-        fig = rd_figure(df, column)
+        fig = rd_figure(df, column, width)
         stem = out / file_stem(column)
-        for suffix, kwargs in ((".png", {"dpi": PNG_DPI}), (".pdf", {})):
-            paths.append(write_with(stem.with_suffix(suffix), lambda tmp: fig.savefig(tmp, **kwargs)))
+        with matplotlib.rc_context(STYLE):
+            for suffix, kwargs in ((".png", {"dpi": PNG_DPI}), (".pdf", {})):
+                paths.append(write_with(stem.with_suffix(suffix), lambda tmp: fig.savefig(tmp, **kwargs)))
+        title = f"{fig.axes[0].get_title()} vs rate, {figure_title(df)}."
+        write_caption(stem, fig.caption_lines, title)  # type: ignore[attr-defined]
     return paths

@@ -21,18 +21,20 @@ same dataset): runs in one row must share the dataset protocol and the panels' m
 settings (:func:`bench.analysis.compare.check_same_protocol`). A codec present in several runs of
 a row is labelled ``name@tag`` (or ``name@<run id suffix>`` without a tag).
 
-Style: vector PDF with embedded TrueType fonts (fonttype 42) plus a 300-dpi PNG, 8–9 pt
-fonts, one legend per figure, each codec's colour and marker from
+Style (:mod:`bench.report.figstyle`): one column (3.5 in, default) or the full text width
+(``width="double"``, 7.16 in; panels then side by side, two per row at one column), vector
+PDF with embedded TrueType fonts (Type 42) plus a 300-dpi PNG and ``.caption.txt``, 7–8 pt
+fonts, the runs' dataset and protocol in the title, one legend and a caption strip below the
+panels (hollow rings = ``*`` values, ``†`` = fewer images, ``°`` = random weights, all
+explained there), each codec's colour and marker from
 :func:`bench.report.codec_colour` / :func:`bench.report.codec_marker` (the same in every
 figure and report).
 """
 
 from __future__ import annotations
 
-import textwrap
-
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -45,9 +47,12 @@ from matplotlib.figure import Figure
 from bench.storage.atomic import output_dir, write_with
 from bench.analysis.compare import check_same_protocol
 from bench.errors import ConfigError
-from bench.report.curves import axis_label, codec_colour, codec_marker
-from bench.report.intervals import add_intervals, ci_notes, draw_interval, draw_small_n, small_n_notes
-from bench.report.curves import rate_axis_label
+from bench.report.curves import (REFERENCE_CODEC, REFERENCE_COLOUR, axis_label, codec_colour, codec_marker,
+                                  finite_or_text, log_bpp_axis, rate_axis_label)
+from bench.report.figstyle import (DEFAULT_WIDTH, STYLE, check_width, dagger_handle, draw_daggers, finish_layout,
+                                   ring_handle, write_caption)
+from bench.report.intervals import SMALL_N_RULES, add_intervals, ci_notes, draw_interval, draw_small_n, small_n_notes
+from bench.report.tables import fewer_images
 from bench.report.caveats import caveat_note
 from bench.report.rates import check_rate, paper_codecs_of, rate_view
 from bench.report.summary import column_info, summarise
@@ -56,11 +61,6 @@ from bench.storage.store import Store
 from bench.modes import RateBasis
 
 PNG_DPI = 300
-STYLE: dict[str, Any] = {
-    "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7.5, "xtick.labelsize": 7,
-    "ytick.labelsize": 7, "lines.linewidth": 1.3, "lines.markersize": 4, "pdf.fonttype": 42, "ps.fonttype": 42,
-    "axes.spines.top": False, "axes.spines.right": False, "savefig.bbox": "tight", "savefig.pad_inches": 0.02,
-}
 #: Byte parts holding a losslessly coded semantic map (their mean bpp is SPIC's dotted line).
 SSM_PARTS = ("ssm", "labels", "label", "labelmap", "label_map", "semantic_map")
 
@@ -82,30 +82,28 @@ class Preset:
     source: str
     panels: tuple[Panel, ...]
     rows_by_dataset: bool = False
-    panel_size: tuple[float, float] = (1.75, 1.6)  # inches per panel
+    panel_height: float = 1.45  # inches per panel row
     protocol: str | None = None  # the paper's dataset protocol preset (bench.datasets.presets)
     rate: RateBasis = "real"  # default x axis: "real" bpp or each codec's "paper" formula rate
 
 
 PRESETS: dict[str, Preset] = {
     "sqgan-fig12": Preset(
-        "sqgan-fig12", "SQ-GAN (Pezone, Barbarossa, Caire), Fig. 12: FID, LPIPS, PSNR, mIoU vs BPP (Cityscapes)",
+        "sqgan-fig12", "SQ-GAN (Pezone, Barbarossa, Caire), Fig. 12 layout: FID, LPIPS, PSNR, mIoU vs bpp",
         (Panel(("fid",), "FID"), Panel(("lpips",), "LPIPS"), Panel(("psnr",), "PSNR"),
          Panel(("miou_gt", "miou_orig"), "mIoU")), protocol="sqgan", rate="paper"),
     "spic-fig4": Preset(
-        "spic-fig4", "SPIC, Fig. 4: (a) mIoU and (b) FID vs BPP (Cityscapes); dotted line = lossless SSM bpp",
+        "spic-fig4", "SPIC, Fig. 4 layout: (a) mIoU and (b) FID vs bpp; dotted line: lossless SSM bpp",
         (Panel(("miou_gt", "miou_orig"), "(a) mIoU", ssm_line=True), Panel(("fid",), "(b) FID")),
-        panel_size=(2.6, 2.0), protocol="spic"),
+        panel_height=1.6, protocol="spic"),
     "iwai-fig8": Preset(
-        "iwai-fig8", "Iwai et al., Fig. 8: LPIPS, FID, PSNR, MS-SSIM vs bpp; (a) COCO, (b) Cityscapes",
+        "iwai-fig8", "Iwai et al., Fig. 8 layout: LPIPS, FID, PSNR, MS-SSIM vs bpp, one row group per dataset",
         (Panel(("lpips",), "LPIPS"), Panel(("fid",), "FID"), Panel(("psnr",), "PSNR"),
          Panel(("msssim", "msssim_db"), "MS-SSIM")),
         rows_by_dataset=True, protocol="iwai"),
 }
 
 
-#: Codec drawn as a horizontal reference line (its value on clean images), not as a curve.
-REFERENCE_CODEC = "original"
 
 
 class ProtocolWarning(UserWarning):
@@ -225,11 +223,22 @@ def ssm_bpp(group: list[RunData]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def _draw_panel(ax: Any, group: list[RunData], panel: Panel, ssm: float | None) -> str | None:
+@dataclass
+class PanelMarks:
+    """What a panel drew beyond lines: rings (``*``), daggers (``†``), the SSM line, notes."""
+
+    rings: bool = False
+    daggers: bool = False
+    random: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _draw_panel(ax: Any, group: list[RunData], panel: Panel, ssm: float | None, marks: PanelMarks,
+                title: str | None = None) -> str | None:
     """Draw one panel; returns the key drawn (None when no run has the metric)."""
     found = [(r, kc) for r, kc in ((r, _key_column(r.summary, panel.keys)) for r in group) if kc is not None]
     ax.set_xlabel(rate_axis_label(group[0].summary, "bpp") if group else "bpp")
-    ax.set_title(panel.title)
+    ax.set_title(title or panel.title)
     ax.grid(True, which="major", alpha=0.3, linewidth=0.5)
     if not found:
         ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center", va="center", color="0.4")
@@ -239,13 +248,16 @@ def _draw_panel(ax: Any, group: list[RunData], panel: Panel, ssm: float | None) 
     info = column_info(found[0][0].summary)[found[0][1][1]]
     all_bpp: list[float] = []
     for r, (_k, col) in found:
+        fewer = fewer_images(r.summary, column_info(r.summary), col)
         for codec, g in r.summary.groupby("codec", sort=True):
-            if str(codec) == REFERENCE_CODEC:
+            if str(codec) == REFERENCE_CODEC:  # the clean reference: a line, never a point
                 v = pd.to_numeric(g[col], errors="coerce")
-                v = v[np.isfinite(v)]
-                if len(v):
-                    ax.axhline(float(v.mean()), color="0.45", linestyle="--", linewidth=0.9,
+                if np.isfinite(v).any():
+                    level = float(v[np.isfinite(v)].mean())
+                    ax.axhline(level, color=REFERENCE_COLOUR, linestyle="--", linewidth=0.9,
                                label=f"{r.labels.get(str(codec), str(codec))} (clean)")
+                elif len(v):
+                    marks.notes.append(f"{panel.title}: original (clean reference) {finite_or_text(v)}, not drawn.")
                 continue
             d = g[["bpp", col]].apply(pd.to_numeric, errors="coerce")
             d = d[np.isfinite(d["bpp"]) & np.isfinite(d[col])].sort_values("bpp")
@@ -255,18 +267,23 @@ def _draw_panel(ax: Any, group: list[RunData], panel: Panel, ssm: float | None) 
             if _real_in_paper_view(group, r, str(codec)):
                 label += " (real bpp)"
             all_bpp += d["bpp"].tolist()
-            ax.plot(d["bpp"], d[col], label=label, color=codec_colour(label), marker=codec_marker(label))
-            draw_interval(ax, r.summary, col, d.index, d["bpp"], codec_colour(label), style="bars")
-            draw_small_n(ax, r.summary, col, d.index, d["bpp"], d[col], codec_colour(label))
+            colour = codec_colour(label)
+            ax.plot(d["bpp"], d[col], label=label, color=colour, marker=codec_marker(label))
+            draw_interval(ax, r.summary, col, d.index, d["bpp"], colour, style="bars")
+            marks.rings |= draw_small_n(ax, r.summary, col, d.index, d["bpp"], d[col], colour)
+            marks.daggers |= draw_daggers(ax, d["bpp"], d[col], fewer.loc[d.index], colour)
     if ssm is not None and panel.ssm_line:
         ax.axvline(ssm, color="black", linestyle=":", linewidth=1.0, label=f"lossless SSM ({ssm:.3f} bpp)")
+    elif panel.ssm_line:
+        marks.notes.append("No lossless SSM rate in these runs (no codec sends a label-map part): the dotted "
+                           "line is not drawn; give it with --ssm-bpp.")
     if all_bpp and min(all_bpp) > 0 and max(all_bpp) / min(all_bpp) > 10:
-        ax.set_xscale("log")
+        log_bpp_axis(ax, few=True)
     arrow = {True: " ↑", False: " ↓"}.get(info.higher_is_better, "") if info.higher_is_better is not None else ""
-    ax.set_ylabel(axis_label(info) + arrow)
+    ax.set_ylabel(axis_label(replace(info, random_weights=False)) + arrow)
     if info.random_weights:
-        ax.text(0.5, 0.02, "random weights", transform=ax.transAxes, ha="center", va="bottom", color="red",
-                fontsize=6)
+        marks.random = True
+        ax.set_title(ax.get_title() + "°")
     return key
 
 
@@ -288,10 +305,25 @@ def rate_caption(runs: list[RunData]) -> str | None:
     return text + (f"; real bpp (transmitted bytes) for {', '.join(real)}" if real else "")
 
 
-def figure(preset_name: str, runs: list[RunData], *, ssm: float | None = None) -> Figure:
-    """The preset's figure for ``runs``; ``ssm``: bpp of the dotted SSM line (default:
-    found in the runs' byte parts, see :func:`ssm_bpp`)."""
+def _grid(n_panels: int, width: str) -> int:
+    """Panels per row: two at one column (a 2 × 2 block for four), all at double width."""
+    return min(n_panels, 2 if width == "single" else 4)
+
+
+def run_title(runs: list[RunData]) -> str:
+    """The runs' datasets, image counts and protocols: ``"kodak (6 images), protocol card"``."""
+    sets = list(dict.fromkeys(f"{r.dataset} ({r.run['meta'].get('dataset', {}).get('n_images', '?')} images)"
+                              for r in runs))
+    protocols = list(dict.fromkeys(run_protocol(r.run) for r in runs))
+    return f"{'; '.join(sets)}, protocol {', '.join(protocols)}"
+
+
+def figure(preset_name: str, runs: list[RunData], *, ssm: float | None = None, width: str = DEFAULT_WIDTH) -> Figure:
+    """The preset's figure for ``runs`` at one column (``width="single"``, 3.5 in) or the full
+    text width (``"double"``, 7.16 in); ``ssm``: bpp of the dotted SSM line (default: found in
+    the runs' byte parts, see :func:`ssm_bpp`). ``fig.caption_lines`` holds the caption."""
     p = preset(preset_name)
+    w = check_width(width)
     rows = _group_rows(runs, p.rows_by_dataset)
     metric_names = {"fid", "lpips", "psnr", "miou", "msssim"}
     for group in rows:
@@ -299,64 +331,73 @@ def figure(preset_name: str, runs: list[RunData], *, ssm: float | None = None) -
             owners = [m for m in metric_names if m in (group[0].run["meta"].get("metrics") or {})]
             check_same_protocol(group[0].run, other.run, owners)
         _label_codecs(group)
-    n_rows, n_cols = len(rows), len(p.panels)
-    w, h = p.panel_size
+    n_cols = _grid(len(p.panels), width)
+    per_group = -(-len(p.panels) // n_cols)
+    n_rows = per_group * len(rows)
+    marks = PanelMarks()
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(w * n_cols, h * n_rows + 0.45), layout="constrained")
+        fig = Figure(figsize=(w, p.panel_height * n_rows + 0.3), layout="constrained")
         FigureCanvasAgg(fig)
         axes = np.atleast_2d(fig.subplots(n_rows, n_cols, squeeze=False))
         handles: dict[str, Any] = {}
         for i, group in enumerate(rows):
             line = ssm if ssm is not None else ssm_bpp(group)
+            letter = "abcdefghijklmnopqrstuvwxyz"[i % 26]
             for j, panel in enumerate(p.panels):
-                ax = axes[i, j]
-                _draw_panel(ax, group, panel, line)
+                ax = axes[i * per_group + j // n_cols, j % n_cols]
+                title = f"({letter}) {group[0].dataset}: {panel.title}" if p.rows_by_dataset else panel.title
+                _draw_panel(ax, group, panel, line, marks, title)
                 for hdl, lab in zip(*ax.get_legend_handles_labels()):
                     handles.setdefault(lab, hdl)
-            if p.rows_by_dataset:
-                letter = "abcdefghijklmnopqrstuvwxyz"[i % 26]
-                axes[i, 0].annotate(f"({letter}) {group[0].dataset}", xy=(0, 1), xycoords="axes fraction",
-                                    xytext=(0, 14), textcoords="offset points", fontsize=9, weight="bold",
-                                    ha="left", va="bottom")
-        if handles:
-            fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
-                       ncol=min(len(handles), 6), frameon=False)
+            for k in range(len(p.panels), per_group * n_cols):  # an odd panel count leaves a cell empty
+                axes[i * per_group + k // n_cols, k % n_cols].set_visible(False)
+        legend = list(handles.values()) + ([ring_handle()] if marks.rings else []) + (
+            [dagger_handle()] if marks.daggers else [])
+        fig.suptitle(run_title(runs), fontsize=7, color="0.3")
         caption = rate_caption(runs)
+        notes = [p.source + ".", protocol_caption(p, runs) + "."] + ([caption + "."] if caption else [])
         off = caveat_note(r.run for r in runs)  # bench.report.caveats: off-domain segmenter
-        caption = "\n".join(c for c in (caption, textwrap.fill(off, 120) if off else "") if c)
-        fig.suptitle(f"{p.source}\n{protocol_caption(p, runs)}" + (f"\n{caption}" if caption else ""),
-                     fontsize=7, color="0.35")
-        notes = list(dict.fromkeys(n for r in runs
-                                   for n in small_n_notes(r.summary) + ci_notes(r.summary, "error bars: the")))
-        if notes:  # small-N values are drawn hollow; intervals are error bars
-            fig.text(0.0, 0.0, "\n".join(notes) + (
-                "\n(hollow markers: values marked *)" if any(small_n_notes(r.summary) for r in runs) else ""),
-                fontsize=5.5, color="0.3", ha="left", va="top")
+        notes += ([off] if off else []) + list(dict.fromkeys(marks.notes))
+        if marks.rings:
+            drawn = [SMALL_N_RULES[m][2] for m in SMALL_N_RULES if any(m in pn.keys for pn in p.panels)]
+            notes += list(dict.fromkeys(n + " Drawn with a hollow ring." for r in runs for n in small_n_notes(r.summary)
+                                        if any(w in n for w in drawn)))
+        if marks.daggers:
+            notes.append("† computed on fewer images than the rate point has (the metric failed on the others).")
+        notes += list(dict.fromkeys(n for r in runs for n in ci_notes(r.summary, "error bars: the")))
+        warning = ("RANDOM WEIGHTS (° in a panel title): smoke-test values, not measurements." if marks.random
+                   else None)
+        fig.caption_lines = finish_layout(fig, legend, notes, warning)  # type: ignore[attr-defined]
     return fig
 
 
 def write_figure(preset_name: str, store: Store, run_ids: Sequence[str], out_dir: Path | str, *,
                  ssm: float | None = None, stem: str | None = None, ci: Bootstrap | None = None,
-                 rate: RateBasis | None = None) -> list[Path]:
-    """Draw the preset from stored runs and save ``<stem>.pdf`` (vector) and ``.png`` (300 dpi);
+                 rate: RateBasis | None = None, width: str = DEFAULT_WIDTH) -> list[Path]:
+    """Draw the preset from stored runs and save ``<stem>.pdf`` (vector, Type 42 fonts),
+    ``.png`` (300 dpi) and ``.caption.txt`` (the caption, for the paper's LaTeX); ``width``:
+    "single" (3.5 in, default) or "double" (7.16 in) column;
     ``ci``: draw bootstrap error bars (off by default, as the papers print them); ``rate``:
     "real" or "paper" x axis (default: the preset's, e.g. paper for sqgan-fig12)."""
     runs = load_runs(store, run_ids, ci, rate=check_rate(rate or preset(preset_name).rate))
-    fig = figure(preset_name, runs, ssm=ssm)
+    check_width(width)
+    fig = figure(preset_name, runs, ssm=ssm, width=width)
     out = output_dir(out_dir, "figures folder")
     base = out / (stem or preset_name)
     paths = []
     with matplotlib.rc_context(STYLE):
         for suffix, kwargs in ((".pdf", {}), (".png", {"dpi": PNG_DPI})):
             paths.append(write_with(base.with_suffix(suffix), lambda tmp: fig.savefig(tmp, **kwargs)))
+    write_caption(base, fig.caption_lines, f"{preset(preset_name).name}: {run_title(runs)}.")  # type: ignore[attr-defined]
     return paths
 
 
-def write_all(store: Store, run_ids: Sequence[str], out_dir: Path | str, rate: RateBasis | None = None) -> list[Path]:
+def write_all(store: Store, run_ids: Sequence[str], out_dir: Path | str, rate: RateBasis | None = None,
+              width: str = DEFAULT_WIDTH) -> list[Path]:
     """Every preset for the same runs (what notebooks/figures.ipynb does)."""
     paths: list[Path] = []
     for name in PRESETS:
-        paths += write_figure(name, store, run_ids, out_dir, rate=rate)
+        paths += write_figure(name, store, run_ids, out_dir, rate=rate, width=width)
     return paths
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 from ..errors import ConfigError
 from .attrs import frame_attrs
 from bench.modes import RateBasis
+from .order import sort_frame
 
 RATES: tuple[RateBasis, ...] = ("real", "paper")
 PAPER = "bpp_paper"
@@ -112,9 +113,9 @@ def rate_view(df: pd.DataFrame, rate: RateBasis = "real") -> pd.DataFrame:
             out.insert(list(out.columns).index(REAL_COPY) + 1 + len(ci_moved), f"{REAL_COPY}_{side}", real_ci)
             ci_moved.append(side)
     if {"codec", "rate", "image_id"} <= set(out.columns):
-        out = out.sort_values(["codec", "rate", "image_id"], kind="stable")
+        out = sort_frame(out, ("codec", "rate", "image_id"))
     elif {"codec", "rate"} <= set(out.columns):
-        out = out.sort_values(["codec", "bpp", "rate"], na_position="last", kind="stable")
+        out = sort_frame(out, ("codec", "bpp", "rate"))
     out = out.reset_index(drop=True)
     attrs = dict(df.attrs)
     columns = dict(attrs.get("columns") or {})

@@ -42,6 +42,7 @@ from ..metrics.base import Metric
 from bench.analysis.dataset_level import DatasetValues
 from bench.storage.store import Row, Store
 from .floor import is_floor
+from .order import sort_frame
 
 log = logging.getLogger("bench")
 
@@ -55,7 +56,7 @@ DATA_COUNTS = ("n_identical",)
 KNOWN_DIRECTIONS: dict[str, bool] = {"mse": False}
 # Side values of a metric (sample counts, patch size, spread) and per-class breakdowns
 # ("iou_gt/road"): kept in CSV, left out of the printed tables and default curves.
-DETAIL_SUFFIXES = ("_n", "_images", "_patch", "_low_n", "_subset_size", "_std", "_lo", "_hi")
+DETAIL_SUFFIXES = ("_n", "_images", "_patch", "_low_n", "_subset_size", "_subsets", "_std", "_lo", "_hi")
 DETAIL_PREFIXES = ("classes_",)
 
 
@@ -209,10 +210,11 @@ def _mean(values: list[float]) -> float:
 
 
 def _sort(df: pd.DataFrame) -> pd.DataFrame:
-    """Codec by name, then rate points from lowest to highest bpp (no-bpp rows last)."""
+    """Codec by name, then rate points from lowest to highest bpp (no-bpp rows last; equal
+    bpp in numeric rate order, :func:`bench.report.order.rate_key`)."""
     if df.empty:
         return df
-    return df.sort_values(["codec", "bpp", "rate"], na_position="last", kind="stable").reset_index(drop=True)
+    return sort_frame(df, ("codec", "bpp", "rate"))
 
 
 # -- public API --------------------------------------------------------------------------
@@ -306,8 +308,17 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
     df = _sort(df)
     df.attrs = frame_attrs(run_id=run["run_id"], columns={i.column: asdict(i) for i in infos},
                            random_metrics=sorted(random), parts=parts, warnings=warnings,
-                           codec_labels=codec_labels(run), caveats=run_caveats(run))
+                           codec_labels=codec_labels(run), caveats=run_caveats(run),
+                           **run_context(run))
     return df
+
+
+def run_context(run: dict[str, Any]) -> dict[str, Any]:
+    """What a figure title names: the run's dataset, its image count and protocol."""
+    ds = run["meta"].get("dataset") or {}
+    protocol = (run["meta"].get("protocol") or {}).get("name") or "card"
+    return {"dataset": str(ds.get("name") or run["config"].get("dataset") or "?"),
+            "n_images": ds.get("n_images"), "protocol": str(protocol)}
 
 
 def visible(text: str) -> str:
@@ -365,7 +376,10 @@ def per_image(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
         return pd.DataFrame(columns=["codec", "rate", "image_id", "status", "error", "height", "width", "bpp"])
     df[["height", "width"]] = df[["height", "width"]].astype("Int64")
     df.attrs = {"run_id": run["run_id"], "random_metrics": sorted(random)}
-    return df.sort_values(["codec", "rate", "image_id"], kind="stable").reset_index(drop=True)
+    attrs = df.attrs
+    df = sort_frame(df, ("codec", "rate", "image_id"))  # rates in numeric order: 5, 10, 35, 100
+    df.attrs = attrs
+    return df
 
 
 FAILURE_COLUMNS = ["image_id", "codec", "rate", "metric", "error"]

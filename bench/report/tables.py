@@ -14,18 +14,16 @@ When a codec declares a paper formula rate, ``bpp_paper`` is printed beside the 
 from __future__ import annotations
 
 import math
-import textwrap
 from collections.abc import Callable
 from typing import Any
 from pathlib import Path
 
 import pandas as pd
-from tabulate import tabulate
 
 from bench.storage.atomic import output_dir, write_text, write_with
 from .floor import FLOOR_NOTE, is_floor
 from .formatting import decimals
-from .intervals import ci_notes, decorate, latex_interval_cells, small_n_notes
+from .intervals import ci_notes, decorate, small_n_notes
 from .rates import rate_note
 from .summary import RANDOM_MARK, ColumnInfo, column_info, visible
 
@@ -166,39 +164,11 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-def to_latex(df: pd.DataFrame) -> str:
-    """A booktabs table (``\\toprule``/``\\midrule``/``\\bottomrule``); a codec's name is
-    printed on its first rate point only."""
-    infos = column_info(df)
-    cols = printed_columns(df, infos)
-    cells, _ = formatted(df[cols], nan="--", inf=r"$\infty$", infos=infos, full=df, mark=LATEX_FEWER_MARK)
-    cells = decorate(df, cells, infos, style="none")  # small-N marks
-    cells, cols, infos = latex_interval_cells(df, cells, infos, cols)  # [lo, hi] columns
-    for c in cols:
-        if infos[c].kind == "key":
-            cells[c] = [latex_escape(v) for v in cells[c]]
-    if "codec" in cells and len(cells):
-        first = cells["codec"].ne(cells["codec"].shift())
-        cells["codec"] = cells["codec"].where(first, "")
-    heads = []
-    for c in cols:
-        info = infos[c]
-        text = latex_escape(pretty_name(info))
-        if info.unit and info.kind != "rate":
-            text += f" [{latex_escape(info.unit)}]"
-        if info.kind in ("dataset", "mean") and info.higher_is_better is not None:
-            text += " " + LATEX_ARROWS[info.higher_is_better]
-        heads.append(text)
-    cells.columns = heads
-    spec = "".join("l" if infos[c].kind == "key" else "r" for c in cols)
-    caption = ("Rate--distortion summary per codec and rate point: bpp is the mean over images; "
-               "metrics are dataset-level values over the same images.")
-    notes = _notes(df)
-    if notes:
-        caption += " " + " ".join(latex_escape(n) for n in notes)
-    run_id = df.attrs.get("run_id")
-    label = f"tab:{run_id}" if run_id else "tab:summary"
-    return cells.to_latex(index=False, escape=False, column_format=spec, caption=caption, label=label)
+def to_latex(df: pd.DataFrame, bold_best: bool = False) -> str:
+    """Booktabs tables of at most 8 columns, one per metric group (:mod:`bench.report.latex`)."""
+    from .latex import to_latex_tables
+
+    return to_latex_tables(df, bold_best=bold_best)
 
 
 def _notes(df: pd.DataFrame) -> list[str]:
@@ -229,33 +199,19 @@ def _notes(df: pd.DataFrame) -> list[str]:
     return notes
 
 
-def write_tables(df: pd.DataFrame, out_dir: Path | str, stem: str = "summary") -> list[Path]:
+def write_tables(df: pd.DataFrame, out_dir: Path | str, stem: str = "summary", bold_best: bool = False) -> list[Path]:
     """Write ``<stem>.md``, ``<stem>.csv`` (full precision) and ``<stem>.tex``, each atomically;
     returns the paths."""
     out = output_dir(out_dir, "report folder")
     paths = [out / f"{stem}.md", out / f"{stem}.csv", out / f"{stem}.tex"]
     write_text(paths[0], to_markdown(df))
     write_with(paths[1], lambda tmp: df.to_csv(tmp, index=False))
-    write_text(paths[2], to_latex(df))
+    write_text(paths[2], to_latex(df, bold_best=bold_best))
     return paths
 
 
-def render_console(df: pd.DataFrame) -> str:
-    """A compact plain-text table for the terminal: counts, bpp and dataset-level values."""
-    if df.empty:
-        return "(no rows)"
-    infos = column_info(df)
-    keep = [c for c in printed_columns(df, infos)
-            if infos[c].kind in ("key", "dataset")
-            or c in ("n_ok", "bpp", "bpp_paper", "bpp_real", "rate_basis", "n_identical")
-            or (c == "n_failed" and bool((df[c] > 0).any()))
-            or is_metric_n(infos[c])]
-    if not any(infos[c].kind == "dataset" for c in keep):  # no compute() values: show the means
-        keep += [c for c in printed_columns(df, infos) if infos[c].kind == "mean"]
-    cells, _ = formatted(df[keep], infos=infos, full=df)
-    cells = decorate(df, cells, infos)
-    cells.columns = [header(infos[c]) for c in keep]
-    table = tabulate(cells.values.tolist(), headers=list(cells.columns), tablefmt="simple",
-                     disable_numparse=True, colalign=_align(infos, keep))
-    caveats = [textwrap.fill(f"Caveat: {c}", 100) for c in df.attrs.get("caveats", [])]  # bench.report.caveats
-    return "\n".join([table, *caveats])
+def render_console(df: pd.DataFrame, columns: list[str] | None = None, width: int = 100) -> str:
+    """The console table within ``width`` columns, footnotes below (:mod:`bench.report.console`)."""
+    from .console import render_console as render
+
+    return render(df, columns, width)
