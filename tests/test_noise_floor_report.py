@@ -12,7 +12,8 @@ from bench.registry.catalog import make_metric
 from bench.report.curves import curve_columns, rd_figure, write_curves
 from bench.report.html import HtmlOptions, render_html
 from bench.report.summary import summarise
-from bench.report.tables import to_latex, to_markdown
+from bench.report.latex import to_latex
+from bench.report.tables import to_markdown
 from bench.storage.store import Row, Store
 
 ORIG, FLOOR = "miou_orig (random weights)", "miou_orig_floor (random weights)"

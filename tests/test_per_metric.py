@@ -23,7 +23,7 @@ from bench.datasets.base import Sample
 from bench.metrics.pixel import MSSSIM, PSNR
 from bench.execution.pipeline import measure
 from bench.report import failures, per_image, summarise, to_markdown, write_report
-from bench.report.tables import render_console
+from bench.report.console import render_console
 from bench.execution.runner import RunConfig, execute
 from bench.storage.store import Row, Store
 

@@ -23,7 +23,7 @@ from bench.runtime.refcache import RefCache
 from bench.report import column_info, load_run, summarise, to_latex, to_markdown, write_curves
 from bench.report.evidence import per_image_iou, row_iou, worst_images
 from bench.report.intervals import add_intervals, small_n
-from bench.report.tables import render_console
+from bench.report.console import render_console
 from bench.execution.runner import RunConfig, evaluate_one, execute
 from bench.analysis.stats import Bootstrap, fid_from_features, merge_kind, percentile_intervals, replicates
 from bench.storage.store import Row, Store

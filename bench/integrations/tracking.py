@@ -71,7 +71,7 @@ def reconstruction_crops(config: "RunConfig", store: "Store", run_id: str, *, pe
     from bench.execution.pipeline import code
     from bench.execution.runner import apply_protocol, resolve_codecs
     from bench.registry import catalog
-    from bench.report.html import center_crop
+    from bench.report.recompute import center_crop
 
     rows = [r for r in store.rows(run_id) if r.status == "ok" and r.bpp is not None]
     if not rows or per_codec <= 0:

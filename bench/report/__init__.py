@@ -25,7 +25,10 @@ from .summary import (
     per_image,
     summarise,
 )
-from .tables import render_console, to_latex, to_markdown, write_tables
+from .console import render_console
+from .latex import to_latex
+from .table_files import write_tables
+from .tables import to_markdown
 from bench.modes import RateBasis
 
 

@@ -32,27 +32,18 @@ decoded images into ``body[data-images-loaded]`` (used by the headless-browser t
 
 from __future__ import annotations
 
-import base64
 import datetime
-import html
-import inspect
-import io
 import json
 import logging
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from PIL import Image
 
-from bench.registry import catalog
 from bench.storage.atomic import write_text
 from ..errors import BenchError
-from bench.execution.runner import semantics_for
 from bench.storage.store import Store
 from .attrs import frame_attrs
 from .curves import curve_columns, rd_figure
@@ -63,7 +54,9 @@ from .rates import rate_note, rate_view
 from .summary import column_info, is_detail, summarise
 from .tables import formatted, header, printed_columns
 from .caveats import caveat_note
-from bench.modes import RateBasis
+
+from bench.report.html_parts import HtmlOptions, _esc, _Group, _img, array_uri, figure_uri, png_data_uri  # noqa: F401
+from bench.report.recompute import _rebuild_codec, _recompute, center_crop, run_dataset  # noqa: F401
 
 log = logging.getLogger("bench")
 
@@ -99,51 +92,7 @@ window.addEventListener('load', function () {
 """
 
 
-@dataclass
-class HtmlOptions:
-    """``bpp``: rate at which IoU bars and crops are shown (default: median of the rate
-    points' bpp); ``image_id``: image for the crops (default: the first with ok rows for
-    every codec); ``crop``: side of the square centre crop in pixels; ``crops``: False
-    skips recomputing reconstructions; ``codec_params``: card overrides per codec (as
-    ``--param``) used to rebuild codecs."""
-
-    bpp: float | None = None
-    image_id: str | None = None
-    crop: int = 192
-    crops: bool = True
-    codec_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    ci: Any = None  # a bench.analysis.stats.Bootstrap: intervals in the table and bands on the curves
-    worst: int = 3  # images listed per codec × rate × criterion in "Worst images" (0: no section)
-    rate: RateBasis = "real"  # x axis of the table and curves: real bpp, or "paper" (bench.report.rates.rate_view)
-
-
 # -- small helpers -----------------------------------------------------------------------
-def _esc(x: Any) -> str:
-    return html.escape(str(x), quote=True)
-
-
-def png_data_uri(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-
-
-def figure_uri(fig: Figure, dpi: int = 110) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return png_data_uri(buf.getvalue())
-
-
-def array_uri(image: np.ndarray, quality: int = 90) -> str:
-    """A lossy WebP thumbnail (``quality`` 0–100) of an H×W(×3) uint8 image as a data URI."""
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="WEBP", quality=quality, method=4)
-    return "data:image/webp;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _img(uri: str, alt: str, cls: str = "") -> str:
-    klass = f' class="{_esc(cls)}"' if cls else ""
-    return f'<img src="{uri}" alt="{_esc(alt)}"{klass}>'
-
-
 def table_html(df: pd.DataFrame) -> str:
     """The summary as an HTML table with rounded numbers and unit/direction headers."""
     cells, infos = formatted(df)
@@ -160,15 +109,6 @@ def table_html(df: pd.DataFrame) -> str:
 
 
 # -- runs and groups ---------------------------------------------------------------------
-@dataclass
-class _Group:
-    """Runs of one dataset content, their combined summary and codec labels."""
-
-    runs: list[dict[str, Any]]
-    summary: pd.DataFrame
-    origin: dict[str, tuple[str, str]]  # label -> (run_id, codec)
-
-
 def _groups(store: Store, run_ids: Sequence[str], ci: Any = None) -> list[_Group]:
     runs = [store.run(r) for r in run_ids]
     by_content: dict[str, list[dict[str, Any]]] = {}
@@ -256,39 +196,6 @@ def curves_html(df: pd.DataFrame) -> str:
     return f'<div class="curves">{"".join(imgs)}</div>' if imgs else "<p>no metric curves</p>"
 
 
-def _rebuild_codec(name: str, recorded: Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> Any:
-    """The codec from its card, with the run's recorded settings; raises BenchError when
-    its describe() cannot be made to match the recorded one."""
-    codec = catalog.make_codec(name, **dict(overrides))
-    if recorded is None or codec.describe() == recorded:
-        return codec
-    params = dict(recorded.get("params") or {})
-    accepted = inspect.signature(type(codec).__init__).parameters
-    kwargs = {k: v for k, v in params.items() if k in accepted}
-    kwargs.update(overrides)
-    codec = catalog.make_codec(name, **kwargs)
-    if codec.describe() != recorded:
-        raise BenchError(f"{name}: its current settings differ from the run's", "pass them with --param NAME.KEY=VALUE")
-    return codec
-
-
-def center_crop(image: np.ndarray, side: int) -> np.ndarray:
-    """The centred ``side`` × ``side`` square of an H×W(×C) image (smaller when the image is)."""
-    h, w = image.shape[:2]
-    s = min(side, h, w)
-    y, x = (h - s) // 2, (w - s) // 2
-    return image[y:y + s, x:x + s]
-
-
-def run_dataset(run: dict[str, Any]) -> Any:
-    """The dataset a stored run evaluated, rebuilt from its recorded name and parameters
-    (its protocol preset already merged in), for recomputing crops."""
-    config = run.get("config") or {}
-    if not config.get("dataset"):
-        raise BenchError(f"run {run.get('run_id')} does not record its dataset", "crops need a run made by bench run")
-    return catalog.make_dataset(config["dataset"], **(config.get("dataset_params") or {}))
-
-
 def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions) -> str:
     """Original and reconstructions (recomputed) of one image, centre-cropped."""
     rows: dict[str, Any] = {}
@@ -337,18 +244,6 @@ def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions) ->
     return (f"<p>image {_esc(image_id)}, centre crop {options.crop}×{options.crop} px, each codec at its rate "
             f"point nearest {bpp:.4f} bpp on this image (reconstructions recomputed now)</p>"
             f'<div class="crops">{"".join(figs)}</div>')
-
-
-def _recompute(run: Mapping[str, Any], codec_name: str, rate: str, sample: Any, dataset: Any,
-               options: HtmlOptions) -> tuple[Any, np.ndarray]:
-    """(encoded, reconstruction) of ``sample`` by the run's codec at ``rate``, recomputed now."""
-    recorded = (run["meta"].get("codecs") or {}).get(codec_name)
-    codec = _rebuild_codec(codec_name, recorded, options.codec_params.get(codec_name, {}))
-    if codec.missing():
-        raise BenchError(f"{codec_name} is not available here", "see `bench doctor`")
-    enc = codec.encode(sample.image, codec.rate_knob.parse(rate),
-                       semantics=semantics_for(codec, sample, dataset.class_set.name if dataset.class_set else None))
-    return enc, codec.decode(dict(enc.parts))
 
 
 # -- page --------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ import pandas as pd
 from ..errors import BenchError
 from bench.storage.store import Store
 from .evidence import with_image_iou, worst_images
-from .html import HtmlOptions, _esc, _Group, _img, _recompute, array_uri, center_crop, run_dataset
+from .html_parts import HtmlOptions, _esc, _Group, _img, array_uri
+from .recompute import _recompute, center_crop, run_dataset
 from .summary import load_run, per_image
 
 

@@ -125,3 +125,8 @@ def to_latex_tables(df: pd.DataFrame, *, bold_best: bool = False, max_columns: i
         first_label = first_label or label
         out.append(part.to_latex(index=False, escape=False, column_format=spec, caption=text, label=label))
     return "\n".join(out)
+
+
+def to_latex(df: pd.DataFrame, bold_best: bool = False) -> str:
+    """Booktabs tables of at most 8 columns, one per metric group (see :func:`to_latex_tables`)."""
+    return to_latex_tables(df, bold_best=bold_best)

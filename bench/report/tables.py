@@ -16,11 +16,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from typing import Any
-from pathlib import Path
 
 import pandas as pd
 
-from bench.storage.atomic import output_dir, write_text, write_with
 from .floor import FLOOR_NOTE, is_floor
 from .formatting import decimals
 from .intervals import ci_notes, decorate, small_n_notes
@@ -164,12 +162,6 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-def to_latex(df: pd.DataFrame, bold_best: bool = False) -> str:
-    """Booktabs tables of at most 8 columns, one per metric group (:mod:`bench.report.latex`)."""
-    from .latex import to_latex_tables
-
-    return to_latex_tables(df, bold_best=bold_best)
-
 
 def _notes(df: pd.DataFrame) -> list[str]:
     infos = column_info(df)
@@ -197,21 +189,3 @@ def _notes(df: pd.DataFrame) -> list[str]:
     if df.attrs.get("run_id"):
         notes.append(f"Run {df.attrs['run_id']}.")
     return notes
-
-
-def write_tables(df: pd.DataFrame, out_dir: Path | str, stem: str = "summary", bold_best: bool = False) -> list[Path]:
-    """Write ``<stem>.md``, ``<stem>.csv`` (full precision) and ``<stem>.tex``, each atomically;
-    returns the paths."""
-    out = output_dir(out_dir, "report folder")
-    paths = [out / f"{stem}.md", out / f"{stem}.csv", out / f"{stem}.tex"]
-    write_text(paths[0], to_markdown(df))
-    write_with(paths[1], lambda tmp: df.to_csv(tmp, index=False))
-    write_text(paths[2], to_latex(df, bold_best=bold_best))
-    return paths
-
-
-def render_console(df: pd.DataFrame, columns: list[str] | None = None, width: int = 100) -> str:
-    """The console table within ``width`` columns, footnotes below (:mod:`bench.report.console`)."""
-    from .console import render_console as render
-
-    return render(df, columns, width)

@@ -1,0 +1,70 @@
+"""Building blocks of the HTML report: its options, escaping, images as data URIs, a run group."""
+
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from PIL import Image
+
+from bench.modes import RateBasis
+
+
+@dataclass
+class HtmlOptions:
+    """``bpp``: rate at which IoU bars and crops are shown (default: median of the rate
+    points' bpp); ``image_id``: image for the crops (default: the first with ok rows for
+    every codec); ``crop``: side of the square centre crop in pixels; ``crops``: False
+    skips recomputing reconstructions; ``codec_params``: card overrides per codec (as
+    ``--param``) used to rebuild codecs."""
+
+    bpp: float | None = None
+    image_id: str | None = None
+    crop: int = 192
+    crops: bool = True
+    codec_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ci: Any = None  # a bench.analysis.stats.Bootstrap: intervals in the table and bands on the curves
+    worst: int = 3  # images listed per codec × rate × criterion in "Worst images" (0: no section)
+    rate: RateBasis = "real"  # x axis of the table and curves: real bpp, or "paper" (bench.report.rates.rate_view)
+
+
+def _esc(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def png_data_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def figure_uri(fig: Figure, dpi: int = 110) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return png_data_uri(buf.getvalue())
+
+
+def array_uri(image: np.ndarray, quality: int = 90) -> str:
+    """A lossy WebP thumbnail (``quality`` 0–100) of an H×W(×3) uint8 image as a data URI."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="WEBP", quality=quality, method=4)
+    return "data:image/webp;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _img(uri: str, alt: str, cls: str = "") -> str:
+    klass = f' class="{_esc(cls)}"' if cls else ""
+    return f'<img src="{uri}" alt="{_esc(alt)}"{klass}>'
+
+
+@dataclass
+class _Group:
+    """Runs of one dataset content, their combined summary and codec labels."""
+
+    runs: list[dict[str, Any]]
+    summary: pd.DataFrame
+    origin: dict[str, tuple[str, str]]  # label -> (run_id, codec)
