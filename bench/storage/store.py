@@ -233,6 +233,7 @@ class Store:
             except OSError as err:
                 raise OutputError(f"cannot create the results folder {self.path.parent}: {err.strerror or err}",
                                   "pass --out DIR, a folder you can write") from None
+        new_lock = locked and not lock.lock_path(self.path).exists()
         if locked:
             self._lock = lock.hold_shared(self.path, create=not readonly)
         try:
@@ -247,11 +248,12 @@ class Store:
                 self.db.executescript(SCHEMA)
                 self._migrate()
             self._has_metric_errors = "metric_errors" in self._row_columns()
-        except sqlite3.Error as err:
+        except BaseException as err:  # refused (not a store, damaged, …): leave no lock file of ours behind
             lock.release(self._lock)
-            raise store_error(err, self.path) from None
-        except BaseException:
-            lock.release(self._lock)
+            if new_lock:
+                lock.lock_path(self.path).unlink(missing_ok=True)
+            if isinstance(err, sqlite3.Error):
+                raise store_error(err, self.path) from None
             raise
 
     def _check_schema(self) -> None:
