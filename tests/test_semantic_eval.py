@@ -134,12 +134,17 @@ def test_coco_iwai_run_scores_171_and_9_classes_against_ground_truth(shared_dir:
     want171 = _iou_by_hand(pred, gt171, 171)
     want9 = _iou_by_hand(apply_lut(pred, COCO_STUFF171_TO_MERGED9), sample.labels, 9)
     assert np.array_equal(apply_lut(raw, COCO_RAW_TO_MERGED9), sample.labels)
-    assert row.metrics["miou_gt_img"] == pytest.approx(want171) and row.metrics["miou_gt9_img"] == pytest.approx(want9)
+    # the run's network ran with the thread count the run planned, this one with torch's current one: a
+    # random network's logits differ at float rounding, which flips a handful of near-tie pixels (measured
+    # 5e-6 in IoU under a busy suite); a wrong class mapping moves these values by far more than 1e-4
+    close = {"rel": 0, "abs": 1e-4}
+    assert row.metrics["miou_gt_img"] == pytest.approx(want171, **close)
+    assert row.metrics["miou_gt9_img"] == pytest.approx(want9, **close)
     assert row.metrics["miou_orig_img"] == 1.0 and row_iou(row)["iou_drop_orig"] == 0.0
     # the dataset-level columns (one image, classes present: the same values), 171 and 9 classes
     col = {i.key: c for c, i in column_info(summary).items() if i.kind == "dataset"}
-    assert summary[col["miou_gt"]].iloc[0] == pytest.approx(want171)
-    assert summary[col["miou_gt9"]].iloc[0] == pytest.approx(want9)
+    assert summary[col["miou_gt"]].iloc[0] == pytest.approx(want171, **close)
+    assert summary[col["miou_gt9"]].iloc[0] == pytest.approx(want9, **close)
     state = row.states["miou"]
     assert len(state["union_gt"]) == 171 and 0 < np.count_nonzero(state["union_gt9"]) <= COCO_MERGED_9.num_classes
 
