@@ -23,8 +23,9 @@ import contextlib
 import os
 import uuid
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from .codecs.base import Codec
 from .errors import ConfigError
@@ -32,14 +33,15 @@ from .errors import ConfigError
 if TYPE_CHECKING:  # pandas and the runner are imported when called: `import bench` stays cheap
     import pandas as pd
 
-    from .datasets.base import Dataset
     from bench.execution.runner import RunConfig
-    from bench.storage.store import Store
     from bench.integrations.trackers import Tracker
+    from bench.storage.store import Store
+
+    from .datasets.base import Dataset
 
 __all__ = ["UncachedCodecWarning", "declares_identity", "evaluate", "fetch", "load_results", "run", "summary"]
 
-CodecLike = Union[str, Codec, Any]  # Any: a torch.nn.Module (see bench.codecs.module)
+CodecLike = str | Codec | Any  # Any: a torch.nn.Module (see bench.codecs.module)
 StoreLike = Union["Store", str, Path, None]
 LogLike = Union[str, "Tracker", Sequence[Union[str, "Tracker"]], None]
 
@@ -164,7 +166,7 @@ def default_store_path() -> Path:
     return Path(os.environ.get("BENCH_RESULTS", "results")) / "bench.sqlite"
 
 
-def open_store(store: StoreLike, *, readonly: bool = False) -> tuple["Store", bool]:
+def open_store(store: StoreLike, *, readonly: bool = False) -> tuple[Store, bool]:
     """The store for ``store`` (a Store, a .sqlite path, a results folder or None) and whether
     the caller owns it (must close it); ``readonly`` opens an existing file for reading only."""
     from bench.storage.store import Store
@@ -194,7 +196,7 @@ def _folder(dataset: Any, params: Mapping[str, Any] | None) -> tuple[Any, Mappin
     return dataset, params
 
 
-def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset", *,
+def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: str | Dataset, *,
                 metrics: str | Sequence[str] = "all",
                 rates: Mapping[str, Sequence[Any]] | Sequence[Any] | None = None, limit: int | None = None,
                 protocol: Any = None, split: str | None = None, tag: str | None = None,
@@ -204,7 +206,7 @@ def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset
                 allow_random_weights: bool = False, device: str | None = None, batch_size: int = 8,
                 workers: int | None = None, use_cache: bool = True, retry_failed: bool = False,
                 keep_reconstructions: bool = False, semantics: str | Mapping[str, Any] = "ground-truth",
-                timeout: float | None = None) -> "RunConfig":
+                timeout: float | None = None) -> RunConfig:
     """The :class:`~bench.execution.runner.RunConfig` of an :func:`evaluate` call (see there)."""
     from bench.execution.guard import check_timeout
     from bench.execution.runner import RunConfig
@@ -252,7 +254,7 @@ def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset
     )
 
 
-def run(config: "RunConfig", store: "Store", *, log: LogLike = None, step: int | None = None,
+def run(config: RunConfig, store: Store, *, log: LogLike = None, step: int | None = None,
         progress: bool = False, on_skip: Callable[[str, str], None] | None = None, executor: Any = None,
         crops: int = 2) -> str:
     """Run (or resume) ``config`` into ``store``, then send the results to the trackers in
@@ -261,7 +263,6 @@ def run(config: "RunConfig", store: "Store", *, log: LogLike = None, step: int |
     from dataclasses import replace
 
     from bench.execution.runner import execute
-
     from bench.integrations.trackers import log_run, open_trackers
 
     codecs, uncached = _scoped(config.codecs)
@@ -288,7 +289,7 @@ def run(config: "RunConfig", store: "Store", *, log: LogLike = None, step: int |
     return run_id
 
 
-def evaluate(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset", *,
+def evaluate(codecs: CodecLike | Sequence[CodecLike], dataset: str | Dataset, *,
              metrics: str | Sequence[str] = "all", rates: Mapping[str, Sequence[Any]] | Sequence[Any] | None = None,
              limit: int | None = None, protocol: Any = None, split: str | None = None, store: StoreLike = None,
              tag: str | None = None,
@@ -298,7 +299,7 @@ def evaluate(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset", 
              workers: int | None = None, use_cache: bool = True, retry_failed: bool = False,
              keep_reconstructions: bool = False, semantics: str | Mapping[str, Any] = "ground-truth",
              log: LogLike = None, step: int | None = None, progress: bool = False,
-             timeout: float | None = None) -> "pd.DataFrame":
+             timeout: float | None = None) -> pd.DataFrame:
     """Evaluate ``codecs`` on ``dataset``; one tidy row per image × codec × rate.
 
     ``codecs``: registered names (``"jpeg,webp"`` or a list), ``Codec`` instances, ``nn.Module`` s
@@ -339,7 +340,7 @@ def evaluate(codecs: CodecLike | Sequence[CodecLike], dataset: "str | Dataset", 
             st.close()
 
 
-def _select(st: "Store", run: str | Sequence[str] | None, codec: str | None, tag: str | None,
+def _select(st: Store, run: str | Sequence[str] | None, codec: str | None, tag: str | None,
             dataset: str | None) -> list[str]:
     if run is not None:
         ids = [run] if isinstance(run, str) else list(run)
@@ -355,7 +356,7 @@ def _select(st: "Store", run: str | Sequence[str] | None, codec: str | None, tag
 
 
 def _frames(store: StoreLike, run: str | Sequence[str] | None, codec: str | None, tag: str | None,
-            dataset: str | None, make: Callable[["Store", str], "pd.DataFrame"]) -> "pd.DataFrame":
+            dataset: str | None, make: Callable[[Store, str], pd.DataFrame]) -> pd.DataFrame:
     import pandas as pd
 
     st, owned = open_store(store, readonly=True)
@@ -373,7 +374,7 @@ def _frames(store: StoreLike, run: str | Sequence[str] | None, codec: str | None
 
 
 def load_results(store: StoreLike = None, run: str | Sequence[str] | None = None, *, codec: str | None = None,
-                 tag: str | None = None, dataset: str | None = None) -> "pd.DataFrame":
+                 tag: str | None = None, dataset: str | None = None) -> pd.DataFrame:
     """Tidy rows (the columns of :func:`evaluate`) of ``run`` (an id, a unique prefix,
     ``"latest"`` or a list), or of every run in ``store`` matching ``codec`` / ``tag`` /
     ``dataset``."""
@@ -383,13 +384,13 @@ def load_results(store: StoreLike = None, run: str | Sequence[str] | None = None
 
 
 def summary(store: StoreLike = None, run: str | Sequence[str] | None = "latest", *, codec: str | None = None,
-            tag: str | None = None, dataset: str | None = None) -> "pd.DataFrame":
+            tag: str | None = None, dataset: str | None = None) -> pd.DataFrame:
     """The report's table: one row per codec × rate point (mean bpp, dataset-level and
     mean metric values, n_ok …) with a ``run_id`` column; ``run=None`` takes every run
     matching the filters."""
     from .report.summary import summarise
 
-    def one(st: "Store", run_id: str) -> "pd.DataFrame":
+    def one(st: Store, run_id: str) -> pd.DataFrame:
         df = summarise(st, run_id)
         df.insert(0, "run_id", run_id)
         return df

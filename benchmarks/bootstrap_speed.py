@@ -24,8 +24,8 @@ def main() -> None:
     ap.add_argument("--resamples", type=int, default=20)
     args = ap.parse_args()
 
-    from bench.metrics.fidelity import DIM, FID, KID
     from bench.analysis.stats import Bootstrap, replicates
+    from bench.metrics.fidelity import DIM, FID, KID
     from bench.storage.store import Row
 
     rng = np.random.default_rng(0)

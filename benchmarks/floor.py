@@ -122,7 +122,7 @@ class BusyCore:
         self.seconds = seconds
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> "BusyCore":
+    def __enter__(self) -> BusyCore:
         code = (f"import os, time\nend = time.time() + {self.seconds}\nparent = {os.getpid()}\n"
                 "while time.time() < end and os.getppid() == parent:\n    pass\n")
         self.proc = subprocess.Popen([sys.executable, "-c", code])
@@ -171,8 +171,8 @@ def scenario(name: str, metrics: list[str]) -> None:
 
     import pipeline_speed
 
-    from bench.runtime import threads
     from bench.execution.runner import RunConfig, make_plan
+    from bench.runtime import threads
 
     opts = {"allow_random_weights": True, "device": ARGS.device}
     limit = ARGS.limit if name == "classical" else ARGS.full_limit
@@ -272,8 +272,8 @@ def scenario(name: str, metrics: list[str]) -> None:
 def main() -> int:
     import signal
 
-    from bench.runtime.devices import resolve_device
     from bench.errors import BenchError
+    from bench.runtime.devices import resolve_device
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout's TERM still kills the busy loop
     try:

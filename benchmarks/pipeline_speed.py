@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 
-
 class RssSampler:
     """Peak RSS of this process plus its live children (codec workers), sampled every 0.2 s.
 
@@ -57,7 +56,7 @@ class RssSampler:
                 continue
             self.peak = max(self.peak, total / 2**20)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 
@@ -97,7 +96,7 @@ def naive(dataset, codecs, rates, metrics, nets: dict | None, limit: int | None)
 
     from bench.metrics.fidelity import inception_features
     from bench.metrics.lpips_metric import to_lpips_input
-    from bench.metrics.pixel import msssim_rgb, mse_uint8, psnr_from_mse
+    from bench.metrics.pixel import mse_uint8, msssim_rgb, psnr_from_mse
 
     by_name = {m.name: m for m in metrics}
     tuned = nets is None

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import time
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -203,8 +204,7 @@ def use_fakes(tmp_path: Path, monkeypatch: Any, n_images: int, extra: Mapping[st
 def only_cards(monkeypatch: Any, names: set[str]) -> None:
     """Make the codec registry hold only the project's cards called ``names`` (so codecs
     added later do not change what ``--codecs all`` means in a test)."""
-    from bench.registry import cards
-    from bench.registry import catalog
+    from bench.registry import cards, catalog
     from bench.registry.core import Registry
 
     reg, original = Registry("codec"), catalog.registry

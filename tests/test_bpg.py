@@ -17,10 +17,10 @@ from PIL import Image
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 
-from bench.execution import runner
 from bench.codecs.base import Semantics
 from bench.codecs.bpg import BpgCodec
 from bench.errors import CodecError, ConfigError, UnavailableError
+from bench.execution import runner
 
 FAKES = Path(__file__).resolve().parent / "fakes"
 MAGIC = b"FAKEBPG1\n"

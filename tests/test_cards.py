@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from bench.codecs.base import Codec, RateKnob, Requirement
-from bench.errors import ConfigError
 from bench.datasets.base import Dataset
+from bench.errors import ConfigError
 from bench.metrics.base import Metric
 from bench.registry import cards, catalog
 from bench.registry.kinds import KINDS

@@ -18,14 +18,14 @@ from PIL import Image, JpegImagePlugin, features
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 
-from bench.registry import catalog
-from bench.execution import runner
 from bench.codecs import heif as heif_module
 from bench.codecs import imagecodecs_codecs
 from bench.codecs.base import Codec
 from bench.datasets.base import Dataset, Sample, read_rgb, resize_image
 from bench.errors import CodecError, ConfigError
+from bench.execution import runner
 from bench.metrics.pixel import PSNR
+from bench.registry import catalog
 
 CLASSICAL = ["jpeg", "webp", "jpeg2000", "avif", "jpegxl", "heic"]
 H, W = 256, 384

@@ -4,19 +4,27 @@ regression gating through `bench compare`, protocol refusal, and `bench runs` fi
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
+import fakes_bench
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.interpolate import PchipInterpolator
 
-import fakes_bench
-from bench.cli import main
 from bench.analysis.compare import (
-    REGRESSION_EXIT, Curve, bd_metric, bd_rate, bjontegaard_delta, check_same_protocol, compare, compare_frames,
+    REGRESSION_EXIT,
+    Curve,
+    bd_metric,
+    bd_rate,
+    bjontegaard_delta,
+    check_same_protocol,
+    compare,
+    compare_frames,
     protocol_differences,
 )
+from bench.cli import main
 from bench.errors import ConfigError, ProtocolMismatchError
 from bench.execution.runner import RunConfig, execute
 from bench.storage.store import Store

@@ -19,15 +19,15 @@ import torch.nn.functional as F
 pytest.importorskip("compressai.ans")
 from compressai.zoo import image as zoo  # noqa: E402
 
-from bench.execution import runner  # noqa: E402
-from bench.registry import catalog
-from bench.runtime import weights as W  # noqa: E402
 from bench.cli import main  # noqa: E402
 from bench.codecs import compressai_bitstream as bitstream  # noqa: E402
 from bench.codecs.compressai_zoo import ARCHITECTURES  # noqa: E402
 from bench.datasets.base import Sample  # noqa: E402
 from bench.errors import CodecError, ConfigError, UnavailableError, WeightsError  # noqa: E402
+from bench.execution import runner  # noqa: E402
 from bench.execution.pipeline import Coded, base_row  # noqa: E402
+from bench.registry import catalog
+from bench.runtime import weights as W  # noqa: E402
 
 H, W_ = 37, 53  # odd sizes: padded to 64×64 (left 5, right 6, top 13, bottom 14)
 PAD = (5, 6, 13, 14)

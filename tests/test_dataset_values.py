@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import os
 
+import fakes_bench
 import numpy as np
 import pytest
 import torch
+from synthetic_runs import feature_state, make_run
 
-import fakes_bench
 from bench.analysis.dataset_level import compute_run, state_hash
 from bench.cli import main
 from bench.metrics import BUILTIN
@@ -19,7 +20,6 @@ from bench.metrics.fidelity import DIM, FID, KID
 from bench.metrics.frechet import clear_cache, frechet_distance
 from bench.report.summary import summarise
 from bench.storage.store import Row, Store
-from synthetic_runs import feature_state, make_run
 
 
 def _torch_fidelity_fid(rec: np.ndarray, ref: np.ndarray) -> float:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures_cityscapes import FIXTURE_LABEL_IDS, make_cityscapes_fixture
 from PIL import Image
 
-from bench.registry import catalog
 from bench.datasets.base import read_label
+from bench.datasets.cityscapes import CityscapesDataset
 from bench.datasets.classes import (
     CITYSCAPES_19,
     COCO_MERGED_9,
@@ -20,13 +21,12 @@ from bench.datasets.classes import (
     COCO_STUFF_171,
     COCO_UNUSED_RAW_IDS,
 )
-from bench.datasets.cityscapes import CityscapesDataset
 from bench.datasets.coco import CocoStuffDataset
 from bench.datasets.demo import DemoDataset
 from bench.datasets.folder import FolderDataset
 from bench.datasets.protocol import Resolution
 from bench.errors import BenchError, ConfigError, DatasetNotFoundError
-from fixtures_cityscapes import FIXTURE_LABEL_IDS, make_cityscapes_fixture
+from bench.registry import catalog
 
 
 def cityscapesscripts_lut() -> np.ndarray:

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.runtime.devices import resolve_device
 from bench.errors import ConfigError
+from bench.runtime.devices import resolve_device
 
 
 @pytest.fixture()

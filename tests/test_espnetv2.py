@@ -9,11 +9,18 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.runtime import weights as W
 from bench.datasets.classes import CITYSCAPES_19
 from bench.errors import ConfigError, WeightsError
-from bench.segmenters.espnetv2 import (KNOWN_WEIGHTS, ESPNetv2Segmenter, build_network, fold_batchnorm,
-                                       load_network, random_init, weight_spec)
+from bench.runtime import weights as W
+from bench.segmenters.espnetv2 import (
+    KNOWN_WEIGHTS,
+    ESPNetv2Segmenter,
+    build_network,
+    fold_batchnorm,
+    load_network,
+    random_init,
+    weight_spec,
+)
 
 # Parameter counts in the EdgeNets model zoo README (millions, 2 decimals).
 PUBLISHED_PARAMS_M = {0.5: 0.08, 1.0: 0.23, 1.5: 0.47, 2.0: 0.79}

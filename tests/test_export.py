@@ -6,14 +6,14 @@ import json
 import math
 import sys
 
+import fakes_bench
 import numpy as np
 import pytest
 
-import fakes_bench
 from bench.cli import main
 from bench.errors import UnavailableError
-from bench.report.export import export_run, read_export, tidy_rows
 from bench.execution.runner import RunConfig, execute
+from bench.report.export import export_run, read_export, tidy_rows
 from bench.storage.store import Row, Store
 
 

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.execution import runner
-from bench.runtime import weights as W
 from bench.codecs.base import Codec, Encoded, RateKnob
 from bench.datasets.base import Dataset, Sample
 from bench.errors import MetricError, UnavailableError, WeightsError
+from bench.execution import runner
 from bench.metrics import fidelity as F
 from bench.metrics.base import Pair
+from bench.runtime import weights as W
 from bench.runtime.refcache import RefCache
 from bench.storage.store import pack_states, unpack_states
 

@@ -13,8 +13,8 @@ from matplotlib.colors import to_rgb
 
 from bench.cli import main
 from bench.errors import ProtocolMismatchError
-from bench.report.figures import PRESETS, figure, load_runs, ssm_bpp
 from bench.report import codec_colour
+from bench.report.figures import PRESETS, figure, load_runs, ssm_bpp
 from bench.storage.store import Row, Store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -290,7 +290,7 @@ def test_two_concurrent_recovers_lose_no_damaged_file(fakes):
 
 
 # -- items 5 and 8: a dead, a stopped or a poisoned worker; a coding that never returns -------------
-from fakes_bench import PngFolder, QuantCodec
+from fakes_bench import PngFolder, QuantCodec  # noqa: E402 (the fakes of items 5 and 8, after their comment)
 
 _RELEASE = threading.Event()  # set at the end of a test: abandoned sleeping codings return
 

@@ -12,16 +12,16 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import fakes_bench
 import numpy as np
 import pytest
 from PIL import Image
 
-import fakes_bench
 from bench.cli import main
+from bench.execution.runner import RunConfig, execute
 from bench.metrics import BUILTIN
 from bench.metrics.base import Metric, Pair, State
 from bench.report.html import HtmlOptions, render_html
-from bench.execution.runner import RunConfig, execute
 from bench.storage.store import Store
 
 CLASSES = ("dark", "bright")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import fakes_bench
 import numpy as np
 import pytest
 
-import fakes_bench
-from bench.metrics import BUILTIN
 from bench.execution.runner import RunConfig, execute
+from bench.metrics import BUILTIN
 from bench.storage.store import Store
 
 
@@ -121,9 +121,9 @@ def test_metric_identity_names_its_weights_before_any_key_is_made(tmp_path, monk
     """Run ids and cache keys come from describe(): it must say 'random weights' (or the
     weights' sha256) before the first image, or a later run with real weights would reuse
     random-weight results."""
+    from bench.execution.resultcache import identity
     from bench.metrics.fidelity import FID
     from bench.metrics.lpips_metric import LPIPS
-    from bench.execution.resultcache import identity
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     for metric in (LPIPS(allow_random_weights=True), FID(allow_random_weights=True)):
@@ -135,8 +135,8 @@ def test_metric_identity_names_its_weights_before_any_key_is_made(tmp_path, monk
                                    metric_options={"allow_random_weights": True}), store, progress=False)
         keys = [k for (k,) in store.db.execute("SELECT key FROM metric_cache")]
     assert len(keys) == 1 and run_id.startswith("demo-")
-    from bench.execution.resultcache import coded_key, metric_key, sample_key
     from bench.datasets.demo import DemoDataset
+    from bench.execution.resultcache import coded_key, metric_key, sample_key
     from bench.registry import catalog as cat
 
     sample = DemoDataset().get("astronaut")

@@ -134,7 +134,7 @@ def test_versioned_wrapper_is_keyed_by_weights_not_version(tmp_path):
     psnrs = []
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a declared codec: no UncachedCodecWarning
-        for epoch in range(3):
+        for _epoch in range(3):
             with torch.no_grad():
                 net.weight.mul_(0.9)
             psnrs.append(evaluate(VersionedWrapper(net), "demo", metrics=["psnr"], limit=1, store=tmp_path,

@@ -18,11 +18,11 @@ import pytest
 import torch
 import torchvision
 
-from bench.runtime import weights as W
 from bench.datasets.base import Sample
 from bench.errors import WeightsError
 from bench.metrics import lpips_metric as LM
 from bench.metrics.base import Pair
+from bench.runtime import weights as W
 
 
 def _images(n: int, size: int = 64, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -3,16 +3,16 @@ force over every knob value), and the wrapper codec runs through the real runner
 
 from __future__ import annotations
 
+import fakes_bench
 import numpy as np
 import pytest
 from PIL import Image
 
-import fakes_bench
-from bench.registry import catalog
 from bench.codecs.base import RateKnob, bits_per_pixel
-from bench.errors import ConfigError
 from bench.codecs.matched import MatchedRateCodec, match_rate
+from bench.errors import ConfigError
 from bench.execution.runner import RunConfig, execute
+from bench.registry import catalog
 from bench.storage.store import Store
 
 

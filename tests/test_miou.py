@@ -13,13 +13,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.registry import catalog
 from bench.datasets.base import ClassSet, Sample
+from bench.datasets.classes import (
+    CITYSCAPES_19,
+    CITYSCAPES_LABELID_TO_TRAINID,
+    CITYSCAPES_TRAINID_TO_LABELID,
+    COCO_MERGED_9,
+)
 from bench.errors import MetricError
-from bench.datasets.classes import (CITYSCAPES_19, CITYSCAPES_LABELID_TO_TRAINID, CITYSCAPES_TRAINID_TO_LABELID,
-                                    COCO_MERGED_9)
 from bench.metrics.base import Pair
 from bench.metrics.miou import MIoU, confusion_matrix, intersection_union, lsb_noise, mean_iou
+from bench.registry import catalog
 from bench.runtime.refcache import RefCache
 from bench.segmenters.base import Segmenter
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from bench.registry.catalog import make_metric
 from bench.report.curves import curve_columns, rd_figure, write_curves
 from bench.report.html import HtmlOptions, render_html
-from bench.report.summary import summarise
 from bench.report.latex import to_latex
+from bench.report.summary import summarise
 from bench.report.tables import to_markdown
 from bench.storage.store import Row, Store
 

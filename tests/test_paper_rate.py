@@ -8,20 +8,19 @@ official bound, (10·int(512·m) + 512) / (256·512) per branch, checked by hand
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from bench.cli import main
 from bench.analysis.compare import compare
+from bench.cli import main
+from bench.execution.runner import RunConfig, execute
+from bench.report import rate_view, summarise, to_markdown, write_report
 from bench.report.export import export_run, read_export
 from bench.report.figures import figure, load_runs, write_figure
-from bench.report import rate_view, summarise, to_markdown, write_report
 from bench.report.rates import paper_values
-from bench.execution.runner import RunConfig, execute
 from bench.storage.store import Row, Store
 
 # the authors' sample.py bound per branch, by hand, at 256×512

@@ -12,19 +12,18 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from pathlib import Path
 
+import fakes_bench
 import numpy as np
 import pytest
 from PIL import Image
 
-import fakes_bench
 from bench.datasets.base import Sample
-from bench.metrics.pixel import MSSSIM, PSNR
 from bench.execution.pipeline import measure
+from bench.execution.runner import RunConfig, execute
+from bench.metrics.pixel import MSSSIM, PSNR
 from bench.report import failures, per_image, summarise, to_markdown, write_report
 from bench.report.console import render_console
-from bench.execution.runner import RunConfig, execute
 from bench.storage.store import Row, Store
 
 
@@ -88,8 +87,8 @@ def test_small_image_keeps_psnr_and_bpp_while_msssim_records_error(small_image_r
 
 
 def test_intervals_of_a_metric_that_failed_on_one_image_use_the_images_it_was_computed_on(small_image_run):
-    from bench.report.intervals import add_intervals, run_metrics
     from bench.analysis.stats import Bootstrap, replicates
+    from bench.report.intervals import add_intervals, run_metrics
 
     store, run_id = small_image_run
     run, rows = store.run(run_id), [r for r in store.rows(run_id) if r.rate == "16"]

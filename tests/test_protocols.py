@@ -12,20 +12,20 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from fixtures_cityscapes import make_cityscapes_fixture
 from PIL import Image
 
-from bench.registry import catalog
-from bench.cli import main
 from bench.analysis.compare import check_same_protocol
+from bench.cli import main
 from bench.datasets import presets
 from bench.datasets.cityscapes import CityscapesDataset
 from bench.datasets.classes import CITYSCAPES_LABELID_TO_TRAINID
 from bench.datasets.resample import box_halving, nearest_centre, nearest_topleft
 from bench.errors import ConfigError, ProtocolMismatchError
-from bench.report.figures import ProtocolWarning, figure, load_runs
 from bench.execution.runner import RunConfig, execute
+from bench.registry import catalog
+from bench.report.figures import ProtocolWarning, figure, load_runs
 from bench.storage.store import Store
-from fixtures_cityscapes import make_cityscapes_fixture
 
 
 # -- independent references ---------------------------------------------------------------

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import fakes_bench
 import pytest
 
-import fakes_bench
-from bench.metrics import BUILTIN
 from bench.execution.runner import RunConfig, execute
+from bench.metrics import BUILTIN
 from bench.storage.store import Store
 
 ray = pytest.importorskip("ray")
@@ -78,8 +78,8 @@ def test_network_shards_ask_ray_for_a_gpu_share_and_get_one(env, tmp_path):
 def test_shard_options_ask_for_gpus_only_where_a_network_runs():
     from fakes_bench import CountingMetric, QuantCodec, SemanticQuantCodec
 
-    from bench.metrics.pixel import PSNR
     from bench.execution.ray_executor import shard_options
+    from bench.metrics.pixel import PSNR
 
     classical, learned = QuantCodec(), SemanticQuantCodec()
     network, on_cpu = CountingMetric(), CountingMetric(device="cpu")

@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import fakes_bench
 import numpy as np
 import pytest
 
-import fakes_bench
 from bench.cli import main
 from bench.errors import EXIT_CODES, CodecError, StoreDamagedError, StoreError
 from bench.storage.recover import recover
@@ -456,8 +456,8 @@ def test_exit_code_table_is_in_help_and_readme(capsys):
 
 
 def test_atomic_write_replaces_whole_files_with_the_usual_mode(tmp_path):
-    from bench.storage.atomic import write_text, write_with
     from bench.errors import OutputError
+    from bench.storage.atomic import write_text, write_with
 
     target = tmp_path / "t.md"
     write_text(target, "old")

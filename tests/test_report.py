@@ -21,6 +21,7 @@ from skimage.metrics import mean_squared_error, peak_signal_noise_ratio
 from bench.codecs.base import Codec, Encoded, RateKnob, Semantics
 from bench.datasets.base import Dataset, Sample
 from bench.errors import CodecError, StoreError
+from bench.execution.runner import evaluate_one
 from bench.metrics.pixel import MSSSIM, PSNR
 from bench.report import (
     codec_colour,
@@ -35,7 +36,6 @@ from bench.report import (
     write_report,
     write_tables,
 )
-from bench.execution.runner import evaluate_one
 from bench.storage.store import Row, Store
 
 SIZE = 200

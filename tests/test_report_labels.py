@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import fakes_bench
 
+from bench.execution.runner import RunConfig, execute
 from bench.report import render_console, summarise, write_report
 from bench.report.html import HtmlOptions, render_html
-from bench.execution.runner import RunConfig, execute
 from bench.storage.store import Store
 
 

@@ -10,15 +10,15 @@ import sys
 import time
 from pathlib import Path
 
+import fakes_bench
 import numpy as np
 import pytest
 from PIL import Image
 
-import fakes_bench
-from bench.registry import catalog
 from bench.errors import ConfigError, UnavailableError, UnknownNameError
-from bench.metrics import BUILTIN
 from bench.execution.runner import RunConfig, execute, make_plan
+from bench.metrics import BUILTIN
+from bench.registry import catalog
 from bench.storage.store import Store
 
 TESTS = Path(__file__).resolve().parent

@@ -14,9 +14,9 @@ from torch.nn import functional as F
 
 from bench.datasets.classes import COCO_MERGED_9, COCO_STUFF_171
 from bench.errors import ConfigError, UnavailableError, UnknownNameError, WeightsError
-from bench.segmenters import make_segmenter, segment_cached, segmenter_card, segmenter_names
-from bench.segmenters.base import resolve_class_set, to_void
 from bench.runtime.refcache import RefCache
+from bench.segmenters import make_segmenter, segment_cached, segmenter_names
+from bench.segmenters.base import resolve_class_set, to_void
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

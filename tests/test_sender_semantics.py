@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.registry import catalog
 from bench.execution.runner import RunConfig, execute
+from bench.registry import catalog
 from bench.storage.store import Store
 
 

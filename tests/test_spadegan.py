@@ -13,7 +13,8 @@ from bench.codecs.base import Semantics
 from bench.codecs.spadegan import bitstream, checkpoint
 from bench.codecs.spadegan.adapter import SpadeGANCodec
 from bench.codecs.spadegan.model import MultiScaleDiscriminator, SpadeGANConfig, one_hot, single_thread
-from bench.codecs.spadegan.train import bpp_of, gan_step, main as train_main, rd_step
+from bench.codecs.spadegan.train import bpp_of, gan_step, rd_step
+from bench.codecs.spadegan.train import main as train_main
 from bench.errors import UnavailableError, WeightsError
 from bench.execution.runner import RunConfig, execute
 from bench.storage.store import Store

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +11,20 @@ import pytest
 import torch
 from scipy import linalg
 
-from bench.cli import main
 from bench.analysis.compare import compare
+from bench.analysis.stats import Bootstrap, fid_from_features, merge_kind, percentile_intervals, replicates
+from bench.cli import main
 from bench.datasets.base import Dataset, Sample
+from bench.execution.runner import RunConfig, evaluate_one, execute
 from bench.metrics import fidelity as F
 from bench.metrics.base import Pair
 from bench.metrics.miou import MIoU, intersection_union
 from bench.metrics.pixel import PSNR
-from bench.runtime.refcache import RefCache
 from bench.report import column_info, load_run, summarise, to_latex, to_markdown, write_curves
+from bench.report.console import render_console
 from bench.report.evidence import per_image_iou, row_iou, worst_images
 from bench.report.intervals import add_intervals, small_n
-from bench.report.console import render_console
-from bench.execution.runner import RunConfig, evaluate_one, execute
-from bench.analysis.stats import Bootstrap, fid_from_features, merge_kind, percentile_intervals, replicates
+from bench.runtime.refcache import RefCache
 from bench.storage.store import Row, Store
 
 
@@ -347,8 +346,8 @@ def test_export_and_html_take_per_image_iou_from_the_states_with_the_random_mark
 
 
 def test_html_report_lists_the_worst_images_with_crops(demo):
-    from bench.report.html import HtmlOptions, render_html
     from bench.report import per_image
+    from bench.report.html import HtmlOptions, render_html
 
     with Store(demo["path"]) as store:
         images = per_image(store, demo["a"])

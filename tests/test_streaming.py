@@ -12,8 +12,8 @@ import pytest
 from fakes_bench import QuantCodec
 
 from bench.datasets.base import Dataset, Sample
-from bench.metrics.base import Metric, Pair, State
 from bench.execution.pipeline import LocalExecutor
+from bench.metrics.base import Metric, Pair, State
 
 
 class LiveImages(Dataset):

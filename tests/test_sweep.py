@@ -7,13 +7,13 @@ import io
 
 import pandas as pd
 import pytest
+from sweep_fixtures import DEMO_MICRO, write_checkpoints
 
+from bench.analysis.sweep import find_checkpoints, parse_name, settings_key
 from bench.cli import main
 from bench.errors import ConfigError
-from bench.storage.store import Store
 from bench.execution.runner import RunConfig
-from bench.analysis.sweep import find_checkpoints, parse_name, settings_key
-from sweep_fixtures import DEMO_MICRO, write_checkpoints
+from bench.storage.store import Store
 
 SWEEP = ["--codec", "sqgan", "--dataset", "demo", *DEMO_MICRO, "--param", "sqgan.model=micro",
          "--param", "sqgan.device=cpu", "--metrics", "psnr", "--limit", "1", "--rates", "0.4:0.4,1:1", "-q"]
@@ -145,9 +145,10 @@ def test_gate_fails_when_the_newest_checkpoint_codes_nothing(tmp_path, capsys):
 def test_sweep_over_folders_of_split_checkpoints(tmp_path, monkeypatch):
     """A glob ending in "/" sweeps folders (SQ-GAN's split parts): each is hashed with every file
     inside, and that hash is the one the codec records for the run."""
+    from sweep_fixtures import micro_model
+
     from bench.codecs.sqgan.checkpoint import save_official_layout
     from bench.runtime.weights import sha256_path
-    from sweep_fixtures import micro_model
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     for step, seed in ((200, 1), (100, 0)):

@@ -8,10 +8,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import fakes_bench
 import numpy as np
 import pytest
 
-import fakes_bench
 from bench.analysis.compare import compare
 from bench.analysis.stats import Bootstrap
 from bench.cli import main

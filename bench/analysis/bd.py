@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ class Curve:
     value: np.ndarray
 
     @classmethod
-    def from_points(cls, bpp: Iterable[float], value: Iterable[float]) -> "Curve":
+    def from_points(cls, bpp: Iterable[float], value: Iterable[float]) -> Curve:
         """Drop non-finite points and bpp ≤ 0, average points with equal bpp, sort by bpp."""
         df = pd.DataFrame({"bpp": np.asarray(list(bpp), float), "value": np.asarray(list(value), float)})
         df = df[np.isfinite(df["bpp"]) & np.isfinite(df["value"]) & (df["bpp"] > 0)]

@@ -32,8 +32,9 @@ reference) are refused with
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -43,11 +44,11 @@ from bench.analysis.labels import checkpoint_of, codec_label, run_codec_labels  
 from bench.analysis.protocol import _flat_diff, check_same_protocol, protocol_differences  # noqa: F401
 from bench.errors import REGRESSION_EXIT as _REGRESSION_EXIT
 from bench.errors import ConfigError, TooFewImagesError
+from bench.modes import GateKind, RateBasis
 from bench.registry.catalog import card_maps
 from bench.report.rates import BASIS, BASIS_PAPER, BASIS_REAL, rate_note, rate_view
 from bench.report.summary import column_info, summarise
 from bench.storage.store import Store
-from bench.modes import GateKind, RateBasis
 
 #: Metrics compared (and gated) by default, when both sides have them.
 DEFAULT_METRICS: tuple[str, ...] = ("psnr", "msssim_db", "lpips", "fid", "miou_gt", "miou_orig")

@@ -10,8 +10,9 @@ every image of both runs, unless ``allow_partial``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from bench.errors import IncompleteRunError
 from bench.storage.store import Row

@@ -21,7 +21,8 @@ import os
 import sys
 import time
 from collections import defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm

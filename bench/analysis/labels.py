@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
+
 
 def checkpoint_of(describe: Mapping[str, Any]) -> str | None:
     """The checkpoint sha256 a codec recorded (``params.checkpoint_sha256``), if any."""

@@ -19,8 +19,9 @@ BD-metric, else the per-point differences) excludes zero on the worse side.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

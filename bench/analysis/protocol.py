@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from bench.errors import ProtocolMismatchError
+
 
 def _flat_diff(a: Any, b: Any, path: str) -> list[str]:
     if isinstance(a, Mapping) and isinstance(b, Mapping):

@@ -33,9 +33,10 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from bench.errors import ConfigError
 from bench.modes import CheckpointSource
@@ -147,7 +148,7 @@ def find_checkpoints(pattern: str, step_pattern: str | None = None) -> tuple[lis
     return sorted(found, key=lambda c: (c.x, c.path.name)), axis
 
 
-def settings_key(config: "RunConfig", codec: str, checkpoint_param: str) -> str:
+def settings_key(config: RunConfig, codec: str, checkpoint_param: str) -> str:
     """Hash of everything but the checkpoint that decides a sweep run's numbers."""
     params = {k: v for k, v in config.codec_params.get(codec, {}).items() if k != checkpoint_param}
     key = {"dataset": getattr(config.dataset, "name", config.dataset), "dataset_params": config.dataset_params,
@@ -161,7 +162,7 @@ def settings_key(config: "RunConfig", codec: str, checkpoint_param: str) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _evaluated(store: "Store", key: str, sha: str, retry_failed: bool = False) -> str | None:
+def _evaluated(store: Store, key: str, sha: str, retry_failed: bool = False) -> str | None:
     """The run that evaluated this checkpoint with these settings; not one whose checkpoint could not
     be used (every row failed), nor, with ``retry_failed``, one with any failed row."""
     for run in store.runs():
@@ -173,19 +174,19 @@ def _evaluated(store: "Store", key: str, sha: str, retry_failed: bool = False) -
     return None
 
 
-def _row_counts(store: "Store", run_id: str) -> tuple[int, int]:
+def _row_counts(store: Store, run_id: str) -> tuple[int, int]:
     """(ok rows, failed rows) of a run."""
     ok, failed = store.db.execute("SELECT COALESCE(SUM(status = 'ok'), 0), COALESCE(SUM(status != 'ok'), 0) "
                                   "FROM rows WHERE run_id = ?", (run_id,)).fetchone()
     return int(ok), int(failed)
 
 
-def _first_error(store: "Store", run_id: str) -> str:
+def _first_error(store: Store, run_id: str) -> str:
     row = store.db.execute("SELECT error FROM rows WHERE run_id = ? AND status != 'ok' LIMIT 1", (run_id,)).fetchone()
     return (str(row[0] or "").strip().splitlines() or ["no error recorded"])[0] if row else "no row stored"
 
 
-def unusable_error(codec: str, failed: Sequence["Checkpoint"], store: "Store", checkpoint_param: str) -> Exception:
+def unusable_error(codec: str, failed: Sequence[Checkpoint], store: Store, checkpoint_param: str) -> Exception:
     """The :class:`~bench.errors.WeightsError` (exit 3) naming checkpoints none of whose images was coded."""
     from bench.errors import WeightsError
 
@@ -205,8 +206,8 @@ class SweepResult:
     codec: str
     axis: str
     checkpoints: list[Checkpoint]
-    table: "pd.DataFrame"
-    bd: "pd.DataFrame"
+    table: pd.DataFrame
+    bd: pd.DataFrame
     paths: list[Path] = field(default_factory=list)
     regressions: list[str] = field(default_factory=list)
     gate_note: str = ""
@@ -216,7 +217,7 @@ class SweepResult:
         return sum(not c.skipped for c in self.checkpoints)
 
 
-def checkpoint_rates(base: "RunConfig", codec: str) -> list[str] | None:
+def checkpoint_rates(base: RunConfig, codec: str) -> list[str] | None:
     """The rates a snapshot's file is given to, for a codec with one model per rate point
     (``checkpoint_per_rate``: CompressAI, where each quality is its own λ; its checkpoint
     param is then ``{rate: path}``), which must be given (``--rates CODEC=Q``); None for a
@@ -233,7 +234,7 @@ def checkpoint_rates(base: "RunConfig", codec: str) -> list[str] | None:
     return [str(r) for r in rates]
 
 
-def run_sweep(base: "RunConfig", codec: str, checkpoints: Sequence[Checkpoint], store: "Store", *,
+def run_sweep(base: RunConfig, codec: str, checkpoints: Sequence[Checkpoint], store: Store, *,
               axis: str = "step", checkpoint_param: str = "checkpoint", log: Any = None, progress: bool = False,
               on_skip: Callable[[str, str], None] | None = None) -> list[Checkpoint]:
     """Evaluate each checkpoint not yet evaluated with these settings (one tagged run each,
@@ -276,9 +277,9 @@ def run_sweep(base: "RunConfig", codec: str, checkpoints: Sequence[Checkpoint], 
     return list(checkpoints)
 
 
-def _anchor_pair(store: "Store", anchor_run: str, codec: str) -> tuple[str | None, str | None]:
+def _anchor_pair(store: Store, anchor_run: str, codec: str) -> tuple[str | None, str | None]:
     """(anchor codec, test codec) for compare(): None, None when the anchor run has ``codec`` itself."""
-    codecs = list((store.run(anchor_run)["meta"].get("codecs") or {}))
+    codecs = list(store.run(anchor_run)["meta"].get("codecs") or {})
     if codec in codecs:
         return None, None
     if len(codecs) == 1:
@@ -290,7 +291,7 @@ def _anchor_pair(store: "Store", anchor_run: str, codec: str) -> tuple[str | Non
 GATES = ("best", "first")
 
 
-def check_references(store: "Store", codec: str, *, gate: str | None = None, anchor: str | None = None) -> None:
+def check_references(store: Store, codec: str, *, gate: str | None = None, anchor: str | None = None) -> None:
     """Refuse a ``--gate`` / ``--anchor`` that names no stored run (or an anchor run that
     cannot pair with ``codec``) before any checkpoint is evaluated."""
     if gate and gate not in GATES:
@@ -304,8 +305,8 @@ def check_references(store: "Store", codec: str, *, gate: str | None = None, anc
         _anchor_pair(store, store.run(anchor)["run_id"], codec)
 
 
-def sweep_tables(store: "Store", codec: str, checkpoints: Sequence[Checkpoint], *, axis: str = "step",
-                 anchor: str | None = None, metrics: Sequence[str] | None = None) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+def sweep_tables(store: Store, codec: str, checkpoints: Sequence[Checkpoint], *, axis: str = "step",
+                 anchor: str | None = None, metrics: Sequence[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per checkpoint × rate point: bpp and metric means/dataset values; per checkpoint ×
     metric: BD-rate % and BD-metric against the anchor run)."""
     import pandas as pd
@@ -337,13 +338,13 @@ def sweep_tables(store: "Store", codec: str, checkpoints: Sequence[Checkpoint], 
     return pd.DataFrame(rows), bd
 
 
-def metric_columns(table: "pd.DataFrame", axis: str) -> list[str]:
+def metric_columns(table: pd.DataFrame, axis: str) -> list[str]:
     """The metric columns of a sweep table (bpp first)."""
     fixed = {axis, "checkpoint", "sha256", "run_id", "rate", "n_ok"}
     return [c for c in table.columns if c not in fixed]
 
 
-def sweep_figure(table: "pd.DataFrame", bd: "pd.DataFrame", axis: str, codec: str) -> Any:
+def sweep_figure(table: pd.DataFrame, bd: pd.DataFrame, axis: str, codec: str) -> Any:
     """One panel per metric (metric against the training axis, one line per rate point) and,
     when ``bd`` has rows, a panel of BD-rate against the anchor (one line per metric)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -398,7 +399,7 @@ def write_outputs(result: SweepResult, out_dir: Path | str) -> list[Path]:
     return paths
 
 
-def _best_reference(store: "Store", codec: str, earlier: Sequence[Checkpoint], newest: Checkpoint,
+def _best_reference(store: Store, codec: str, earlier: Sequence[Checkpoint], newest: Checkpoint,
                     key: str) -> Checkpoint | None:
     """The earlier checkpoint with the best mean of ``key`` over the rate points it shares with the newest."""
     from bench.analysis.compare import _direction, _key_columns
@@ -422,7 +423,7 @@ def _best_reference(store: "Store", codec: str, earlier: Sequence[Checkpoint], n
     return best
 
 
-def gate(store: "Store", codec: str, checkpoints: Sequence[Checkpoint], reference: str, *,
+def gate(store: Store, codec: str, checkpoints: Sequence[Checkpoint], reference: str, *,
          metrics: Sequence[str] | None = None, tolerance: float = 1.0,
          delta_tolerance: Mapping[str, float] | None = None) -> tuple[list[str], str]:
     """Regressions of the newest checkpoint against ``reference`` ("best", "first" or a run

@@ -13,8 +13,8 @@ import logging
 import sqlite3
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from bench import __version__
 from bench.cli import admin, fetch, info, results, run

@@ -9,8 +9,9 @@ import math
 import os
 import sqlite3
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from bench.errors import ConfigError, OutputError
 

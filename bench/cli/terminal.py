@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 _KEEP = {"\n", "\t"}
 CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), *range(0x7F, 0xA0)] if chr(c) not in _KEEP}
@@ -54,7 +55,7 @@ def guarded_terminal() -> Iterator[None]:
     with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     stdout = sys.stdout
-    sys.stdout = Printable(stdout)  # type: ignore[assignment]
+    sys.stdout = Printable(stdout)
     try:
         yield
     finally:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import math
 import shutil
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import CodecError, ConfigError
 from bench.modes import RequirementKind
+
+from ..errors import CodecError, ConfigError
 
 
 @dataclass(frozen=True)

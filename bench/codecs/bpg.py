@@ -14,15 +14,17 @@ from __future__ import annotations
 import re
 import subprocess
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from ..errors import CodecError, ConfigError, UnavailableError
 from bench.runtime.procs import run_tool
 from bench.runtime.scratch import scratch_dir
+
+from ..errors import CodecError, ConfigError, UnavailableError
 from .base import Codec, Encoded, RateKnob, Requirement, Semantics, check_rgb_uint8, find_binary
 from .pillow_codecs import IMAGE_PART, image_part, rgb_array
 

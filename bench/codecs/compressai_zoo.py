@@ -33,13 +33,13 @@ from typing import Any, ClassVar, get_args
 
 import numpy as np
 
+from bench.modes import TrainedFor
 from bench.runtime.devices import resolve_device
+from bench.runtime.weights import WeightSpec, find, hash_in_name, load_state_dict, resolve, sha256_file, weights_dirs
+
 from ..errors import CodecError, ConfigError, WeightsError
-from bench.runtime.weights import (WeightSpec, find, hash_in_name, load_state_dict, resolve, sha256_file,
-                       weights_dirs)
 from . import compressai_bitstream as bitstream
 from .base import Codec, Encoded, RateKnob, Requirement, Semantics, check_rgb_uint8
-from bench.modes import TrainedFor
 
 STRIDE = 64  # 2**6: the total down-sampling of the analysis + hyper-analysis transforms
 METRICS: tuple[str, ...] = get_args(TrainedFor)

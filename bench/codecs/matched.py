@@ -16,8 +16,9 @@ the target); ``"closest"`` keeps the setting with the smallest |bpp − target|.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, get_args
+from typing import Any, get_args
 
 import numpy as np
 

@@ -30,7 +30,7 @@ import copy
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -92,9 +92,9 @@ class ModuleCodec(Codec):
     CompressAI's zoo); ``device``: where it runs (default: where its parameters are).
     """
 
-    name: ClassVar[str] = "module"
-    version: ClassVar[str] = "module-1"
-    rate_knob: ClassVar[RateKnob] = RateKnob("model", ("live",), higher_is_better=True)
+    name: str = "module"
+    version: str = "module-1"
+    rate_knob: RateKnob = RateKnob("model", ("live",), higher_is_better=True)
 
     def __init__(self, module: Any, *, name: str | None = None, rate: str = "live", min_div: int = 64,
                  device: str | None = None) -> None:
@@ -106,15 +106,15 @@ class ModuleCodec(Codec):
         if not isinstance(min_div, int) or min_div < 1:
             raise ConfigError(f"min_div={min_div!r} is not a positive integer", "use 64 for CompressAI models")
         self.module = module
-        self.name = name or type(module).__name__.lower()  # type: ignore[misc]
+        self.name = name or type(module).__name__.lower()
         self.rate = str(rate)
-        self.rate_knob = RateKnob("model", (self.rate,), higher_is_better=True)  # type: ignore[misc]
+        self.rate_knob = RateKnob("model", (self.rate,), higher_is_better=True)
         self.min_div = min_div
         self.device_name = device
         self.state: str | None = None  # the state hash, once frozen
 
     # -- identity ------------------------------------------------------------------------
-    def frozen(self) -> "ModuleCodec":
+    def frozen(self) -> ModuleCodec:
         """A codec over a deep copy of the module as it is now: eval mode, CompressAI's entropy
         tables updated on the copy, its state hash computed (the live module is untouched)."""
         if self.state is not None:

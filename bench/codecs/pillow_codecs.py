@@ -7,7 +7,8 @@ file (headers included). Decoding returns the H×W×3 uint8 RGB image stored in 
 from __future__ import annotations
 
 import io
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import PIL

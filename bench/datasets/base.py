@@ -11,15 +11,17 @@ import hashlib
 import json
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from ..errors import ConfigError, DatasetNotFoundError
 from bench.runtime.weights import sha256_file
+
+from ..errors import ConfigError, DatasetNotFoundError
 from .resample import bilinear, nearest_centre
 
 

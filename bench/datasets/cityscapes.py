@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.modes import Fit
+
 from ..errors import ConfigError, DatasetNotFoundError
 from .base import Dataset, Sample, read_label, require_dir
 from .classes import (
@@ -31,7 +33,6 @@ from .classes import (
 )
 from .labelled import load_labelled
 from .protocol import Resolution, resolve_root
-from bench.modes import Fit
 
 LAYOUT = (
     "  ROOT/leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png\n"

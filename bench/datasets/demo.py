@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from bench.modes import Fit
+
 from ..errors import ConfigError, UnavailableError
 from .base import Dataset, Sample
 from .classes import CITYSCAPES_19, CITYSCAPES_34, CITYSCAPES_TRAINID_TO_LABELID, IGNORE, apply_lut
 from .protocol import Resolution, read_image_file, source_note
-from bench.modes import Fit
 
 #: id → file in skimage's bundled data folder; licences as stated in skimage.data.
 DEMO_IMAGES: dict[str, str] = {

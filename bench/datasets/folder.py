@@ -6,11 +6,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench.modes import Fit
 
 from ..errors import ConfigError
 from .base import Dataset, Sample, require_dir
 from .protocol import Resolution, read_image_file, resolve_root, source_note
-from bench.modes import Fit
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 

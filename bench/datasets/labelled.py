@@ -4,8 +4,8 @@ dataset's :class:`~bench.datasets.protocol.Resolution`."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np

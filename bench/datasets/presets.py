@@ -28,12 +28,14 @@ runs made under different protocols.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, get_args
+from typing import Any, get_args
+
+from bench.modes import MIoUAverage
 
 from ..errors import ConfigError
 from .base import IMAGE_MODE_POLICY
-from bench.modes import MIoUAverage
 
 CARD = "card"
 DATASET_KEYS: tuple[str, ...] = ("height", "width", "fit", "image_resample", "label_resample", "classes")
@@ -57,7 +59,7 @@ class ProtocolPreset:
     eval_segmenter: str | None = None
 
     @classmethod
-    def from_card(cls, dataset_name: str, name: str, spec: Any, source_file: str) -> "ProtocolPreset":
+    def from_card(cls, dataset_name: str, name: str, spec: Any, source_file: str) -> ProtocolPreset:
         where = f"protocol {name!r} of {source_file}"
         if not isinstance(spec, Mapping):
             raise ConfigError(f"{where} is not a mapping", "see bench/datasets/presets.py for the fields")

@@ -9,10 +9,11 @@ from typing import Any, get_args
 
 import numpy as np
 
+from bench.modes import Fit
+
 from ..errors import BenchError, ConfigError, DatasetNotFoundError
 from .base import read_rgb
 from .resample import resampler
-from bench.modes import Fit
 
 FITS: tuple[str, ...] = get_args(Fit)
 
@@ -64,7 +65,7 @@ class Resolution:
 
     @classmethod
     def from_params(cls, dataset: str, height: Any, width: Any, fit: Fit = "resize",
-                    image_resample: str = "bilinear", label_resample: str = "nearest") -> "Resolution":
+                    image_resample: str = "bilinear", label_resample: str = "nearest") -> Resolution:
         h, w = _size(dataset, "height", height), _size(dataset, "width", width)
         if (h is None) != (w is None):
             raise ConfigError(f"{dataset}: height={height!r} and width={width!r}: give both or neither",

@@ -26,7 +26,7 @@ Label maps (H×W uint8 ids → h×w uint8 ids, never new ids):
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image

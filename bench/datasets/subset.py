@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import ConfigError
 from .base import Dataset, Sample
@@ -20,7 +21,7 @@ class Subset(Dataset):
                               if unknown else "an empty image subset",
                               f"pick ids among {', '.join(list(known)[:5])} …")
         self.dataset = dataset
-        self.name = dataset.name  # type: ignore[misc]
+        self.name = dataset.name
         self.class_set = dataset.class_set
         self._ids = list(dict.fromkeys(ids))
 

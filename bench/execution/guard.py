@@ -25,10 +25,11 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable
+from typing import Any
 
 from bench.errors import BenchError, ConfigError
 
@@ -182,7 +183,7 @@ class CodingPool:
         if pool is not None:
             self.restarts += attr == "_pool"
             # shutdown() forgets the workers: keep them, to kill one found stuck later
-            pool.bench_procs = list((getattr(pool, "_processes", None) or {}).values())  # type: ignore[attr-defined]
+            pool.bench_procs = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _kill(self, attr: str) -> None:

@@ -15,21 +15,30 @@ import pickle
 import time
 import traceback
 from collections import deque
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from bench.codecs.base import Codec, Semantics, bits_per_pixel, part_sizes
 from bench.datasets.base import Dataset, Sample
 from bench.errors import BenchError, ConfigError
-from bench.metrics.base import Metric, Pair, State
 from bench.execution.guard import CodingPool, PoolUnusable, call_with_timeout, coding_timeout
 from bench.execution.resultcache import CodedEntry, ResultCache, coded_key, identity, metric_key, sample_key
+from bench.metrics.base import Metric, Pair, State
+from bench.runtime.threads import (
+    MainThreads,
+    ThreadPlan,
+    has_networks,
+    heavy_on_cpu,
+    is_network,
+    limit_process_threads,
+    plan_threads,
+    set_torch_threads,
+)
 from bench.storage.store import Row
-from bench.runtime.threads import (MainThreads, ThreadPlan, has_networks, heavy_on_cpu, is_network, limit_process_threads,
-                      plan_threads, set_torch_threads)
 
 
 @dataclass

@@ -11,7 +11,8 @@ says how many were resumed).
 from __future__ import annotations
 
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from tqdm import tqdm
 
@@ -74,7 +75,7 @@ class RunProgress:
         for bar in self.bars.values():
             bar.close()
 
-    def __enter__(self) -> "RunProgress":
+    def __enter__(self) -> RunProgress:
         return self
 
     def __exit__(self, *exc: Any) -> None:

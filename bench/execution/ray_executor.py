@@ -16,17 +16,18 @@ metrics ask for none.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from bench.codecs.base import Codec
 from bench.datasets.base import Dataset
 from bench.errors import UnavailableError
-from bench.metrics.base import Metric
 from bench.execution.guard import coding_timeout
 from bench.execution.pipeline import base_row, code_within, measure
+from bench.metrics.base import Metric
 from bench.runtime.refcache import default_dir
-from bench.storage.store import Row
 from bench.runtime.threads import THREAD_ENV, ThreadPlan, is_network, limit_process_threads
+from bench.storage.store import Row
 
 
 def _shard(dataset: Dataset, codec: Codec, metrics: Sequence[Metric], rate: Any, image_ids: Sequence[str],

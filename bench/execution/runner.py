@@ -11,21 +11,19 @@ import hashlib
 import json
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from tqdm import tqdm
 
-from bench.registry import catalog
-from bench.execution import provenance
+from bench.analysis.dataset_level import compute_run
 from bench.codecs.base import Codec, unmet
 from bench.datasets import presets
 from bench.datasets.base import Dataset, Sample
-from bench.runtime.devices import resolve_device
-from bench.runtime.fetch import fetch_missing
 from bench.errors import AllRowsFailedError, ConfigError, UnavailableError
-from bench.metrics.base import Metric
+from bench.execution import provenance
 from bench.execution.pipeline import (  # noqa: F401 (semantics_for re-exported)
     LocalExecutor,
     SegmenterSemantics,
@@ -34,9 +32,12 @@ from bench.execution.pipeline import (  # noqa: F401 (semantics_for re-exported)
     measure,
     semantics_for,
 )
-from bench.analysis.dataset_level import compute_run
 from bench.execution.progress import RunProgress
 from bench.execution.resultcache import ResultCache
+from bench.metrics.base import Metric
+from bench.registry import catalog
+from bench.runtime.devices import resolve_device
+from bench.runtime.fetch import fetch_missing
 from bench.runtime.threads import is_network
 from bench.storage.store import Row, Store
 

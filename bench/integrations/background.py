@@ -96,7 +96,7 @@ class Deferred(Tracker):
         from bench.runtime.procs import worker_context
 
         self.spec = spec
-        self.kind = spec.partition(":")[0].strip().lower()  # type: ignore[misc]
+        self.kind = spec.partition(":")[0].strip().lower()
         check_installed(self.kind)
         ctx = worker_context()
         self._jobs = ctx.Queue()

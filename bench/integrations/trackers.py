@@ -28,8 +28,9 @@ Trackers named by text are opened and written in a background process
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from bench.integrations.tracker_kinds import (  # noqa: F401 (re-exported)
     MLflowTracker,
@@ -84,8 +85,8 @@ def open_trackers(log: str | Tracker | Sequence[str | Tracker] | None,
     return given + opened, opened
 
 
-def log_run(log: str | Tracker | Sequence[str | Tracker], store: "Store", run_id: str, *, step: int | None = None,
-            config: "RunConfig | None" = None, crops: int = 2) -> None:
+def log_run(log: str | Tracker | Sequence[str | Tracker], store: Store, run_id: str, *, step: int | None = None,
+            config: RunConfig | None = None, crops: int = 2) -> None:
     """Send run ``run_id`` to the trackers in ``log`` at ``step`` (trackers given as text are
     opened beside the store and closed again)."""
     from bench.integrations.background import Deferred, Job

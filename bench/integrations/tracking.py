@@ -7,8 +7,9 @@ import json
 import math
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ class Payload:
     run_id: str
     step: int
     scalars: dict[str, float] = field(default_factory=dict)
-    figures: dict[str, "Figure"] = field(default_factory=dict)
+    figures: dict[str, Figure] = field(default_factory=dict)
     curves: Any = None  # the run's summary frame: its RD figures are drawn by render_figures()
     images: dict[str, np.ndarray] = field(default_factory=dict)  # H×W×3 uint8
     params: dict[str, str] = field(default_factory=dict)
@@ -60,7 +61,7 @@ def run_params(run: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def reconstruction_crops(config: "RunConfig", store: "Store", run_id: str, *, per_codec: int = 2,
+def reconstruction_crops(config: RunConfig, store: Store, run_id: str, *, per_codec: int = 2,
                          side: int = 128) -> dict[str, np.ndarray]:
     """Centre crops (``side`` px) of the first fully coded image: the original and each codec's
     reconstruction at its lowest and highest rate point (by bpp), recomputed with the run's
@@ -101,7 +102,7 @@ def reconstruction_crops(config: "RunConfig", store: "Store", run_id: str, *, pe
     return out
 
 
-def payload(store: "Store", run_id: str, step: int | None = None, *, config: "RunConfig | None" = None,
+def payload(store: Store, run_id: str, step: int | None = None, *, config: RunConfig | None = None,
             crops: int = 2, figures: bool = True) -> Payload:
     """Scalars, RD figures (unless ``figures`` is False), crops (when ``config`` is given and
     ``crops`` > 0) and params of a run."""
@@ -126,7 +127,7 @@ def payload(store: "Store", run_id: str, step: int | None = None, *, config: "Ru
     return out
 
 
-def render_figures(data: Payload) -> dict[str, "Figure"]:
+def render_figures(data: Payload) -> dict[str, Figure]:
     """The RD figures of ``data``: those given, or one per metric (its first curve column, e.g.
     ``psnr``, ``msssim``; the report has the others) of its summary."""
     from bench.report.curves import curve_columns, file_stem, rd_figure
@@ -154,7 +155,7 @@ class Tracker(ABC):
         if data.figures or data.curves is not None:
             self._last = data
 
-    def flush_figures(self) -> tuple[int, dict[str, "Figure"]]:
+    def flush_figures(self) -> tuple[int, dict[str, Figure]]:
         """(step, figures) of the last payload with curves, drawn now; then forgotten."""
         last, self._last = self._last, None
         return (last.step, render_figures(last)) if last is not None else (0, {})
@@ -166,7 +167,7 @@ class Tracker(ABC):
     def close(self) -> None:
         """Flush and release."""
 
-    def __enter__(self) -> "Tracker":
+    def __enter__(self) -> Tracker:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -38,11 +38,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from bench.runtime.devices import resolve_device
 from bench.runtime import weights as W
+from bench.runtime.devices import resolve_device
+from bench.runtime.refcache import RefCache, default_cache
+
 from ..codecs.base import Requirement
 from ..errors import ConfigError, MetricError, WeightsError
-from bench.runtime.refcache import RefCache, default_cache
 from .base import Metric, Pair, State
 from .frechet import frechet_distance
 

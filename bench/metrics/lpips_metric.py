@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.runtime.devices import resolve_device
 from bench.runtime import weights as W
+from bench.runtime.devices import resolve_device
+
 from ..codecs.base import Requirement
 from ..errors import ConfigError, MetricError, WeightsError
 from .base import Metric, Pair, State

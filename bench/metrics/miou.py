@@ -52,16 +52,18 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Sequence, get_args
+from collections.abc import Sequence
+from typing import Any, get_args
 
 import numpy as np
+
+from bench.modes import MIoUAverage
 
 from ..datasets.base import ClassSet
 from ..datasets.classes import CLASS_SETS, CONVERSIONS, apply_lut
 from ..errors import MetricError, MetricOptionError
 from ..segmenters import Segmenter, extractor_id, make_segmenter, segment_cached
 from .base import Metric, Pair, State
-from bench.modes import MIoUAverage
 
 IGNORE = 255
 REFERENCES = ("gt", "orig")

@@ -142,7 +142,7 @@ def msssim_rgb(ref: np.ndarray, rec: np.ndarray) -> float:
 
     import torch  # here, not at import: reports and comparisons of stored runs need no torch
 
-    def to_tensor(a: np.ndarray) -> "torch.Tensor":  # a (1, 3, H, W) uint8 view; the kernel only reads it
+    def to_tensor(a: np.ndarray) -> torch.Tensor:  # a (1, 3, H, W) uint8 view; the kernel only reads it
         a = a if a.flags.writeable else a.copy()
         return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0)
 

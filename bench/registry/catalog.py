@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import math
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from bench.errors import ConfigError
@@ -29,7 +29,7 @@ def _entry_points(kind: str) -> list[Entry]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def registry(kind: str) -> Registry:
     """The registry of ``kind`` ("codec", "dataset", "metric" or "segmenter"), built once:
     cards first (a name in an earlier card root hides later ones), then entry points whose
@@ -124,7 +124,7 @@ def _construct(entry: Entry, overrides: dict[str, Any]) -> Any:
     check_params(entry, cls, overrides)
     params = cards.card_params(entry)
     params.update({k: v for k, v in overrides.items() if v is not None})
-    obj = cls.__new__(cls)
+    obj: Any = cls.__new__(cls)  # type: ignore[call-overload]  # cls is a checked component class (mypy sees type)
     obj.name = entry.name  # the card's (or entry point's) name, already during __init__ (e.g. kodak's data folder)
     try:
         obj.__init__(**params)

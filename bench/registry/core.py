@@ -12,8 +12,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from bench.errors import ConfigError, UnknownNameError
 from bench.registry.kinds import KINDS, get_kind

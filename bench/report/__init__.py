@@ -11,9 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.modes import RateBasis
 from bench.storage.atomic import output_dir, remove_stale, write_with
 from bench.storage.store import Store
+
+from .console import render_console
 from .curves import codec_colour, codec_marker, rd_figure, write_curves
+from .latex import to_latex
 from .rates import RATES, rate_view
 from .summary import (
     RANDOM_MARK,
@@ -25,11 +29,8 @@ from .summary import (
     per_image,
     summarise,
 )
-from .console import render_console
-from .latex import to_latex
 from .table_files import write_tables
 from .tables import to_markdown
-from bench.modes import RateBasis
 
 
 def write_report(store: Store, run_id: str, out_dir: Path | str, summary: pd.DataFrame | None = None,

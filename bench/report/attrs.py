@@ -12,7 +12,7 @@ class Shared(dict):
     operation (``__finalize__``: 0.7 s of a report of 40 rate points). Read-only by
     convention: code that changes one builds a new dict (as :func:`frame_attrs` callers do)."""
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "Shared":
+    def __deepcopy__(self, memo: dict[int, Any]) -> Shared:
         return self
 
 

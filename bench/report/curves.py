@@ -23,16 +23,26 @@ from typing import Any
 import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.colors import to_rgb
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from bench.storage.atomic import output_dir, write_with
+
 from ..errors import ConfigError
+from .figstyle import (
+    DEFAULT_WIDTH,
+    STYLE,
+    check_width,
+    dagger_handle,
+    draw_daggers,
+    finish_layout,
+    finite_mean,
+    ring_handle,
+    write_caption,
+)
 from .floor import FLOOR_LABEL, floor_column, floor_value, is_floor
-from .figstyle import (DEFAULT_WIDTH, STYLE, check_width, dagger_handle, draw_daggers, finish_layout,
-                       finite_mean, ring_handle, write_caption)
 from .intervals import draw_interval, draw_small_n, interval_columns
 from .rates import rate_note
 from .summary import ColumnInfo, column_info
@@ -231,7 +241,7 @@ def rd_figure(df: pd.DataFrame, column: str, width: str = DEFAULT_WIDTH) -> Figu
         notes += mark_notes(df, [column], rings, daggers) + ([rate] if rate else [])
         if info.metric == "miou":  # bench.report.caveats: an off-domain segmenter, in the caption strip
             notes += [str(c) for c in df.attrs.get("caveats") or []]
-        fig.caption_lines = finish_layout(fig, handles, notes,  # type: ignore[attr-defined]
+        fig.caption_lines = finish_layout(fig, handles, notes,
                                           RANDOM_NOTE if info.random_weights else None)
     return fig
 
@@ -274,5 +284,5 @@ def write_curves(df: pd.DataFrame, out_dir: Path | str, metrics: Sequence[str] |
             for suffix, kwargs in ((".png", {"dpi": PNG_DPI}), (".pdf", {})):
                 paths.append(write_with(stem.with_suffix(suffix), lambda tmp: fig.savefig(tmp, **kwargs)))
         title = f"{fig.axes[0].get_title()} vs rate, {figure_title(df)}."
-        write_caption(stem, fig.caption_lines, title)  # type: ignore[attr-defined]
+        write_caption(stem, fig.caption_lines, title)
     return paths

@@ -12,15 +12,17 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence, cast
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
-from ..metrics.miou import REFERENCES, mean_iou
-from bench.storage.store import Row
-from .summary import RANDOM_MARK
 from bench.modes import MIoUAverage
+from bench.storage.store import Row
+
+from ..metrics.miou import REFERENCES, mean_iou
+from .summary import RANDOM_MARK
 
 #: (column, worst end, label): "max" = larger is worse.
 CRITERIA: tuple[tuple[str, str, str], ...] = (

@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.storage.atomic import output_file, write_text, write_with
 from bench.errors import ConfigError, UnavailableError
+from bench.modes import RateBasis
 from bench.report.evidence import with_image_iou
 from bench.report.rates import rate_view
 from bench.report.summary import load_run, per_image
+from bench.storage.atomic import output_file, write_text, write_with
 from bench.storage.store import Store
-from bench.modes import RateBasis
 
 FORMATS = ("csv", "parquet", "json")
 

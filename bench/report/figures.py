@@ -34,9 +34,10 @@ figure and report).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -44,21 +45,37 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bench.storage.atomic import output_dir, write_with
 from bench.analysis.compare import check_same_protocol
+from bench.analysis.stats import Bootstrap
 from bench.errors import ConfigError
-from bench.report.curves import (REFERENCE_CODEC, REFERENCE_COLOUR, axis_label, codec_colour, codec_marker,
-                                  finite_or_text, log_bpp_axis, rate_axis_label)
-from bench.report.figstyle import (DEFAULT_WIDTH, STYLE, check_width, dagger_handle, draw_daggers, finish_layout,
-                                   ring_handle, write_caption)
-from bench.report.intervals import SMALL_N_RULES, add_intervals, ci_notes, draw_interval, draw_small_n, small_n_notes
-from bench.report.tables import fewer_images
+from bench.modes import RateBasis
 from bench.report.caveats import caveat_note
+from bench.report.curves import (
+    REFERENCE_CODEC,
+    REFERENCE_COLOUR,
+    axis_label,
+    codec_colour,
+    codec_marker,
+    finite_or_text,
+    log_bpp_axis,
+    rate_axis_label,
+)
+from bench.report.figstyle import (
+    DEFAULT_WIDTH,
+    STYLE,
+    check_width,
+    dagger_handle,
+    draw_daggers,
+    finish_layout,
+    ring_handle,
+    write_caption,
+)
+from bench.report.intervals import SMALL_N_RULES, add_intervals, ci_notes, draw_interval, draw_small_n, small_n_notes
 from bench.report.rates import check_rate, paper_codecs_of, rate_view
 from bench.report.summary import column_info, summarise
-from bench.analysis.stats import Bootstrap
+from bench.report.tables import fewer_images
+from bench.storage.atomic import output_dir, write_with
 from bench.storage.store import Store
-from bench.modes import RateBasis
 
 PNG_DPI = 300
 #: Byte parts holding a losslessly coded semantic map (their mean bpp is SPIC's dotted line).
@@ -128,7 +145,7 @@ def _protocol_summary(run: dict[str, Any]) -> str:
     return ": " + ", ".join(bits)
 
 
-def protocol_caption(p: "Preset", runs: Sequence["RunData"]) -> str:
+def protocol_caption(p: Preset, runs: Sequence[RunData]) -> str:
     """Caption line naming the runs' protocol and the paper's; warns when they differ."""
     used = list(dict.fromkeys(run_protocol(r.run) for r in runs))
     if p.protocol is None:
@@ -367,7 +384,7 @@ def figure(preset_name: str, runs: list[RunData], *, ssm: float | None = None, w
         notes += list(dict.fromkeys(n for r in runs for n in ci_notes(r.summary, "error bars: the")))
         warning = ("RANDOM WEIGHTS (° in a panel title): smoke-test values, not measurements." if marks.random
                    else None)
-        fig.caption_lines = finish_layout(fig, legend, notes, warning)  # type: ignore[attr-defined]
+        fig.caption_lines = finish_layout(fig, legend, notes, warning)
     return fig
 
 
@@ -388,7 +405,7 @@ def write_figure(preset_name: str, store: Store, run_ids: Sequence[str], out_dir
     with matplotlib.rc_context(STYLE):
         for suffix, kwargs in ((".pdf", {}), (".png", {"dpi": PNG_DPI})):
             paths.append(write_with(base.with_suffix(suffix), lambda tmp: fig.savefig(tmp, **kwargs)))
-    write_caption(base, fig.caption_lines, f"{preset(preset_name).name}: {run_title(runs)}.")  # type: ignore[attr-defined]
+    write_caption(base, fig.caption_lines, f"{preset(preset_name).name}: {run_title(runs)}.")
     return paths
 
 

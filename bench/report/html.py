@@ -36,27 +36,28 @@ import datetime
 import json
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bench.report.html_parts import HtmlOptions, _esc, _Group, _img, array_uri, figure_uri, png_data_uri  # noqa: F401
+from bench.report.recompute import _rebuild_codec, _recompute, center_crop, run_dataset  # noqa: F401
 from bench.storage.atomic import write_text
-from ..errors import BenchError
 from bench.storage.store import Store
-from .attrs import frame_attrs
-from .curves import curve_columns, rd_figure
+
+from ..errors import BenchError
 from . import html_iou
+from .attrs import frame_attrs
+from .caveats import caveat_note
+from .curves import curve_columns, rd_figure
 from .floor import FLOOR_NOTE, floor_value, is_floor
 from .intervals import CI_KIND, add_intervals, ci_notes, decorate, small_n_notes
 from .rates import rate_note, rate_view
 from .summary import column_info, is_detail, summarise
 from .tables import formatted, header, printed_columns
-from .caveats import caveat_note
-
-from bench.report.html_parts import HtmlOptions, _esc, _Group, _img, array_uri, figure_uri, png_data_uri  # noqa: F401
-from bench.report.recompute import _rebuild_codec, _recompute, center_crop, run_dataset  # noqa: F401
 
 log = logging.getLogger("bench")
 

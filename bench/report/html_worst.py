@@ -9,12 +9,14 @@ page's bpp.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
-from ..errors import BenchError
 from bench.storage.store import Store
+
+from ..errors import BenchError
 from .evidence import with_image_iou, worst_images
 from .html_parts import HtmlOptions, _esc, _Group, _img, array_uri
 from .recompute import _recompute, center_crop, run_dataset

@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.modes import BandStyle, IntervalStyle
+
 # computing the intervals lives in bench.report.ci (re-exported here); this module formats and draws them
 from bench.report.ci import CI_KIND, add_intervals, interval_columns, run_metrics  # noqa: F401
 from bench.report.formatting import decimals
 from bench.report.summary import ColumnInfo, column_info
-from bench.modes import BandStyle, IntervalStyle
 
 SMALL_N_MARK = "*"
 #: metric → (sample-count key, minimum N, why). The count key is the metric's own side value.

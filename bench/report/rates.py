@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bench.modes import RateBasis
+
 from ..errors import ConfigError
 from .attrs import frame_attrs
-from bench.modes import RateBasis
 from .order import sort_frame
 
 RATES: tuple[RateBasis, ...] = ("real", "paper")

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from bench.registry import catalog
-from ..errors import BenchError
 from bench.execution.runner import semantics_for
+from bench.registry import catalog
 from bench.report.html_parts import HtmlOptions
 
+from ..errors import BenchError
 
 log = logging.getLogger("bench")
 

@@ -32,17 +32,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.analysis.dataset_level import DatasetValues
 from bench.registry import catalog
-from .attrs import frame_attrs
-from .caveats import run_caveats
-from .rates import BASIS, PAPER, PAPER_PREFIX, REAL_COPY, is_paper_key, paper_values
+from bench.storage.store import Row, Store
+
 from ..codecs.base import bits_per_pixel
 from ..errors import BenchError
 from ..metrics.base import Metric
-from bench.analysis.dataset_level import DatasetValues
-from bench.storage.store import Row, Store
+from .attrs import frame_attrs
+from .caveats import run_caveats
 from .floor import is_floor
 from .order import sort_frame
+from .rates import BASIS, PAPER, PAPER_PREFIX, REAL_COPY, is_paper_key, paper_values
 
 log = logging.getLogger("bench")
 
@@ -296,7 +297,7 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
     infos += [_fixed_info(f"bpp_{p}") for p in parts]  # type: ignore[misc]  # _fixed_info is never None for these fixed columns
     infos += [_fixed_info(k) for k in paper_keys if k != PAPER]  # type: ignore[misc]  # _fixed_info is never None for these fixed columns
     # in the CSV and bench.summary, not in the printed tables (which keep to 100 columns)
-    infos += [replace(_fixed_info(k), detail=True) for k in noted]  # type: ignore[type-var]  # never None here
+    infos += [replace(_fixed_info(k), detail=True) for k in noted]  # type: ignore[misc,type-var]  # never None here
     owners = {k: _owner(k, names) for k in mean_keys}
     for name in names:
         infos += [_value_info(k, name, "dataset", name in random) for k, m in dataset_keys.items() if m == name]

@@ -23,7 +23,8 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Sequence
+from collections.abc import Sequence
+
 from bench.modes import StartMethod
 
 WATCHDOG_S = 0.5          # how often a worker checks that its parent is alive
@@ -86,7 +87,7 @@ def _exit_now(*_: object) -> None:
     os._exit(1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _libc_prctl():
     """libc's ``prctl`` on Linux (the C library already loaded into this process), else None;
     looked up once."""

@@ -24,9 +24,9 @@ import os
 import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 

@@ -29,9 +29,11 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple
+
 from bench.modes import StartMethod
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -226,7 +228,7 @@ class CoreLoad:
         self._self_stat = self_stat or (lambda: _read("/proc/self/stat"))
 
     @classmethod
-    def open(cls) -> "CoreLoad | None":
+    def open(cls) -> CoreLoad | None:
         try:
             probe = cls(sorted(os.sched_getaffinity(0)))
             probe.read()

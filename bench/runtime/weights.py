@@ -27,7 +27,6 @@ from bench.errors import WeightsError
 from bench.runtime.hashing import HASH_IN_NAME, hash_in_name, sha256_file, sha256_path  # noqa: F401 (re-exported)
 
 
-
 @dataclass(frozen=True)
 class WeightSpec:
     """A weights file a component needs.

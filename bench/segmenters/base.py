@@ -13,7 +13,8 @@ is cheap; networks are loaded on the first prediction.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image

@@ -18,13 +18,15 @@ Published class-wise val mIoU (EdgeNets model zoo): 1024×512 s=0.5 53.9, 1.0 60
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from bench.runtime.devices import resolve_device
 from bench.runtime import weights as W
+from bench.runtime.devices import resolve_device
+
 from ..codecs.base import Requirement
 from ..datasets.base import ClassSet
 from ..datasets.classes import CITYSCAPES_19

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.runtime.devices import resolve_device
 from bench.runtime import weights as W
+from bench.runtime.devices import resolve_device
+
 from ..codecs.base import Requirement
 from ..datasets.base import ClassSet
 from ..errors import UnavailableError, WeightsError

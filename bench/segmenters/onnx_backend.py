@@ -12,18 +12,20 @@ fixed input size when it declares one, else each image at its own size.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+from bench.modes import ChannelOrder
 from bench.runtime import weights as W
+
 from ..codecs.base import Requirement
 from ..datasets.base import ClassSet
 from ..errors import ConfigError, UnavailableError, WeightsError
 from .base import Segmenter, parse_size, resize_nearest, resize_rgb, resolve_class_set, to_void
 from .espnetv2 import IMAGENET_MEAN, IMAGENET_STD
-from bench.modes import ChannelOrder
 
 
 class OnnxSegmenter(Segmenter):

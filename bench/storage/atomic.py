@@ -22,8 +22,9 @@ import functools
 import os
 import stat
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from bench.errors import OutputError
 

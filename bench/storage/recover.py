@@ -16,9 +16,10 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from bench.errors import OutputError, StoreError
 from bench.storage import lock

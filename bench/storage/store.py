@@ -22,9 +22,10 @@ import json
 import sqlite3
 import time
 import urllib.parse
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -186,7 +187,7 @@ def _guarded(method: F) -> F:
     """Turn sqlite3 errors raised by a Store method into StoreError."""
 
     @functools.wraps(method)
-    def wrapper(self: "Store", *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as err:
@@ -295,7 +296,7 @@ class Store:
         lock.release(self._lock)
         self._lock = None
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
-from ...errors import CodecError, ConfigError, UnavailableError
 from bench.runtime.weights import WeightSpec, find, sha256_file
+
+from ...errors import CodecError, ConfigError, UnavailableError
 from ..base import Codec, Encoded, RateKnob, Requirement, Semantics, check_rgb_uint8
 from . import bitstream, checkpoint, labelmap
 from .model import LATENT_FACTOR, PAD_MULTIPLE, one_hot

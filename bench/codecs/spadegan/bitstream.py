@@ -56,7 +56,7 @@ class Header:
             raise CodecError(f"header field out of range: {self}", "images must be < 65536 px a side") from err
 
     @classmethod
-    def unpack(cls, data: bytes) -> "Header":
+    def unpack(cls, data: bytes) -> Header:
         if len(data) != _HEADER.size:
             raise CodecError(f"spadegan header has {len(data)} bytes, expected {_HEADER.size}",
                              "pass the parts exactly as encode() returned them")

@@ -28,8 +28,9 @@ from typing import Any
 
 import torch
 
-from ...errors import WeightsError
 from bench.runtime.weights import check_keys, load_state_dict
+
+from ...errors import WeightsError
 from .labelmap import LabelMapModel
 from .model import SpadeGANConfig, SpadeGANModel
 

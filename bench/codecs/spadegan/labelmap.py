@@ -26,8 +26,8 @@ same batches in the same order — so the pmfs and hence their integer CDFs
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -36,12 +36,12 @@ import torch.nn.functional as F
 from compressai.layers import MaskedConv2d
 from PIL import Image
 
-from .model import single_thread, wavefronts, windows
-
 from bench.codecs import entropy
+
 from ...datasets import classes as cls
 from ...datasets.base import lookup_table
 from ...errors import ConfigError
+from .model import single_thread, wavefronts, windows
 
 VOID = 255
 FACTOR = 16

@@ -74,7 +74,7 @@ class SpadeGANConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SpadeGANConfig":
+    def from_dict(cls, data: dict[str, Any]) -> SpadeGANConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -32,15 +32,16 @@ import numpy as np
 
 from bench.datasets.size import Size
 from bench.datasets.size import parse_size as _parse_size
+from bench.modes import LabelCoderName, Precision
 from bench.runtime.devices import resolve_device
-from ...errors import CodecError, ConfigError
 from bench.runtime.weights import find, sha256_file
+
+from ...errors import CodecError, ConfigError
 from ..base import Codec, Encoded, RateKnob, Requirement, Semantics, check_rgb_uint8
 from . import checkpoint as ckpt
 from . import diffusion
 from .labelcoder import LABEL_CODERS, JpegxlLabelCoder, RunLabelCoder, make_label_coder
 from .unet import UNetConfig, one_hot_labels
-from bench.modes import LabelCoderName, Precision
 
 CLASS_SET = "cityscapes19"
 LABELS_PART, COARSE_PART = "labels", "coarse"

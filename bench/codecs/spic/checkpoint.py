@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
-from ...errors import WeightsError
 from bench.runtime.weights import WeightSpec, check_keys, load_state_dict, resolve
+
+from ...errors import WeightsError
 from .unet import SpadeSRUNet, UNetConfig
 
 ENV_VAR = "SPIC_CHECKPOINT"

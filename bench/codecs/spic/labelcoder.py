@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from bench.codecs.entropy import read_varint, write_varint
+
 from ...errors import CodecError, ConfigError
 
 K = 16  # one alphabet for every symbol of the run coder (smaller models are padded)

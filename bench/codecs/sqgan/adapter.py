@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from bench.runtime.devices import resolve_device
-from ...errors import CodecError, ConfigError
 from bench.runtime.weights import WeightSpec, candidates, sha256_path
+
+from ...errors import CodecError, ConfigError
 from ..base import Codec, Encoded, RateKnob, Requirement, Semantics, check_rgb_uint8
 from . import bitstream
 from .config import SQGANConfig, make_config
@@ -149,8 +150,9 @@ class SQGANCodec(Codec):
     def model(self) -> Any:
         """The loaded :class:`~.model.SQGAN` (built and loaded on first use)."""
         if self._model is None:
-            from ...errors import WeightsError
             from bench.runtime.weights import missing_message
+
+            from ...errors import WeightsError
             from .checkpoint import load_official
             from .model import SQGAN
 

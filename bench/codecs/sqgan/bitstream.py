@@ -25,6 +25,7 @@ import numpy as np
 
 from bench.codecs import entropy
 from bench.codecs.entropy import read_varint, write_varint
+
 from ...errors import CodecError
 from .model import BranchTokens, Tokens
 

@@ -28,8 +28,9 @@ from typing import Any
 
 import torch
 
-from ...errors import WeightsError
 from bench.runtime.weights import check_keys, load_state_dict, sha256_file
+
+from ...errors import WeightsError
 from .model import MODULE_NAMES, SQGAN
 
 TRAINING_ONLY_PREFIXES: tuple[str, ...] = ("loss.",)
