@@ -11,23 +11,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-
-def write_images(folder: Path, n: int = 2, size: tuple[int, int] = (168, 176)) -> list[np.ndarray]:
-    """``n`` smooth noisy RGB PNGs (≥ 161 px a side: CompressAI's MS-SSIM needs 5 scales)."""
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(1)
-    h, w = size
-    yy, xx = np.mgrid[0:h, 0:w]
-    out = []
-    for i in range(n):
-        img = np.stack([xx * 255 // w, yy * 255 // h, (xx * (i + 1) + yy) % 256], -1)
-        img = np.clip(img + rng.integers(-30, 31, img.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(img).save(folder / f"img{i}.png")
-        out.append(img)
-    return out
+from smooth_images import write_images
 
 
 def loader(images: list[np.ndarray], batches: int = 4) -> torch.utils.data.DataLoader:

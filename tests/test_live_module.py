@@ -13,7 +13,8 @@ import pytest
 import torch
 
 pytest.importorskip("compressai.ans")
-from PIL import Image  # noqa: E402
+
+from smooth_images import write_images as images  # noqa: E402
 
 from bench import evaluate  # noqa: E402
 from bench.codecs import Codec, Encoded, RateKnob, from_module  # noqa: E402
@@ -25,21 +26,6 @@ def small_net(seed: int = 0):
 
     torch.manual_seed(seed)
     return FactorizedPrior(8, 8)
-
-
-def images(folder, n: int = 2, size: tuple[int, int] = (168, 176)):
-    """``n`` smooth noisy RGB PNGs (≥ 161 px a side: CompressAI's MS-SSIM needs 5 scales)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(1)
-    h, w = size
-    yy, xx = np.mgrid[0:h, 0:w]
-    out = []
-    for i in range(n):
-        img = np.stack([xx * 255 // w, yy * 255 // h, (xx * (i + 1) + yy) % 256], -1)
-        img = np.clip(img + rng.integers(-30, 31, img.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(img).save(folder / f"img{i}.png")
-        out.append(img)
-    return out
 
 
 def eval_model_reference(net, img: np.ndarray) -> dict[str, float]:
