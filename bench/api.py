@@ -33,6 +33,7 @@ from .errors import ConfigError
 if TYPE_CHECKING:  # pandas and the runner are imported when called: `import bench` stays cheap
     import pandas as pd
 
+    from bench.execution.executor import Executor
     from bench.execution.runner import RunConfig
     from bench.integrations.trackers import Tracker
     from bench.storage.store import Store
@@ -255,7 +256,7 @@ def make_config(codecs: CodecLike | Sequence[CodecLike], dataset: str | Dataset,
 
 
 def run(config: RunConfig, store: Store, *, log: LogLike = None, step: int | None = None,
-        progress: bool = False, on_skip: Callable[[str, str], None] | None = None, executor: Any = None,
+        progress: bool = False, on_skip: Callable[[str, str], None] | None = None, executor: Executor | None = None,
         crops: int = 2) -> str:
     """Run (or resume) ``config`` into ``store``, then send the results to the trackers in
     ``log`` (``"tensorboard[:DIR]"``, ``"mlflow[:URI]"`` or :class:`~bench.integrations.trackers.Tracker`

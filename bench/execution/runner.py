@@ -24,6 +24,7 @@ from bench.datasets import presets
 from bench.datasets.base import Dataset, Sample
 from bench.errors import AllRowsFailedError, ConfigError, UnavailableError
 from bench.execution import provenance
+from bench.execution.executor import Executor, progress_hook, threads_meta
 from bench.execution.pipeline import (  # noqa: F401 (semantics_for re-exported)
     LocalExecutor,
     SegmenterSemantics,
@@ -282,11 +283,11 @@ def evaluate_one(codec: Codec, rate: Any, sample: Sample, dataset: Dataset, metr
 
 
 def execute(config: RunConfig, store: Store, *, progress: bool = True,
-            on_skip: Callable[[str, str], None] | None = None, executor: Any = None) -> str:
+            on_skip: Callable[[str, str], None] | None = None, executor: Executor | None = None) -> str:
     """Run (or resume) ``config`` into ``store``; returns the run id.
 
-    ``executor``: anything with ``run(dataset, codecs, metrics, todo, semantics) -> Iterator[Row]``
-    (default: a :class:`bench.execution.pipeline.LocalExecutor` built from the config).
+    ``executor``: an :class:`~bench.execution.executor.Executor` (default: a
+    :class:`bench.execution.pipeline.LocalExecutor` built from the config).
     """
     from bench.execution.guard import check_timeout
 
@@ -344,8 +345,7 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
         tqdm.write(f"{run_id}: {remaining} codings to do ({plan.total - remaining} stored)", file=sys.stderr)
     bars = RunProgress(remaining, [m.name for m in plan.metrics if is_network(m)],
                        resumed=plan.total - remaining, disable=not progress or not remaining)
-    if hasattr(executor, "progress"):
-        executor.progress = bars.tick
+    progress_hook(executor, bars.tick)
     with bars:
         for row in executor.run(plan.dataset, plan.codecs, plan.metrics, todo, semantics):
             store.put(run_id, row)
@@ -354,12 +354,7 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
     compute_run(store, run_id, progress=progress)
     # networks learn whether they fell back to random weights only when first loaded
     meta["metrics"] = {m.name: m.describe() for m in plan.metrics}
-    thread_plan = getattr(executor, "thread_plan", None)  # processes × threads used (bench.runtime.threads)
-    threads_meta = thread_plan.as_meta() if thread_plan is not None else None
-    used = getattr(executor, "main_threads_used", None)  # adapted to other programs' load
-    if threads_meta is not None and used:
-        threads_meta["main_used"] = used
-    meta["threads"] = threads_meta
+    meta["threads"] = threads_meta(executor)  # processes × threads used, adapted main threads
     store.update_meta(run_id, meta)
     store.finish_run(run_id)
     return run_id
