@@ -139,7 +139,7 @@ def pool_startup(codecs, metrics, cores: int) -> float:
     import pickle
     from concurrent.futures import ProcessPoolExecutor
 
-    from bench.execution.pipeline import _init_worker
+    from bench.execution.local import _init_worker
     from bench.runtime.procs import start_method, worker_context
     from bench.runtime.threads import is_network
 

@@ -12,7 +12,7 @@ import pytest
 from fakes_bench import QuantCodec
 
 from bench.datasets.base import Dataset, Sample
-from bench.execution.pipeline import LocalExecutor
+from bench.execution.local import LocalExecutor
 from bench.metrics.base import Metric, Pair, State
 
 

@@ -14,7 +14,7 @@ from fakes_bench import QuantCodec
 
 from bench.datasets.base import Dataset, Sample
 from bench.errors import ConfigError
-from bench.execution.pipeline import AUTO_POOL_MIN, LocalExecutor
+from bench.execution.local import AUTO_POOL_MIN, LocalExecutor
 from bench.metrics.base import Metric, Pair, State
 from bench.runtime import threads
 from bench.runtime.threads import ThreadPlan, available_cores, heavy_on_cpu, plan_threads

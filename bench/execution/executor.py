@@ -1,5 +1,5 @@
 """The one interface the runner drives: an :class:`Executor` turns a plan's pending codings into
-stored rows. :class:`~bench.execution.pipeline.LocalExecutor` runs them on this machine (worker
+stored rows. :class:`~bench.execution.local.LocalExecutor` runs them on this machine (worker
 processes, batched metric networks), :class:`~bench.execution.ray_executor.RayExecutor` on a Ray
 cluster; a user's own (e.g. a job queue) needs only :meth:`Executor.run`."""
 

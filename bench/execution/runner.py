@@ -25,8 +25,8 @@ from bench.datasets.base import Dataset, Sample
 from bench.errors import AllRowsFailedError, ConfigError, UnavailableError
 from bench.execution import provenance
 from bench.execution.executor import Executor, progress_hook, threads_meta
+from bench.execution.local import LocalExecutor
 from bench.execution.pipeline import (  # noqa: F401 (semantics_for re-exported)
-    LocalExecutor,
     SegmenterSemantics,
     base_row,
     code,
@@ -287,7 +287,7 @@ def execute(config: RunConfig, store: Store, *, progress: bool = True,
     """Run (or resume) ``config`` into ``store``; returns the run id.
 
     ``executor``: an :class:`~bench.execution.executor.Executor` (default: a
-    :class:`bench.execution.pipeline.LocalExecutor` built from the config).
+    :class:`bench.execution.local.LocalExecutor` built from the config).
     """
     from bench.execution.guard import check_timeout
 
