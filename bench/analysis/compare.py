@@ -42,6 +42,7 @@ import pandas as pd
 from bench.analysis.bd import BD_METHOD, BDResult, Curve, bd_metric, bd_rate, bjontegaard_delta  # noqa: F401
 from bench.analysis.labels import checkpoint_of, codec_label, run_codec_labels  # noqa: F401
 from bench.analysis.protocol import _flat_diff, check_same_protocol, protocol_differences  # noqa: F401
+from bench.analysis.tolerance import DEFAULT_TOLERANCE, check_tolerances  # noqa: F401 (re-exported)
 from bench.errors import REGRESSION_EXIT as _REGRESSION_EXIT
 from bench.errors import ConfigError, TooFewImagesError
 from bench.modes import GateKind, RateBasis
@@ -58,8 +59,6 @@ ALIASES: dict[str, tuple[str, ...]] = {"miou": ("miou_gt", "miou_orig"), "ms-ssi
 #: metric card declares (a card's ``delta_tolerance`` names its own keys' tolerances).
 DEFAULT_DELTA_TOLERANCE: dict[str, float] = {"dists": 0.002}
 FALLBACK_DELTA_TOLERANCE = 1e-3
-#: Default BD-rate tolerance in percent.
-DEFAULT_TOLERANCE = 1.0
 #: Exit status of ``bench compare`` when the test side regresses.
 REGRESSION_EXIT = _REGRESSION_EXIT
 
@@ -115,17 +114,6 @@ class Comparison:
         return bool(self.regressions)
 
 
-def check_tolerances(tolerance: float, delta_tolerance: Mapping[str, float] | None = None) -> None:
-    """Refuse a NaN or infinite tolerance (it would disable the gate) with a ConfigError."""
-    for name, value in [("tolerance", tolerance), *((f"delta tolerance {k}", v)
-                                                    for k, v in (delta_tolerance or {}).items())]:
-        try:
-            finite = math.isfinite(float(value))
-        except (TypeError, ValueError):
-            finite = False
-        if not finite:
-            raise ConfigError(f"{name} {value!r} is not a finite number (a NaN or infinite tolerance "
-                              "disables the gate)", "give a finite value, e.g. --tolerance 1 (percent)")
 
 
 def _key_columns(df: pd.DataFrame) -> dict[str, str]:

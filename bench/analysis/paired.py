@@ -28,6 +28,7 @@ import pandas as pd
 
 from bench.analysis.bd import Curve, bd_metric, bd_rate
 from bench.analysis.stats import Bootstrap, replicates
+from bench.analysis.tolerance import MIN_IMAGES
 from bench.storage.store import Row
 
 POINT_COLUMNS = ["codec", "metric", "rate_a", "rate_b", "n_images", "value_a", "value_b", "delta", "delta_lo",
@@ -36,9 +37,6 @@ BD_COLUMNS = ["codec", "metric", "ci_images", "bd_rate_lo", "bd_rate_hi", "bd_me
               "ci_resamples", "bd_rate_defined", "bd_metric_defined"]
 #: Share of replicates in which a Bjøntegaard delta must be defined for its interval to count.
 MIN_DEFINED = 0.9
-#: Fewest images an interval must come from for ``--gate significant`` to judge it
-#: (``bench compare --min-images``): two values always give an interval that may exclude 0.
-MIN_IMAGES = 10
 
 
 def _ok_rows(rows: Sequence[Row], codec: str) -> dict[str, dict[str, Row]]:

@@ -193,8 +193,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
-    from bench.analysis.compare import DEFAULT_TOLERANCE
-    from bench.analysis.paired import MIN_IMAGES
+    from bench.analysis.tolerance import DEFAULT_TOLERANCE, MIN_IMAGES
 
     rep = sub.add_parser("report", parents=common, help="tables and curves of a run")
     rep.add_argument("run", nargs="?", default="latest", help="run id or prefix (default: latest)")

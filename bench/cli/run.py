@@ -153,7 +153,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def _evaluation_options() -> argparse.ArgumentParser:
     """The options ``run`` and ``sweep`` share: what is evaluated, on which data, how it is measured."""
-    from bench.execution.runner import RunConfig
+    from bench.execution.settings import DEFAULT_BATCH_SIZE
 
     e = Parser(add_help=False)
     e.add_argument("--dataset", required=True)
@@ -179,8 +179,8 @@ def _evaluation_options() -> argparse.ArgumentParser:
     e.add_argument("--allow-random-weights", action="store_true",
                    help="smoke tests only: run metric networks with random weights, marked as such")
     e.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA when available)")
-    e.add_argument("--batch-size", type=int, default=RunConfig.batch_size,
-                   help=f"metric-network batch (default {RunConfig.batch_size}; results do not depend on it)")
+    e.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"metric-network batch (default {DEFAULT_BATCH_SIZE}; results do not depend on it)")
     e.add_argument("--timeout", metavar="SECONDS",
                    help="seconds one coding (encode + decode of one image) may take; past it the row is "
                         "recorded as failed (default: the card's timeout:, else 600; 0: no limit)")
@@ -190,7 +190,7 @@ def _evaluation_options() -> argparse.ArgumentParser:
 
 
 def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
-    from bench.analysis.compare import DEFAULT_TOLERANCE
+    from bench.analysis.tolerance import DEFAULT_TOLERANCE
 
     parents = [*common, _evaluation_options()]
     r = sub.add_parser("run", parents=parents, help="run codecs × rates over a dataset and report")

@@ -35,6 +35,7 @@ from bench.execution.pipeline import (  # noqa: F401 (semantics_for re-exported)
 )
 from bench.execution.progress import RunProgress
 from bench.execution.resultcache import ResultCache
+from bench.execution.settings import DEFAULT_BATCH_SIZE
 from bench.metrics.base import Metric
 from bench.registry import catalog
 from bench.runtime.devices import resolve_device
@@ -67,7 +68,7 @@ class RunConfig:
     retry_failed: bool = False
     tag: str | None = None
     workers: int | None = None  # codec worker processes (None: one per core)
-    batch_size: int = 8  # metric-network batch
+    batch_size: int = DEFAULT_BATCH_SIZE  # metric-network batch
     use_cache: bool = True  # reuse coded / metric results by content across runs
     keep_reconstructions: bool = False  # store reconstructions (PNG) so new metrics need no re-encode
     # where semantic codecs' senders get the label map: None = the dataset's ground truth, or
