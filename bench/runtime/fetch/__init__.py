@@ -141,13 +141,22 @@ def fetch_weight(filename: str, *, progress: bool = True) -> Path | None:
     if found is None or found[0].kind != "weights" or found[1].unpack:
         return None
     entry, spec = found
-    return fetch_file(entry, spec, entry.folder() / spec.file, progress=progress)
+    if filename in _FAILED:  # tried in this process already (fid and kid share a file): say so once
+        raise _FAILED[filename]
+    try:
+        return fetch_file(entry, spec, entry.folder() / spec.file, progress=progress)
+    except FetchError as err:
+        _FAILED[filename] = err
+        raise
+
+
+#: Downloads that failed in this process, by file name: not tried again by the next metric.
+_FAILED: dict[str, FetchError] = {}
 
 
 def auto_fetch_enabled() -> bool:
     """Whether weights lookups may download (not offline, and not disabled by ``$BENCH_AUTO_FETCH=0``)."""
     return not offline() and os.environ.get("BENCH_AUTO_FETCH", "1").strip().lower() not in ("0", "false", "no", "off")
-
 
 
 def fetch_missing(missing: list) -> bool:
@@ -162,5 +171,11 @@ def fetch_missing(missing: list) -> bool:
     names = list(dict.fromkeys(n for r in missing if r.kind == "weights" for n in names_in(f"{r.name} {r.detail}")))
     for name in names:
         if table[name].kind == "weights":
-            fetch_entry(table[name])
+            if name in _FAILED:  # tried in this process already (fid and kid share a file)
+                raise _FAILED[name]
+            try:
+                fetch_entry(table[name])
+            except FetchError as err:
+                _FAILED[name] = err
+                raise
     return bool(names)
