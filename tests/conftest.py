@@ -44,3 +44,6 @@ def _no_downloads(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path_factory.getbasetemp() / "bench-data"))
     monkeypatch.delenv("BENCH_MIRROR", raising=False)
     monkeypatch.delenv("BENCH_AUTO_FETCH", raising=False)
+    from bench.runtime import fetch
+
+    fetch.forget_failures()  # a download that failed in an earlier test may work against this one's mirror

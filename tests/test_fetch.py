@@ -482,3 +482,26 @@ def test_weights_lookups_fetch_but_reporting_and_random_mode_never_do(server, es
     assert path == weights_folder() / SMALL and path.read_bytes() == (espnet / SMALL).read_bytes()
     assert seg.requirements()[0].found and seg.weights_sha256() == sha(path.read_bytes())
     assert server.requests_for(SMALL) == [None]
+
+
+def test_a_failed_download_is_tried_once_per_process(monkeypatch):
+    """fid and kid share the Inception file: when its download fails, the second lookup reports the
+    same failure without a second request (one attempt, one line)."""
+    from bench.runtime import fetch
+
+    calls = []
+
+    def failing(entry, spec, dest, progress=True):
+        calls.append(spec.file)
+        raise fetch.FetchError(f"cannot download {spec.file}: connection failed", "use --mirror")
+
+    monkeypatch.setattr(fetch, "fetch_file", failing)
+    name = "weights-inception-2015-12-05-6726825d.pth"
+    for _ in range(2):
+        with pytest.raises(fetch.FetchError, match="connection failed"):
+            fetch.fetch_weight(name)
+    assert calls == [name]
+    fetch.forget_failures()
+    with pytest.raises(fetch.FetchError):
+        fetch.fetch_weight(name)
+    assert calls == [name, name]

@@ -154,6 +154,11 @@ def fetch_weight(filename: str, *, progress: bool = True) -> Path | None:
 _FAILED: dict[str, FetchError] = {}
 
 
+def forget_failures() -> None:
+    """Try failed downloads again (a long-lived process whose mirror or network changed; tests)."""
+    _FAILED.clear()
+
+
 def auto_fetch_enabled() -> bool:
     """Whether weights lookups may download (not offline, and not disabled by ``$BENCH_AUTO_FETCH=0``)."""
     return not offline() and os.environ.get("BENCH_AUTO_FETCH", "1").strip().lower() not in ("0", "false", "no", "off")
