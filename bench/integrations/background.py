@@ -101,7 +101,7 @@ class Deferred(Tracker):
         ctx = worker_context()
         self._jobs = ctx.Queue()
         self._errors = ctx.Queue()
-        process = ctx.Process  # type: ignore[attr-defined]
+        process = ctx.Process  # type: ignore[attr-defined]  # a multiprocessing context has Process at run time; typeshed's BaseContext does not say so
         self._proc = process(target=_serve, name=f"bench-{self.kind}", daemon=True,
                              args=(spec, str(results_dir), self._jobs, self._errors, os.getpid()))
         self._proc.start()

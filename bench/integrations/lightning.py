@@ -244,7 +244,7 @@ class BenchCallback(_callback_base()):  # type: ignore[misc]  # the base class i
             total = time.perf_counter() - start
         per_image = float(rows.filter(like="seconds_").sum(axis=1).sum()) or total
         fixed = max(total - per_image, 0.0)
-        n = max(1, min(available, math.floor((self.time_budget - fixed) / per_image)))  # type: ignore[operator]
+        n = max(1, min(available, math.floor((self.time_budget - fixed) / per_image)))  # type: ignore[operator]  # time_budget is set: this runs only with a budget
         if n < available:
             warnings.warn(f"BenchCallback: time_budget={self.time_budget:g} s fits {n} of {available} images "
                           f"({per_image:.2f} s per image + {fixed:.2f} s per call); every evaluation uses "

@@ -132,13 +132,13 @@ def mlflow_client(uri: str) -> Any:
     template = default_dir() / f"mlflow-{mlflow.__version__}-empty.db"
     fresh = db is not None and not db.exists()
     if fresh and template.is_file():
-        write_with(db, lambda tmp: shutil.copyfile(template, tmp))  # type: ignore[arg-type]
+        write_with(db, lambda tmp: shutil.copyfile(template, tmp))  # type: ignore[arg-type]  # the writer's return value (copyfile's path) is ignored
     client = MlflowClient(tracking_uri=uri)
     if fresh and not template.is_file():
         try:
             client.search_experiments(max_results=1)  # the tables exist now: keep a copy of the empty store
             template.parent.mkdir(parents=True, exist_ok=True)
-            write_with(template, lambda tmp: shutil.copyfile(db, tmp))  # type: ignore[arg-type]
+            write_with(template, lambda tmp: shutil.copyfile(db, tmp))  # type: ignore[arg-type]  # the writer's return value (copyfile's path) is ignored
         except OSError:
             pass  # no cache folder: the next new store migrates again
     return client

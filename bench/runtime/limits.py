@@ -9,7 +9,7 @@ import errno
 try:
     import resource
 except ImportError:  # not on Windows
-    resource = None  # type: ignore[assignment]
+    resource = None  # type: ignore[assignment]  # no resource module (Windows): limits are not read
 
 
 def _soft(limit_name: str) -> int | None:

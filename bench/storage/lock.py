@@ -27,7 +27,7 @@ from bench.errors import StoreError
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # no fcntl (Windows): no lock
 
 WAIT_S = 60.0  # how long opening a store waits for a recover to finish
 

@@ -88,7 +88,7 @@ class Entry:
         approx = [f.size or _parse_size(f.approx_size) for f in self.files]
         if None in approx:
             return "?"
-        return "~" + human(sum(approx)).replace(".0", "")  # type: ignore[arg-type]
+        return "~" + human(sum(approx)).replace(".0", "")  # type: ignore[arg-type]  # approx holds only the known sizes (ints)
 
     def hash_text(self) -> str:
         kinds = {f.hash_kind for f in self.files}
