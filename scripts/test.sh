@@ -32,4 +32,6 @@ fi
 .venv/bin/ruff check bench tests scripts benchmarks setup.py
 .venv/bin/mypy
 if [ "${BENCH_SKIP_WHEEL:-0}" != 1 ]; then PYTHON=.venv/bin/python bash scripts/wheel_smoke.sh; fi
-exec .venv/bin/python -m pytest -q -ra "$@"
+# two pytest workers (one per core here), whole files to one worker: many tests wait on processes
+# they start (kill -9, timeouts, servers); BENCH_TEST_WORKERS=0 runs them in this process
+exec .venv/bin/python -m pytest -q -ra -n "${BENCH_TEST_WORKERS:-2}" --dist loadfile "$@"
