@@ -214,3 +214,14 @@ def only_cards(monkeypatch: Any, names: set[str]) -> None:
             reg.add(entry)
     assert set(reg.names()) == names
     monkeypatch.setattr(catalog, "registry", lambda kind: reg if kind == "codec" else original(kind))
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper counts as gone); reads /proc (Linux)."""
+    from pathlib import Path
+
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")

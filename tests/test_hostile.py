@@ -151,12 +151,6 @@ cp "$src" "$out"
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 @pytest.mark.skipif(not LINUX, reason="needs /proc (Linux)")
@@ -188,7 +182,7 @@ def test_bpg_temp_folders_of_a_killed_run_are_removed_when_the_next_run_starts(t
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-        if hang.exists() and hang.read_text().strip() and _alive(int(hang.read_text())):
+        if hang.exists() and hang.read_text().strip() and fakes_bench.alive(int(hang.read_text())):
             os.kill(int(hang.read_text()), signal.SIGKILL)
     assert list(tmp.glob("bench-bpg-*")), "the killed run left its temp folder (as any kill -9 can)"
 
@@ -344,6 +338,16 @@ def _workers_of(pid: int) -> list[int]:
     return sorted(out)
 
 
+def _wait_for_workers(proc: subprocess.Popen, n: int = 2, timeout: float = 90) -> list[int]:
+    """The codec workers of the run ``proc`` once ``n`` of them are up (fails when they never are)."""
+    deadline, workers = time.time() + timeout, []
+    while time.time() < deadline and proc.poll() is None and len(workers) < n:
+        workers = _workers_of(proc.pid)
+        time.sleep(0.1)
+    assert len(workers) >= n, "the pool did not start"
+    return workers
+
+
 @pytest.mark.skipif(not LINUX, reason="needs /proc (Linux)")
 @pytest.mark.parametrize("start,sig", [("fork", signal.SIGKILL), ("spawn", signal.SIGKILL), ("fork", signal.SIGTERM)])
 def test_a_killed_worker_loses_no_row(fakes, start, sig):
@@ -352,11 +356,7 @@ def test_a_killed_worker_loses_no_row(fakes, start, sig):
                              "--out", str(out)], env=_env(FAKE_CODEC_SLEEP="0.5", BENCH_START_METHOD=start),
                             start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline, workers = time.time() + 90, []
-        while time.time() < deadline and proc.poll() is None and len(workers) < 2:
-            workers = _workers_of(proc.pid)
-            time.sleep(0.1)
-        assert len(workers) >= 2, "the pool did not start"
+        workers = _wait_for_workers(proc)
         time.sleep(1.0)  # in the middle of a coding
         os.kill(workers[0], sig)
         stdout, err = proc.communicate(timeout=150)
@@ -436,11 +436,7 @@ def test_a_stopped_worker_times_out_and_the_run_finishes(fakes):
                             start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stopped = None
     try:
-        deadline, workers = time.time() + 90, []
-        while time.time() < deadline and proc.poll() is None and len(workers) < 2:
-            workers = _workers_of(proc.pid)
-            time.sleep(0.1)
-        assert len(workers) >= 2, "the pool did not start"
+        workers = _wait_for_workers(proc)
         time.sleep(1.0)
         stopped = workers[0]
         os.kill(stopped, signal.SIGSTOP)
@@ -455,4 +451,4 @@ def test_a_stopped_worker_times_out_and_the_run_finishes(fakes):
     errors = [e for (e,) in con.execute("SELECT error FROM rows WHERE status = 'error'")]
     con.close()
     assert all("timeout of 4 s" in e for e in errors), errors
-    assert not _alive(stopped), "the stopped worker was killed"
+    assert not fakes_bench.alive(stopped), "the stopped worker was killed"

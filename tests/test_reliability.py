@@ -187,13 +187,6 @@ def _children(pid: int) -> set[int]:
     return out
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for a reaper counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def _session(sid: int) -> set[int]:
@@ -214,9 +207,9 @@ def _survivors_of_kill_9(proc: subprocess.Popen, pids: set[int]) -> list[int]:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     deadline = time.time() + 5
-    while time.time() < deadline and any(_alive(p) for p in pids):
+    while time.time() < deadline and any(fakes_bench.alive(p) for p in pids):
         time.sleep(0.05)
-    return [p for p in pids if _alive(p)]
+    return [p for p in pids if fakes_bench.alive(p)]
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
@@ -302,12 +295,12 @@ def test_bpg_timeout_kills_the_tool_and_its_children(tmp_path, monkeypatch):
         started = [int(p) for p in pids.read_text().split()]
         assert len(started) == 2  # the wrapper and its child
         deadline = time.time() + 3
-        while time.time() < deadline and any(_alive(p) for p in started):
+        while time.time() < deadline and any(fakes_bench.alive(p) for p in started):
             time.sleep(0.05)
-        assert not [p for p in started if _alive(p)], "the wrapper's child outlived the timeout"
+        assert not [p for p in started if fakes_bench.alive(p)], "the wrapper's child outlived the timeout"
     finally:  # never leave a stray sleep behind, even when the test fails
         for pid in started or ([int(p) for p in pids.read_text().split()] if pids.exists() else []):
-            if _alive(pid):
+            if fakes_bench.alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
@@ -329,7 +322,7 @@ def test_a_tool_run_by_the_main_process_dies_with_it_on_kill_9(tmp_path):
         assert not _survivors_of_kill_9(proc, tools), "the tool outlived its killed parent"
     finally:
         for pid in tools:
-            if _alive(pid):
+            if fakes_bench.alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 

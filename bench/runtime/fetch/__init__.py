@@ -10,7 +10,9 @@ refuses any request.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from bench.runtime.fetch.download import (
     FetchError,
@@ -141,14 +143,10 @@ def fetch_weight(filename: str, *, progress: bool = True) -> Path | None:
     if found is None or found[0].kind != "weights" or found[1].unpack:
         return None
     entry, spec = found
-    if filename in _FAILED:  # tried in this process already (fid and kid share a file): say so once
-        raise _FAILED[filename]
-    try:
-        return fetch_file(entry, spec, entry.folder() / spec.file, progress=progress)
-    except FetchError as err:
-        _FAILED[filename] = err
-        raise
+    return _once(filename, lambda: fetch_file(entry, spec, entry.folder() / spec.file, progress=progress))
 
+
+T = TypeVar("T")
 
 #: Downloads that failed in this process, by file name: not tried again by the next metric.
 _FAILED: dict[str, FetchError] = {}
@@ -157,6 +155,18 @@ _FAILED: dict[str, FetchError] = {}
 def forget_failures() -> None:
     """Try failed downloads again (a long-lived process whose mirror or network changed; tests)."""
     _FAILED.clear()
+
+
+def _once(key: str, download: Callable[[], T]) -> T:
+    """``download()``, unless it already failed in this process under ``key`` (fid and kid share
+    the Inception file): then its error again, without a second request."""
+    if key in _FAILED:
+        raise _FAILED[key]
+    try:
+        return download()
+    except FetchError as err:
+        _FAILED[key] = err
+        raise
 
 
 def auto_fetch_enabled() -> bool:
@@ -176,11 +186,5 @@ def fetch_missing(missing: list) -> bool:
     names = list(dict.fromkeys(n for r in missing if r.kind == "weights" for n in names_in(f"{r.name} {r.detail}")))
     for name in names:
         if table[name].kind == "weights":
-            if name in _FAILED:  # tried in this process already (fid and kid share a file)
-                raise _FAILED[name]
-            try:
-                fetch_entry(table[name])
-            except FetchError as err:
-                _FAILED[name] = err
-                raise
+            _once(name, lambda: fetch_entry(table[name]))  # noqa: B023 (called at once)
     return bool(names)
