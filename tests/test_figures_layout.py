@@ -133,3 +133,9 @@ def test_codec_colours_are_distinct_and_colour_blind_safe_for_the_known_codecs()
     assert len({codec_marker(c) for c in KNOWN_CODECS[:10]}) == 10
     assert codec_colour("original") == (0.0, 0.0, 0.0)
     assert all(np.allclose(codec_colour(c), PALETTE[i]) for i, c in enumerate(KNOWN_CODECS))
+
+
+def test_titles_count_images_in_words():
+    from bench.report.formatting import images_text
+
+    assert [images_text(n) for n in (1, 6, None)] == ["1 image", "6 images", "? images"]

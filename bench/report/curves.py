@@ -43,6 +43,7 @@ from .figstyle import (
     write_caption,
 )
 from .floor import FLOOR_LABEL, floor_column, floor_value, is_floor
+from .formatting import images_text
 from .intervals import draw_interval, draw_small_n, interval_columns
 from .rates import rate_note
 from .summary import ColumnInfo, column_info
@@ -152,7 +153,7 @@ def figure_title(df: pd.DataFrame) -> str:
     """``"demo, 2 images, protocol card"``: the run a figure was drawn from (frame attrs)."""
     bits = [str(df.attrs.get("dataset") or "dataset ?")]
     if df.attrs.get("n_images"):
-        bits.append(f"{df.attrs['n_images']} images")
+        bits.append(images_text(df.attrs["n_images"]))
     bits.append(f"protocol {df.attrs.get('protocol') or 'card'}")
     return ", ".join(bits)
 

@@ -70,6 +70,7 @@ from bench.report.figstyle import (
     ring_handle,
     write_caption,
 )
+from bench.report.formatting import images_text
 from bench.report.intervals import SMALL_N_RULES, add_intervals, ci_notes, draw_interval, draw_small_n, small_n_notes
 from bench.report.rates import check_rate, paper_codecs_of, rate_view
 from bench.report.summary import column_info, summarise
@@ -329,7 +330,7 @@ def _grid(n_panels: int, width: str) -> int:
 
 def run_title(runs: list[RunData]) -> str:
     """The runs' datasets, image counts and protocols: ``"kodak (6 images), protocol card"``."""
-    sets = list(dict.fromkeys(f"{r.dataset} ({r.run['meta'].get('dataset', {}).get('n_images', '?')} images)"
+    sets = list(dict.fromkeys(f"{r.dataset} ({images_text(r.run['meta'].get('dataset', {}).get('n_images'))})"
                               for r in runs))
     protocols = list(dict.fromkeys(run_protocol(r.run) for r in runs))
     return f"{'; '.join(sets)}, protocol {', '.join(protocols)}"

@@ -17,3 +17,8 @@ def decimals(info: ColumnInfo, values: pd.Series) -> int:
         return 2
     finite = [abs(float(v)) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
     return 4 if not finite or max(finite) < 10 else 2
+
+
+def images_text(n: object) -> str:
+    """``"1 image"``, ``"6 images"``; ``"? images"`` when the count is not recorded."""
+    return "1 image" if n == 1 else f"{n if n is not None else '?'} images"

@@ -54,6 +54,7 @@ from .attrs import frame_attrs
 from .caveats import caveat_note
 from .curves import curve_columns, rd_figure
 from .floor import FLOOR_NOTE, floor_value, is_floor
+from .formatting import images_text
 from .intervals import CI_KIND, add_intervals, ci_notes, decorate, small_n_notes
 from .rates import rate_note, rate_view
 from .summary import column_info, is_detail, summarise
@@ -158,7 +159,7 @@ def provenance_html(run: Mapping[str, Any]) -> str:
     rows = [("run", run["run_id"]), ("status", run["status"]), ("updated", when), ("tag", meta.get("tag") or "–"),
             ("git", meta.get("git_sha") or "unknown"), ("device", machine.get("device", "?")),
             ("python", machine.get("python", "?")),
-            ("dataset", f"{ds.get('name', cfg.get('dataset'))}: {ds.get('n_images', '?')} images, "
+            ("dataset", f"{ds.get('name', cfg.get('dataset'))}: {images_text(ds.get('n_images'))}, "
                         f"content sha256 {str(ds.get('content_hash'))[:16]}…"),
             ("protocol", json.dumps(ds.get("protocol"), sort_keys=True)),
             ("codecs", ", ".join(meta.get("codecs") or {})), ("metrics", ", ".join(meta.get("metrics") or {}))]
