@@ -505,3 +505,15 @@ def test_a_failed_download_is_tried_once_per_process(monkeypatch):
     with pytest.raises(fetch.FetchError):
         fetch.fetch_weight(name)
     assert calls == [name, name]
+
+
+def test_a_refused_run_downloads_nothing(monkeypatch, tmp_path, capsys):
+    """Arguments are checked before any metric network's weights are fetched: a bad rate costs no download."""
+    from bench.execution import runner
+
+    asked = []
+    monkeypatch.setattr(runner, "fetch_missing", lambda missing: asked.append(missing) or False)
+    rc = main(["--out", str(tmp_path / "r"), "run", "--codecs", "jpeg", "--dataset", "demo", "--rates", "jpeg=nan",
+               "--metrics", "psnr,lpips", "--limit", "1"])
+    assert rc == 2 and "nan" in capsys.readouterr().err
+    assert asked == []

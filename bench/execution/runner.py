@@ -204,13 +204,14 @@ def make_plan(config: RunConfig) -> Plan:
     if not ids:
         raise ConfigError(f"dataset {config.dataset!r} has no images", "check the dataset root and split")
     codecs, skipped = resolve_codecs(config.codecs, config.codec_params, config.metric_options.get("weights_dir"))
-    metrics, skipped_m = resolve_metrics(config.metrics, config.metric_options, config.metric_params)
     check_rate_names(config.rates, [c.name for c in codecs], [n for n, _ in skipped])
     rates: dict[str, list[Any]] = {}
     for codec in codecs:
         asked = config.rates.get(codec.name) or config.rates.get("*")
         values = [codec.rate_knob.parse(str(v)) for v in asked] if asked else catalog.codec_rates(codec)
         rates[codec.name] = list({codec.rate_label(v): v for v in values}.values())  # "8,8" or "8,08": once
+    # the metrics last: building them may download their networks' weights, never for a run refused above
+    metrics, skipped_m = resolve_metrics(config.metrics, config.metric_options, config.metric_params)
     return Plan(dataset, codecs, rates, metrics, ids, skipped + skipped_m)
 
 
