@@ -53,6 +53,35 @@ def marker_points(fig: Figure) -> np.ndarray:
     return np.concatenate(pts) if pts else np.zeros((0, 2))
 
 
+def cut_markers(fig: Figure) -> list[str]:
+    """Markers (rings included) that their axes' clip box cuts: centre ± radius outside the axes."""
+    problems = []
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        box = ax.get_window_extent(renderer)
+        for line in ax.get_lines():
+            if line.get_marker() in (None, "None", "", " ") or not line.get_visible() or not line.get_clip_on():
+                continue
+            xy = np.column_stack([np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)])
+            xy = line.get_transform().transform(xy[np.isfinite(xy).all(axis=1)])
+            if not len(xy):
+                continue
+            r = (line.get_markersize() + line.get_markeredgewidth()) / 2 * fig.dpi / 72
+            cut = ((xy[:, 0] - r < box.x0 - 0.5) | (xy[:, 0] + r > box.x1 + 0.5)
+                   | (xy[:, 1] - r < box.y0 - 0.5) | (xy[:, 1] + r > box.y1 + 0.5))
+            if cut.any():
+                problems.append(f"{int(cut.sum())} marker(s) of {line.get_label()!r} cut by the axes' edge")
+    return problems
+
+
+def _drawn_ticklabels(axis: Any) -> list[Text]:
+    """The axis's visible tick labels at ticks inside its view limits (the others are not drawn)."""
+    lo, hi = sorted(axis.get_view_interval())
+    pos = 0 if axis.axis_name == "x" else 1
+    return [t for t in axis.get_ticklabels(which="both") if t.get_visible() and t.get_text().strip()
+            and lo - 1e-12 * abs(hi - lo) <= t.get_position()[pos] <= hi + 1e-12 * abs(hi - lo)]
+
+
 def overlaps(fig: Figure) -> list[str]:
     """Every pair of overlapping text/legend boxes and every marker under a text box."""
     fig.canvas.draw()
@@ -65,6 +94,17 @@ def overlaps(fig: Figure) -> list[str]:
         if inside.any():
             problems.append(f"{name} covers {int(inside.sum())} data marker(s)")
     fw, fh = fig.bbox.width, fig.bbox.height
+    out = (points[:, 0] < 0) | (points[:, 1] < 0) | (points[:, 0] > fw) | (points[:, 1] > fh)
+    if out.any():
+        problems.append(f"{int(out.sum())} data marker(s) outside the figure")
+    renderer = fig.canvas.get_renderer()
+    ticks = [t for ax in fig.axes if ax.get_visible() for axis in (ax.xaxis, ax.yaxis)
+             for t in _drawn_ticklabels(axis)]
+    for tick in ticks:  # a clipped tick label: "1.0" cut by the figure's edge
+        box = tick.get_window_extent(renderer)
+        if not (ax_in := fig.bbox.frozen()).contains(box.x0, box.y0) or not ax_in.contains(box.x1, box.y1):
+            problems.append(f"tick label {tick.get_text()!r} is cut by the figure's edge")
+    problems += cut_markers(fig)
     for name, box in boxes:
         if box.x0 < -1 or box.y0 < -1 or box.x1 > fw + 1 or box.y1 > fh + 1:
             problems.append(f"{name} is outside the figure ({box.bounds} of {fw}x{fh})")

@@ -15,6 +15,7 @@ from bench.cli import main
 from bench.errors import ProtocolMismatchError
 from bench.report import codec_colour
 from bench.report.figures import PRESETS, figure, load_runs, ssm_bpp
+from bench.report.render import INDEX
 from bench.storage.store import Row, Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,8 +169,8 @@ def test_notebook_is_valid_and_its_cells_regenerate_every_figure(fixture_store, 
     monkeypatch.setenv("BENCH_FIGURE_RUNS", "city-base,city-spic")
     monkeypatch.setenv("BENCH_FIGURE_DIR", str(out))
     exec(compile(code, str(nb_path), "exec"), {"__name__": "__notebook__"})
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.{s}" for n in PRESETS
-                                                           for s in ("pdf", "png", "caption.txt"))
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{n}.{s}" for n in PRESETS
+                                                            for s in ("pdf", "png", "caption.txt")] + [INDEX])
 
 
 def test_notebook_executes_under_nbclient(fixture_store, tmp_path, monkeypatch):

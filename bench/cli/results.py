@@ -24,7 +24,7 @@ from bench.modes import RateBasis
 
 
 def print_report(store: Any, run_id: str, out_dir: Path, boot: Any = None, rate: RateBasis = "real",
-                 columns: Sequence[str] | None = None, bold_best: bool = False) -> int:
+                 columns: Sequence[str] | None = None, bold_best: bool = False, width: str = "single") -> int:
     from bench.report import (
         load_run,
         rate_view,
@@ -41,7 +41,7 @@ def print_report(store: Any, run_id: str, out_dir: Path, boot: Any = None, rate:
         summary = add_intervals(summary, store, run_id, loaded, boot)
     shown = rate_view(summary, rate)
     table = render_console(shown, list(columns) if columns else None)  # a bad --columns fails before writing
-    paths = write_report(store, run_id, out_dir, summary, loaded, rate=rate, bold_best=bold_best)
+    paths = write_report(store, run_id, out_dir, summary, loaded, rate=rate, bold_best=bold_best, width=width)
     print(table)
     print(f"report: {out_dir} ({len(paths)} files)")
     return 0
@@ -62,7 +62,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         dest = Path(args.dest) if args.dest else Path(args.out) / run["run_id"]
         output_dir(dest, "report folder", "pass --dest DIR, a folder you can write (the store itself is only read)")
         return print_report(store, run["run_id"], dest, boot, args.rate,
-                            csv_list(args.columns) if args.columns else None, args.bold_best)
+                            csv_list(args.columns) if args.columns else None, args.bold_best, args.width)
 
 
 def _html_report(args: argparse.Namespace, store: Any, run_ids: list[str], boot: Any = None) -> int:
@@ -175,21 +175,26 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_figures(args: argparse.Namespace) -> int:
     import warnings
 
-    from bench.report.figures import PRESETS, ProtocolWarning, write_figure
+    from bench.report.figures import PRESETS, ProtocolWarning, write_figures
 
     names = list(PRESETS) if args.preset == "all" else csv_list(args.preset)
     boot = bootstrap(args)
     with open_store(args) as store:
         dest = Path(args.dest) if args.dest else Path(args.out) / "figures"
-        for name in names:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", ProtocolWarning)
-                paths = write_figure(name, store, args.runs or ["latest"], dest, ssm=args.ssm_bpp,
-                                     ci=boot, rate=args.rate, width=args.width)
-            for w in caught:  # a figure drawn from runs of another protocol than its paper's
-                print(f"warning: {w.message}", file=sys.stderr)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ProtocolWarning)
+            written = write_figures(names, store, args.runs or ["latest"], dest, ssm=args.ssm_bpp,
+                                    ci=boot, rate=args.rate, width=args.width)
+        for w in caught:  # a figure drawn from runs of another protocol than its paper's
+            print(f"warning: {w.message}", file=sys.stderr)
+        for name, paths in written.items():
             print(f"{name}: {', '.join(str(p) for p in paths)}")
     return 0
+
+
+def add_width_arg(parser: argparse.ArgumentParser, what: str = "") -> None:
+    parser.add_argument("--width", choices=["single", "double"], default="single",
+                        help=f"{what}figure width: single column (3.5 in, default) or double column (7.16 in)")
 
 
 def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
@@ -199,6 +204,7 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     rep.add_argument("run", nargs="?", default="latest", help="run id or prefix (default: latest)")
     rep.add_argument("more_runs", nargs="*", help="further runs drawn on the same page (--html only)")
     rep.add_argument("--dest", help="output folder (default: results/<run-id>/)")
+    add_width_arg(rep, "rd_<metric> curves: ")
     rep.add_argument("--html", action="store_true",
                      help="one self-contained report.html (tables, curves, IoU bars, recomputed crops)")
     rep.add_argument("--bpp", type=finite_float, help="--html: bpp for IoU bars and crops (default: median rate point)")
@@ -271,8 +277,7 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
                                                   "default: found in the runs' byte parts")
     fg.add_argument("--rate", choices=["real", "paper"],
                     help="x axis: real bpp or paper formula rate (default: the preset's; sqgan-fig12: paper)")
-    fg.add_argument("--width", choices=["single", "double"], default="single",
-                    help="figure width: single column (3.5 in, default) or double column (7.16 in)")
+    add_width_arg(fg)
     add_ci_args(fg, "error bars of")
     fg.set_defaults(func=cmd_figures)
 

@@ -16,9 +16,10 @@ from bench.storage.atomic import output_dir, remove_stale, write_with
 from bench.storage.store import Store
 
 from .console import render_console
-from .curves import codec_colour, codec_marker, rd_figure, write_curves
+from .curves import codec_colour, codec_marker, curve_jobs, rd_figure, write_curves
 from .latex import to_latex
 from .rates import RATES, rate_view
+from .render import start
 from .summary import (
     RANDOM_MARK,
     ColumnInfo,
@@ -34,7 +35,8 @@ from .tables import to_markdown
 
 
 def write_report(store: Store, run_id: str, out_dir: Path | str, summary: pd.DataFrame | None = None,
-                 loaded: Loaded | None = None, rate: RateBasis = "real", bold_best: bool = False) -> list[Path]:
+                 loaded: Loaded | None = None, rate: RateBasis = "real", bold_best: bool = False,
+                 width: str = "single") -> list[Path]:
     """Write summary.{md,csv,tex}, per_image.csv, rd_<metric>.{png,pdf} and, when any
     row failed, failures.csv into ``out_dir`` (each file atomically; a failures.csv left by an
     earlier report is removed once no row fails); returns the written paths. The rows are read
@@ -42,12 +44,15 @@ def write_report(store: Store, run_id: str, out_dir: Path | str, summary: pd.Dat
     ``summary``: its :func:`summarise`). Metric failures on ok rows are listed there too.
     ``rate``: "real" (bpp of the transmitted bytes) or "paper" (each codec's paper formula rate
     where it has one, see :func:`rate_view`) for the tables' bpp and the curves' x axis;
-    per_image.csv has both. ``bold_best``: summary.tex sets the best value per rate point in bold."""
+    per_image.csv has both. ``bold_best``: summary.tex sets the best value per rate point in bold.
+    ``width``: the curves', "single" (3.5 in) or "double" (7.16 in) column. Curves are drawn by
+    other processes while the tables are written, and not again when their content is unchanged
+    (:mod:`bench.report.render`)."""
     out = output_dir(out_dir, "report folder")
     loaded = loaded or load_run(store, run_id)
     df = rate_view(summary if summary is not None else summarise(store, run_id, loaded), rate)
+    curves = start(curve_jobs(df, out, width=width))  # drawn by other processes while the tables are written
     paths = write_tables(df, out, bold_best=bold_best)
-    paths += write_curves(df, out)
     images = per_image(store, run_id, loaded)
     paths.append(write_with(out / "per_image.csv", lambda tmp: images.to_csv(tmp, index=False)))
     failed = failures(store, run_id, loaded)
@@ -55,7 +60,7 @@ def write_report(store: Store, run_id: str, out_dir: Path | str, summary: pd.Dat
         paths.append(write_with(out / "failures.csv", lambda tmp: failed.to_csv(tmp, index=False)))
     else:
         remove_stale(out / "failures.csv")
-    return paths
+    return paths + curves.wait()
 
 
 __all__ = [

@@ -28,7 +28,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from bench.storage.atomic import output_dir, write_with
+from bench.storage.atomic import output_dir
 
 from ..errors import ConfigError
 from .figstyle import (
@@ -40,12 +40,12 @@ from .figstyle import (
     finish_layout,
     finite_mean,
     ring_handle,
-    write_caption,
 )
 from .floor import FLOOR_LABEL, floor_column, floor_value, is_floor
 from .formatting import images_text
 from .intervals import draw_interval, draw_small_n, interval_columns
 from .rates import rate_note
+from .render import FigureJob, content_key, render
 from .summary import ColumnInfo, column_info
 from .tables import fewer_images, pretty_name
 
@@ -261,15 +261,9 @@ def file_stem(column: str) -> str:
     return f"rd_{slug}"
 
 
-def write_curves(df: pd.DataFrame, out_dir: Path | str, metrics: Sequence[str] | None = None,
-                 width: str = DEFAULT_WIDTH) -> list[Path]:
-    """Write ``rd_<column>.png`` (200 dpi), ``.pdf`` and ``.caption.txt`` per metric column;
-    returns the paths (PNG and PDF).
-
-    ``metrics``: column names (or keys without the random-weights mark); default every
-    metric's headline values (:func:`curve_columns`, bookkeeping columns never);
-    ``width``: "single" (3.5 in) or "double" (7.16 in) column.
-    """
+def curve_jobs(df: pd.DataFrame, out_dir: Path | str, metrics: Sequence[str] | None = None,
+               width: str = DEFAULT_WIDTH) -> list[FigureJob]:
+    """The figures :func:`write_curves` saves (see :func:`bench.report.render.render`)."""
     out = output_dir(out_dir, "report folder")
     infos = column_info(df)
     if metrics is None:
@@ -277,13 +271,26 @@ def write_curves(df: pd.DataFrame, out_dir: Path | str, metrics: Sequence[str] |
     else:
         by_key = {i.key: c for c, i in infos.items()}
         columns = [m if m in df.columns else by_key.get(m, m) for m in metrics]
-    paths: list[Path] = []
-    for column in columns:
-        fig = rd_figure(df, column, width)
-        stem = out / file_stem(column)
-        with matplotlib.rc_context(STYLE):
-            for suffix, kwargs in ((".png", {"dpi": PNG_DPI}), (".pdf", {})):
-                paths.append(write_with(stem.with_suffix(suffix), lambda tmp: fig.savefig(tmp, **kwargs)))
-        title = f"{fig.axes[0].get_title()} vs rate, {figure_title(df)}."
-        write_caption(stem, fig.caption_lines, title)
-    return paths
+    check_width(width)
+
+    def job(column: str) -> FigureJob:
+        return FigureJob(out / file_stem(column), content_key("rd", column, width, df),
+                         lambda: rd_figure(df, column, width),
+                         lambda fig: f"{fig.axes[0].get_title()} vs rate, {figure_title(df)}.",
+                         ((".png", {"dpi": PNG_DPI}), (".pdf", {})))
+
+    return [job(c) for c in columns]
+
+
+def write_curves(df: pd.DataFrame, out_dir: Path | str, metrics: Sequence[str] | None = None,
+                 width: str = DEFAULT_WIDTH, workers: int | None = None) -> list[Path]:
+    """Write ``rd_<column>.png`` (200 dpi), ``.pdf`` and ``.caption.txt`` per metric column;
+    returns the paths (PNG and PDF). A curve whose data, options and drawing code are those it
+    was last saved from is not drawn again; the others are drawn by ``workers`` processes
+    (default: the free cores; see :func:`bench.report.render.render`).
+
+    ``metrics``: column names (or keys without the random-weights mark); default every
+    metric's headline values (:func:`curve_columns`, bookkeeping columns never);
+    ``width``: "single" (3.5 in) or "double" (7.16 in) column.
+    """
+    return render(curve_jobs(df, out_dir, metrics, width), workers)

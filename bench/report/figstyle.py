@@ -33,6 +33,7 @@ STYLE: dict[str, Any] = {
     "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
     "ytick.labelsize": 7, "lines.linewidth": 1.2, "lines.markersize": 4, "pdf.fonttype": 42, "ps.fonttype": 42,
     "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 200,
+    "axes.xmargin": 0.08, "axes.ymargin": 0.1,  # a ring (9 pt) at the last point stays inside its axes
 }
 CAPTION_SIZE = 6.0
 RING_SIZE = 9.0

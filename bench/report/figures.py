@@ -68,14 +68,14 @@ from bench.report.figstyle import (
     draw_daggers,
     finish_layout,
     ring_handle,
-    write_caption,
 )
 from bench.report.formatting import images_text
 from bench.report.intervals import SMALL_N_RULES, add_intervals, ci_notes, draw_interval, draw_small_n, small_n_notes
 from bench.report.rates import check_rate, paper_codecs_of, rate_view
+from bench.report.render import FigureJob, content_key, render
 from bench.report.summary import column_info, summarise
 from bench.report.tables import fewer_images
-from bench.storage.atomic import output_dir, write_with
+from bench.storage.atomic import output_dir
 from bench.storage.store import Store
 
 PNG_DPI = 300
@@ -389,6 +389,19 @@ def figure(preset_name: str, runs: list[RunData], *, ssm: float | None = None, w
     return fig
 
 
+def figure_job(preset_name: str, store: Store, run_ids: Sequence[str], out_dir: Path | str, *,
+               ssm: float | None = None, stem: str | None = None, ci: Bootstrap | None = None,
+               rate: RateBasis | None = None, width: str = DEFAULT_WIDTH) -> FigureJob:
+    """What :func:`write_figure` saves, as a job for :func:`bench.report.render.render`."""
+    runs = load_runs(store, run_ids, ci, rate=check_rate(rate or preset(preset_name).rate))
+    check_width(width)
+    out = output_dir(out_dir, "figures folder")
+    key = content_key("preset", preset_name, ssm, width, [(r.run, r.summary) for r in runs])
+    return FigureJob(out / (stem or preset_name), key, lambda: figure(preset_name, runs, ssm=ssm, width=width),
+                     lambda _fig: f"{preset(preset_name).name}: {run_title(runs)}.",
+                     ((".pdf", {}), (".png", {"dpi": PNG_DPI})))
+
+
 def write_figure(preset_name: str, store: Store, run_ids: Sequence[str], out_dir: Path | str, *,
                  ssm: float | None = None, stem: str | None = None, ci: Bootstrap | None = None,
                  rate: RateBasis | None = None, width: str = DEFAULT_WIDTH) -> list[Path]:
@@ -396,27 +409,27 @@ def write_figure(preset_name: str, store: Store, run_ids: Sequence[str], out_dir
     ``.png`` (300 dpi) and ``.caption.txt`` (the caption, for the paper's LaTeX); ``width``:
     "single" (3.5 in, default) or "double" (7.16 in) column;
     ``ci``: draw bootstrap error bars (off by default, as the papers print them); ``rate``:
-    "real" or "paper" x axis (default: the preset's, e.g. paper for sqgan-fig12)."""
-    runs = load_runs(store, run_ids, ci, rate=check_rate(rate or preset(preset_name).rate))
-    check_width(width)
-    fig = figure(preset_name, runs, ssm=ssm, width=width)
-    out = output_dir(out_dir, "figures folder")
-    base = out / (stem or preset_name)
-    paths = []
-    with matplotlib.rc_context(STYLE):
-        for suffix, kwargs in ((".pdf", {}), (".png", {"dpi": PNG_DPI})):
-            paths.append(write_with(base.with_suffix(suffix), lambda tmp: fig.savefig(tmp, **kwargs)))
-    write_caption(base, fig.caption_lines, f"{preset(preset_name).name}: {run_title(runs)}.")
-    return paths
+    "real" or "paper" x axis (default: the preset's, e.g. paper for sqgan-fig12). Files saved
+    from the same runs and options are not drawn again."""
+    return render([figure_job(preset_name, store, run_ids, out_dir, ssm=ssm, stem=stem, ci=ci, rate=rate,
+                              width=width)], workers=1)
+
+
+def write_figures(names: Sequence[str], store: Store, run_ids: Sequence[str], out_dir: Path | str, *,
+                  ssm: float | None = None, ci: Bootstrap | None = None, rate: RateBasis | None = None,
+                  width: str = DEFAULT_WIDTH, workers: int | None = None) -> dict[str, list[Path]]:
+    """Several presets for the same runs (as :func:`write_figure` each), drawn by ``workers``
+    processes at once (default: the free cores); returns each preset's paths."""
+    jobs = [figure_job(n, store, run_ids, out_dir, ssm=ssm, ci=ci, rate=rate, width=width) for n in names]
+    render(jobs, workers)
+    return {n: job.paths() for n, job in zip(names, jobs)}
 
 
 def write_all(store: Store, run_ids: Sequence[str], out_dir: Path | str, rate: RateBasis | None = None,
               width: str = DEFAULT_WIDTH) -> list[Path]:
     """Every preset for the same runs (what notebooks/figures.ipynb does)."""
-    paths: list[Path] = []
-    for name in PRESETS:
-        paths += write_figure(name, store, run_ids, out_dir, rate=rate, width=width)
-    return paths
+    return [p for paths in write_figures(list(PRESETS), store, run_ids, out_dir, rate=rate, width=width).values()
+            for p in paths]
 
 
 def describe_presets() -> str:

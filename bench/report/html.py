@@ -36,7 +36,9 @@ import datetime
 import json
 import logging
 import math
+import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +54,12 @@ from ..errors import BenchError
 from . import html_iou
 from .attrs import frame_attrs
 from .caveats import caveat_note
-from .curves import curve_columns, rd_figure
+from .curves import curve_columns, curve_jobs
 from .floor import FLOOR_NOTE, floor_value, is_floor
 from .formatting import images_text
 from .intervals import CI_KIND, add_intervals, ci_notes, decorate, small_n_notes
 from .rates import rate_note, rate_view
+from .render import render
 from .summary import column_info, is_detail, summarise
 from .tables import formatted, header, printed_columns
 
@@ -188,14 +191,16 @@ def floor_html(df: pd.DataFrame) -> str:
 
 
 def curves_html(df: pd.DataFrame) -> str:
-    imgs = []
+    """One PNG (110 dpi) per metric curve, drawn by other processes at once (bench.report.render)."""
     infos = column_info(df)
-    for column in curve_columns(df):
-        if _bookkeeping(infos[column].key):
-            continue
-        fig = rd_figure(df, column)
-        imgs.append(_img(figure_uri(fig), f"{column} vs bpp", "curve"))
-    return f'<div class="curves">{"".join(imgs)}</div>' if imgs else "<p>no metric curves</p>"
+    columns = [c for c in curve_columns(df) if not _bookkeeping(infos[c].key)]
+    if not columns:
+        return "<p>no metric curves</p>"
+    with tempfile.TemporaryDirectory(prefix="bench-html-") as tmp:
+        jobs = [replace(job, formats=((".png", {"dpi": 110}),)) for job in curve_jobs(df, tmp, columns)]
+        imgs = [_img(png_data_uri(path.read_bytes()), f"{column} vs bpp", "curve")
+                for column, path in zip(columns, render(jobs))]
+    return f'<div class="curves">{"".join(imgs)}</div>'
 
 
 def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions) -> str:

@@ -1,0 +1,123 @@
+"""Figures are saved once per content and drawn by several processes at once: a second report
+draws nothing, a changed value or option redraws, a forked child's PNG equals one drawn here,
+and a child's error or warning reaches the caller as it would from a serial call."""
+
+from __future__ import annotations
+
+import json
+import struct
+import warnings
+from pathlib import Path
+
+import pytest
+from matplotlib.figure import Figure
+from test_figures_layout import summary
+
+import bench.report.render as render_mod
+from bench.errors import ConfigError
+from bench.report.curves import curve_jobs, write_curves
+from bench.report.render import INDEX, FigureJob, content_key, render
+
+
+@pytest.fixture
+def draws(monkeypatch):
+    """Count the figures drawn in this process (workers=1 draws here)."""
+    count = {"n": 0}
+    real = render_mod._draw
+
+    def counted(job):
+        count["n"] += 1
+        return real(job)
+
+    monkeypatch.setattr(render_mod, "_draw", counted)
+    return count
+
+
+def test_unchanged_curves_are_not_drawn_again_and_changed_ones_are(tmp_path, draws):
+    df = summary()
+    paths = write_curves(df, tmp_path, workers=1)
+    assert draws["n"] == 5 and all(p.exists() for p in paths)
+    index = json.loads((tmp_path / INDEX).read_text())
+    assert set(index) == {p.stem for p in paths}
+    assert write_curves(df, tmp_path, workers=1) == paths and draws["n"] == 5  # same content: nothing drawn
+    changed = df.copy()
+    changed.loc[changed["codec"] == "jpeg", "psnr"] += 1.0  # a value changes: the key is the whole table's
+    write_curves(changed, tmp_path, workers=1)
+    assert draws["n"] == 10
+    (tmp_path / "rd_lpips.png").unlink()  # a missing file is drawn again
+    write_curves(changed, tmp_path, workers=1)
+    assert draws["n"] == 11
+    write_curves(changed, tmp_path, width="double", workers=1)  # another option: every curve
+    assert draws["n"] == 16
+    width = struct.unpack(">I", (tmp_path / "rd_psnr.png").read_bytes()[16:20])[0]
+    assert width == round(7.16 * 200)
+
+
+def test_content_key_depends_on_values_and_attrs():
+    df = summary()
+    other = df.copy()
+    other.attrs = {**df.attrs, "dataset": "coco"}
+    assert content_key("rd", df) == content_key("rd", df.copy())
+    assert content_key("rd", df) != content_key("rd", other) != content_key("rd", df.iloc[:-1])
+
+
+def test_a_forked_childs_png_equals_one_drawn_here(tmp_path):
+    df = summary()
+    serial, forked = tmp_path / "serial", tmp_path / "forked"
+    a = render(curve_jobs(df, serial), workers=1)
+    b = render(curve_jobs(df, forked), workers=2)
+    for pa, pb in zip(a, b):
+        if pa.suffix == ".png":
+            assert pa.read_bytes() == pb.read_bytes(), pa.name
+        assert pb.exists() and pb.with_name(pb.stem + ".caption.txt").read_text() == \
+            pa.with_name(pa.stem + ".caption.txt").read_text()
+
+
+def _job(tmp: Path, name: str, build) -> FigureJob:
+    return FigureJob(tmp / name, content_key(name), build, lambda fig: name, ((".png", {"dpi": 50}),))
+
+
+def _ok_figure() -> Figure:
+    fig = Figure(figsize=(1, 1))
+    fig.caption_lines = ["ok"]
+    return fig
+
+
+def _bad_figure() -> Figure:
+    raise ConfigError("this figure cannot be drawn", "a fix")
+
+
+def _warning_figure() -> Figure:
+    warnings.warn("drawn from another protocol", UserWarning, stacklevel=1)
+    return _ok_figure()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_childs_error_and_warning_reach_the_caller(tmp_path, workers):
+    with pytest.raises(ConfigError, match="cannot be drawn"):
+        render([_job(tmp_path, "a", _ok_figure), _job(tmp_path, "b", _bad_figure)], workers=workers)
+    assert (tmp_path / "a.png").exists() and not (tmp_path / "b.png").exists()
+    assert not (tmp_path / INDEX).exists()  # nothing recorded: a failed render redraws next time
+    with pytest.warns(UserWarning, match="another protocol"):
+        render([_job(tmp_path, "c", _warning_figure), _job(tmp_path, "d", _ok_figure)], workers=workers)
+    assert {"c", "d"} <= set(json.loads((tmp_path / INDEX).read_text()))
+
+
+def test_demo_labels_are_computed_once_per_image(monkeypatch, tmp_path):
+    import bench.datasets.demo as demo
+    from bench.runtime import refcache
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(refcache, "_DEFAULT", {})
+    calls = {"n": 0}
+    real = demo.synthetic_labels
+
+    def counted(image):
+        calls["n"] += 1
+        return real(image)
+
+    monkeypatch.setattr(demo, "synthetic_labels", counted)
+    ds = demo.DemoDataset(height=64, width=128)
+    first = ds.load("chelsea").labels
+    second = ds.load("chelsea").labels
+    assert calls["n"] == 1 and (first == second).all() and (first == real(ds.load("chelsea").image)).all()
