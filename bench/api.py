@@ -265,6 +265,7 @@ def run(config: RunConfig, store: Store, *, log: LogLike = None, step: int | Non
 
     from bench.execution.runner import execute
     from bench.integrations.trackers import log_run, open_trackers
+    from bench.report.summary import summarise
 
     codecs, uncached = _scoped(config.codecs)
     config = replace(config, codecs=codecs, use_cache=config.use_cache and not uncached)
@@ -272,6 +273,7 @@ def run(config: RunConfig, store: Store, *, log: LogLike = None, step: int | Non
     trackers, opened = open_trackers(log, Path(store.path).parent) if log else ([], [])
     try:
         run_id = execute(config, store, progress=progress, on_skip=on_skip, executor=executor)
+        summarise(store, run_id)  # stored with the run: report, figures, compare and trackers read it back
         if trackers:
             log_run(trackers, store, run_id, step=step, config=config, crops=crops)
     except BaseException:

@@ -222,7 +222,7 @@ def test_report_files_and_csv_round_trip(tmp_path: Path, evaluated: dict[str, An
     with _store(tmp_path / "s.sqlite", evaluated) as store:
         reads = []
         rows = store.rows
-        store.rows = lambda run_id: reads.append(run_id) or rows(run_id)  # type: ignore[method-assign]
+        store.rows = lambda run_id, **kw: reads.append(run_id) or rows(run_id, **kw)  # type: ignore[method-assign]
         paths = write_report(store, "tiny-run", out)
         assert reads == ["tiny-run"]  # summary, per-image table and failures from one read
         del store.rows

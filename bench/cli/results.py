@@ -33,7 +33,7 @@ def print_report(store: Any, run_id: str, out_dir: Path, boot: Any = None, rate:
         write_report,
     )
 
-    loaded = load_run(store, run_id)  # the rows, read once for the console and the files
+    loaded = load_run(store, run_id, states=boot is not None)  # read once; states only for intervals
     summary = summarise(store, run_id, loaded)
     if boot is not None:
         from bench.report.intervals import add_intervals

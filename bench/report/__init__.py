@@ -16,10 +16,8 @@ from bench.storage.atomic import output_dir, remove_stale, write_with
 from bench.storage.store import Store
 
 from .console import render_console
-from .curves import codec_colour, codec_marker, curve_jobs, rd_figure, write_curves
 from .latex import to_latex
 from .rates import RATES, rate_view
-from .render import start
 from .summary import (
     RANDOM_MARK,
     ColumnInfo,
@@ -48,6 +46,9 @@ def write_report(store: Store, run_id: str, out_dir: Path | str, summary: pd.Dat
     ``width``: the curves', "single" (3.5 in) or "double" (7.16 in) column. Curves are drawn by
     other processes while the tables are written, and not again when their content is unchanged
     (:mod:`bench.report.render`)."""
+    from .curves import curve_jobs  # matplotlib: imported by what draws, not by what reads tables
+    from .render import start
+
     out = output_dir(out_dir, "report folder")
     loaded = loaded or load_run(store, run_id)
     df = rate_view(summary if summary is not None else summarise(store, run_id, loaded), rate)
@@ -61,6 +62,18 @@ def write_report(store: Store, run_id: str, out_dir: Path | str, summary: pd.Dat
     else:
         remove_stale(out / "failures.csv")
     return paths + curves.wait()
+
+
+_CURVES = ("codec_colour", "codec_marker", "rd_figure", "write_curves")
+
+
+def __getattr__(name: str) -> object:
+    """The curve functions, imported on first use (they need matplotlib; tables and compare do not)."""
+    if name in _CURVES:
+        from . import curves
+
+        return getattr(curves, name)
+    raise AttributeError(f"module 'bench.report' has no attribute {name!r}")
 
 
 __all__ = [

@@ -34,6 +34,7 @@ import pandas as pd
 
 from bench.analysis.dataset_level import DatasetValues
 from bench.registry import catalog
+from bench.storage import summaries
 from bench.storage.store import Row, Store
 
 from ..codecs.base import bits_per_pixel
@@ -162,11 +163,20 @@ def column_info(df: pd.DataFrame) -> dict[str, ColumnInfo]:
 Loaded = tuple[dict[str, Any], list[Row]]
 
 
-def load_run(store: Store, run_id: str) -> Loaded:
+class StoredRows(list):  # type: ignore[type-arg]  # list[Row]; a subclass only to mark where rows came from
+    """All of a run's rows as :func:`load_run` read them (a filtered list is a plain list)."""
+
+    states = True
+
+
+def load_run(store: Store, run_id: str, states: bool = True) -> Loaded:
     """A run's metadata and all its rows, read once; :func:`summarise`, :func:`per_image`
-    and :func:`failures` take it as ``loaded`` instead of reading the store again."""
+    and :func:`failures` take it as ``loaded`` instead of reading the store again.
+    ``states=False``: rows without metric states (what tables need when the summary is stored)."""
     run = store.run(run_id)
-    return run, list(store.rows(run["run_id"]))
+    rows = StoredRows(store.rows(run["run_id"], states=states))
+    rows.states = states
+    return run, rows
 
 
 def _random_metrics(run: dict[str, Any]) -> set[str]:
@@ -228,8 +238,25 @@ def summarise(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.Dat
     per byte part, each metric's dataset-level values (over the images in n_<metric>), then
     means of per-image values that no compute() produced. Failed rows are counted and
     otherwise ignored; a metric's failure on an image only lowers that metric's N.
+    Read from the store while its rows are those it was computed from (and stored there
+    otherwise, :mod:`bench.storage.summaries`); ``loaded`` may then be rows without states.
     """
-    run, rows = loaded or load_run(store, run_id)
+    run, rows = loaded or load_run(store, run_id, states=False)
+    if not isinstance(rows, StoredRows):  # some of the rows (e.g. the images two runs share)
+        return _summarise(store, run, rows)
+    key = summaries.summary_key(run, rows)
+    df = summaries.read_summary(store, run["run_id"], key)
+    if df is not None:
+        df.attrs = frame_attrs(**df.attrs)
+        return df
+    if not rows.states:  # rows read without their states
+        rows = list(store.rows(run["run_id"]))
+    df = _summarise(store, run, rows)
+    summaries.write_summary(store, run["run_id"], key, df)
+    return df
+
+
+def _summarise(store: Store, run: dict[str, Any], rows: list[Row]) -> pd.DataFrame:
     names = _metric_names(run, rows)
     warnings: list[str] = []
     metrics: dict[str, Metric | None] = {}  # built on first use (importing some is slow)

@@ -103,6 +103,7 @@ class Row:
     seconds: dict[str, float] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     metric_errors: dict[str, str] = field(default_factory=dict)  # metric -> error; the row stays "ok"
+    created: float | None = field(default=None, compare=False)  # when stored (time.time()); None before
 
 
 def recover_fix(path: Path | str) -> str:
@@ -410,13 +411,15 @@ class Store:
                  _dumps(row.notes), _dumps(row.metric_errors)),
             )
 
-    def rows(self, run_id: str) -> Iterator[Row]:
+    def rows(self, run_id: str, states: bool = True) -> Iterator[Row]:
         """The run's rows, ordered by codec, rate, image; an unreadable one raises
-        :class:`StoreDamagedError`."""
+        :class:`StoreDamagedError`. ``states=False``: without their metric states (``{}``;
+        unpacking them is most of the time of reading a row)."""
         try:
             cur = self.db.execute(
-                "SELECT codec, rate, image_id, status, error, height, width, bytes, bpp, metrics, states, seconds, "
-                f"notes, {'metric_errors' if self._has_metric_errors else 'NULL'} FROM rows WHERE run_id = ? "
+                f"SELECT codec, rate, image_id, status, error, height, width, bytes, bpp, metrics, "
+                f"{'states' if states else 'NULL'}, seconds, "
+                f"notes, {'metric_errors' if self._has_metric_errors else 'NULL'}, created FROM rows WHERE run_id = ? "
                 "ORDER BY codec, rate, image_id",
                 (run_id,),
             )
@@ -484,6 +487,7 @@ def _row(r: tuple[Any, ...]) -> Row:
         states=unpack_states(r[10]) if r[10] else {},
         seconds=_mapping(r[11], "seconds"), notes=_mapping(r[12], "notes"),
         metric_errors=_mapping(r[13], "metric_errors") if len(r) > 13 else {},
+        created=float(r[14]) if len(r) > 14 and isinstance(r[14], (int, float)) else None,
     )
 
 
