@@ -93,6 +93,7 @@ def _draw(job: FigureJob) -> list[Path]:
     with matplotlib.rc_context(STYLE):
         for suffix, kwargs in job.formats:
             paths.append(write_with(job.stem.with_suffix(suffix), lambda tmp, kw=kwargs: fig.savefig(tmp, **kw)))
+            fig.set_layout_engine("none")  # laid out by the first save: the others keep its positions
     write_caption(job.stem, fig.caption_lines, job.title(fig))
     return paths
 
