@@ -92,7 +92,10 @@ def _draw(job: FigureJob) -> list[Path]:
     paths = []
     with matplotlib.rc_context(STYLE):
         for suffix, kwargs in job.formats:
-            paths.append(write_with(job.stem.with_suffix(suffix), lambda tmp, kw=kwargs: fig.savefig(tmp, **kw)))
+            def save(tmp: Path, kw: dict[str, Any] = kwargs) -> None:
+                fig.savefig(tmp, **kw)
+
+            paths.append(write_with(job.stem.with_suffix(suffix), save))
             fig.set_layout_engine("none")  # laid out by the first save: the others keep its positions
     write_caption(job.stem, fig.caption_lines, job.title(fig))
     return paths

@@ -163,7 +163,7 @@ def column_info(df: pd.DataFrame) -> dict[str, ColumnInfo]:
 Loaded = tuple[dict[str, Any], list[Row]]
 
 
-class StoredRows(list):  # type: ignore[type-arg]  # list[Row]; a subclass only to mark where rows came from
+class StoredRows(list[Row]):  # a subclass only to mark where the rows came from
     """All of a run's rows as :func:`load_run` read them (a filtered list is a plain list)."""
 
     states = True
