@@ -225,3 +225,16 @@ def alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state not in ("Z", "X")
+
+
+def count_calls(monkeypatch: Any, owner: Any, name: str) -> dict[str, int]:
+    """Replace ``owner.name`` by a wrapper counting its calls (in this process) in ``["n"]``."""
+    count = {"n": 0}
+    real = getattr(owner, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        count["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return count

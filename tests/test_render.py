@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from fakes_bench import count_calls
 from matplotlib.figure import Figure
 from test_figures_layout import summary
 
@@ -22,15 +23,7 @@ from bench.report.render import INDEX, FigureJob, content_key, render
 @pytest.fixture
 def draws(monkeypatch):
     """Count the figures drawn in this process (workers=1 draws here)."""
-    count = {"n": 0}
-    real = render_mod._draw
-
-    def counted(job):
-        count["n"] += 1
-        return real(job)
-
-    monkeypatch.setattr(render_mod, "_draw", counted)
-    return count
+    return count_calls(monkeypatch, render_mod, "_draw")
 
 
 def test_unchanged_curves_are_not_drawn_again_and_changed_ones_are(tmp_path, draws):
@@ -109,14 +102,8 @@ def test_demo_labels_are_computed_once_per_image(monkeypatch, tmp_path):
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(refcache, "_DEFAULT", {})
-    calls = {"n": 0}
     real = demo.synthetic_labels
-
-    def counted(image):
-        calls["n"] += 1
-        return real(image)
-
-    monkeypatch.setattr(demo, "synthetic_labels", counted)
+    calls = count_calls(monkeypatch, demo, "synthetic_labels")
     ds = demo.DemoDataset(height=64, width=128)
     first = ds.load("chelsea").labels
     second = ds.load("chelsea").labels

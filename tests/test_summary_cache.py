@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fakes_bench import count_calls
 
 import bench.storage.store as store_mod
 from bench import evaluate
@@ -27,15 +28,7 @@ def run_store(tmp_path_factory) -> tuple[Path, str]:
 
 @pytest.fixture
 def unpacks(monkeypatch):
-    count = {"n": 0}
-    real = store_mod.unpack_states
-
-    def counted(blob):
-        count["n"] += 1
-        return real(blob)
-
-    monkeypatch.setattr(store_mod, "unpack_states", counted)
-    return count
+    return count_calls(monkeypatch, store_mod, "unpack_states")
 
 
 def test_the_stored_summary_equals_a_fresh_one_and_unpacks_nothing(run_store, unpacks):
