@@ -40,7 +40,7 @@ from bench.storage.store import Row, Store
 from ..codecs.base import bits_per_pixel
 from ..errors import BenchError
 from ..metrics.base import Metric
-from .attrs import frame_attrs
+from .attrs import codec_labels, frame_attrs, run_context
 from .caveats import run_caveats
 from .floor import is_floor
 from .order import sort_frame
@@ -339,35 +339,6 @@ def _summarise(store: Store, run: dict[str, Any], rows: list[Row]) -> pd.DataFra
                            codec_labels=codec_labels(run), caveats=run_caveats(run),
                            **run_context(run))
     return df
-
-
-def run_context(run: dict[str, Any]) -> dict[str, Any]:
-    """What a figure title names: the run's dataset, its image count and protocol."""
-    ds = run["meta"].get("dataset") or {}
-    protocol = (run["meta"].get("protocol") or {}).get("name") or "card"
-    return {"dataset": str(ds.get("name") or run["config"].get("dataset") or "?"),
-            "n_images": ds.get("n_images"), "protocol": str(protocol)}
-
-
-def visible(text: str) -> str:
-    """``text`` on one line with control characters (an ANSI escape, BEL) shown as ``\\xNN``:
-    safe in a table, a figure legend and on a terminal."""
-    flat = " ".join(str(text).replace("\r\n", "\n").replace("\r", "\n").split("\n"))
-    return "".join(f"\\x{ord(c):02x}" if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 else c for c in flat)
-
-
-def codec_labels(run: dict[str, Any]) -> dict[str, str]:
-    """Display labels that codecs gave themselves (e.g. "SPIC (BPG stand-in: heic)"), by name;
-    in a run made with ``--tag T`` every codec shows as ``label@T`` (e.g. ``jpeg@T``); control
-    characters and line breaks of a tag are made :func:`visible`."""
-    out = {}
-    tag = visible(run["meta"].get("tag") or "")
-    for name, desc in (run["meta"].get("codecs") or {}).items():
-        label = desc.get("label") if isinstance(desc, dict) else None
-        shown = str(label or name) + (f"@{tag}" if tag else "")
-        if shown != name:
-            out[name] = shown
-    return out
 
 
 def per_image(store: Store, run_id: str, loaded: Loaded | None = None) -> pd.DataFrame:

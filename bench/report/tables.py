@@ -19,11 +19,12 @@ from typing import Any
 
 import pandas as pd
 
+from .attrs import visible
 from .floor import FLOOR_NOTE, is_floor
 from .formatting import decimals
 from .intervals import ci_notes, decorate, small_n_notes
 from .rates import rate_note
-from .summary import RANDOM_MARK, ColumnInfo, column_info, visible
+from .summary import RANDOM_MARK, ColumnInfo, column_info
 
 FEWER_MARK = "†"  # computed on fewer images than the rate point has (a metric failed on some)
 LATEX_FEWER_MARK = r"$^\dagger$"
