@@ -5,8 +5,10 @@ and a child's error or warning reaches the caller as it would from a serial call
 from __future__ import annotations
 
 import json
+import os
 import struct
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -54,11 +56,17 @@ def test_content_key_depends_on_values_and_attrs():
     assert content_key("rd", df) != content_key("rd", other) != content_key("rd", df.iloc[:-1])
 
 
-def test_a_forked_childs_png_equals_one_drawn_here(tmp_path):
+def test_a_forked_childs_png_equals_one_drawn_here(tmp_path, monkeypatch):
+    monkeypatch.setattr(render_mod, "_can_fork", lambda: True)  # under pytest-xdist this process has threads
     df = summary()
     serial, forked = tmp_path / "serial", tmp_path / "forked"
     a = render(curve_jobs(df, serial), workers=1)
-    b = render(curve_jobs(df, forked), workers=2)
+    pids = tmp_path / "pids"
+    jobs = [replace(j, title=lambda fig, t=j.title: (pids.open("a").write(f"{os.getpid()}\n"), t(fig))[1])
+            for j in curve_jobs(df, forked)]
+    b = render(jobs, workers=2)
+    drew = set(pids.read_text().split())
+    assert drew and str(os.getpid()) not in drew  # forked children drew them
     for pa, pb in zip(a, b):
         if pa.suffix == ".png":
             assert pa.read_bytes() == pb.read_bytes(), pa.name
@@ -86,7 +94,8 @@ def _warning_figure() -> Figure:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_a_childs_error_and_warning_reach_the_caller(tmp_path, workers):
+def test_a_childs_error_and_warning_reach_the_caller(tmp_path, workers, monkeypatch):
+    monkeypatch.setattr(render_mod, "_can_fork", lambda: True)
     with pytest.raises(ConfigError, match="cannot be drawn"):
         render([_job(tmp_path, "a", _ok_figure), _job(tmp_path, "b", _bad_figure)], workers=workers)
     assert (tmp_path / "a.png").exists() and not (tmp_path / "b.png").exists()
