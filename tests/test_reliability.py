@@ -22,6 +22,7 @@ import pytest
 
 from bench.cli import main
 from bench.errors import EXIT_CODES, CodecError, StoreDamagedError, StoreError
+from bench.report.render import INDEX
 from bench.storage.recover import recover
 from bench.storage.store import Row, Store
 
@@ -332,6 +333,7 @@ def test_interrupted_report_leaves_no_empty_or_partial_file(fakes, monkeypatch, 
 
     assert main([*RUN, "--out", str(fakes)]) == 0
     report_dir = next(p for p in fakes.iterdir() if p.is_dir() and p.name.startswith("pngs-"))
+    (report_dir / INDEX).unlink()  # else the unchanged curves are not drawn again
     before = {p.name: p.read_bytes() for p in report_dir.iterdir()}
     assert "rd_psnr.png" in before
 
@@ -345,6 +347,7 @@ def test_interrupted_report_leaves_no_empty_or_partial_file(fakes, monkeypatch, 
         assert main(["--out", str(fakes), "report", "--dest", str(dest)]) == 130
         assert all(p.stat().st_size > 0 for p in dest.iterdir())
         assert not [p.name for p in dest.iterdir() if p.name.startswith(".")], "temporary files left behind"
+        assert not (dest / INDEX).exists()  # no figure recorded as saved
     assert {p.name: p.read_bytes() for p in report_dir.iterdir()} == before  # the old report is intact
     assert not list(fresh.glob("rd_*")), "no curve file of the interrupted report"
 
