@@ -66,12 +66,18 @@ _TORCHVISION_BUILDERS = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezen
 
 
 def wheel_lin_path(net: str, version: str = LPIPS_VERSION) -> Path | None:
-    """The linear-layer file shipped inside the installed lpips package, if present."""
+    """The linear-layer file shipped inside the installed lpips package, if present (found
+    without importing lpips: that imports torchvision's models, ~2 s)."""
+    import importlib.util
+
     try:
-        import lpips
-    except ImportError:
+        spec = importlib.util.find_spec("lpips")
+    except (ImportError, ValueError):
         return None
-    path = Path(lpips.__file__).resolve().parent / "weights" / f"v{version}" / f"{net}.pth"
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not folders:
+        return None
+    path = Path(folders[0]).resolve() / "weights" / f"v{version}" / f"{net}.pth"
     return path if path.is_file() else None
 
 

@@ -4,7 +4,7 @@ A :class:`FigureJob` names an output stem, the formats to save, a builder and a 
 (:func:`content_key`: everything that decides the pixels — data, options, the drawing code and
 matplotlib's version). :func:`render` skips a job whose files exist and whose key is the one
 recorded in the folder's ``.figures.json``; it draws the others, in forked processes (at most one
-per free core) when there are several, on Linux, from a process with no other thread — else here.
+per free core) when there are several, on Linux, where forking is safe (:func:`_can_fork`) — else here.
 A job that fails in a child is drawn again here, so its error (or warning) is raised as in a
 serial call. The index is written after the files, so a killed render only redraws.
 
@@ -126,8 +126,15 @@ def free_cores() -> int:
 
 
 def _can_fork() -> bool:
-    return (sys.platform.startswith("linux") and threading.active_count() == 1
-            and not multiprocessing.current_process().daemon)
+    """Linux, forking allowed (:func:`bench.runtime.procs.start_method`: no CUDA here, no
+    ``BENCH_START_METHOD=spawn``), a process that may have children, and no other thread but
+    daemons (tqdm's monitor, a pool's handlers) that the children do not need."""
+    from bench.runtime.procs import start_method
+
+    if not sys.platform.startswith("linux") or multiprocessing.current_process().daemon:
+        return False
+    others = [t for t in threading.enumerate() if t is not threading.current_thread()]
+    return all(t.daemon for t in others) and start_method() == "fork"
 
 
 class Pending:
