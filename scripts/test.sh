@@ -28,10 +28,24 @@ if [ "${BENCH_SKIP_BROWSER:-0}" != 1 ] && ! command -v chromium >/dev/null 2>&1 
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/tmp/bench-chromium.log 2>&1 \
     || echo "chromium not installed (see /tmp/bench-chromium.log): the HTML browser test will skip"
 fi
-# static checks (configured in pyproject.toml), then the wheel in a fresh virtualenv, then the tests
+# lint first (a second); then the type check and the wheel in a fresh virtualenv run beside the
+# tests, which leave cores idle while they wait on the processes they start (kill -9, timeouts,
+# servers); each check's output is printed after the tests, and any failure fails the command
 .venv/bin/ruff check bench tests scripts benchmarks setup.py
-.venv/bin/mypy
-if [ "${BENCH_SKIP_WHEEL:-0}" != 1 ]; then PYTHON=.venv/bin/python bash scripts/wheel_smoke.sh; fi
-# two pytest workers (one per core here), whole files to one worker: many tests wait on processes
-# they start (kill -9, timeouts, servers); BENCH_TEST_WORKERS=0 runs them in this process
-exec .venv/bin/python -m pytest -q -ra -n "${BENCH_TEST_WORKERS:-2}" --dist loadfile "$@"
+checks="$(mktemp -d)"
+trap 'rm -rf "$checks"' EXIT
+(.venv/bin/mypy >"$checks/mypy.log" 2>&1; echo $? >"$checks/mypy.rc") &
+if [ "${BENCH_SKIP_WHEEL:-0}" != 1 ]; then
+  (PYTHON=.venv/bin/python bash scripts/wheel_smoke.sh >"$checks/wheel.log" 2>&1; echo $? >"$checks/wheel.rc") &
+fi
+# two pytest workers (one per core here), whole files to one worker; BENCH_TEST_WORKERS=0 runs
+# them in this process
+status=0
+.venv/bin/python -m pytest -q -ra -n "${BENCH_TEST_WORKERS:-2}" --dist loadfile "$@" || status=$?
+wait
+for check in mypy wheel; do
+  [ -f "$checks/$check.rc" ] || continue
+  echo "--- $check"; tail -n 20 "$checks/$check.log"
+  [ "$(cat "$checks/$check.rc")" = 0 ] || { echo "$check failed"; status=1; }
+done
+exit "$status"
