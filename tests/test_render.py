@@ -117,3 +117,42 @@ def test_demo_labels_are_computed_once_per_image(monkeypatch, tmp_path):
     first = ds.load("chelsea").labels
     second = ds.load("chelsea").labels
     assert calls["n"] == 1 and (first == second).all() and (first == real(ds.load("chelsea").image)).all()
+
+
+def test_kill_9_of_a_report_leaves_no_drawing_process_and_no_temporary_file(tmp_path):
+    """The drawing children die with the report (PDEATHSIG) and remove their temporary files."""
+    import subprocess
+    import sys
+    import time
+
+    from fakes_bench import alive
+
+    from bench import evaluate
+
+    store = tmp_path / "bench.sqlite"
+    run_id = evaluate(["jpeg"], "demo", metrics=["psnr", "msssim"], limit=1, rates=[50, 80],
+                      store=store)["run_id"].iloc[0]
+    slow = tmp_path / "slow"
+    slow.mkdir()  # every savefig waits inside its temporary file, so the kill lands mid-write
+    (slow / "sitecustomize.py").write_text(
+        "import time, matplotlib.figure as f\n_save = f.Figure.savefig\n"
+        "def savefig(self, *a, **k):\n    time.sleep(60)\n    return _save(self, *a, **k)\n"
+        "f.Figure.savefig = savefig\n")
+    dest = tmp_path / "report"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(slow), str(Path(__file__).resolve().parents[1])])}
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "--out", str(tmp_path), "report", "--dest", str(dest),
+                             run_id], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children: list[int] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (children and list(dest.glob(".rd_*.tmp.*"))):
+        time.sleep(0.1)
+        out = subprocess.run(["ps", "--ppid", str(proc.pid), "-o", "pid="], capture_output=True, text=True).stdout
+        children = [int(p) for p in out.split()]
+    assert children and list(dest.glob(".rd_*.tmp.*")), "the report never started drawing in children"
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(alive(p) for p in children):
+        time.sleep(0.1)
+    assert not [p for p in children if alive(p)], "a drawing process outlived the report"
+    assert not list(dest.glob(".rd_*")), "a drawing child left a temporary file"

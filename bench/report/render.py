@@ -17,6 +17,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import warnings
@@ -105,9 +106,12 @@ _JOBS: list[FigureJob] = []  # what forked children draw (they inherit it)
 
 
 def _child(i: int) -> tuple[list[Path], list[tuple[type[Warning], str]]]:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        paths = _draw(_JOBS[i])
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            paths = _draw(_JOBS[i])
+    except (SystemExit, KeyboardInterrupt):  # the parent died (_unwind) or Ctrl-C: the temporary file
+        os._exit(1)  # is removed by now; take no next job
     return paths, [(w.category, str(w.message)) for w in caught]
 
 
@@ -115,6 +119,11 @@ def _child_init(parent: int) -> None:
     from bench.runtime.procs import die_with_parent
 
     die_with_parent(parent)
+    signal.signal(signal.SIGTERM, _unwind)  # the parent died (PDEATHSIG): unwind, removing temporary files
+
+
+def _unwind(*_: object) -> None:
+    raise SystemExit(1)
 
 
 def free_cores() -> int:
@@ -163,7 +172,7 @@ class Pending:
         """Draw what the children did not (raising its error here), record the keys; all paths."""
         done: set[int] = set()
         if self._pool is not None:
-            with self._pool:
+            try:
                 for i, future in enumerate(self._futures):
                     try:
                         _, caught = future.result()
@@ -172,7 +181,9 @@ class Pending:
                     done.add(i)
                     for category, message in caught:
                         warnings.warn(message, category, stacklevel=2)
-            self._pool = None
+            finally:  # on Ctrl-C the drawings not begun are dropped, not waited for
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
         for i, job in enumerate(self._todo):
             if i not in done:
                 _draw(job)
