@@ -11,10 +11,12 @@ back from the store itself, builds the scalars, figures and params and writes th
 was. The child dies with its parent (``bench.runtime.procs.die_with_parent``).
 
 On a machine with few cores the child and the evaluation compete for CPU, so the child keeps out
-of the evaluation's way: it runs at a lower priority (``os.nice(NICE)``: it fills the cores'
-idle moments instead of taking a share of busy ones), does its slow set-up (imports, a new MLflow
-store, wandb's service, matplotlib's first figure: :meth:`Tracker.prepare`) before the first run
-arrives, and recomputes the reconstruction crops itself when the run's codecs and dataset are
+of the evaluation's way: it does its slow set-up (imports, a new MLflow store, wandb's service,
+matplotlib's first figure: :meth:`Tracker.prepare`) at once, before the first run arrives, at
+normal priority (every write waits for it; niced, MLflow's seconds of set-up would run only in
+the evaluation's idle moments and then alone after it), then writes at a lower priority
+(``os.nice(NICE)``: the writes fill the cores' idle moments instead of taking a share of busy
+ones), and recomputes the reconstruction crops itself when the run's codecs and dataset are
 registered names it can rebuild (``Job.config``), so the evaluating process never codes them
 (and keeps them from step to step: see :func:`~bench.integrations.tracking.reconstruction_crops`).
 """
@@ -101,7 +103,6 @@ def _serve(spec: str, results_dir: str, jobs: Any, errors: Any, parent: int) -> 
     from bench.runtime.procs import die_with_parent
 
     die_with_parent(parent)
-    lower_priority()
     tracker = None
     try:
         from bench.integrations.tracker_kinds import make_tracker
@@ -110,6 +111,7 @@ def _serve(spec: str, results_dir: str, jobs: Any, errors: Any, parent: int) -> 
 
         tracker = make_tracker(spec, results_dir)
         tracker.prepare()
+        lower_priority()  # set-up at full speed (every write waits for it), the writes in idle moments
         crops: dict[Any, np.ndarray] = {}  # registered codecs' crops, the same at every step
         while (job := jobs.get()) is not None:
             store = Store(Path(job.store), readonly=True)
