@@ -23,7 +23,7 @@ honoured, offline when no API key is configured). One tracker object keeps one T
 writer / one MLflow run / one wandb run, so a sweep — or a training with the callback — logs
 every checkpoint or evaluation into the same one: metric histories with one point per step.
 Trackers named by text are opened and written in a background process
-(:mod:`bench.integrations.background`): logging does not slow the evaluation down.
+(:mod:`bench.integrations.background`): logging overlaps the evaluation.
 """
 
 from __future__ import annotations
