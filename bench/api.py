@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from .codecs.base import Codec
 from .errors import ConfigError
+from .identity import UncachedCodecWarning, declares_identity, scoped
 
 if TYPE_CHECKING:  # pandas and the runner are imported when called: `import bench` stays cheap
     import pandas as pd
@@ -45,102 +44,6 @@ __all__ = ["UncachedCodecWarning", "declares_identity", "evaluate", "fetch", "lo
 CodecLike = str | Codec | Any  # Any: a torch.nn.Module (see bench.codecs.module)
 StoreLike = Union["Store", str, Path, None]
 LogLike = Union[str, "Tracker", Sequence[Union[str, "Tracker"]], None]
-
-
-class UncachedCodecWarning(UserWarning):
-    """A codec instance declares no identity, so its results are not cached across calls."""
-
-
-_WARNED: set[str] = set()
-
-
-def declares_identity(codec: Codec) -> bool:
-    """True when ``codec`` says what it is: a ``version`` of its own class (not the base
-    class's ``"0"``) or a ``checkpoint_sha256`` in its ``describe()``."""
-    from bench.analysis.compare import checkpoint_of
-
-    if type(codec).version != Codec.version:
-        return True
-    return bool(checkpoint_of(codec.describe()))
-
-
-class _CallScoped(Codec):
-    """An undeclared codec instance for one call: describes itself with a fresh nonce, so
-    that neither the run id nor any cache key can match another call's."""
-
-    def __init__(self, inner: Codec) -> None:  # noqa: D107 (Codec.__init__ would refuse params)
-        self.inner = inner
-        self.name = inner.name
-        self.version = inner.version
-        self.rate_knob = inner.rate_knob
-        self.needs_semantics = inner.needs_semantics
-        self.parallel_safe = inner.parallel_safe
-        self.card = getattr(inner, "card", None)
-        self.nonce = uuid.uuid4().hex[:12]
-
-    def requirements(self) -> list[Any]:
-        return self.inner.requirements()
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.inner.describe(), "identity": "undeclared: not cached across calls", "call": self.nonce}
-
-    def rate_label(self, rate: Any) -> str:
-        return self.inner.rate_label(rate)
-
-    def encode(self, image: Any, rate: Any, *, semantics: Any = None) -> Any:
-        return self.inner.encode(image, rate, semantics=semantics)
-
-    def decode(self, parts: Any) -> Any:
-        return self.inner.decode(parts)
-
-
-class _StateKeyed(_CallScoped):
-    """A codec instance that holds ``nn.Module`` s: its identity carries the sha256 of their
-    parameters and buffers as they are at this call, so a changed model is never served
-    another state's cached results (a ``version`` alone does not say what the weights are)."""
-
-    def __init__(self, inner: Codec, state: str) -> None:  # noqa: D107
-        super().__init__(inner)
-        self.state = state
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.inner.describe(), "module_state_sha256": self.state}
-
-
-def _live(c: Any) -> Any:
-    """A module becomes a :class:`~bench.codecs.module.ModuleCodec`; a ModuleCodec is frozen
-    (deep copy, state hash); another codec instance holding modules is keyed by their state."""
-    from bench.codecs.module import ModuleCodec, from_module, is_module, modules_of, state_sha256
-
-    if is_module(c):
-        c = from_module(c)
-    if isinstance(c, ModuleCodec):
-        return c.frozen()
-    if isinstance(c, Codec) and not isinstance(c, _CallScoped) and declares_identity(c):
-        modules = modules_of(c)
-        if modules:
-            return _StateKeyed(c, state_sha256(*modules))
-    return c
-
-
-def _scoped(codecs: Sequence[CodecLike]) -> tuple[list[CodecLike], bool]:
-    """Codecs with undeclared instances wrapped (modules keyed by their state); True when
-    the call must skip the cache."""
-    out: list[CodecLike] = []
-    uncached = False
-    for c in map(_live, codecs):
-        if isinstance(c, Codec) and not isinstance(c, _StateKeyed) and not declares_identity(c):
-            if c.name not in _WARNED:
-                _WARNED.add(c.name)
-                warnings.warn(f"codec {c.name!r} ({type(c).__name__}) declares no identity (no version of its own, "
-                              "no checkpoint_sha256): its results are not cached across calls; set a class "
-                              "attribute `version` (and describe() its weights) to reuse them",
-                              UncachedCodecWarning, stacklevel=4)  # the caller of evaluate()
-            out.append(_CallScoped(c))
-            uncached = True
-        else:
-            out.append(c)
-    return out, uncached
 
 
 def _rate_text(value: Any) -> str:
@@ -267,7 +170,7 @@ def run(config: RunConfig, store: Store, *, log: LogLike = None, step: int | Non
     from bench.integrations.trackers import log_run, open_trackers
     from bench.report.summary import summarise
 
-    codecs, uncached = _scoped(config.codecs)
+    codecs, uncached = scoped(config.codecs)
     config = replace(config, codecs=codecs, use_cache=config.use_cache and not uncached)
     # trackers are opened first: an unknown --log or a missing package fails before the run, not after it
     trackers, opened = open_trackers(log, Path(store.path).parent) if log else ([], [])
@@ -292,8 +195,8 @@ def run(config: RunConfig, store: Store, *, log: LogLike = None, step: int | Non
     return run_id
 
 
-def evaluate(codecs: CodecLike | Sequence[CodecLike], dataset: str | Dataset, *,
-             metrics: str | Sequence[str] = "all", rates: Mapping[str, Sequence[Any]] | Sequence[Any] | None = None,
+def evaluate(codecs: CodecLike | Sequence[CodecLike] | None = None, dataset: str | Dataset | None = None, *,
+             codec: CodecLike | None = None, metrics: str | Sequence[str] = "all", rates: Mapping[str, Sequence[Any]] | Sequence[Any] | None = None,
              limit: int | None = None, protocol: Any = None, split: str | None = None, store: StoreLike = None,
              tag: str | None = None,
              params: Mapping[str, Mapping[str, Any]] | None = None, dataset_params: Mapping[str, Any] | None = None,
@@ -303,10 +206,13 @@ def evaluate(codecs: CodecLike | Sequence[CodecLike], dataset: str | Dataset, *,
              keep_reconstructions: bool = False, semantics: str | Mapping[str, Any] = "ground-truth",
              log: LogLike = None, step: int | None = None, progress: bool = False,
              timeout: float | None = None) -> pd.DataFrame:
-    """Evaluate ``codecs`` on ``dataset``; one tidy row per image × codec × rate.
+    """Evaluate ``codecs`` (or ``codec``) on ``dataset``; one tidy row per image × codec × rate.
 
     ``codecs``: registered names (``"jpeg,webp"`` or a list), ``Codec`` instances, ``nn.Module`` s
     with CompressAI's ``compress`` / ``decompress`` (see :func:`bench.codecs.from_module`), or a mix.
+    ``codec``: one of those, by keyword — ``evaluate(codec=model, dataset="kodak", …)`` for a model
+    being trained; give exactly one of ``codecs`` and ``codec`` (else a
+    :class:`~bench.errors.ConfigError`).
     ``dataset``: a registered name, a folder of images (a path: the ``folder`` dataset at that
     root) or a :class:`~bench.datasets.base.Dataset`.
     ``metrics``: names or ``"all"``; ``rates``: values for every codec (a list) or per codec
@@ -328,7 +234,14 @@ def evaluate(codecs: CodecLike | Sequence[CodecLike], dataset: str | Dataset, *,
     """
     from bench.report.export import tidy_rows
 
-    config = make_config(codecs, dataset, metrics=metrics, rates=rates, limit=limit, protocol=protocol, split=split,
+    if (codecs is None) == (codec is None):
+        raise ConfigError("evaluate() got " + ("both codecs= and codec=" if codec is not None else "no codec"),
+                          "give one codec as codec=… (a name, a Codec or an nn.Module) or several as codecs=[…]")
+    if isinstance(codec, (list, tuple)):
+        raise ConfigError("evaluate(codec=…) takes one codec, got a list", "give a list as codecs=[…]")
+    if dataset is None:
+        raise ConfigError("evaluate() got no dataset", "give dataset=… (a registered name, a folder or a Dataset)")
+    config = make_config([codec] if codec is not None else codecs, dataset, metrics=metrics, rates=rates, limit=limit, protocol=protocol, split=split,
                          tag=tag,
                          params=params, dataset_params=dataset_params, metric_params=metric_params,
                          weights_dir=weights_dir, allow_random_weights=allow_random_weights, device=device,

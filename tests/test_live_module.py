@@ -141,3 +141,23 @@ def test_folder_path_that_does_not_exist_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="neither a registered name nor a folder"):
         evaluate("jpeg", str(tmp_path / "nothing"), metrics=["psnr"], store=tmp_path)
+
+
+def test_codec_keyword_takes_one_model_and_refuses_both_or_neither(tmp_path):
+    from bench.errors import ConfigError
+
+    net = small_net()
+    images(tmp_path / "imgs", n=1)
+    folder = str(tmp_path / "imgs")
+    by_keyword = evaluate(codec=net, dataset=folder, metrics=["psnr"], store=tmp_path)
+    positional = evaluate([net], folder, metrics=["psnr"], store=tmp_path)
+    assert list(by_keyword["codec"]) == ["factorizedprior"]
+    assert by_keyword["run_id"].iloc[0] == positional["run_id"].iloc[0]  # the same codec, the same run
+    named = evaluate(codec="jpeg", dataset="demo", metrics=["psnr"], limit=1, rates=[50], store=tmp_path)
+    assert list(named["codec"]) == ["jpeg"]
+    for kwargs in ({"codecs": ["jpeg"], "codec": net}, {}, {"codec": ["jpeg", "webp"]}):
+        with pytest.raises(ConfigError) as err:
+            evaluate(dataset="demo", metrics=["psnr"], store=tmp_path, **kwargs)
+        assert err.value.exit_code == 2 and "codec" in err.value.fix
+    with pytest.raises(ConfigError, match="no dataset"):
+        evaluate(codec="jpeg", metrics=["psnr"], store=tmp_path)

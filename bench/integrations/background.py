@@ -9,6 +9,16 @@ logged run, only the store path, run id, step and the reconstruction crops; it r
 back from the store itself, builds the scalars, figures and params and writes them, in order.
 ``close()`` waits for every write and raises the child's error, if any, as the typed error it
 was. The child dies with its parent (``bench.runtime.procs.die_with_parent``).
+
+On a machine with few cores the child and the evaluation compete for CPU, so the child keeps out
+of the evaluation's way: it does its slow set-up (imports, a new MLflow store, wandb's service,
+matplotlib's first figure: :meth:`Tracker.prepare`) at once, before the first run arrives, at
+normal priority (every write waits for it; niced, MLflow's seconds of set-up would run only in
+the evaluation's idle moments and then alone after it), then writes at a lower priority
+(``os.nice(NICE)``: the writes fill the cores' idle moments instead of taking a share of busy
+ones), and recomputes the reconstruction crops itself when the run's codecs and dataset are
+registered names it can rebuild (``Job.config``), so the evaluating process never codes them
+(and keeps them from step to step: see :func:`~bench.integrations.tracking.reconstruction_crops`).
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import numpy as np
 from bench.errors import BenchError, UnavailableError
 from bench.integrations.tracking import Payload, Tracker
 
+NICE = 10  # the child's niceness: well below the evaluation, not starved by other programs at close()
 PACKAGES = {"tensorboard": ("tensorboard", "torch.utils.tensorboard"), "mlflow": ("mlflow",), "wandb": ("wandb",)}
 
 
@@ -36,6 +47,8 @@ class Job:
     run_id: str
     step: int
     images: dict[str, np.ndarray] = field(default_factory=dict)
+    config: Any = None  # a RunConfig of registered names: the child recomputes ``crops`` crops per codec
+    crops: int = 0
 
 
 def check_installed(kind: str) -> None:
@@ -55,6 +68,36 @@ def check_installed(kind: str) -> None:
             raise missing_package(PACKAGES[kind][0])
 
 
+def lower_priority(nice: int | None = None) -> int:
+    """Raise this process's niceness to ``nice`` (default :data:`NICE`; ``BENCH_TRACKER_NICE``
+    overrides it, 0 keeps it); returns the niceness now (unchanged where the OS has no nice)."""
+    if nice is None:
+        try:
+            nice = int(os.environ.get("BENCH_TRACKER_NICE", NICE))
+        except ValueError:
+            nice = NICE
+    try:
+        now = os.nice(0)
+        return os.nice(max(0, nice - now)) if nice > now else now
+    except (AttributeError, OSError):
+        return 0
+
+
+def rebuildable(config: Any) -> bool:
+    """True when ``config``'s dataset and codecs are registered names whose codecs may run in
+    another process (``parallel_safe``): a tracker's process can recompute the crops itself."""
+    from bench.errors import BenchError
+    from bench.registry import catalog
+
+    if config is None or not isinstance(config.dataset, str):
+        return False
+    try:
+        return all(isinstance(c, str) and getattr(catalog.codec_class(c), "parallel_safe", False)
+                   for c in config.codecs)
+    except (BenchError, LookupError, ImportError):
+        return False
+
+
 def _serve(spec: str, results_dir: str, jobs: Any, errors: Any, parent: int) -> None:
     """The child: open the tracker, write each job's payload, close; report the first error."""
     from bench.runtime.procs import die_with_parent
@@ -63,17 +106,21 @@ def _serve(spec: str, results_dir: str, jobs: Any, errors: Any, parent: int) -> 
     tracker = None
     try:
         from bench.integrations.tracker_kinds import make_tracker
-        from bench.integrations.tracking import payload
+        from bench.integrations.tracking import payload, reconstruction_crops
         from bench.storage.store import Store
 
         tracker = make_tracker(spec, results_dir)
+        tracker.prepare()
+        lower_priority()  # set-up at full speed (every write waits for it), the writes in idle moments
+        crops: dict[Any, np.ndarray] = {}  # registered codecs' crops, the same at every step
         while (job := jobs.get()) is not None:
             store = Store(Path(job.store), readonly=True)
             try:
                 data = payload(store, job.run_id, job.step, crops=0)
+                data.images = job.images if job.config is None or job.crops <= 0 else \
+                    reconstruction_crops(job.config, store, job.run_id, per_codec=job.crops, cache=crops)
             finally:
                 store.close()
-            data.images = job.images
             tracker.write(data)
     except BaseException as err:  # noqa: BLE001 - sent to the parent, raised by close()
         fix = err.fix if isinstance(err, BenchError) else "see the message"

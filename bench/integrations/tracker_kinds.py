@@ -73,6 +73,13 @@ class MLflowTracker(Tracker):
         self._params: dict[str, str] = {}
         self._runs: dict[str, str] = {}
 
+    def prepare(self) -> None:
+        """Import what the writes use (entities, the local artifact store) before the first one."""
+        import mlflow.entities  # noqa: F401
+        import mlflow.store.artifact.local_artifact_repo  # noqa: F401
+
+        super().prepare()
+
     def _start(self, data: Payload) -> str:
         if self.run_id is None:
             try:

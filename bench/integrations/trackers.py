@@ -23,7 +23,7 @@ honoured, offline when no API key is configured). One tracker object keeps one T
 writer / one MLflow run / one wandb run, so a sweep — or a training with the callback — logs
 every checkpoint or evaluation into the same one: metric histories with one point per step.
 Trackers named by text are opened and written in a background process
-(:mod:`bench.integrations.background`): logging does not slow the evaluation down.
+(:mod:`bench.integrations.background`): logging overlaps the evaluation.
 """
 
 from __future__ import annotations
@@ -89,16 +89,19 @@ def log_run(log: str | Tracker | Sequence[str | Tracker], store: Store, run_id: 
             config: RunConfig | None = None, crops: int = 2) -> None:
     """Send run ``run_id`` to the trackers in ``log`` at ``step`` (trackers given as text are
     opened beside the store and closed again)."""
-    from bench.integrations.background import Deferred, Job
+    from bench.integrations.background import Deferred, Job, rebuildable
 
     trackers, opened = open_trackers(log, Path(store.path).parent)
     try:
-        images = reconstruction_crops(config, store, run_id, per_codec=crops) if config is not None and crops > 0 \
-            else {}
+        # one background tracker alone recomputes the crops of registered codecs itself: not on this process's time
+        remote = len(trackers) == 1 and isinstance(trackers[0], Deferred) and crops > 0 and rebuildable(config)
+        images = reconstruction_crops(config, store, run_id, per_codec=crops) \
+            if config is not None and crops > 0 and not remote else {}
         data = None
         for tracker in trackers:
             if isinstance(tracker, Deferred):  # reads the run back from the store in its own process
-                tracker.send(Job(str(Path(store.path).resolve()), store.run(run_id)["run_id"], int(step or 0), images))
+                tracker.send(Job(str(Path(store.path).resolve()), store.run(run_id)["run_id"], int(step or 0), images,
+                                 config if remote else None, crops if remote else 0))
                 continue
             if data is None:
                 data = payload(store, run_id, step, crops=0)

@@ -62,11 +62,15 @@ def run_params(run: Mapping[str, Any]) -> dict[str, str]:
 
 
 def reconstruction_crops(config: RunConfig, store: Store, run_id: str, *, per_codec: int = 2,
-                         side: int = 128) -> dict[str, np.ndarray]:
+                         side: int = 128, cache: dict[Any, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Centre crops (``side`` px) of the first fully coded image: the original and each codec's
     reconstruction at its lowest and highest rate point (by bpp), recomputed with the run's
     codecs (instances as given, names rebuilt from their cards and ``config.codec_params``).
-    A codec that cannot be rebuilt or fails is left out."""
+    A codec that cannot be rebuilt or fails is left out. ``cache`` (a dict kept across calls,
+    e.g. by a tracker's process over a training) keeps the crops of registered codecs, keyed by
+    the pixels' sha256 (the rows' ``image_sha256``), the dataset's and codec's params and the
+    rate: a registered codec codes the same pixels the same way at every step, as the result
+    cache assumes; instances (a model being trained) are recomputed every time."""
     from bench.codecs.base import Codec
     from bench.errors import BenchError
     from bench.execution.pipeline import code
@@ -79,27 +83,54 @@ def reconstruction_crops(config: RunConfig, store: Store, run_id: str, *, per_co
         return {}
     config, _record = apply_protocol(config)  # the dataset as the run read it (a --protocol preset's size …)
     image_id = sorted({r.image_id for r in rows})[0]
-    dataset = config.dataset if not isinstance(config.dataset, str) else \
-        catalog.make_dataset(config.dataset, **config.dataset_params)
-    sample = dataset.get(image_id)
-    class_set = dataset.class_set.name if dataset.class_set else None
-    out = {"original": center_crop(sample.image, side)}
+    sha = next((r.notes.get("image_sha256") for r in rows if r.image_id == image_id and r.notes.get("image_sha256")),
+               None)
+    cache = cache if sha and isinstance(config.dataset, str) else None  # pixels unknown: nothing to match
+    seen: dict[str, Any] = {}
+
+    def sample() -> Any:
+        if "sample" not in seen:
+            dataset = config.dataset if not isinstance(config.dataset, str) else \
+                catalog.make_dataset(config.dataset, **config.dataset_params)
+            seen["sample"] = dataset.get(image_id)
+            seen["class_set"] = dataset.class_set.name if dataset.class_set else None
+        return seen["sample"]
+
+    where = (sha, side, config.dataset, json.dumps(config.dataset_params, sort_keys=True, default=str),
+             config.protocol, json.dumps(config.semantics_segmenter, sort_keys=True, default=str))
+    out = {"original": _cached(cache, (*where, "original"), lambda: center_crop(sample().image, side))}
     instances = {c.name: c for c in config.codecs if isinstance(c, Codec)}
+    given = set(instances)  # the caller's instances: never cached
     for name in dict.fromkeys(r.codec for r in rows if r.image_id == image_id):
         points = sorted((r for r in rows if r.image_id == image_id and r.codec == name), key=lambda r: math.inf if r.bpp is None else r.bpp)
         chosen = [points[0], points[-1]][:per_codec] if len(points) > 1 else points[:1]
         chosen = list({r.rate: r for r in chosen}.values())
-        try:
-            # names are built as the runner builds them (card, codec params, --weights-dir)
-            codec = instances.get(name) or resolve_codecs([name], config.codec_params,
-                                                          config.metric_options.get("weights_dir"))[0][0]
-        except BenchError:
-            continue
+        who = (*where, name, json.dumps(config.codec_params.get(name), sort_keys=True, default=str),
+               config.metric_options.get("weights_dir"))
         for r in chosen:
-            coded = code(codec, codec.rate_knob.parse(r.rate), sample, class_set)
-            if coded.recon is not None:
-                out[_UNSAFE.sub("_", f"{name}_rate_{r.rate}_{r.bpp:.3f}bpp")] = center_crop(coded.recon, side)
+            def recon(name: str = name, rate: str = r.rate) -> np.ndarray | None:
+                if name not in instances:  # names are built as the runner builds them (card, codec params, --weights-dir)
+                    instances[name] = resolve_codecs([name], config.codec_params,
+                                                     config.metric_options.get("weights_dir"))[0][0]
+                codec = instances[name]
+                coded = code(codec, codec.rate_knob.parse(rate), sample(), seen.get("class_set"))
+                return None if coded.recon is None else center_crop(coded.recon, side)
+            try:
+                crop = _cached(None if name in given else cache, (*who, r.rate), recon)
+            except BenchError:
+                break  # this codec cannot be rebuilt: left out
+            if crop is not None:
+                out[_UNSAFE.sub("_", f"{name}_rate_{r.rate}_{r.bpp:.3f}bpp")] = crop
     return out
+
+
+def _cached(cache: dict[Any, Any] | None, key: Any, make: Any) -> Any:
+    """``cache[key]``, made by ``make()`` when missing (no cache: made every time)."""
+    if cache is None:
+        return make()
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
 
 
 def payload(store: Store, run_id: str, step: int | None = None, *, config: RunConfig | None = None,
@@ -160,6 +191,11 @@ class Tracker(ABC):
         last, self._last = self._last, None
         return (last.step, render_figures(last)) if last is not None else (0, {})
 
+    def prepare(self) -> None:
+        """Do the slow set-up now (imports, a store, a service, matplotlib's first figure): a
+        background writer calls it before the first run arrives, so it overlaps the evaluation."""
+        warm_figures()
+
     @abstractmethod
     def write(self, data: Payload) -> None:
         """Log one run's scalars, figures, images and params at ``data.step``."""
@@ -172,6 +208,23 @@ class Tracker(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def warm_figures() -> None:
+    """Import and draw what the RD figures need once (matplotlib's Agg canvas, fonts, the report's
+    curve module), so that drawing them at ``close()`` costs only the drawing."""
+    import io
+
+    from matplotlib.figure import Figure
+
+    import bench.report.curves  # noqa: F401 (imported now, used by render_figures)
+
+    fig = Figure(figsize=(1, 1))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], "o-", label="x")
+    ax.set_xlabel("bpp")
+    ax.legend()
+    fig.savefig(io.BytesIO(), format="png", dpi=20)
 
 
 def missing_package(package: str) -> UnavailableError:

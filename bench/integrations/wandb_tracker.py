@@ -62,14 +62,29 @@ class WandbTracker(Tracker):
         self.project = project
         self.run_name = run_name
         self.run: Any = None
+        self._unnamed = False
+
+    def _init(self, name: str | None, config: dict[str, str]) -> None:
+        wandb = self.wandb
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(project=self.project, dir=str(self.directory), name=name, config=config,
+                              mode=wandb_mode(), reinit="create_new", settings=wandb.Settings(silent=True, console="off"))
+
+    def prepare(self) -> None:
+        """Start wandb's service and its run now (named and configured by the first write)."""
+        if self.run is None:
+            self._init(self.run_name, {})
+            self._unnamed = True
+        super().prepare()
 
     def write(self, data: Payload) -> None:
         wandb = self.wandb
         if self.run is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self.run = wandb.init(project=self.project, dir=str(self.directory), name=self.run_name or data.run_id,
-                                  config=dict(data.params), mode=wandb_mode(), reinit="create_new",
-                                  settings=wandb.Settings(silent=True, console="off"))
+            self._init(self.run_name or data.run_id, dict(data.params))
+        elif self._unnamed:  # started by prepare(): the first run names it and gives its config
+            self.run.name = self.run_name or data.run_id
+            self.run.config.update(dict(data.params))
+        self._unnamed = False
         row: dict[str, Any] = dict(data.scalars)
         row.update({f"crops/{name}": wandb.Image(image) for name, image in data.images.items()})
         self.keep_figures(data)
