@@ -156,3 +156,24 @@ def test_kill_9_of_a_report_leaves_no_drawing_process_and_no_temporary_file(tmp_
         time.sleep(0.1)
     assert not [p for p in children if alive(p)], "a drawing process outlived the report"
     assert not list(dest.glob(".rd_*")), "a drawing child left a temporary file"
+
+
+def test_ctrl_c_of_a_report_says_its_files_are_complete(tmp_path, monkeypatch, capsys):
+    from bench.cli import main
+
+    store = tmp_path / "bench.sqlite"
+    run_id = evaluate_quick(store)
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(render_mod, "start", interrupted)
+    assert main(["--out", str(tmp_path), "report", run_id]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        "interrupted: the files written so far are complete")
+
+
+def evaluate_quick(store: Path) -> str:
+    from bench import evaluate
+
+    return str(evaluate(["jpeg"], "demo", metrics=["psnr"], limit=1, rates=[50], store=store)["run_id"].iloc[0])

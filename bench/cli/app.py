@@ -58,6 +58,15 @@ def one_line(err: BenchError) -> str:
     return flat(err.problem) + (f"; fix: {flat(err.fix)}" if err.fix else "")
 
 
+def _kept(command: str) -> str:
+    """What an interrupted command leaves: stored rows to resume from, or complete files."""
+    if command in ("run", "sweep", "train"):
+        return "finished rows are stored; re-run the same command to resume"
+    if command == "fetch":
+        return "a partial download is kept; re-run the same command to resume it"
+    return "the files written so far are complete (none half-written); re-run the command for the rest"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
@@ -83,10 +92,10 @@ def _dispatch(args: argparse.Namespace, rest: list[str]) -> int:
         print(f"error: {printable(one_line(store_err))}", file=sys.stderr)
         return store_err.exit_code
     except Terminated:  # SIGTERM: as Ctrl-C, with its own exit code (128 + 15)
-        print("terminated (SIGTERM): finished rows are stored; re-run the same command to resume", file=sys.stderr)
+        print(f"terminated (SIGTERM): {_kept(args.command)}", file=sys.stderr)
         return TERMINATED_EXIT
     except KeyboardInterrupt:
-        print("interrupted: finished rows are stored; re-run the same command to resume", file=sys.stderr)
+        print(f"interrupted: {_kept(args.command)}", file=sys.stderr)
         return INTERRUPTED_EXIT
     except OSError as err:  # a file the command could not read or write
         from bench.runtime.limits import os_error_fix
