@@ -16,19 +16,19 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && "$VENV/bin/python" -c "
 fi
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-# --no-compile: no bytecode for the ~25,000 installed modules up front (a minute of 2 cores); Python
-# compiles the few hundred a run imports on first use
+# pip byte-compiles what it installs: needed here, where PYTHONDONTWRITEBYTECODE=1 would make every
+# process compile torch & co. from source again (--no-compile made the tests 1.7x slower)
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
 
 # torch and torchvision come together from the index, in one call: the local CPU torch
 # wheel has no matching torchvision (the PyPI one is a CUDA build that also runs on CPU).
 if ! "$VENV/bin/python" -c "import torch, torchvision, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null; then
-  "${pip[@]}" install --no-compile --isolated $TORCH_PAIR
+  "${pip[@]}" install --isolated $TORCH_PAIR
 fi
 
 # compressai 1.2.8 pins numpy<2 but works with numpy 2: install it without deps, then its deps.
-"${pip[@]}" install --no-compile -q -c scripts/constraints.txt --no-deps compressai==1.2.8
-"${pip[@]}" install --no-compile -q -c scripts/constraints.txt -e '.[test,metrics,learned,scale,heic,track,lightning,notebooks,fetch,dev]'
+"${pip[@]}" install -q -c scripts/constraints.txt --no-deps compressai==1.2.8
+"${pip[@]}" install -q -c scripts/constraints.txt -e '.[test,metrics,learned,scale,heic,track,lightning,notebooks,fetch,dev]'
 
 echo "$want" > "$STAMP"
 echo "setup: done ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"
