@@ -17,7 +17,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import signal
 import sys
 import threading
 import warnings
@@ -118,8 +117,7 @@ def _child(i: int) -> tuple[list[Path], list[tuple[type[Warning], str]]]:
 def _child_init(parent: int) -> None:
     from bench.runtime.procs import die_with_parent
 
-    die_with_parent(parent)
-    signal.signal(signal.SIGTERM, _unwind)  # the parent died (PDEATHSIG): unwind, removing temporary files
+    die_with_parent(parent, on_term=_unwind)  # the parent died: unwind, removing temporary files
 
 
 def _unwind(*_: object) -> None:

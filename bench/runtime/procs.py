@@ -23,7 +23,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from bench.modes import StartMethod
 
@@ -105,10 +106,15 @@ def _set_pdeathsig(sig: int) -> bool:
     return prctl is not None and prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Exit this process (killing its tools) as soon as ``parent_pid`` is no longer its parent."""
+def die_with_parent(parent_pid: int, on_term: Callable[..., Any] | None = None) -> None:
+    """Exit this process (killing its tools) as soon as ``parent_pid`` is no longer its parent.
+
+    ``on_term``: this process's SIGTERM handler instead of exiting at once (e.g. one raising
+    SystemExit, so that ``finally`` blocks remove temporary files); the watchdog then sends
+    SIGTERM to this process, and exits it itself only if it is still alive 5 s later."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _exit_now)  # PDEATHSIG, or the pool terminating a broken worker
+        # PDEATHSIG, or the pool terminating a broken worker
+        signal.signal(signal.SIGTERM, on_term or _exit_now)
     _set_pdeathsig(signal.SIGTERM)
     if os.getppid() != parent_pid:  # the parent died before the signal was armed
         _exit_now()
@@ -116,6 +122,9 @@ def die_with_parent(parent_pid: int) -> None:
     def watch() -> None:
         while os.getppid() == parent_pid:
             threading.Event().wait(WATCHDOG_S)
+        if on_term is not None:  # the main thread unwinds (the handler runs there)
+            os.kill(os.getpid(), signal.SIGTERM)
+            threading.Event().wait(5.0)
         _exit_now()
 
     threading.Thread(target=watch, name="bench-parent-watchdog", daemon=True).start()

@@ -97,9 +97,9 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
 
         raise OutputError(f"cannot write in {path.parent}: {err.strerror or err}",
                           os_error_fix(err, "choose a folder you can write")) from None
-    os.close(fd)
     tmp = Path(name)
-    try:
+    try:  # from the first statement after mkstemp: a signal (Ctrl-C, a dying parent) removes it
+        os.close(fd)
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is as readable as any new file
         os.replace(tmp, path)
