@@ -177,3 +177,15 @@ def evaluate_quick(store: Path) -> str:
     from bench import evaluate
 
     return str(evaluate(["jpeg"], "demo", metrics=["psnr"], limit=1, rates=[50], store=store)["run_id"].iloc[0])
+
+
+def test_report_width_double_draws_the_curves_at_7_16_inches(tmp_path):
+    from bench.cli import main
+
+    run_id = evaluate_quick(tmp_path / "bench.sqlite")
+    assert main(["--out", str(tmp_path), "report", "--width", "double", run_id]) == 0
+    png = tmp_path / run_id / "rd_psnr.png"
+    assert struct.unpack(">I", png.read_bytes()[16:20])[0] == round(7.16 * 200)
+    with pytest.raises(SystemExit) as exc:  # the parser's one-line usage error
+        main(["--out", str(tmp_path), "report", "--width", "triple", run_id])
+    assert exc.value.code == 2
