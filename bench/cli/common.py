@@ -141,7 +141,19 @@ def new_store(args: argparse.Namespace) -> Iterator[Any]:
 
 
 def warn_skip(name: str, reason: str) -> None:
-    print(f"warning: skipping {name}: {reason}", file=sys.stderr)
+    """One line of at most 100 columns: what is skipped and the command that gets what it lacks
+    (the whole reason: ``bench doctor -v``)."""
+    import re
+    import textwrap
+
+    head = f"warning: skipping {name}: "
+    get = re.search(r"\(get them: ([^)]*)\)", reason)
+    if get:
+        text = f"its weights are missing; get them: {get.group(1)}"
+    else:  # "codec 'x' is not available: " repeats what the head says
+        reason = re.sub(rf"^\w+ '{re.escape(name)}' is not available: ", "", " ".join(reason.split()))
+        text = textwrap.shorten(reason, 100 - len(head), placeholder=" … (bench doctor -v)")
+    print(head + text, file=sys.stderr)
 
 
 def bootstrap(args: argparse.Namespace, force: bool = False) -> Any:
