@@ -102,7 +102,7 @@ def overlaps(fig: Figure) -> list[str]:
              for t in _drawn_ticklabels(axis)]
     for tick in ticks:  # a clipped tick label: "1.0" cut by the figure's edge
         box = tick.get_window_extent(renderer)
-        if not (ax_in := fig.bbox.frozen()).contains(box.x0, box.y0) or not ax_in.contains(box.x1, box.y1):
+        if not (fig.bbox.contains(box.x0, box.y0) and fig.bbox.contains(box.x1, box.y1)):
             problems.append(f"tick label {tick.get_text()!r} is cut by the figure's edge")
     problems += cut_markers(fig)
     for name, box in boxes:

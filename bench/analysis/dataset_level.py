@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import sys
 import time
 from collections import defaultdict
@@ -30,6 +29,7 @@ from tqdm import tqdm
 from bench.errors import BenchError, StoreError
 from bench.metrics.base import Metric, State
 from bench.storage.store import Row, Store
+from bench.storage.summaries import write_through
 
 log = logging.getLogger("bench")
 
@@ -98,12 +98,7 @@ class DatasetValues:
         if not items:
             return 0
         try:
-            if not self.store.readonly:
-                self.store.put_dataset_values(self.run_id, items)
-            elif os.access(self.store.path, os.W_OK) and os.access(self.store.path.parent, os.W_OK):
-                with Store(self.store.path) as writable:
-                    writable.put_dataset_values(self.run_id, items)
-            else:
+            if not write_through(self.store, lambda s: s.put_dataset_values(self.run_id, items)):
                 return 0
         except (StoreError, OSError) as err:
             log.warning("dataset-level values not stored (%s); they are recomputed next time",

@@ -94,7 +94,6 @@ def _caption_texts(fig: Figure, blocks: list[tuple[str, str, str]], chars: int) 
         for line in reversed(_wrap([block], chars).split("\n")):
             t = fig.text(0.05, y, line, transform=fig.dpi_scale_trans, fontsize=CAPTION_SIZE,
                          color=colour, weight=weight, ha="left", va="bottom")
-            t.set_fontfeatures(NO_LIGATURES)
             y += t.get_window_extent(renderer).height / fig.dpi
             texts.append(t)
         y += 0.03

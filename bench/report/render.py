@@ -56,9 +56,10 @@ class FigureJob:
 @lru_cache(maxsize=1)
 def _code_hash() -> str:
     """The drawing code's own hash: an edited module redraws (an installed release never changes)."""
+    from bench.runtime.hashing import source_hash
+
     h = hashlib.sha256(matplotlib.__version__.encode())
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.read_bytes())
+    h.update(source_hash(Path(__file__).parent).encode())
     h.update(json.dumps(STYLE, sort_keys=True, default=str).encode())
     return h.hexdigest()
 

@@ -1,5 +1,6 @@
-"""File hashes (sha256) and the torch.hub convention of a sha256 prefix in a file name: a leaf
-module shared by the weights resolver and the fetch registry."""
+"""File hashes (sha256), the torch.hub convention of a sha256 prefix in a file name, and the hash
+of source folders: a leaf module shared by the weights resolver, the fetch registry and the
+stores of derived values (summaries, figures)."""
 
 from __future__ import annotations
 
@@ -41,4 +42,14 @@ def sha256_path(path: Path | str) -> str:
     h = hashlib.sha256()
     for f in sorted((f for f in p.rglob("*") if f.is_file()), key=lambda f: f.relative_to(p).as_posix()):
         h.update(f"{f.relative_to(p).as_posix()}:{sha256_file(f)}\n".encode())
+    return h.hexdigest()
+
+
+def source_hash(*folders: Path) -> str:
+    """sha256 over the ``*.py`` files below ``folders`` (names and bytes, in sorted order): a
+    key part that changes when the code that computed a stored value changes."""
+    h = hashlib.sha256()
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("*.py")):
+            h.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()

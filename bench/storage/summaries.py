@@ -5,7 +5,8 @@ a second before anything is drawn). ``bench run`` stores the summary when it end
 reader (``report``, ``figures``, ``compare``, the HTML) takes it from the ``summaries`` table
 while its key matches: a hash of the run record, of the rows' keys and write times (every row
 write stamps ``created``) and of the summarising code. A store opened read-only is written
-through a second, short-lived connection when the file is writable (as stored FID/KID values);
+through a second, short-lived connection when the file is writable (:func:`write_through`, as
+stored FID/KID values are);
 otherwise, or on any error, the summary is simply computed again next time.
 """
 
@@ -16,7 +17,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -42,13 +43,10 @@ _CODE = ("report", "analysis", "metrics")  # bench packages whose code decides a
 @lru_cache(maxsize=1)
 def _code_hash() -> str:
     from bench import __version__
+    from bench.runtime.hashing import source_hash
 
-    h = hashlib.sha256(__version__.encode())
     root = Path(__file__).resolve().parent.parent
-    for package in _CODE:
-        for path in sorted((root / package).rglob("*.py")):
-            h.update(path.read_bytes())
-    return h.hexdigest()
+    return hashlib.sha256((__version__ + source_hash(*(root / p for p in _CODE))).encode()).hexdigest()
 
 
 def summary_key(run: dict[str, Any], rows: Sequence[Row]) -> str | None:
@@ -90,23 +88,30 @@ def read_summary(store: Store, run_id: str, key: str | None) -> pd.DataFrame | N
         return None
 
 
+def write_through(store: Store, write: Callable[[Store], None]) -> bool:
+    """Call ``write`` with ``store``, or, when it was opened read-only (``report``, ``figures``,
+    ``compare`` open it so), with a short-lived writable connection to the same file when the
+    file and its folder are writable; False when neither (errors are the caller's)."""
+    if not store.readonly:
+        write(store)
+        return True
+    if os.access(store.path, os.W_OK) and os.access(store.path.parent, os.W_OK):
+        with Store(store.path) as writable:
+            write(writable)
+        return True
+    return False
+
+
 def write_summary(store: Store, run_id: str, key: str | None, df: pd.DataFrame) -> bool:
     """Store ``df`` as ``run_id``'s summary under ``key``; False when it could not be stored."""
     if key is None:
         return False
     row = (run_id, key, _encode(df))
     try:
-        if not store.readonly:
-            _put(store.db, row)
-        elif os.access(store.path, os.W_OK) and os.access(store.path.parent, os.W_OK):
-            with Store(store.path) as writable:
-                _put(writable.db, row)
-        else:
-            return False
+        return write_through(store, lambda s: _put(s.db, row))
     except (StoreError, sqlite3.Error, OSError) as err:
         log.info("summary of %s not stored (%s); it is computed again next time", run_id, err)
         return False
-    return True
 
 
 def _put(db: sqlite3.Connection, row: tuple[str, str, str]) -> None:
