@@ -204,3 +204,16 @@ def test_html_of_a_26_point_run_is_small_with_contents_and_no_bookkeeping(tmp_pa
     assert len(rates) >= 20 and rates == sorted(rates, key=float) and rates != sorted(rates)
     data = re.search(r'<script type="application/json" id="d0-iou-gt-data">(.*?)</script>', text).group(1)
     assert len(__import__("json").loads(data)["views"]) == 26  # per-class IoU at every rate point
+
+
+def test_html_curves_are_titled_with_the_runs_dataset_and_protocol(tmp_path):
+    """The page's curve frames carry the run's context, as `bench report`'s do ("dataset ?" was a defect)."""
+    from bench import evaluate
+    from bench.report.curves import figure_title
+    from bench.report.html import _groups
+
+    store_path = tmp_path / "bench.sqlite"
+    run_id = str(evaluate(["jpeg"], "demo", metrics=["psnr"], limit=1, rates=[50], store=store_path)["run_id"].iloc[0])
+    with Store(store_path, readonly=True) as store:
+        (group,) = _groups(store, [run_id])
+    assert figure_title(group.summary) == "demo, 1 image, protocol card"

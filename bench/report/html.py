@@ -52,7 +52,7 @@ from bench.storage.store import Store
 
 from ..errors import BenchError
 from . import html_iou
-from .attrs import frame_attrs
+from .attrs import frame_attrs, run_context
 from .caveats import caveat_note
 from .curves import curve_columns, curve_jobs
 from .floor import FLOOR_NOTE, floor_value, is_floor
@@ -141,7 +141,10 @@ def _groups(store: Store, run_ids: Sequence[str], ci: Any = None) -> list[_Group
             columns.update(df.attrs.get("columns", {}))
             frames.append(df)
         summary = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        summary.attrs = frame_attrs(columns=columns, codec_labels=shown, **({"ci": sums[0].attrs["ci"]} if ci else {}))
+        context = run_context(group_runs[0])  # one dataset content; the protocols of all the runs
+        context["protocol"] = ", ".join(dict.fromkeys(str(df.attrs.get("protocol") or "card") for df in sums))
+        summary.attrs = frame_attrs(columns=columns, codec_labels=shown, **context,
+                                    **({"ci": sums[0].attrs["ci"]} if ci else {}))
         out.append(_Group(group_runs, summary, origin))
     return out
 
