@@ -11,7 +11,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("BENCH_SHARED_DIR", ROOT.parent / "shared"))
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# xdist workers share the cores: torch threads per worker = cores // workers (two workers with two
+# OpenMP threads each on 2 cores stall each other: the SPIC adapter test took 33 s instead of 10)
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from bench.cli import main
 from bench.metrics import BUILTIN
 from bench.metrics.base import Pair, State
 from bench.metrics.fidelity import DIM, FID, KID
-from bench.metrics.frechet import clear_cache, frechet_distance
+from bench.metrics.frechet import clear_cache, frechet_distance, reference
 from bench.report.summary import summarise
 from bench.storage.store import Row, Store
 
@@ -47,7 +47,8 @@ def _reduced_fid(rec: np.ndarray, ref: np.ndarray) -> float:
                  + np.trace(np.cov(ref, rowvar=False)) - 2 * tr_sqrt)
 
 
-@pytest.mark.parametrize(("n", "d"), [(300, 128), (129, 128), pytest.param(2100, DIM, id="2100x2048")])  # N > D: full-rank covariances
+# N > D: full-rank covariances (D = 2048 against torch-fidelity: benchmarks/report_speed.py)
+@pytest.mark.parametrize(("n", "d"), [(300, 128), (129, 128), (600, 512)])
 def test_frechet_distance_equals_torch_fidelity(n: int, d: int) -> None:
     rec, ref = _features(n, d, n + d)
     clear_cache()
@@ -57,6 +58,15 @@ def test_frechet_distance_equals_torch_fidelity(n: int, d: int) -> None:
     assert frechet_distance(rec.copy(), ref.copy()) == frechet_distance(rec, ref)
     other = rec * 1.1 + 0.01  # another reconstruction against the same (cached) reference
     assert frechet_distance(other, ref) == pytest.approx(_torch_fidelity_fid(other, ref), rel=1e-6)
+
+
+def test_a_singular_reference_covariance_takes_the_eigen_factor() -> None:
+    rec, ref = _features(300, 128, 3)
+    ref[:, -1] = 1.0  # a constant feature: Σ_ref is singular and has no Cholesky factor
+    clear_cache()
+    assert not reference(ref, factor=True).triangular and reference(rec, factor=True).triangular
+    assert frechet_distance(rec, ref) == pytest.approx(_torch_fidelity_fid(rec, ref), rel=1e-6)
+    assert frechet_distance(ref, rec) == pytest.approx(_torch_fidelity_fid(ref, rec), rel=1e-6)
 
 
 def test_frechet_distance_below_the_feature_dimension_is_exact() -> None:

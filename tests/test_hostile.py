@@ -212,7 +212,7 @@ def test_recover_refuses_while_a_run_writes_the_store(fakes, capsys):
     out = fakes
     store = out / "bench.sqlite"
     proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *RUN, "--workers", "1", "--no-report",
-                             "--out", str(out)], env=_env(FAKE_CODEC_SLEEP="1.5"), start_new_session=True,
+                             "--out", str(out)], env=_env(FAKE_CODEC_SLEEP="0.6"), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 90

@@ -8,9 +8,11 @@ from cheaper, better-conditioned problems:
 * N ≤ D (any set smaller than the feature dimension, e.g. 24 Kodak images): with centred
   features X̃ᵢ, Σ₁Σ₂'s non-zero eigenvalues are the squared singular values of
   C = X̃₁X̃₂ᵀ/√((N₁−1)(N₂−1)) (N₁×N₂), so tr √(Σ₁Σ₂) is C's nuclear norm;
-* N > D: Σ_ref = B Bᵀ with B = V √Λ from ``eigh`` of the reference covariance, cached per
-  reference feature set (the originals of a dataset are the same at every codec × rate
-  point), and tr √(Σ₁Σ₂) = Σ √eig(Bᵀ Σ_rec B), a symmetric ``eigvalsh``.
+* N > D: Σ_ref = L Lᵀ with L its lower Cholesky factor (or B = V √Λ from ``eigh`` when Σ_ref
+  is not positive definite), cached per reference feature set (the originals of a dataset are
+  the same at every codec × rate point), and tr √(Σ₁Σ₂) = Σ √eig(Lᵀ Σ_rec L). With
+  Y = Lᵀ X̃_recᵀ (a triangular product, half a general one's work), Lᵀ Σ_rec L = Y Yᵀ/(N−1)
+  (a symmetric rank-k update, half again), then one symmetric ``eigvalsh`` (LAPACK ``evr``).
 
 Both equal torch-fidelity's value to ~1e-12 relative (its own ``eigvals`` carries ~1e-13
 noise). Units: the features' squared units; ≥ 0 up to rounding.
@@ -24,6 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import LinAlgError, blas, cholesky, eigh
 
 _CACHE_SIZE = 4  # reference factors kept (each D×D float64: 32 MB at D = 2048)
 
@@ -31,13 +34,15 @@ _CACHE_SIZE = 4  # reference factors kept (each D×D float64: 32 MB at D = 2048)
 @dataclass(frozen=True)
 class Reference:
     """What the Fréchet distance needs of the reference set: mean, covariance trace, and
-    either its centred features (N ≤ D) or a factor B with Σ = B Bᵀ (N > D)."""
+    either its centred features (N ≤ D) or a factor B with Σ = B Bᵀ (N > D): lower triangular
+    (Cholesky) when ``triangular``, else V √Λ."""
 
     mu: np.ndarray
     trace: float
     n: int
     centred: np.ndarray | None = None
     factor: np.ndarray | None = None
+    triangular: bool = False
 
 
 _REFERENCES: OrderedDict[str, Reference] = OrderedDict()
@@ -63,8 +68,13 @@ def reference(features: np.ndarray, *, factor: bool | None = None) -> Reference:
     centred = x - mu
     trace = float(np.einsum("ij,ij->", centred, centred)) / (n - 1) if n > 1 else math.nan
     if need_factor:
-        w, v = np.linalg.eigh(centred.T @ centred / (n - 1))
-        ref = Reference(mu, trace, n, factor=v * np.sqrt(np.clip(w, 0, None)))
+        cov = centred.T @ centred / (n - 1)
+        try:
+            ref = Reference(mu, trace, n, factor=np.asfortranarray(cholesky(cov, lower=True, check_finite=False)),
+                            triangular=True)
+        except LinAlgError:  # singular (e.g. a constant feature): the eigen-factor holds for any PSD Σ
+            w, v = np.linalg.eigh(cov)
+            ref = Reference(mu, trace, n, factor=v * np.sqrt(np.clip(w, 0, None)))
     else:
         ref = Reference(mu, trace, n, centred=centred)
     _REFERENCES[key] = ref
@@ -76,6 +86,19 @@ def reference(features: np.ndarray, *, factor: bool | None = None) -> Reference:
 def clear_cache() -> None:
     """Forget the cached reference factors."""
     _REFERENCES.clear()
+
+
+def _trace_sqrt(x1: np.ndarray, r: Reference) -> float:
+    """tr √(Σ₁ Σ_ref) = Σ √eig(Bᵀ Σ₁ B) for centred rows ``x1`` (N₁ > 1), Σ_ref = B Bᵀ."""
+    b = r.factor
+    assert b is not None
+    if r.triangular:  # Y = Lᵀ X̃₁ᵀ in place on X̃₁ᵀ (D×N₁, Fortran order: no copy)
+        y = blas.dtrmm(1.0, b, x1.T, side=0, lower=1, trans_a=1, overwrite_b=1)
+    else:
+        y = (x1 @ b).T
+    gram = blas.dsyrk(1.0 / (len(x1) - 1), y)  # upper triangle of Y Yᵀ/(N₁−1) = Bᵀ Σ₁ B
+    w = eigh(gram, lower=False, eigvals_only=True, overwrite_a=True, check_finite=False, driver="evr")
+    return float(np.sqrt(np.clip(w, 0, None)).sum())
 
 
 def frechet_distance(rec: np.ndarray, ref: np.ndarray) -> float:
@@ -97,10 +120,6 @@ def frechet_distance(rec: np.ndarray, ref: np.ndarray) -> float:
         cross = (x1 @ r.centred.T) / math.sqrt((n1 - 1) * (n2 - 1))
         tr_sqrt = float(np.linalg.svd(cross, compute_uv=False).sum())
     else:
-        b = r.factor
-        assert b is not None
-        m = x1 @ b  # N₁×D: Bᵀ Σ₁ B = MᵀM/(N₁−1)
-        gram = m.T @ m / (n1 - 1)
-        tr_sqrt = float(np.sqrt(np.clip(np.linalg.eigvalsh(gram), 0, None)).sum())
+        tr_sqrt = _trace_sqrt(x1, r)
     diff = mu1 - r.mu
     return float(diff @ diff + tr1 + r.trace - 2.0 * tr_sqrt)
