@@ -6,6 +6,7 @@ run's dataset; reference rows are lines; bookkeeping columns are never plotted."
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -124,6 +125,18 @@ def test_curve_files_caption_and_type42_fonts(tmp_path):
     assert b"/FontFile2" in pdf and b"/Type3" not in pdf  # TrueType (Type 42) embedded
     caption = (tmp_path / "rd_psnr.caption.txt").read_text()
     assert "kodak" in caption and "PSNR" in caption
+
+
+def test_a_pdf_embeds_one_font_subset_with_the_warning_and_fi_in_its_texts(tmp_path):
+    """The red warning is not bold and "fi" is no ligature: a second Type 42 subset (a bold face,
+    a ligature glyph) costs ~0.25 s a file."""
+    df = summary().rename(columns={"lpips": "lpips (random weights)"})
+    df.loc[df["codec"] == "webp", "codec"] = "fine-webp"
+    paths = write_curves(df, tmp_path, ["lpips (random weights)"])
+    pdf = next(p for p in paths if p.suffix == ".pdf").read_bytes()
+    assert "RANDOM WEIGHTS" in (tmp_path / "rd_lpips_random-weights.caption.txt").read_text()
+    fonts = set(re.findall(rb"/BaseFont /([A-Z]{6}\+[\w-]+)", pdf))
+    assert len(fonts) == 1 and pdf.count(b"/FontFile2") == 1, fonts
 
 
 def test_codec_colours_are_distinct_and_colour_blind_safe_for_the_known_codecs():

@@ -26,7 +26,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import LinAlgError, blas, cholesky, eigh
 
 _CACHE_SIZE = 4  # reference factors kept (each D×D float64: 32 MB at D = 2048)
 
@@ -68,6 +67,8 @@ def reference(features: np.ndarray, *, factor: bool | None = None) -> Reference:
     centred = x - mu
     trace = float(np.einsum("ij,ij->", centred, centred)) / (n - 1) if n > 1 else math.nan
     if need_factor:
+        from scipy.linalg import LinAlgError, cholesky  # 0.17 s of import: only when a factor is made
+
         cov = centred.T @ centred / (n - 1)
         try:
             ref = Reference(mu, trace, n, factor=np.asfortranarray(cholesky(cov, lower=True, check_finite=False)),
@@ -90,6 +91,8 @@ def clear_cache() -> None:
 
 def _trace_sqrt(x1: np.ndarray, r: Reference) -> float:
     """tr √(Σ₁ Σ_ref) = Σ √eig(Bᵀ Σ₁ B) for centred rows ``x1`` (N₁ > 1), Σ_ref = B Bᵀ."""
+    from scipy.linalg import blas, eigh
+
     b = r.factor
     assert b is not None
     if r.triangular:  # Y = Lᵀ X̃₁ᵀ in place on X̃₁ᵀ (D×N₁, Fortran order: no copy)
