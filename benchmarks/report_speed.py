@@ -14,7 +14,12 @@
    form), and prints the speed-up and the relative difference (target: ≥ 5×, ≤ 1e-6 where
    torch-fidelity's own value is exact, i.e. full-rank statistics).
 
+   With ``--kodak DIR`` the run is the issue's own instead: 6 Kodak images, jpeg, jpeg2000,
+   webp, bpg and original at their cards' points (7 + 6 + 7 + 5 + 1 = 26), ``--metrics all``
+   (metric networks with random weights where none are present; bpgenc on PATH).
+
     python benchmarks/report_speed.py [--images 5] [--out /tmp/bench-report-speed] [--fid-n 2100]
+    python benchmarks/report_speed.py --kodak ../shared/data/kodak --skip-fid --out DIR
 """
 
 from __future__ import annotations
@@ -53,9 +58,16 @@ def _run_id(out: Path, tag: str | None) -> str:
     return max(runs, key=lambda r: r["updated"])["run_id"]
 
 
-def cli_part(out: Path, images: int) -> None:
-    common = ["--dataset", "demo", "--limit", str(images), "--codecs", "jpeg", "--rates", ",".join(QUALITIES),
-              "--metrics", "psnr,fid,kid", "--allow-random-weights", "-q", "--no-report"]
+def cli_part(out: Path, images: int, kodak: Path | None) -> None:
+    if kodak is None:
+        common = ["--dataset", "demo", "--limit", str(images), "--codecs", "jpeg", "--rates", ",".join(QUALITIES),
+                  "--metrics", "psnr,fid,kid"]
+        what = f"{images} demo images x {len(QUALITIES)} jpeg rate points, psnr+fid+kid"
+    else:
+        common = ["--dataset", "kodak", "--root", str(kodak), "--limit", "6", "--codecs",
+                  "jpeg,jpeg2000,webp,bpg,original", "--metrics", "all"]
+        what = "6 Kodak images x 26 rate points (jpeg, jpeg2000, webp, bpg, original), all metrics"
+    common += ["--allow-random-weights", "-q", "--no-report"]
     if (out / "bench.sqlite").exists():  # a stored run would be served from the result cache
         raise SystemExit(f"{out} already holds a run store: pass an empty --out folder")
     t_run = _bench(out, "run", *common)
@@ -69,7 +81,7 @@ def cli_part(out: Path, images: int) -> None:
         "figures (2nd)": _bench(out, "figures", "--preset", "all", "--dest", str(out / "figs"), a),
         "compare": _bench(out, "compare", a, b),
     }
-    print(f"run: {images} images x {len(QUALITIES)} jpeg rate points, psnr+fid+kid: {t_run:.1f} s wall")
+    print(f"run: {what}: {t_run:.1f} s wall")
     print(f"{'command':<24}{'seconds':>9}{'% of run':>10}  targets: <= 3 s, <= 5 %")
     for name, s in timings.items():
         print(f"{name:<24}{s:>9.2f}{100 * s / t_run:>9.1f}%  {'ok' if s <= 3 and s <= 0.05 * t_run else 'OVER'}")
@@ -109,6 +121,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=5, help="demo images (it has 5)")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default: a temporary one, removed)")
+    ap.add_argument("--kodak", type=Path, default=None, help="Kodak folder: time the issue's 26-point run")
     ap.add_argument("--fid-n", type=int, default=2100, help="N of the full-rank FID timing (> 2048)")
     ap.add_argument("--fid-n-low", type=int, default=500, help="N of the low-rank FID timing (< 2048)")
     ap.add_argument("--skip-cli", action="store_true")
@@ -117,7 +130,7 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-report-speed-"))
     try:
         if not args.skip_cli:
-            cli_part(out, args.images)
+            cli_part(out, args.images, args.kodak)
         if not args.skip_fid:
             fid_part(args.fid_n, args.fid_n_low)
     finally:

@@ -23,6 +23,7 @@ from bench.datasets.base import Dataset, Sample
 from bench.errors import MetricError, UnavailableError, WeightsError
 from bench.execution import runner
 from bench.metrics import fidelity as F
+from bench.metrics import inception as Inc
 from bench.metrics.base import Pair
 from bench.runtime import weights as W
 from bench.runtime.refcache import RefCache
@@ -59,7 +60,7 @@ def inception(tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as mp:
         for var in _ENV:
             mp.delenv(var, raising=False)
-        mp.setattr(F, "INCEPTION_WEIGHTS", dataclasses.replace(_PUBLISHED, sha256=W.sha256_file(path)))
+        mp.setattr(Inc, "INCEPTION_WEIGHTS", dataclasses.replace(_PUBLISHED, sha256=W.sha256_file(path)))
         yield path
 
 
@@ -69,7 +70,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for var in _ENV:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(F, "INCEPTION_WEIGHTS", _PUBLISHED)
+    monkeypatch.setattr(Inc, "INCEPTION_WEIGHTS", _PUBLISHED)
     empty = tmp_path / "empty"
     empty.mkdir()
     return empty

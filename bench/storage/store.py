@@ -17,20 +17,30 @@ under it.
 from __future__ import annotations
 
 import functools
-import io
 import json
 import sqlite3
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
-
 from bench.errors import OutputError, StoreDamagedError, StoreError
 from bench.storage import lock
+from bench.storage.rows import (  # noqa: F401 - Row, pack_states, unpack_states: re-exported
+    Row,
+    dumps,
+    json_object,
+    pack_states,
+    row_from_columns,
+    unpack_states,
+)
+from bench.storage.store_errors import (  # noqa: F401 - re-exported for the CLI
+    not_a_store_error,
+    not_sqlite,
+    recover_fix,
+    store_error,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -79,106 +89,6 @@ CREATE TABLE IF NOT EXISTS dataset_values (
     PRIMARY KEY (run_id, codec, rate, metric)
 );
 """
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, allow_nan=True, default=str)
-
-
-@dataclass
-class Row:
-    """One image × codec × rate result. ``bytes`` maps part name → byte count."""
-
-    codec: str
-    rate: str
-    image_id: str
-    status: str = "ok"
-    error: str | None = None
-    height: int | None = None
-    width: int | None = None
-    bytes: dict[str, int] = field(default_factory=dict)
-    bpp: float | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # metric -> state
-    seconds: dict[str, float] = field(default_factory=dict)
-    notes: dict[str, str] = field(default_factory=dict)
-    metric_errors: dict[str, str] = field(default_factory=dict)  # metric -> error; the row stays "ok"
-    created: float | None = field(default=None, compare=False)  # when stored (time.time()); None before
-
-
-def recover_fix(path: Path | str) -> str:
-    """How to get the intact rows of a damaged store back (the fix of a StoreDamagedError)."""
-    out = Path(path).parent
-    return (f"run `bench --out {out} recover` to copy every readable row into a fresh store "
-            f"(the damaged file is kept beside it), then re-run your command: lost rows are recomputed")
-
-
-_DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
-_DAMAGED_TEXT = ("malformed", "not a database", "disk image", "corrupt")
-
-
-SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-def not_sqlite(path: Path | str) -> bool:
-    """True when ``path`` is a non-empty file that does not start with SQLite's header."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(len(SQLITE_MAGIC))
-    except OSError:
-        return False
-    return bool(head) and head != SQLITE_MAGIC
-
-
-def not_a_store_error(path: Path | str, what: str) -> StoreError:
-    """The error for a file at the store path that is no bench run store (nothing to recover)."""
-    return StoreError(f"{path} is {what}, not a bench run store; nothing was written to it",
-                      f"pass --out DIR for a folder of its own, or move the file away (mv {path} {path}.bak) "
-                      "and re-run: a fresh store is made")
-
-
-def _limit_note() -> str:
-    """' (ulimit -f is N blocks)' when a file size limit is set (a full-disk error may be that)."""
-    try:
-        import resource
-
-        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    except (ImportError, OSError, ValueError):
-        return ""
-    return "" if soft == resource.RLIM_INFINITY else f" or raise the file size limit (ulimit -f is {soft // 1024} KiB)"
-
-
-def store_error(err: BaseException, path: Path | str) -> StoreError:
-    """The StoreError (with a fix) for a sqlite3 error on the store at ``path``."""
-    name = str(getattr(err, "sqlite_errorname", "") or "")
-    text = str(err)
-    if (name.startswith("SQLITE_NOTADB") or "not a database" in text) and not_sqlite(path):
-        return not_a_store_error(path, "not an SQLite file")
-    if name.startswith(_DAMAGED) or any(t in text.lower() for t in _DAMAGED_TEXT):
-        return StoreDamagedError(f"run store {path} is damaged ({text})", recover_fix(path))
-    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
-        return StoreError(f"run store {path} is locked by another process ({text})",
-                          "wait for the other bench command to finish, or pass --out DIR for a separate store")
-    if name.startswith("SQLITE_READONLY") or "readonly" in text:
-        return StoreError(f"run store {path} is read-only ({text})",
-                          "`runs`, `report --dest DIR`, `export` and `compare` work on it; to run, make it "
-                          "writable or pass --out DIR for a new store")
-    if name.startswith("SQLITE_FULL") or "disk is full" in text:
-        return StoreError(f"run store {path}: disk full ({text})",
-                          f"free disk space{_limit_note()}, then re-run to resume")
-    if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
-        from bench.runtime.limits import fd_limit_note
-
-        return StoreError(f"cannot open run store {path} ({text})",
-                          f"check that the folder exists and is readable{fd_limit_note()}, or pass --out DIR")
-    if name.startswith("SQLITE_IOERR") or "disk I/O error" in text:
-        from bench.runtime.limits import fd_limit_note
-
-        return StoreError(f"run store {path}: {type(err).__name__}: {text}",
-                          f"check free disk space and the file and folder permissions{_limit_note()}"
-                          f"{fd_limit_note()}, or pass --out DIR for a separate store")
-    return StoreError(f"run store {path}: {type(err).__name__}: {text}",
-                      "check the file and folder permissions, or pass --out DIR for a separate store")
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -336,19 +246,19 @@ class Store:
             if exists:
                 self.db.execute(
                     "UPDATE runs SET updated = ?, meta = ?, status = 'running' WHERE run_id = ?",
-                    (now, _dumps(meta), run_id),
+                    (now, dumps(meta), run_id),
                 )
             else:
                 self.db.execute(
                     "INSERT INTO runs VALUES (?, ?, ?, ?, ?, 'running')",
-                    (run_id, now, now, _dumps(config), _dumps(meta)),
+                    (run_id, now, now, dumps(config), dumps(meta)),
                 )
         return exists
 
     @_guarded
     def update_meta(self, run_id: str, meta: dict[str, Any]) -> None:
         with self.db:
-            self.db.execute("UPDATE runs SET meta = ?, updated = ? WHERE run_id = ?", (_dumps(meta), time.time(), run_id))
+            self.db.execute("UPDATE runs SET meta = ?, updated = ? WHERE run_id = ?", (dumps(meta), time.time(), run_id))
 
     @_guarded
     def finish_run(self, run_id: str) -> None:
@@ -360,8 +270,8 @@ class Store:
         cur = self.db.execute("SELECT run_id, created, updated, config, meta, status FROM runs ORDER BY created")
         try:
             return [
-                {"run_id": r[0], "created": r[1], "updated": r[2], "config": _mapping(r[3], "config"),
-                 "meta": _mapping(r[4], "meta"), "status": r[5]}
+                {"run_id": r[0], "created": r[1], "updated": r[2], "config": json_object(r[3], "config"),
+                 "meta": json_object(r[4], "meta"), "status": r[5]}
                 for r in cur.fetchall()
             ]
         except (ValueError, TypeError) as err:
@@ -407,8 +317,8 @@ class Store:
                 "bpp, metrics, states, seconds, created, notes, metric_errors) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run_id, row.codec, row.rate, row.image_id, row.status, row.error, row.height, row.width,
-                 _dumps(row.bytes), row.bpp, _dumps(row.metrics), states, _dumps(row.seconds), time.time(),
-                 _dumps(row.notes), _dumps(row.metric_errors)),
+                 dumps(row.bytes), row.bpp, dumps(row.metrics), states, dumps(row.seconds), time.time(),
+                 dumps(row.notes), dumps(row.metric_errors)),
             )
 
     def rows(self, run_id: str, states: bool = True) -> Iterator[Row]:
@@ -424,7 +334,7 @@ class Store:
                 (run_id,),
             )
             for r in cur:
-                yield _row(r)
+                yield row_from_columns(r)
         except sqlite3.Error as err:
             raise store_error(err, self.path) from None
         except (ValueError, TypeError, KeyError, OSError) as err:  # a row whose JSON or npz does not parse
@@ -463,46 +373,3 @@ class Store:
     @_guarded
     def count(self, run_id: str) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM rows WHERE run_id = ?", (run_id,)).fetchone()[0])
-
-
-def _mapping(text: str | None, what: str) -> dict[str, Any]:
-    """A JSON object column; JSON of another shape (``'[]'``, ``'3'``) raises TypeError (damage)."""
-    value = json.loads(text or "{}")
-    if not isinstance(value, dict):
-        raise TypeError(f"{what} is a JSON {type(value).__name__}, not an object")
-    return value
-
-
-def _row(r: tuple[Any, ...]) -> Row:
-    """A Row from the columns selected by :meth:`Store.rows` (raises on unparsable or wrongly
-    shaped JSON, or npz)."""
-    for i, what in ((0, "codec"), (1, "rate"), (2, "image_id"), (3, "status")):
-        if not isinstance(r[i], str):
-            raise TypeError(f"{what} is {type(r[i]).__name__}, not text")
-    if r[8] is not None and not isinstance(r[8], (int, float)):
-        raise TypeError(f"bpp is {type(r[8]).__name__}, not a number")
-    return Row(
-        codec=r[0], rate=r[1], image_id=r[2], status=r[3], error=r[4], height=r[5], width=r[6],
-        bytes=_mapping(r[7], "bytes"), bpp=r[8], metrics=_mapping(r[9], "metrics"),
-        states=unpack_states(r[10]) if r[10] else {},
-        seconds=_mapping(r[11], "seconds"), notes=_mapping(r[12], "notes"),
-        metric_errors=_mapping(r[13], "metric_errors") if len(r) > 13 else {},
-        created=float(r[14]) if len(r) > 14 and isinstance(r[14], (int, float)) else None,
-    )
-
-
-def pack_states(states: dict[str, dict[str, np.ndarray]]) -> bytes:
-    """All metric states of one row as one npz blob (arrays named ``metric/key``)."""
-    flat: dict[str, Any] = {f"{metric}/{key}": np.asarray(v) for metric, st in states.items() for key, v in st.items()}
-    buf = io.BytesIO()
-    np.savez(buf, **flat)
-    return buf.getvalue()
-
-
-def unpack_states(blob: bytes) -> dict[str, dict[str, np.ndarray]]:
-    out: dict[str, dict[str, np.ndarray]] = {}
-    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-        for name in npz.files:
-            metric, _, key = name.partition("/")
-            out.setdefault(metric, {})[key] = npz[name]
-    return out
