@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from sweep_fixtures import DEMO_MICRO, write_checkpoints
 
-from bench.analysis.sweep import find_checkpoints, parse_name, settings_key
+from bench.analysis.checkpoints import find_checkpoints, parse_name
+from bench.analysis.sweep import settings_key
 from bench.cli import main
 from bench.errors import ConfigError
 from bench.execution.runner import RunConfig

@@ -110,11 +110,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Evaluate every checkpoint matching --checkpoints (one tagged run each), write the
     metric-vs-step table and figure, and gate the newest checkpoint (exit 6 on a regression)."""
+    from bench.analysis.checkpoints import find_checkpoints
     from bench.analysis.compare import REGRESSION_EXIT
     from bench.analysis.sweep import (
         SweepResult,
         check_references,
-        find_checkpoints,
         gate,
         run_sweep,
         sweep_tables,
