@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from fakes_bench import count_calls
 
-import bench.storage.store as store_mod
+import bench.storage.rows as rows_mod
 from bench import evaluate
 from bench.analysis.coverage import restrict
 from bench.report.summary import _summarise, load_run, summarise
@@ -28,7 +28,7 @@ def run_store(tmp_path_factory) -> tuple[Path, str]:
 
 @pytest.fixture
 def unpacks(monkeypatch):
-    return count_calls(monkeypatch, store_mod, "unpack_states")
+    return count_calls(monkeypatch, rows_mod, "unpack_states")
 
 
 def test_the_stored_summary_equals_a_fresh_one_and_unpacks_nothing(run_store, unpacks):

@@ -285,8 +285,10 @@ def compare(store: Store, run_a: str, run_b: str | None = None, *, metrics: Sequ
     if same_run and not (anchor and test):
         raise ConfigError("comparing a run with itself needs two codecs",
                           "give a second run, or --anchor CODEC --test CODEC to compare two codecs of one run")
-    loaded_a = load_run(store, ra["run_id"])
-    loaded_b = loaded_a if same_run else load_run(store, rb["run_id"])
+    # the stored summaries serve whole runs: rows' metric states are read only for intervals or a subset
+    states = ci is not None
+    loaded_a = load_run(store, ra["run_id"], states=states)
+    loaded_b = loaded_a if same_run else load_run(store, rb["run_id"], states=states)
     codecs_a = list(dict.fromkeys(r.codec for r in loaded_a[1]))
     codecs_b = codecs_a if same_run else list(dict.fromkeys(r.codec for r in loaded_b[1]))
     if anchor or test:
@@ -307,7 +309,10 @@ def compare(store: Store, run_a: str, run_b: str | None = None, *, metrics: Sequ
         check_same_protocol(ra, rb)
     cov = coverage(loaded_a, loaded_b, pairs)
     check_complete(cov, ra["run_id"], rb["run_id"], allow_partial)
-    if not cov.complete:  # only the images both runs finished
+    if not cov.complete:  # only the images both runs finished, summarised from their states
+        if not states:
+            loaded_a = load_run(store, ra["run_id"])
+            loaded_b = loaded_a if same_run else load_run(store, rb["run_id"])
         loaded_a = restrict(loaded_a, cov.common)
         loaded_b = loaded_a if same_run else restrict(loaded_b, cov.common)
     df_a = rate_view(summarise(store, ra["run_id"], loaded_a), rate)
