@@ -86,3 +86,18 @@ def test_a_store_it_cannot_write_is_summarised_every_time(run_store, tmp_path, u
             n = unpacks["n"]
             assert summarise(store, run_id)["n_ok"].tolist() == [2, 2]
             assert unpacks["n"] > n
+
+
+def test_rows_with_some_states_read_only_theirs_and_are_summarised_from_the_store(run_store):
+    path, run_id = run_store
+    with Store(path, readonly=True) as store:
+        full = list(store.rows(run_id))
+        some = list(store.rows(run_id, states=["psnr"]))
+        assert [set(r.states) for r in full] == [{"psnr", "kid"}] * len(full)
+        assert all(set(r.states) == {"psnr"} for r in some)
+        for a, b in zip(full, some):
+            assert a.states["psnr"].keys() == b.states["psnr"].keys()
+            assert all((a.states["psnr"][k] == b.states["psnr"][k]).all() for k in a.states["psnr"])
+        loaded = load_run(store, run_id, states=["psnr"])
+        assert not loaded[1].states  # not all states: a summary is never computed from these rows
+        pd.testing.assert_frame_equal(summarise(store, run_id, loaded), summarise(store, run_id), check_exact=True)

@@ -210,7 +210,7 @@ def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions) ->
     """Original and reconstructions (recomputed) of one image, centre-cropped."""
     rows: dict[str, Any] = {}
     for run in group.runs:
-        for r in store.rows(run["run_id"]):
+        for r in store.rows(run["run_id"], states=False):
             if r.status == "ok":
                 rows.setdefault(r.image_id, []).append((run, r))
     if not rows:

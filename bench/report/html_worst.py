@@ -66,7 +66,7 @@ def worst_html(store: Store, group: _Group, options: HtmlOptions, bpp: float = m
         dataset = None
     by_origin = {v: k for k, v in group.origin.items()}
     for run in group.runs:
-        loaded = load_run(store, run["run_id"])
+        loaded = load_run(store, run["run_id"], states=("miou",))  # per-image IoU: the one state needed
         images = with_image_iou(per_image(store, run["run_id"], loaded), loaded[1], run)
         worst = worst_images(images, options.worst)
         if worst.empty:

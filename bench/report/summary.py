@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -169,13 +169,14 @@ class StoredRows(list[Row]):  # a subclass only to mark where the rows came from
     states = True
 
 
-def load_run(store: Store, run_id: str, states: bool = True) -> Loaded:
+def load_run(store: Store, run_id: str, states: bool | Collection[str] = True) -> Loaded:
     """A run's metadata and all its rows, read once; :func:`summarise`, :func:`per_image`
     and :func:`failures` take it as ``loaded`` instead of reading the store again.
-    ``states=False``: rows without metric states (what tables need when the summary is stored)."""
+    ``states=False``: rows without metric states (what tables need when the summary is
+    stored); metric names: only theirs (such rows are summarised from the store's)."""
     run = store.run(run_id)
     rows = StoredRows(store.rows(run["run_id"], states=states))
-    rows.states = states
+    rows.states = states is True
     return run, rows
 
 

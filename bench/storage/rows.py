@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +45,7 @@ def json_object(text: str | None, what: str) -> dict[str, Any]:
     return value
 
 
-def row_from_columns(r: tuple[Any, ...]) -> Row:
+def row_from_columns(r: tuple[Any, ...], metrics: Collection[str] | None = None) -> Row:
     """A Row from the columns selected by :meth:`Store.rows` (raises on unparsable or wrongly
     shaped JSON, or npz)."""
     for i, what in ((0, "codec"), (1, "rate"), (2, "image_id"), (3, "status")):
@@ -55,7 +56,7 @@ def row_from_columns(r: tuple[Any, ...]) -> Row:
     return Row(
         codec=r[0], rate=r[1], image_id=r[2], status=r[3], error=r[4], height=r[5], width=r[6],
         bytes=json_object(r[7], "bytes"), bpp=r[8], metrics=json_object(r[9], "metrics"),
-        states=unpack_states(r[10]) if r[10] else {},
+        states=unpack_states(r[10], metrics) if r[10] else {},
         seconds=json_object(r[11], "seconds"), notes=json_object(r[12], "notes"),
         metric_errors=json_object(r[13], "metric_errors") if len(r) > 13 else {},
         created=float(r[14]) if len(r) > 14 and isinstance(r[14], (int, float)) else None,
@@ -70,10 +71,13 @@ def pack_states(states: dict[str, dict[str, np.ndarray]]) -> bytes:
     return buf.getvalue()
 
 
-def unpack_states(blob: bytes) -> dict[str, dict[str, np.ndarray]]:
+def unpack_states(blob: bytes, metrics: Collection[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """The states of :func:`pack_states`; only those of ``metrics`` when given (the others'
+    arrays are not read: FID's and KID's feature rows are most of a row's bytes)."""
     out: dict[str, dict[str, np.ndarray]] = {}
     with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
         for name in npz.files:
             metric, _, key = name.partition("/")
-            out.setdefault(metric, {})[key] = npz[name]
+            if metrics is None or metric in metrics:
+                out.setdefault(metric, {})[key] = npz[name]
     return out

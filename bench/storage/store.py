@@ -21,7 +21,7 @@ import json
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -321,10 +321,11 @@ class Store:
                  dumps(row.notes), dumps(row.metric_errors)),
             )
 
-    def rows(self, run_id: str, states: bool = True) -> Iterator[Row]:
+    def rows(self, run_id: str, states: bool | Collection[str] = True) -> Iterator[Row]:
         """The run's rows, ordered by codec, rate, image; an unreadable one raises
         :class:`StoreDamagedError`. ``states=False``: without their metric states (``{}``;
-        unpacking them is most of the time of reading a row)."""
+        unpacking them is most of the time of reading a row); metric names: only theirs."""
+        only = None if isinstance(states, bool) else frozenset(states)
         try:
             cur = self.db.execute(
                 f"SELECT codec, rate, image_id, status, error, height, width, bytes, bpp, metrics, "
@@ -334,7 +335,7 @@ class Store:
                 (run_id,),
             )
             for r in cur:
-                yield row_from_columns(r)
+                yield row_from_columns(r, only)
         except sqlite3.Error as err:
             raise store_error(err, self.path) from None
         except (ValueError, TypeError, KeyError, OSError) as err:  # a row whose JSON or npz does not parse
