@@ -37,7 +37,7 @@ import json
 import logging
 import math
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,7 @@ from .floor import FLOOR_NOTE, floor_value, is_floor
 from .formatting import images_text
 from .intervals import CI_KIND, add_intervals, ci_notes, decorate, small_n_notes
 from .rates import rate_note, rate_view
-from .render import render
+from .render import start
 from .summary import column_info, is_detail, summarise
 from .tables import formatted, header, printed_columns
 
@@ -193,17 +193,22 @@ def floor_html(df: pd.DataFrame) -> str:
     return f'<p class="floor">{"; ".join(shown)}. {_esc(FLOOR_NOTE)}</p>' if shown else ""
 
 
-def curves_html(df: pd.DataFrame) -> str:
-    """One PNG (110 dpi) per metric curve, drawn by other processes at once (bench.report.render)."""
+def curves_html(df: pd.DataFrame, folder: Path | str) -> Callable[[], str]:
+    """Start drawing one PNG (110 dpi) per metric curve into ``folder``, in other processes
+    (bench.report.render), while the page's other sections are computed; the returned
+    function waits for them and gives the section's HTML."""
     infos = column_info(df)
     columns = [c for c in curve_columns(df) if not _bookkeeping(infos[c].key)]
     if not columns:
-        return "<p>no metric curves</p>"
-    with tempfile.TemporaryDirectory(prefix="bench-html-") as tmp:
-        jobs = [replace(job, formats=((".png", {"dpi": 110}),)) for job in curve_jobs(df, tmp, columns)]
+        return lambda: "<p>no metric curves</p>"
+    pending = start([replace(job, formats=((".png", {"dpi": 110}),)) for job in curve_jobs(df, folder, columns)])
+
+    def html() -> str:
         imgs = [_img(png_data_uri(path.read_bytes()), f"{column} vs bpp", "curve")
-                for column, path in zip(columns, render(jobs))]
-    return f'<div class="curves">{"".join(imgs)}</div>'
+                for column, path in zip(columns, pending.wait())]
+        return f'<div class="curves">{"".join(imgs)}</div>'
+
+    return html
 
 
 def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions) -> str:
@@ -257,10 +262,17 @@ def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions) ->
 
 
 # -- page --------------------------------------------------------------------------------
-def _section(sid: str, title: str, body: str, toc: list[tuple[str, str]]) -> str:
+Part = str | Callable[[], str]  # HTML, or a function giving it once what it waits for is done
+
+
+def _section(sid: str, title: str, body: Part, toc: list[tuple[str, str]]) -> Part:
     """A collapsed section (``<details>``) listed in the table of contents."""
     toc.append((sid, title))
-    return f'<details class=section id="{sid}"><summary><h3>{_esc(title)}</h3></summary>{body}</details>'
+
+    def html(inner: str) -> str:
+        return f'<details class=section id="{sid}"><summary><h3>{_esc(title)}</h3></summary>{inner}</details>'
+
+    return (lambda: html(body())) if callable(body) else html(body)
 
 
 def _toc(entries: list[tuple[str, str, list[tuple[str, str]]]]) -> str:
@@ -278,35 +290,42 @@ def render_html(store: Store, run_ids: Sequence[str], options: HtmlOptions | Non
             f"<h1>Rate–quality report</h1><p>generated {datetime.datetime.now():%Y-%m-%d %H:%M}; "
             "figures and tables computed from the run store; lower/higher-is-better marked ↓/↑. "
             "Sections open on click.</p>"]
-    parts: list[str] = []
+    parts: list[Part] = []
     entries: list[tuple[str, str, list[tuple[str, str]]]] = []
-    for k, group in enumerate(_groups(store, run_ids, options.ci)):
-        df = group.summary
-        ds = (group.runs[0]["meta"].get("dataset") or {}).get("name", group.runs[0]["config"].get("dataset"))
-        bpp = options.bpp if options.bpp is not None else _default_bpp(df)
-        gid, toc = f"d{k}", []  # type: tuple[str, list[tuple[str, str]]]
-        parts.append(f'<h2 id="{gid}">{_esc(ds)}</h2>')
-        parts.append(_section(f"{gid}-provenance", "Provenance", "".join(provenance_html(r) for r in group.runs), toc))
-        off = caveat_note(group.runs)  # bench.report.caveats: off-domain segmenter
-        if off:
-            parts.append(f'<p class="note caveat"><b>Caveat:</b> {_esc(off)}</p>')
-        shown = rate_view(df, options.rate)  # IoU bars, crops and worst images stay at the real bpp
-        note = rate_note(shown)
-        rate_p = f'<p class="note">{_esc(note)}</p>' if note else ""
-        parts.append(_section(f"{gid}-summary", "Summary", table_html(shown) + rate_p + floor_html(df), toc))
-        parts.append(_section(f"{gid}-curves", "Rate curves", curves_html(shown), toc))
-        bars = html_iou.iou_html(df, f"{gid}-iou", bpp)
-        if bars:
-            parts.append(_section(f"{gid}-iou", "Per-class IoU", bars, toc))
-        if options.crops:
-            parts.append(_section(f"{gid}-crops", "Reconstructions", crops_html(store, group, bpp, options), toc))
-        if options.worst > 0:
-            from .html_worst import worst_html  # it uses this module's helpers
+    with tempfile.TemporaryDirectory(prefix="bench-html-") as tmp:
+        for k, group in enumerate(_groups(store, run_ids, options.ci)):
+            _group_parts(store, group, options, f"d{k}", tmp, parts, entries)
+        body = [p() if callable(p) else p for p in parts]  # the curves drawn meanwhile
+    return "\n".join(head + [_toc(entries)] + body + [f"<script>{SCRIPT}</script></body></html>"])
 
-            parts.append(_section(f"{gid}-worst", "Worst images", worst_html(store, group, options, bpp), toc))
-        entries.append((gid, str(ds), toc))
-    parts.append(f"<script>{SCRIPT}</script></body></html>")
-    return "\n".join(head + [_toc(entries)] + parts)
+
+def _group_parts(store: Store, group: _Group, options: HtmlOptions, gid: str, folder: str, parts: list[Part],
+                 entries: list[tuple[str, str, list[tuple[str, str]]]]) -> None:
+    """One dataset's sections, appended to ``parts``; its contents entry to ``entries``."""
+    df = group.summary
+    ds = (group.runs[0]["meta"].get("dataset") or {}).get("name", group.runs[0]["config"].get("dataset"))
+    bpp = options.bpp if options.bpp is not None else _default_bpp(df)
+    toc: list[tuple[str, str]] = []
+    parts.append(f'<h2 id="{gid}">{_esc(ds)}</h2>')
+    parts.append(_section(f"{gid}-provenance", "Provenance", "".join(provenance_html(r) for r in group.runs), toc))
+    off = caveat_note(group.runs)  # bench.report.caveats: off-domain segmenter
+    if off:
+        parts.append(f'<p class="note caveat"><b>Caveat:</b> {_esc(off)}</p>')
+    shown = rate_view(df, options.rate)  # IoU bars, crops and worst images stay at the real bpp
+    note = rate_note(shown)
+    rate_p = f'<p class="note">{_esc(note)}</p>' if note else ""
+    parts.append(_section(f"{gid}-summary", "Summary", table_html(shown) + rate_p + floor_html(df), toc))
+    parts.append(_section(f"{gid}-curves", "Rate curves", curves_html(shown, folder), toc))
+    bars = html_iou.iou_html(df, f"{gid}-iou", bpp)
+    if bars:
+        parts.append(_section(f"{gid}-iou", "Per-class IoU", bars, toc))
+    if options.crops:
+        parts.append(_section(f"{gid}-crops", "Reconstructions", crops_html(store, group, bpp, options), toc))
+    if options.worst > 0:
+        from .html_worst import worst_html  # it uses this module's helpers
+
+        parts.append(_section(f"{gid}-worst", "Worst images", worst_html(store, group, options, bpp), toc))
+    entries.append((gid, str(ds), toc))
 
 
 def write_html(store: Store, run_ids: Sequence[str], path: Path | str, options: HtmlOptions | None = None) -> Path:
