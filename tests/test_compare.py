@@ -252,3 +252,22 @@ def test_runs_lists_tags_and_filters(env, capsys):
     assert len(out) == 1 and "noisy" in out[0] and "tag=-" in out[0]
     assert main(["--out", str(env), "runs", "--tag", "nope"]) == 0
     assert "no run matches" in capsys.readouterr().out
+
+
+def test_console_text_fits_100_columns_with_reasons_as_numbered_footnotes(env, capsys):
+    with Store(env / "bench.sqlite") as store:
+        good = _execute(store, tag="good", codecs=["quant", "noisy"])
+        bad = _execute(store, tag="bad", codecs=["quant", "noisy"], rates={"noisy": ["16"]},
+                       codec_params={"quant": {"noise": 12}})
+    assert main(["--out", str(env), "compare", good, bad, "--ci"]) == REGRESSION_EXIT
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    prose = [line for line in lines if not line.startswith(("REGRESSION", "SIGNIFICANT", "TOO FEW"))]
+    assert max(map(len, prose)) <= 100, max(prose, key=len)  # a verdict stays one line, for grep
+    assert "Warning" not in err and "Traceback" not in err, err
+    # noisy has one rate point in run B: its BD row points at a footnote instead of a wide column
+    row = next(line for line in lines if line.startswith("noisy") and "psnr" in line and "[" in line)
+    number = row.split()[-1]
+    assert number == "[1]" and any(line.startswith("[1] BD-rate: test has 1 rate point") for line in lines)
+    assert sum(line.startswith("[1] ") for line in lines) == 1  # one footnote per distinct reason
+    assert any(line.startswith("REGRESSION: quant: psnr regressed") for line in lines)

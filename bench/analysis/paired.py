@@ -77,7 +77,8 @@ def paired_points(rows_a: Sequence[Row], rows_b: Sequence[Row], metrics_a: Mappi
             if key not in rep_a or key not in rep_b:
                 continue
             m = min(len(rep_a[key]), len(rep_b[key]))
-            lo, hi = boot.interval(rep_b[key][:m] - rep_a[key][:m])
+            with np.errstate(invalid="ignore"):  # inf − inf (a lossless PSNR): no interval, not a warning
+                lo, hi = boot.interval(rep_b[key][:m] - rep_a[key][:m])
             a, b = float(va[key][0]), float(vb[key][0])
             out.append({"codec": label, "metric": key, "rate_a": rate_a, "rate_b": rate_b, "n_images": len(common),
                         "value_a": a, "value_b": b, "delta": b - a, "delta_lo": lo, "delta_hi": hi, "resamples": m,
@@ -239,11 +240,12 @@ def render(paired: pd.DataFrame | None, metrics: pd.DataFrame, bootstrap: Mappin
     if p is not None and len(p) and bootstrap is not None:
         lines += ["", f"paired differences B − A over the same images ({bootstrap['level'] * 100:g} % "
                       f"bootstrap interval, seed {bootstrap['seed']}):"]
-        rows = [[r.codec, r.metric, f"{r.rate_a}→{r.rate_b}", r.n_images, f(r.value_a, ".4f"), f(r.value_b, ".4f"),
-                 f(r.delta, "+.4f"), f"[{f(r.delta_lo, '+.4f')}, {f(r.delta_hi, '+.4f')}]",
-                 "yes" if r.significant else "no"] for r in p.itertuples()]
-        lines.append(tabulate(rows, headers=["codec", "metric", "rates A→B", "images", "A", "B", "Δ", "interval",
-                                             "excludes 0"], tablefmt="simple", disable_numparse=True))
+        rows = [[r.codec, r.metric, r.rate_a if r.rate_a == r.rate_b else f"{r.rate_a}→{r.rate_b}", r.n_images,
+                 f(r.value_a, ".4f"), f(r.value_b, ".4f"), f(r.delta, "+.4f"),
+                 f"[{f(r.delta_lo, '+.4f')}, {f(r.delta_hi, '+.4f')}]", "yes" if r.significant else "no"]
+                for r in p.itertuples()]
+        lines.append(tabulate(rows, headers=["codec", "metric", "rate A→B", "N", "A", "B", "Δ", "interval", "≠ 0"],
+                              tablefmt="simple", disable_numparse=True))
     m = metrics
     if "significant" in m:
         rows = [[r.codec, r.metric, f"[{f(r.bd_rate_lo, '+.2f')}, {f(r.bd_rate_hi, '+.2f')}]",
@@ -251,6 +253,6 @@ def render(paired: pd.DataFrame | None, metrics: pd.DataFrame, bootstrap: Mappin
                  "–" if r.ci_images != r.ci_images else int(r.ci_images), r.basis, r.significant]
                 for r in m.itertuples()]
         lines += ["", "Bjøntegaard intervals (images resampled, both curves recomputed):",
-                  tabulate(rows, headers=["codec", "metric", "BD-rate % interval", "BD-metric interval", "images",
-                                          "basis", "significant"], tablefmt="simple", disable_numparse=True)]
+                  tabulate(rows, headers=["codec", "metric", "BD-rate % CI", "BD-metric CI", "N", "basis",
+                                          "significant"], tablefmt="simple", disable_numparse=True)]
     return lines

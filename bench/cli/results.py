@@ -111,7 +111,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from bench.analysis.compare import REGRESSION_EXIT, compare, render_text
+    from bench.analysis.compare import REGRESSION_EXIT, compare
+    from bench.report.compare_text import render_text
 
     delta_tol = delta_tolerances(args.delta_tolerance)
     rate_map = _rate_map(args.pair_rate)
