@@ -254,6 +254,17 @@ def test_runs_lists_tags_and_filters(env, capsys):
     assert "no run matches" in capsys.readouterr().out
 
 
+def test_runs_lines_fit_100_columns_and_verbose_names_every_codec(env, capsys):
+    with Store(env / "bench.sqlite") as store:
+        _execute(store, codecs=["quant", "noisy"], tag="a-long-tag-naming-the-checkpoint-of-epoch-40")
+    assert main(["--out", str(env), "runs"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert len(line) == 100 and line.endswith("…"), line
+    assert main(["--out", str(env), "runs", "-v"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.endswith("noisy@a-long-tag-naming-the-checkpoint-of-epoch-40,quant@a-long-tag-naming-the-checkpoint-of-epoch-40")
+
+
 def test_console_text_fits_100_columns_with_reasons_as_numbered_footnotes(env, capsys):
     with Store(env / "bench.sqlite") as store:
         good = _execute(store, tag="good", codecs=["quant", "noisy"])

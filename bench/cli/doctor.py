@@ -8,15 +8,9 @@ import os
 import textwrap
 from typing import Any
 
+from bench.cli.terminal import WIDTH, fit
 from bench.errors import BenchError
 from bench.registry import catalog
-
-WIDTH = 100
-
-
-def _fit(text: str, width: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 class Item:
@@ -30,7 +24,7 @@ class Item:
         summary = " ".join(self.summary.split())
         if len(head) + len(summary) > WIDTH and "bench fetch " in summary:  # keep the command whole
             summary = summary[summary.index("bench fetch "):]
-        out = [head + _fit(summary, WIDTH - len(head))]
+        out = [head + fit(summary, WIDTH - len(head))]
         if verbose:
             for d in self.details:
                 out += textwrap.wrap(" ".join(d.split()), WIDTH, initial_indent=" " * 8, subsequent_indent=" " * 10,
@@ -91,8 +85,8 @@ def _dataset(name: str) -> Item:
 def _data_lines() -> list[str]:
     from bench.runtime import fetch as F
 
-    return ["  " + _fit(f"data dir: {F.data_dir()} ($BENCH_DATA_DIR)", WIDTH - 2),
-            "  " + _fit(f"mirror: {F.mirror() or 'none ($BENCH_MIRROR)'}; offline: {'yes' if F.offline() else 'no'}"
+    return ["  " + fit(f"data dir: {F.data_dir()} ($BENCH_DATA_DIR)", WIDTH - 2),
+            "  " + fit(f"mirror: {F.mirror() or 'none ($BENCH_MIRROR)'}; offline: {'yes' if F.offline() else 'no'}"
                         "; every download: bench fetch --list", WIDTH - 2)]
 
 

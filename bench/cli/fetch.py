@@ -7,9 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench.cli.terminal import fit
 from bench.errors import ConfigError
-
-WIDTH = 100
 
 
 def apply_source_options(args: argparse.Namespace) -> None:
@@ -22,11 +21,6 @@ def apply_source_options(args: argparse.Namespace) -> None:
         os.environ["BENCH_DATA_DIR"] = str(Path(args.data_dir).expanduser())
 
 
-def cut(text: str) -> str:
-    """``text`` within 100 columns (an ellipsis marks a cut)."""
-    return text if len(text) <= WIDTH else text[: WIDTH - 1] + "…"
-
-
 def list_lines(verbose: bool = False) -> list[str]:
     """One line per registry entry (name, kind, size, state, hash check) within 100 columns."""
     from bench.runtime import fetch as F
@@ -35,7 +29,7 @@ def list_lines(verbose: bool = False) -> list[str]:
     out = [head]
     for e in F.entries():
         line = f"{e.name[:42]:42s} {e.kind:7s} {e.size_text():>7s}  {F.status(e):12s} {e.hash_text()}"
-        out.append(cut(line))
+        out.append(fit(line, squash=False))
         if verbose:
             first = e.files[0]
             origin = (first.urls[0] if first.urls else f"Google Drive id {first.gdrive}" if first.gdrive
@@ -44,10 +38,10 @@ def list_lines(verbose: bool = False) -> list[str]:
             for text in (e.licence and f"licence: {e.licence}", e.note, f"from: {origin}{more}",
                          f"into: {e.folder()}"):
                 if text:
-                    out.append(cut("    " + text))
+                    out.append(fit("    " + text))
     mirror = F.mirror() or "none"
-    out.append(cut(f"data dir: {F.data_dir()}"))
-    out.append(cut(f"mirror: {mirror}; offline: {'yes' if F.offline() else 'no'}"))
+    out.append(fit(f"data dir: {F.data_dir()}"))
+    out.append(fit(f"mirror: {mirror}; offline: {'yes' if F.offline() else 'no'}"))
     out.append("hash: sha256 = full hash checked; prefix = published sha256 prefix checked (torch.hub);")
     out.append("      recorded = none published: recorded at the first fetch, checked from then on")
     return out
@@ -64,7 +58,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     if from_dir is not None:
         report = F.import_from(from_dir, args.names or None)
         for name, state in report:
-            print(cut(f"{name}: {state}"))
+            print(fit(f"{name}: {state}"))
         if not report:
             print(f"no registry file found below {from_dir}")
         return 3 if any(state != "imported" for _, state in report) else 0
@@ -75,7 +69,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         before = F.status(entry)
         F.fetch_entry(entry, progress=not args.quiet)
         where = entry.folder() / entry.files[0].file if entry.kind == "weights" else entry.folder()
-        print(cut(f"{entry.name}: {'already present' if before == 'present' else 'fetched'} ({where})"))
+        print(fit(f"{entry.name}: {'already present' if before == 'present' else 'fetched'} ({where})"))
     return 0
 
 

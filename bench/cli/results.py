@@ -19,6 +19,7 @@ from bench.cli.common import (
     parse_params,
     store_path,
 )
+from bench.cli.terminal import fit
 from bench.errors import ConfigError
 from bench.modes import RateBasis
 
@@ -78,8 +79,9 @@ def _html_report(args: argparse.Namespace, store: Any, run_ids: list[str], boot:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    """List runs. A tagged run shows its codecs as ``name@tag``; a codec that recorded a
-    checkpoint hash (``params.checkpoint_sha256``) shows ``[ckpt <first 8 hex>]``."""
+    """List runs, one line each within 100 columns (``-v``: every codec, however long the
+    line). A tagged run shows its codecs as ``name@tag``; a codec that recorded a checkpoint
+    hash (``params.checkpoint_sha256``) shows ``[ckpt <first 8 hex>]``."""
     import datetime
 
     from bench.analysis.compare import run_codec_labels
@@ -101,8 +103,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
             shown += 1
             when = datetime.datetime.fromtimestamp(run["updated"]).strftime("%Y-%m-%d %H:%M")
             labels = run_codec_labels(run)
-            print(f"{run['run_id']}  {when}  {run['status']:8s}  {store.count(run['run_id']):6d} rows  "
-                  f"{cfg.get('dataset')}  tag={meta.get('tag') or '-'}  {','.join(labels.values())}")
+            line = (f"{run['run_id']}  {when}  {run['status']:8s}  {store.count(run['run_id']):6d} rows  "
+                    f"{cfg.get('dataset')}  tag={meta.get('tag') or '-'}  {','.join(labels.values())}")
+            print(line if args.verbose else fit(line, squash=False))
         if not runs:
             print(f"no runs in {store.path}")
         elif not shown:

@@ -14,8 +14,20 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+WIDTH = 100  # terminal columns every line of bench's own output fits
+
 _KEEP = {"\n", "\t"}
 CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), *range(0x7F, 0xA0)] if chr(c) not in _KEEP}
+
+
+def fit(text: str, width: int = WIDTH, squash: bool = True) -> str:
+    """``text`` within ``width`` columns, an ellipsis marking a cut; ``squash``: on one line,
+    its indent kept and other runs of whitespace made one space (``False``: aligned columns)."""
+    text = str(text)
+    if squash:
+        body = text.lstrip(" ")
+        text = " " * (len(text) - len(body)) + " ".join(body.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def printable(text: str, keep_cr: bool = False) -> str:
