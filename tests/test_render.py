@@ -189,3 +189,43 @@ def test_report_width_double_draws_the_curves_at_7_16_inches(tmp_path):
     with pytest.raises(SystemExit) as exc:  # the parser's one-line usage error
         main(["--out", str(tmp_path), "report", "--width", "triple", run_id])
     assert exc.value.code == 2
+
+
+CTRL_C_BETWEEN_JOBS = """
+import os, signal, sys, time
+from pathlib import Path
+from matplotlib.figure import Figure
+from bench.report.render import FigureJob, start
+
+def build():
+    fig = Figure(figsize=(1, 1))
+    fig.add_subplot().plot([0, 1], [0, 1])
+    fig.caption_lines = []
+    return fig
+
+out = Path(sys.argv[1])
+pending = start([FigureJob(out / f"f{i}", f"k{i}", build, lambda fig: "", ((".png", {"dpi": 40}),))
+                 for i in range(2)], workers=2)
+assert pending._pool is not None, "not drawn in children"
+while not all(f.done() for f in pending._futures):  # both children drawn, now waiting for a job
+    time.sleep(0.05)
+time.sleep(0.3)
+try:
+    os.killpg(0, signal.SIGINT)  # Ctrl-C: the terminal signals the whole foreground group
+    time.sleep(10)
+except KeyboardInterrupt:
+    print("interrupted")
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_while_the_drawing_children_wait_prints_no_traceback(tmp_path):
+    """Children waiting between jobs leave at once on Ctrl-C (multiprocessing would print each
+    worker's KeyboardInterrupt traceback); only the parent reports the interruption."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_BETWEEN_JOBS, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120, start_new_session=True)
+    assert proc.returncode == 130 and proc.stdout.strip() == "interrupted", proc.stderr
+    assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr, proc.stderr

@@ -105,20 +105,37 @@ def _draw(job: FigureJob) -> list[Path]:
 _JOBS: list[FigureJob] = []  # what forked children draw (they inherit it)
 
 
+_BUSY: list[bool] = [False]  # a child is drawing (else it waits for a job, with nothing to clean up)
+
+
 def _child(i: int) -> tuple[list[Path], list[tuple[type[Warning], str]]]:
+    _BUSY[0] = True
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             paths = _draw(_JOBS[i])
     except (SystemExit, KeyboardInterrupt):  # the parent died (_unwind) or Ctrl-C: the temporary file
         os._exit(1)  # is removed by now; take no next job
+    finally:
+        _BUSY[0] = False
     return paths, [(w.category, str(w.message)) for w in caught]
 
 
 def _child_init(parent: int) -> None:
+    import signal
+
     from bench.runtime.procs import die_with_parent
 
     die_with_parent(parent, on_term=_unwind)  # the parent died: unwind, removing temporary files
+    signal.signal(signal.SIGINT, _interrupted)
+
+
+def _interrupted(*_: object) -> None:
+    """Ctrl-C in a child: unwind a drawing (its temporary file is removed); between jobs, leave
+    at once — without multiprocessing's traceback of a worker interrupted while it waits."""
+    if _BUSY[0]:
+        raise KeyboardInterrupt
+    os._exit(1)
 
 
 def _unwind(*_: object) -> None:
