@@ -225,34 +225,3 @@ def paired_intervals(metrics: pd.DataFrame, run_a: Mapping[str, Any], rows_a: Se
     verdicts, lines, too_few = significance(merged, paired, min_images)
     merged["significant"] = verdicts
     return PairedIntervals(merged, paired, lines, too_few, boot.record())
-
-
-def render(paired: pd.DataFrame | None, metrics: pd.DataFrame, bootstrap: Mapping[str, Any] | None) -> list[str]:
-    """Console lines of the paired table (``paired``), the Bjøntegaard intervals of ``metrics``
-    and the bootstrap settings (``bootstrap``: level, seed)."""
-    from tabulate import tabulate
-
-    def f(x: Any, spec: str) -> str:
-        return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
-    lines = []
-    p = paired
-    if p is not None and len(p) and bootstrap is not None:
-        lines += ["", f"paired differences B − A over the same images ({bootstrap['level'] * 100:g} % "
-                      f"bootstrap interval, seed {bootstrap['seed']}):"]
-        rows = [[r.codec, r.metric, r.rate_a if r.rate_a == r.rate_b else f"{r.rate_a}→{r.rate_b}", r.n_images,
-                 f(r.value_a, ".4f"), f(r.value_b, ".4f"), f(r.delta, "+.4f"),
-                 f"[{f(r.delta_lo, '+.4f')}, {f(r.delta_hi, '+.4f')}]", "yes" if r.significant else "no"]
-                for r in p.itertuples()]
-        lines.append(tabulate(rows, headers=["codec", "metric", "rate A→B", "N", "A", "B", "Δ", "interval", "≠ 0"],
-                              tablefmt="simple", disable_numparse=True))
-    m = metrics
-    if "significant" in m:
-        rows = [[r.codec, r.metric, f"[{f(r.bd_rate_lo, '+.2f')}, {f(r.bd_rate_hi, '+.2f')}]",
-                 f"[{f(r.bd_metric_lo, '+.4f')}, {f(r.bd_metric_hi, '+.4f')}]",
-                 "–" if r.ci_images != r.ci_images else int(r.ci_images), r.basis, r.significant]
-                for r in m.itertuples()]
-        lines += ["", "Bjøntegaard intervals (images resampled, both curves recomputed):",
-                  tabulate(rows, headers=["codec", "metric", "BD-rate % CI", "BD-metric CI", "N", "basis",
-                                          "significant"], tablefmt="simple", disable_numparse=True)]
-    return lines

@@ -146,13 +146,15 @@ def warn_skip(name: str, reason: str) -> None:
     import re
     import textwrap
 
+    from bench.cli.terminal import WIDTH
+
     head = f"warning: skipping {name}: "
     get = re.search(r"\(get them: ([^)]*)\)", reason)
     if get:
         text = f"its weights are missing; get them: {get.group(1)}"
     else:  # "codec 'x' is not available: " repeats what the head says
         reason = re.sub(rf"^\w+ '{re.escape(name)}' is not available: ", "", " ".join(reason.split()))
-        text = textwrap.shorten(reason, 100 - len(head), placeholder=" … (bench doctor -v)")
+        text = textwrap.shorten(reason, WIDTH - len(head), placeholder=" … (bench doctor -v)")
     print(head + text, file=sys.stderr)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from bench.cli.terminal import WIDTH, fit
 from bench.errors import BenchError
 
 
@@ -15,16 +16,6 @@ def _availability(obj: Any) -> tuple[bool, str]:
     if not missing:
         return True, "ok"
     return False, "; ".join(f"{r.kind} {r.name}: {r.detail}" for r in missing)
-
-
-#: Width of ``bench list`` lines (one per item; ``--verbose`` adds the details below each).
-LIST_WIDTH = 100
-
-
-def clip(text: str, width: int = LIST_WIDTH) -> str:
-    """``text`` on one line, at most ``width`` characters (cut with "…")."""
-    text = " ".join(text.splitlines())
-    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
 
 
 def _status(kind: str, name: str) -> tuple[str, str]:
@@ -45,7 +36,7 @@ def _status(kind: str, name: str) -> tuple[str, str]:
 
 def list_lines(kind: str, verbose: bool = False) -> list[str]:
     """``bench list``: one line per registered item (name, availability, the description's
-    first sentence), each at most :data:`LIST_WIDTH` columns; ``verbose`` adds the full
+    first sentence), each at most :data:`~bench.cli.terminal.WIDTH` columns; ``verbose`` adds the full
     description, the reason an item is unavailable and a dataset's protocols, wrapped below."""
     import textwrap
 
@@ -64,9 +55,9 @@ def list_lines(kind: str, verbose: bool = False) -> list[str]:
         head = f"{entry.name:{name_w}s} " + (f"{status:11s} " if status else "")
         if status == "UNAVAILABLE" and not verbose:
             first = f"{why} (details: --verbose)"
-        lines.append(clip(head + first))
+        lines.append(fit(head + " ".join(first.split()), squash=False))  # the columns stay aligned
         if verbose:
-            wrap = textwrap.TextWrapper(LIST_WIDTH, initial_indent=" " * 4, subsequent_indent=" " * 4,
+            wrap = textwrap.TextWrapper(WIDTH, initial_indent=" " * 4, subsequent_indent=" " * 4,
                                         break_on_hyphens=False, break_long_words=True)
             details = [desc] + ([f"unavailable: {why}"] if why else [])
             if kind == "dataset" and entry.card.get("protocols"):

@@ -27,7 +27,7 @@ def fit(text: str, width: int = WIDTH, squash: bool = True) -> str:
     if squash:
         body = text.lstrip(" ")
         text = " " * (len(text) - len(body)) + " ".join(body.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
 
 
 def printable(text: str, keep_cr: bool = False) -> str:

@@ -1,29 +1,60 @@
 """``bench compare``'s console text: the BD table, the per-rate-point table, paired intervals,
 notes and the verdict lines (REGRESSION …). A BD row's reasons (why a BD value is undefined)
-are numbered footnotes under the table and notes wrap at :data:`WIDTH` columns, so the tables
+are numbered footnotes under the table and notes wrap at the console's 100 columns, so the tables
 stay as narrow as their numbers; a verdict stays one line (CI logs grep for them)."""
 
 from __future__ import annotations
 
 import math
 import textwrap
+from collections.abc import Mapping
 from typing import Any
 
-from bench.analysis.compare import Comparison
+import pandas as pd
 
-WIDTH = 100  # terminal columns
+from bench.analysis.compare import Comparison
+from bench.report.console import CONSOLE_WIDTH as WIDTH
 
 
 def _fmt(x: Any, spec: str) -> str:
+    """A number in ``spec``; "–" for None or NaN; anything else as its text."""
     try:
         v = float(x)
     except (TypeError, ValueError):
-        return str(x)
+        return "–" if x is None else str(x)
     return "–" if math.isnan(v) else format(v, spec)
 
 
 def _wrap(text: str, indent: str = "  ") -> list[str]:
     return textwrap.wrap(text, WIDTH, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
+
+
+def _paired_lines(paired: pd.DataFrame | None, metrics: pd.DataFrame, bootstrap: Mapping[str, Any] | None) -> list[str]:
+    """Console lines of the paired table (``paired``), the Bjøntegaard intervals of ``metrics``
+    and the bootstrap settings (``bootstrap``: level, seed)."""
+    from tabulate import tabulate
+
+    lines = []
+    p = paired
+    if p is not None and len(p) and bootstrap is not None:
+        lines += ["", f"paired differences B − A over the same images ({bootstrap['level'] * 100:g} % "
+                      f"bootstrap interval, seed {bootstrap['seed']}):"]
+        rows = [[r.codec, r.metric, r.rate_a if r.rate_a == r.rate_b else f"{r.rate_a}→{r.rate_b}", r.n_images,
+                 _fmt(r.value_a, ".4f"), _fmt(r.value_b, ".4f"), _fmt(r.delta, "+.4f"),
+                 f"[{_fmt(r.delta_lo, '+.4f')}, {_fmt(r.delta_hi, '+.4f')}]", "yes" if r.significant else "no"]
+                for r in p.itertuples()]
+        lines.append(tabulate(rows, headers=["codec", "metric", "rate A→B", "N", "A", "B", "Δ", "interval", "≠ 0"],
+                              tablefmt="simple", disable_numparse=True))
+    m = metrics
+    if "significant" in m:
+        rows = [[r.codec, r.metric, f"[{_fmt(r.bd_rate_lo, '+.2f')}, {_fmt(r.bd_rate_hi, '+.2f')}]",
+                 f"[{_fmt(r.bd_metric_lo, '+.4f')}, {_fmt(r.bd_metric_hi, '+.4f')}]",
+                 "–" if r.ci_images != r.ci_images else int(r.ci_images), r.basis, r.significant]
+                for r in m.itertuples()]
+        lines += ["", "Bjøntegaard intervals (images resampled, both curves recomputed):",
+                  tabulate(rows, headers=["codec", "metric", "BD-rate % CI", "BD-metric CI", "N", "basis",
+                                          "significant"], tablefmt="simple", disable_numparse=True)]
+    return lines
 
 
 def render_text(result: Comparison) -> str:
@@ -54,9 +85,7 @@ def render_text(result: Comparison) -> str:
         lines.append(tabulate(pts, headers=["codec", "metric", "rate", "bpp A", "bpp B", "Δbpp %", "A", "B", "Δ",
                                             "verdict"], tablefmt="simple", disable_numparse=True))
     if result.paired is not None:
-        from bench.analysis.paired import render
-
-        lines += render(result.paired, result.metrics, result.bootstrap)
+        lines += _paired_lines(result.paired, result.metrics, result.bootstrap)
     if result.notes:
         lines.append("")
         for note in result.notes:
