@@ -105,6 +105,7 @@ REGRESSION_EXIT = 6  # `bench compare`: run B is worse than run A beyond the tol
 INTERNAL_EXIT = 1    # an unexpected error (a bug): one line, the traceback with -v
 INTERRUPTED_EXIT = 130  # Ctrl-C (SIGINT), as a shell reports 128 + 2
 TERMINATED_EXIT = 143   # SIGTERM (kill, a scheduler's stop), as a shell reports 128 + 15
+BROKEN_PIPE_EXIT = 141  # the reader of stdout left (`bench … | head`), as a shell reports 128 + SIGPIPE
 
 # exit code -> what it means; the one table of exit codes (``bench --help`` prints it)
 EXIT_CODES: dict[int, str] = {
@@ -119,4 +120,5 @@ EXIT_CODES: dict[int, str] = {
     8: "every row of the run failed: nothing was measured; rows are stored (AllRowsFailedError)",
     INTERRUPTED_EXIT: "interrupted (Ctrl-C): finished rows are stored",
     TERMINATED_EXIT: "terminated (SIGTERM): finished rows are stored, as with Ctrl-C",
+    BROKEN_PIPE_EXIT: "stdout closed by its reader (`bench … | head`): the output stops there, no message",
 }

@@ -216,3 +216,18 @@ def test_reading_a_classical_run_needs_no_torch(offline):
                           env={**os.environ, "PYTHONPATH": str(root)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_reader_that_leaves_early_ends_the_output_without_a_message():
+    """`bench list codecs | head -1`: stdout's reader closes the pipe; bench stops quietly with
+    128 + SIGPIPE instead of "error: Broken pipe; fix: check the path…"."""
+    import subprocess
+    import sys
+
+    from bench.errors import BROKEN_PIPE_EXIT
+
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "list", "codecs"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == BROKEN_PIPE_EXIT and err == "", err

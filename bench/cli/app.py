@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sqlite3
 import sys
 import traceback
@@ -22,6 +23,7 @@ from bench.cli.admin import cmd_train
 from bench.cli.common import Parser, global_options
 from bench.cli.terminal import Terminated, guarded_terminal, printable
 from bench.errors import (
+    BROKEN_PIPE_EXIT,
     EXIT_CODES,
     INTERNAL_EXIT,
     INTERRUPTED_EXIT,
@@ -97,6 +99,9 @@ def _dispatch(args: argparse.Namespace, rest: list[str]) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: {_kept(args.command)}", file=sys.stderr)
         return INTERRUPTED_EXIT
+    except BrokenPipeError:  # `bench … | head` has what it wanted: no error, and none at exit's flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        return BROKEN_PIPE_EXIT
     except OSError as err:  # a file the command could not read or write
         from bench.runtime.limits import os_error_fix
 
