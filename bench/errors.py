@@ -107,16 +107,17 @@ INTERRUPTED_EXIT = 130  # Ctrl-C (SIGINT), as a shell reports 128 + 2
 TERMINATED_EXIT = 143   # SIGTERM (kill, a scheduler's stop), as a shell reports 128 + 15
 BROKEN_PIPE_EXIT = 141  # the reader of stdout left (`bench … | head`), as a shell reports 128 + SIGPIPE
 
-# exit code -> what it means; the one table of exit codes (``bench --help`` prints it)
+# exit code -> what it means; the one table of exit codes (``bench --help`` prints it, each line
+# within 100 columns)
 EXIT_CODES: dict[int, str] = {
     0: "success",
     INTERNAL_EXIT: "unexpected error (a bug: run with -v for the traceback and report it)",
     2: "usage or configuration: bad option, --param value, rate, card or name (ConfigError)",
-    3: "missing data or unavailable component: dataset root, weights, binary, package (UnavailableError)",
+    3: "missing data or unavailable component: dataset, weights, binary, package (UnavailableError)",
     4: "run store: unreadable, damaged, locked, read-only, or unknown run id (StoreError)",
     5: "runs not comparable: other protocols, an unfinished run, too few images (IncomparableError)",
-    REGRESSION_EXIT: "regression: `bench compare` found run B worse than run A, or `bench sweep --gate` found the newest checkpoint worse",
-    7: "output: a path cannot be written (a file where a folder is needed, no permission) (OutputError)",
+    REGRESSION_EXIT: "regression: run B worse than A (bench compare), newest checkpoint worse (bench sweep --gate)",
+    7: "output: a path cannot be written (a file where a folder belongs, no permission) (OutputError)",
     8: "every row of the run failed: nothing was measured; rows are stored (AllRowsFailedError)",
     INTERRUPTED_EXIT: "interrupted (Ctrl-C): finished rows are stored",
     TERMINATED_EXIT: "terminated (SIGTERM): finished rows are stored, as with Ctrl-C",

@@ -449,6 +449,7 @@ def test_exit_code_table_is_in_help_and_readme(capsys):
     for code, meaning in EXIT_CODES.items():
         assert f"{code:>3}  {meaning}" in text
         assert f"| {code} |" in readme
+    assert max(map(len, text.splitlines())) <= 100, max(text.splitlines(), key=len)
 
 
 def test_atomic_write_replaces_whole_files_with_the_usual_mode(tmp_path):
