@@ -122,16 +122,31 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert ranks[0]["quantiles_shape"] == ranks[1]["quantiles_shape"]  # the live modules were not updated
 
 
-def read_wandb_history(folder: Path) -> list[dict[str, str]]:
-    """The history rows of the one offline run under ``folder``, read from its ``.wandb`` file:
-    a LevelDB-style log (7-byte file header ":W&B" + magic + version; 32 KiB blocks of records,
-    each crc32 u32, length u16, type u8: 1 full, 2 first, 3 middle, 4 last) of protobuf Records."""
+def read_wandb_history(folder: Path, wait_s: float = 30.0) -> list[dict[str, str]]:
+    """The history rows of the one offline run under ``folder``, read from its ``.wandb`` file
+    once it holds the run's exit record: wandb's service process may still be writing it when
+    ``finish()`` returns (seen once on a loaded machine: no history record yet); ``wait_s``
+    bounds the wait."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        rows, kinds = _wandb_records(folder)
+        if "exit" in kinds or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
+def _wandb_records(folder: Path) -> tuple[list[dict[str, str]], set[str]]:
+    """(history rows, record kinds seen) of the ``.wandb`` file: a LevelDB-style log (7-byte
+    file header ":W&B" + magic + version; 32 KiB blocks of records, each crc32 u32, length u16,
+    type u8: 1 full, 2 first, 3 middle, 4 last) of protobuf Records."""
     import struct
 
     from wandb.proto import wandb_internal_pb2 as pb
 
     (path,) = folder.rglob("offline-run-*/run-*.wandb")
-    data, pos, chunk, rows = path.read_bytes(), 7, b"", []
+    data, pos, chunk, rows, kinds = path.read_bytes(), 7, b"", [], set()
     assert data[:4] == b":W&B"
     while pos + 7 <= len(data):
         if 32768 - pos % 32768 < 7:  # a block's tail too short for a record header is padding
@@ -145,9 +160,10 @@ def read_wandb_history(folder: Path) -> list[dict[str, str]]:
             record = pb.Record()
             record.ParseFromString(chunk)
             chunk = b""
+            kinds.add(str(record.WhichOneof("record_type")))
             if record.WhichOneof("record_type") == "history":
                 rows.append({i.key or "/".join(i.nested_key): i.value_json for i in record.history.item})
-    return rows
+    return rows, kinds
 
 
 def test_one_tracker_run_per_training_with_three_point_histories(tmp_path, monkeypatch):
