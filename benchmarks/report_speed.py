@@ -103,6 +103,9 @@ def fid_part(n_full: int, n_low: int, points: int = 5) -> None:
                                               fid_features_to_statistics(torch.from_numpy(ref)), False)[KEY_METRIC_FID])
 
     def timed(fn: Any, *args: Any) -> tuple[float, float]:
+        # numpy and scipy each load their own OpenBLAS, whose idle threads spin ~0.1 s after a
+        # call: without a pause each timing would pay for the previous call's spinning threads
+        time.sleep(0.3)
         t = time.perf_counter()
         value = fn(*args)
         return time.perf_counter() - t, value
