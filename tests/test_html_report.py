@@ -217,3 +217,58 @@ def test_html_curves_are_titled_with_the_runs_dataset_and_protocol(tmp_path):
     with Store(store_path, readonly=True) as store:
         (group,) = _groups(store, [run_id])
     assert figure_title(group.summary) == "demo, 1 image, protocol card"
+
+
+def test_a_second_page_recomputes_and_redraws_nothing_and_is_the_same(run, monkeypatch):
+    """`bench report --html` keeps its crops and curves by content beside the page: written
+    again from unchanged runs it codes no image and draws no curve, and the page is identical
+    (but for its time stamp); a changed crop side is recomputed."""
+    import bench.report.recompute as recompute
+    import bench.report.render as render
+
+    out, run_id, _data = run
+    monkeypatch.setattr(render, "free_cores", lambda: 1)  # drawn here, where the calls are counted
+    calls = {"recompute": 0, "draw": 0}
+    real_recompute, real_draw = recompute._recompute, render._draw
+
+    def counted_recompute(*args, **kwargs):
+        calls["recompute"] += 1
+        return real_recompute(*args, **kwargs)
+
+    def counted_draw(job):
+        calls["draw"] += 1
+        return real_draw(job)
+
+    monkeypatch.setattr(recompute, "_recompute", counted_recompute)
+    monkeypatch.setattr(render, "_draw", counted_draw)
+    page = out / run_id / "report.html"
+
+    def html(*extra: str) -> str:
+        assert main(["--out", str(out), "report", "--html", run_id, "--bpp", "9.0", *extra]) == 0
+        return re.sub(r"generated [0-9: -]+;", "", page.read_text(encoding="utf-8"))
+
+    first = html()
+    assert calls["recompute"] >= 1 and calls["draw"] >= 2  # psnr and miou_gt curves at least
+    assert (out / run_id / ".report-cache" / "d0" / "crops").is_dir()
+    before = dict(calls)
+    assert html() == first and calls == before
+    html("--crop", "64")
+    assert calls["recompute"] > before["recompute"] and calls["draw"] == before["draw"]
+
+
+def test_the_clean_reference_has_no_worst_images_and_is_not_recoded(tmp_path, monkeypatch):
+    """`original` is every metric's ceiling: no "worst images" table of its own, and its crop is
+    the original (its lossless bpp in the caption), not a PNG re-encoding."""
+    import bench.report.recompute as recompute
+
+    fakes_bench.use_fakes(tmp_path, monkeypatch, 2)
+    with Store(tmp_path / "bench.sqlite") as store:
+        run_id = execute(RunConfig(dataset="pngs", codecs=["quant", "original"], metrics=["psnr"], workers=1),
+                         store, progress=False)
+        coded: list[str] = []
+        real = recompute._recompute
+        monkeypatch.setattr(recompute, "_recompute", lambda run, codec, *a: coded.append(codec) or real(run, codec, *a))
+        text = render_html(store, [run_id])
+    assert coded and set(coded) == {"quant"}
+    assert "<h4>quant</h4>" in text and "<h4>original</h4>" not in text
+    assert re.search(r"<figcaption>original \S+ \(\d+×\d+\), lossless \d+\.\d{4} bpp</figcaption>", text)

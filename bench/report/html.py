@@ -21,7 +21,10 @@ Reconstructions are **recomputed** for the page (nothing extra is stored in a ru
 codec is rebuilt from its card with the settings recorded in the run (its ``describe()``
 must match the recorded one, else the crop is skipped with the reason), the image is
 reloaded through the dataset, and the recomputed byte count is checked against the stored
-row (a difference, e.g. from a non-deterministic decoder, is printed under the crop).
+row (a difference, e.g. from a non-deterministic decoder, is printed under the crop). The
+clean reference (``original``) is the first crop itself, never re-coded. :func:`write_html`
+keeps the curves' PNGs and the crops by content in ``.report-cache/`` beside the page, so the
+page of unchanged runs is written again without drawing or coding anything.
 
 * the worst images: per codec one table (rate points × criteria), crops for the rate point
   nearest the chosen bpp.
@@ -46,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report.html_parts import HtmlOptions, _esc, _Group, _img, array_uri, figure_uri, png_data_uri  # noqa: F401
-from bench.report.recompute import _rebuild_codec, _recompute, center_crop, run_dataset  # noqa: F401
+from bench.report.recompute import Crops, _rebuild_codec, _recompute, center_crop, run_dataset  # noqa: F401
 from bench.storage.atomic import write_text
 from bench.storage.store import Store
 
@@ -54,7 +57,7 @@ from ..errors import BenchError
 from . import html_iou
 from .attrs import frame_attrs, run_context
 from .caveats import caveat_note
-from .curves import curve_columns, curve_jobs
+from .curves import REFERENCE_CODEC, curve_columns, curve_jobs
 from .floor import FLOOR_NOTE, floor_value, is_floor
 from .formatting import images_text
 from .intervals import CI_KIND, add_intervals, ci_notes, decorate, small_n_notes
@@ -64,6 +67,8 @@ from .summary import column_info, is_detail, summarise
 from .tables import formatted, header, printed_columns
 
 log = logging.getLogger("bench")
+
+CACHE_FOLDER = ".report-cache"  # beside report.html: curves and crops kept by content
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -211,8 +216,9 @@ def curves_html(df: pd.DataFrame, folder: Path | str) -> Callable[[], str]:
     return html
 
 
-def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions) -> str:
-    """Original and reconstructions (recomputed) of one image, centre-cropped."""
+def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions, crops: Crops) -> str:
+    """Original and reconstructions (recomputed) of one image, centre-cropped. The clean
+    reference (``original``) is the first crop, its lossless bpp in the caption."""
     rows: dict[str, Any] = {}
     for run in group.runs:
         for r in store.rows(run["run_id"], states=False):
@@ -227,37 +233,40 @@ def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions) ->
             return f'<p class="note">image {_esc(image_id)} has no successful rows in these runs</p>'
     else:
         image_id = max(sorted(rows), key=lambda i: len({(ru["run_id"], r.codec) for ru, r in rows[i]}))
+    sha = next((r.notes.get("image_sha256") for _, r in rows[image_id] if r.notes.get("image_sha256")), None)
+    first = next((r for _, r in rows[image_id]), None)
+    size = f" ({first.height}×{first.width})" if first is not None and first.height else ""
+    clean = [r for _, r in rows[image_id] if r.codec == REFERENCE_CODEC and r.bpp]
+    lossless = f", lossless {float(clean[0].bpp):.4f} bpp" if clean else ""
     try:
-        dataset = run_dataset(group.runs[0])
-        sample = dataset.load(image_id)
+        figs = [f'<figure>{_img(crops.original(image_id, sha), "original")}'
+                f"<figcaption>original {_esc(image_id)}{size}{lossless}</figcaption></figure>"]
     except (BenchError, OSError) as err:
         return f'<p class="note">crops skipped: cannot load image {_esc(image_id)}: {_esc(err)}</p>'
-    figs = [f'<figure>{_img(array_uri(center_crop(sample.image, options.crop)), "original")}'
-            f"<figcaption>original {_esc(image_id)} ({sample.height}×{sample.width})</figcaption></figure>"]
     for label in labels:
         run_id, codec_name = group.origin[label]
         cands = [r for ru, r in rows[image_id] if ru["run_id"] == run_id and r.codec == codec_name and r.bpp]
-        if not cands:
+        if not cands or codec_name == REFERENCE_CODEC:
             continue
         row = min(cands, key=lambda r: abs(float(r.bpp) - bpp))
         run = next(ru for ru in group.runs if ru["run_id"] == run_id)
         try:
-            enc, recon = _recompute(run, codec_name, row.rate, sample, dataset, options)
+            uri, total = crops.reconstruction(run, codec_name, row.rate, image_id, sha)
         except Exception as err:  # one codec's failure must not lose the page
             msg = err.problem if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
             figs.append(f'<figure><figcaption class="note">{_esc(label)} @ {_esc(row.rate)}: not recomputed '
                         f"({_esc(msg)})</figcaption></figure>")
             continue
         stored = sum(row.bytes.values())
-        check = "" if enc.total_bytes == stored else (
-            f'<br><span class="note">recomputed {enc.total_bytes} B ≠ stored {stored} B</span>')
+        check = "" if total == stored else (
+            f'<br><span class="note">recomputed {total} B ≠ stored {stored} B</span>')
         psnr = row.metrics.get("psnr")
         extra = f", PSNR {psnr:.2f} dB" if isinstance(psnr, (int, float)) and math.isfinite(psnr) else ""
-        figs.append(f'<figure>{_img(array_uri(center_crop(recon, options.crop)), label)}'
+        figs.append(f'<figure>{_img(uri, label)}'
                     f"<figcaption>{_esc(label)} rate {_esc(row.rate)}: {float(row.bpp):.4f} bpp{extra}{check}"
                     f"</figcaption></figure>")
     return (f"<p>image {_esc(image_id)}, centre crop {options.crop}×{options.crop} px, each codec at its rate "
-            f"point nearest {bpp:.4f} bpp on this image (reconstructions recomputed now)</p>"
+            f"point nearest {bpp:.4f} bpp on this image (reconstructions recomputed once, then kept by content)</p>"
             f'<div class="crops">{"".join(figs)}</div>')
 
 
@@ -282,8 +291,11 @@ def _toc(entries: list[tuple[str, str, list[tuple[str, str]]]]) -> str:
     return f'<nav class=toc aria-label="contents"><h2>Contents</h2><ol>{items}</ol></nav>'
 
 
-def render_html(store: Store, run_ids: Sequence[str], options: HtmlOptions | None = None) -> str:
-    """The whole page as a string."""
+def render_html(store: Store, run_ids: Sequence[str], options: HtmlOptions | None = None,
+                cache: Path | str | None = None) -> str:
+    """The whole page as a string. ``cache``: a folder keeping the curves' PNGs and the crops
+    by content (:class:`~bench.report.recompute.Crops`), so an unchanged page is not redrawn
+    or recomputed; None: nothing kept."""
     options = options or HtmlOptions()
     head = ["<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
             f"<title>bench report: {_esc(', '.join(run_ids))}</title><style>{CSS}</style></head><body>",
@@ -294,12 +306,13 @@ def render_html(store: Store, run_ids: Sequence[str], options: HtmlOptions | Non
     entries: list[tuple[str, str, list[tuple[str, str]]]] = []
     with tempfile.TemporaryDirectory(prefix="bench-html-") as tmp:
         for k, group in enumerate(_groups(store, run_ids, options.ci)):
-            _group_parts(store, group, options, f"d{k}", tmp, parts, entries)
+            folder = Path(cache) / f"d{k}" if cache is not None else Path(tmp) / f"d{k}"
+            _group_parts(store, group, options, f"d{k}", folder, parts, entries)
         body = [p() if callable(p) else p for p in parts]  # the curves drawn meanwhile
     return "\n".join(head + [_toc(entries)] + body + [f"<script>{SCRIPT}</script></body></html>"])
 
 
-def _group_parts(store: Store, group: _Group, options: HtmlOptions, gid: str, folder: str, parts: list[Part],
+def _group_parts(store: Store, group: _Group, options: HtmlOptions, gid: str, folder: Path, parts: list[Part],
                  entries: list[tuple[str, str, list[tuple[str, str]]]]) -> None:
     """One dataset's sections, appended to ``parts``; its contents entry to ``entries``."""
     df = group.summary
@@ -315,19 +328,29 @@ def _group_parts(store: Store, group: _Group, options: HtmlOptions, gid: str, fo
     note = rate_note(shown)
     rate_p = f'<p class="note">{_esc(note)}</p>' if note else ""
     parts.append(_section(f"{gid}-summary", "Summary", table_html(shown) + rate_p + floor_html(df), toc))
-    parts.append(_section(f"{gid}-curves", "Rate curves", curves_html(shown, folder), toc))
+    parts.append(_section(f"{gid}-curves", "Rate curves", curves_html(shown, folder / "curves"), toc))
     bars = html_iou.iou_html(df, f"{gid}-iou", bpp)
     if bars:
         parts.append(_section(f"{gid}-iou", "Per-class IoU", bars, toc))
+    datasets: list[Any] = []
+
+    def dataset() -> Any:  # rebuilt at the first crop not kept in the cache
+        if not datasets:
+            datasets.append(run_dataset(group.runs[0]))
+        return datasets[0]
+
+    crops = Crops(options, dataset, folder / "crops")
     if options.crops:
-        parts.append(_section(f"{gid}-crops", "Reconstructions", crops_html(store, group, bpp, options), toc))
+        parts.append(_section(f"{gid}-crops", "Reconstructions", crops_html(store, group, bpp, options, crops), toc))
     if options.worst > 0:
         from .html_worst import worst_html  # it uses this module's helpers
 
-        parts.append(_section(f"{gid}-worst", "Worst images", worst_html(store, group, options, bpp), toc))
+        parts.append(_section(f"{gid}-worst", "Worst images", worst_html(store, group, options, crops, bpp), toc))
     entries.append((gid, str(ds), toc))
 
 
 def write_html(store: Store, run_ids: Sequence[str], path: Path | str, options: HtmlOptions | None = None) -> Path:
-    """Write the page to ``path`` (UTF-8, atomically) and return it."""
-    return write_text(path, render_html(store, run_ids, options))
+    """Write the page to ``path`` (UTF-8, atomically) and return it; its curves and crops are
+    kept by content in ``.report-cache/`` beside it (a second page of the same runs redraws
+    and recomputes nothing)."""
+    return write_text(path, render_html(store, run_ids, options, Path(path).parent / CACHE_FOLDER))

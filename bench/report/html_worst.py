@@ -17,9 +17,10 @@ import pandas as pd
 from bench.storage.store import Store
 
 from ..errors import BenchError
+from .curves import REFERENCE_CODEC
 from .evidence import with_image_iou, worst_images
-from .html_parts import HtmlOptions, _esc, _Group, _img, array_uri
-from .recompute import _recompute, center_crop, run_dataset
+from .html_parts import HtmlOptions, _esc, _Group, _img
+from .recompute import Crops
 from .summary import load_run, per_image
 
 
@@ -31,39 +32,35 @@ def rate_key(rate: Any) -> tuple[int, float, str]:
         return (1, math.nan, str(rate))
 
 
-def _worst_crops(run: Mapping[str, Any], codec: str, label: str, rate: str, top: pd.DataFrame, dataset: Any,
-                 samples: dict[str, Any], options: HtmlOptions) -> list[str]:
+def _worst_crops(run: Mapping[str, Any], codec: str, label: str, rate: str, top: pd.DataFrame,
+                 crops: Crops, shas: Mapping[str, str]) -> list[str]:
     figs = []
     for key, cg in top.groupby("image_id", sort=False):
         image_id = str(key)
+        sha = shas.get(image_id)
         try:
-            sample = samples.get(image_id) or dataset.load(image_id)
-            samples[image_id] = sample
-            _enc, recon = _recompute(run, codec, rate, sample, dataset, options)
+            original = crops.original(image_id, sha)
+            recon, _total = crops.reconstruction(run, codec, rate, image_id, sha)
         except Exception as err:  # noqa: BLE001 - one crop's failure must not lose the page
             msg = err.problem if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
             figs.append(f'<figure><figcaption class="note">{_esc(image_id)}: not recomputed ({_esc(msg)})'
                         "</figcaption></figure>")
             continue
         why = "; ".join(f"{c}: {v:.4g}" for c, v in zip(cg["criterion"], cg["value"]))
-        figs.append(f'<figure>{_img(array_uri(center_crop(sample.image, options.crop)), "original")}'
+        figs.append(f'<figure>{_img(original, "original")}'
                     f"<figcaption>original {_esc(image_id)}</figcaption></figure>"
-                    f'<figure>{_img(array_uri(center_crop(recon, options.crop)), label)}'
+                    f'<figure>{_img(recon, label)}'
                     f"<figcaption>{_esc(label)} @ {_esc(rate)} — {_esc(why)}</figcaption></figure>")
     return figs
 
 
-def worst_html(store: Store, group: _Group, options: HtmlOptions, bpp: float = math.nan) -> str:
+def worst_html(store: Store, group: _Group, options: HtmlOptions, crops: Crops, bpp: float = math.nan) -> str:
     """Per codec, one table of the images where it does worst at each rate point (largest
     LPIPS, lowest PSNR, largest IoU drop vs the original's segmentation; rates in numeric
     order), with crops of the worst image per criterion at the rate point nearest ``bpp``
-    (recomputed, when ``options.crops``)."""
+    (recomputed, when ``options.crops``, through ``crops``). The clean reference
+    (``original``) has no worst images: every one of its values is the ceiling."""
     parts = []
-    samples: dict[str, Any] = {}
-    try:
-        dataset = run_dataset(group.runs[0])
-    except (BenchError, OSError):
-        dataset = None
     by_origin = {v: k for k, v in group.origin.items()}
     for run in group.runs:
         loaded = load_run(store, run["run_id"], states=("miou",))  # per-image IoU: the one state needed
@@ -71,9 +68,13 @@ def worst_html(store: Store, group: _Group, options: HtmlOptions, bpp: float = m
         worst = worst_images(images, options.worst)
         if worst.empty:
             continue
+        shas = {str(i): str(s) for i, s in zip(images["image_id"], images.get("note_image_sha256", []))
+                if isinstance(s, str) and s}  # the pixels each row coded: the crops' cache key
         mean_bpp = images.groupby(["codec", "rate"])["bpp"].mean() if "bpp" in images else pd.Series(dtype=float)
         for key, cw in worst.groupby("codec", sort=False):
             codec = str(key)
+            if codec == REFERENCE_CODEC:
+                continue
             label = by_origin.get((run["run_id"], codec), codec)
             criteria = list(dict.fromkeys(cw["criterion"]))
             rates = sorted(dict.fromkeys(str(r) for r in cw["rate"]), key=rate_key)
@@ -88,10 +89,10 @@ def worst_html(store: Store, group: _Group, options: HtmlOptions, bpp: float = m
             figs: list[str] = []
             near = [(abs(float(mean_bpp.get((codec, r), math.nan)) - bpp), rate_key(r), r) for r in rates]
             near = [n for n in near if math.isfinite(n[0])]
-            if options.crops and dataset is not None and near:
+            if options.crops and near:
                 rate = min(near)[2]
                 top = cw[(cw["rate"] == rate) & (cw["rank"] == 1)]
-                figs = _worst_crops(run, codec, label, rate, top, dataset, samples, options)
+                figs = _worst_crops(run, codec, label, rate, top, crops, shas)
                 figs.insert(0, f"<p>worst image per criterion at rate {_esc(rate)} (nearest {bpp:.4f} bpp):</p>")
             parts.append(f"<h4>{_esc(label)}</h4><table class=worst><thead><tr><th>rate</th>{heads}</tr></thead>"
                          f"<tbody>{''.join(lines)}</tbody></table>"

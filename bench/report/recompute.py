@@ -1,23 +1,32 @@
 """Reconstructions for the HTML report's crops: a codec rebuilt from a run's recorded settings
-re-codes one image (nothing is stored)."""
+re-codes one image (nothing is stored in the run), and :class:`Crops` keeps each crop's WebP
+thumbnail once per page and, given a folder, on disk by content, so a second page is not
+recomputed."""
 
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.execution.runner import semantics_for
 from bench.registry import catalog
-from bench.report.html_parts import HtmlOptions
+from bench.report.html_parts import HtmlOptions, array_uri
+from bench.storage.atomic import write_text
 
 from ..errors import BenchError
 
 log = logging.getLogger("bench")
+
+_KEY_VERSION = "bench-crop-v1"  # bump when what a key stands for changes
+THUMBNAIL_QUALITY = 90  # WebP quality of a crop's thumbnail (a preview: exact pixels via bench export)
 
 
 def _rebuild_codec(name: str, recorded: Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> Any:
@@ -63,3 +72,71 @@ def _recompute(run: Mapping[str, Any], codec_name: str, rate: str, sample: Any, 
     enc = codec.encode(sample.image, codec.rate_knob.parse(rate),
                        semantics=semantics_for(codec, sample, dataset.class_set.name if dataset.class_set else None))
     return enc, codec.decode(dict(enc.parts))
+
+
+class Crops:
+    """Centre crops (WebP data URIs) of one run group's originals and recomputed
+    reconstructions. ``dataset`` is rebuilt only on a miss. Kept per page and, with
+    ``folder``, as ``<folder>/<sha256>.json`` keyed by everything that decides the pixels:
+    the image's sha256 (the rows' ``image_sha256``), the dataset's content hash and the run's
+    config (labels and semantics), the codec's recorded ``describe()`` (version, params,
+    weights) and card overrides, the rate, the crop side and the thumbnail quality. A
+    registered codec codes the same pixels the same way, as the run's result cache assumes."""
+
+    def __init__(self, options: HtmlOptions, dataset: Callable[[], Any], folder: Path | None = None) -> None:
+        self.options, self._dataset, self.folder = options, dataset, folder
+        self._memo: dict[str, dict[str, Any]] = {}
+        self._samples: dict[str, Any] = {}
+
+    def sample(self, image_id: str) -> Any:
+        """The dataset's sample (loaded once per page)."""
+        if image_id not in self._samples:
+            self._samples[image_id] = self._dataset().load(image_id)
+        return self._samples[image_id]
+
+    def original(self, image_id: str, sha: str | None) -> str:
+        """The original's crop."""
+        return self._get(["original", sha, image_id], sha,
+                         lambda: {"uri": self._thumb(self.sample(image_id).image)})["uri"]
+
+    def reconstruction(self, run: Mapping[str, Any], codec: str, rate: str, image_id: str,
+                       sha: str | None) -> tuple[str, int]:
+        """(crop, recomputed total bytes) of ``codec`` at ``rate`` on ``image_id``; raises
+        BenchError (codec not rebuildable or missing) or the codec's own error."""
+        meta = run["meta"]
+        parts = ["recon", sha, image_id, (meta.get("dataset") or {}).get("content_hash"), run.get("config"),
+                 (meta.get("codecs") or {}).get(codec), self.options.codec_params.get(codec), codec, str(rate)]
+
+        def make() -> dict[str, Any]:
+            enc, recon = _recompute(run, codec, rate, self.sample(image_id), self._dataset(), self.options)
+            return {"uri": self._thumb(recon), "bytes": int(enc.total_bytes)}
+
+        got = self._get(parts, sha, make)
+        return got["uri"], int(got["bytes"])
+
+    def _thumb(self, image: np.ndarray) -> str:
+        return array_uri(center_crop(image, self.options.crop), THUMBNAIL_QUALITY)
+
+    def _get(self, parts: list[Any], sha: str | None, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        text = json.dumps([_KEY_VERSION, self.options.crop, THUMBNAIL_QUALITY, *parts], sort_keys=True, default=str)
+        key = hashlib.sha256(text.encode()).hexdigest()
+        if key in self._memo:
+            return self._memo[key]
+        path = self.folder / f"{key}.json" if self.folder is not None and sha else None  # pixels unknown: no disk
+        if path is not None:
+            try:
+                got = json.loads(path.read_text())
+                if isinstance(got, dict) and isinstance(got.get("uri"), str):
+                    self._memo[key] = got
+                    return got
+            except (OSError, ValueError):
+                pass
+        got = make()
+        self._memo[key] = got
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_text(path, json.dumps(got))
+            except (OSError, BenchError) as err:  # a read-only report folder: the page is still written
+                log.debug("crop cache not written: %s", err)
+        return got
