@@ -272,3 +272,16 @@ def test_the_clean_reference_has_no_worst_images_and_is_not_recoded(tmp_path, mo
     assert coded and set(coded) == {"quant"}
     assert "<h4>quant</h4>" in text and "<h4>original</h4>" not in text
     assert re.search(r"<figcaption>original \S+ \(\d+×\d+\), lossless \d+\.\d{4} bpp</figcaption>", text)
+
+
+def test_a_codec_whose_tool_is_gone_says_so_under_its_crop(run, monkeypatch):
+    """A codec whose binary left PATH describes itself differently; the crop names the missing
+    tool, not "settings differ"."""
+    from bench.codecs.base import Requirement
+
+    out, run_id, _data = run
+    monkeypatch.setattr(fakes_bench.QuantCodec, "requirements",
+                        lambda self: [Requirement("binary", "quantenc", False, "put quantenc on PATH")], raising=False)
+    with Store(out / "bench.sqlite") as store:
+        text = render_html(store, [run_id])
+    assert "quant is not available here: needs binary quantenc" in text and "settings differ" not in text

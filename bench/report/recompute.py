@@ -33,6 +33,10 @@ def _rebuild_codec(name: str, recorded: Mapping[str, Any] | None, overrides: Map
     """The codec from its card, with the run's recorded settings; raises BenchError when
     its describe() cannot be made to match the recorded one."""
     codec = catalog.make_codec(name, **dict(overrides))
+    missing = codec.missing()  # before comparing: a codec whose tool is absent describes itself differently
+    if missing:
+        raise BenchError(f"{name} is not available here: needs {', '.join(f'{r.kind} {r.name}' for r in missing)}",
+                         f"{missing[0].detail}; see `bench doctor`")
     if recorded is None or codec.describe() == recorded:
         return codec
     params = dict(recorded.get("params") or {})
@@ -67,8 +71,6 @@ def _recompute(run: Mapping[str, Any], codec_name: str, rate: str, sample: Any, 
     """(encoded, reconstruction) of ``sample`` by the run's codec at ``rate``, recomputed now."""
     recorded = (run["meta"].get("codecs") or {}).get(codec_name)
     codec = _rebuild_codec(codec_name, recorded, options.codec_params.get(codec_name, {}))
-    if codec.missing():
-        raise BenchError(f"{codec_name} is not available here", "see `bench doctor`")
     enc = codec.encode(sample.image, codec.rate_knob.parse(rate),
                        semantics=semantics_for(codec, sample, dataset.class_set.name if dataset.class_set else None))
     return enc, codec.decode(dict(enc.parts))
