@@ -1,7 +1,9 @@
 """One self-contained HTML page for one or more runs (``bench report --html``).
 
-Everything is inline: curves are PNGs and image crops lossy WebP thumbnails (quality 90,
-a preview: exact pixels come from ``bench export``) embedded as ``data:`` URIs, the style sheet
+Everything is inline: curves are PNGs (those ``bench report`` saved beside the page when
+they are of the same data and code, else drawn at 110 dpi) and image crops lossy WebP
+thumbnails (quality 90, a preview: exact pixels come from ``bench export``) embedded as
+``data:`` URIs, the style sheet
 and a few lines of script are in the page, there is no external asset or font. A table of
 contents leads to the sections, each collapsed (``<details>``) until opened; a 26-rate-point
 run stays well under 3 MB. The page holds, per dataset (runs of the same dataset content are
@@ -35,7 +37,9 @@ decoded images into ``body[data-images-loaded]`` (used by the headless-browser t
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import functools
 import json
 import logging
 import math
@@ -62,11 +66,13 @@ from .floor import FLOOR_NOTE, floor_value, is_floor
 from .formatting import images_text
 from .intervals import CI_KIND, add_intervals, ci_notes, decorate, small_n_notes
 from .rates import rate_note, rate_view
-from .render import start
+from .render import free_cores, saved_copy, start
 from .summary import column_info, is_detail, summarise
 from .tables import formatted, header, printed_columns
 
 log = logging.getLogger("bench")
+
+Part = str | Callable[[], str]  # HTML, or a function giving it once what it waits for is done
 
 CACHE_FOLDER = ".report-cache"  # beside report.html: curves and crops kept by content
 
@@ -119,6 +125,10 @@ def table_html(df: pd.DataFrame) -> str:
 
 
 # -- runs and groups ---------------------------------------------------------------------
+#: Summary attributes a group's frame takes from its runs' (listed values, in first-seen order).
+_MERGED_ATTRS = ("random_metrics", "parts", "warnings", "caveats")
+
+
 def _groups(store: Store, run_ids: Sequence[str], ci: Any = None) -> list[_Group]:
     runs = [store.run(r) for r in run_ids]
     by_content: dict[str, list[dict[str, Any]]] = {}
@@ -148,7 +158,11 @@ def _groups(store: Store, run_ids: Sequence[str], ci: Any = None) -> list[_Group
         summary = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         context = run_context(group_runs[0])  # one dataset content; the protocols of all the runs
         context["protocol"] = ", ".join(dict.fromkeys(str(df.attrs.get("protocol") or "card") for df in sums))
-        summary.attrs = frame_attrs(columns=columns, codec_labels=shown, **context,
+        merged = {k: list(dict.fromkeys(x for df in sums for x in df.attrs.get(k) or []))
+                  for k in _MERGED_ATTRS if any(k in df.attrs for df in sums)}  # a curve's caveats and marks
+        if len(sums) == 1 and "run_id" in sums[0].attrs:
+            merged["run_id"] = sums[0].attrs["run_id"]
+        summary.attrs = frame_attrs(columns=columns, codec_labels=shown, **context, **merged,
                                     **({"ci": sums[0].attrs["ci"]} if ci else {}))
         out.append(_Group(group_runs, summary, origin))
     return out
@@ -198,27 +212,32 @@ def floor_html(df: pd.DataFrame) -> str:
     return f'<p class="floor">{"; ".join(shown)}. {_esc(FLOOR_NOTE)}</p>' if shown else ""
 
 
-def curves_html(df: pd.DataFrame, folder: Path | str) -> Callable[[], str]:
-    """Start drawing one PNG (110 dpi) per metric curve into ``folder``, in other processes
-    (bench.report.render), while the page's other sections are computed; the returned
-    function waits for them and gives the section's HTML."""
+def curves_html(df: pd.DataFrame, folder: Path, report: Path | None = None) -> Callable[[], str]:
+    """One PNG per metric curve: the one ``bench report`` saved in ``report`` from the same
+    data and code (200 dpi, :func:`bench.report.render.saved_copy`), else drawn at 110 dpi into
+    ``folder`` in other processes (bench.report.render) while the page's other sections are
+    computed; the returned function waits for them and gives the section's HTML."""
     infos = column_info(df)
     columns = [c for c in curve_columns(df) if not _bookkeeping(infos[c].key)]
     if not columns:
         return lambda: "<p>no metric curves</p>"
-    pending = start([replace(job, formats=((".png", {"dpi": 110}),)) for job in curve_jobs(df, folder, columns)])
+    jobs = curve_jobs(df, folder, columns)
+    found = [saved_copy(job, report, ".png") if report is not None else None for job in jobs]
+    pending = start([replace(job, formats=((".png", {"dpi": 110}),)) for job, f in zip(jobs, found) if f is None])
 
     def html() -> str:
-        imgs = [_img(png_data_uri(path.read_bytes()), f"{column} vs bpp", "curve")
-                for column, path in zip(columns, pending.wait())]
+        drawn = iter(pending.wait())
+        paths = [f or next(drawn) for f in found]
+        imgs = [_img(png_data_uri(path.read_bytes()), f"{column} vs bpp", "curve") for column, path in zip(columns, paths)]
         return f'<div class="curves">{"".join(imgs)}</div>'
 
     return html
 
 
-def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions, crops: Crops) -> str:
-    """Original and reconstructions (recomputed) of one image, centre-cropped. The clean
-    reference (``original``) is the first crop, its lossless bpp in the caption."""
+def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions, crops: Crops) -> Part:
+    """Original and reconstructions of one image, centre-cropped, recomputed by ``crops``
+    while the rest of the page is assembled. The clean reference (``original``) is the first
+    crop, its lossless bpp in the caption."""
     rows: dict[str, Any] = {}
     for run in group.runs:
         for r in store.rows(run["run_id"], states=False):
@@ -238,40 +257,46 @@ def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions, cr
     size = f" ({first.height}×{first.width})" if first is not None and first.height else ""
     clean = [r for _, r in rows[image_id] if r.codec == REFERENCE_CODEC and r.bpp]
     lossless = f", lossless {float(clean[0].bpp):.4f} bpp" if clean else ""
-    try:
-        figs = [f'<figure>{_img(crops.original(image_id, sha), "original")}'
-                f"<figcaption>original {_esc(image_id)}{size}{lossless}</figcaption></figure>"]
-    except (BenchError, OSError) as err:
-        return f'<p class="note">crops skipped: cannot load image {_esc(image_id)}: {_esc(err)}</p>'
+    original = crops.original(image_id, sha)
+    coded = []
     for label in labels:
         run_id, codec_name = group.origin[label]
         cands = [r for ru, r in rows[image_id] if ru["run_id"] == run_id and r.codec == codec_name and r.bpp]
-        if not cands or codec_name == REFERENCE_CODEC:
-            continue
-        row = min(cands, key=lambda r: abs(float(r.bpp) - bpp))
-        run = next(ru for ru in group.runs if ru["run_id"] == run_id)
+        if cands and codec_name != REFERENCE_CODEC:
+            row = min(cands, key=lambda r: abs(float(r.bpp) - bpp))
+            run = next(ru for ru in group.runs if ru["run_id"] == run_id)
+            coded.append((label, row, crops.reconstruction(run, codec_name, row.rate, image_id, sha)))
+
+    def html() -> str:
         try:
-            uri, total = crops.reconstruction(run, codec_name, row.rate, image_id, sha)
-        except Exception as err:  # one codec's failure must not lose the page
-            msg = err.problem if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
-            figs.append(f'<figure><figcaption class="note">{_esc(label)} @ {_esc(row.rate)}: not recomputed '
-                        f"({_esc(msg)})</figcaption></figure>")
-            continue
-        stored = sum(row.bytes.values())
-        check = "" if total == stored else (
-            f'<br><span class="note">recomputed {total} B ≠ stored {stored} B</span>')
-        psnr = row.metrics.get("psnr")
-        extra = f", PSNR {psnr:.2f} dB" if isinstance(psnr, (int, float)) and math.isfinite(psnr) else ""
-        figs.append(f'<figure>{_img(uri, label)}'
-                    f"<figcaption>{_esc(label)} rate {_esc(row.rate)}: {float(row.bpp):.4f} bpp{extra}{check}"
-                    f"</figcaption></figure>")
-    return (f"<p>image {_esc(image_id)}, centre crop {options.crop}×{options.crop} px, each codec at its rate "
-            f"point nearest {bpp:.4f} bpp on this image (reconstructions recomputed once, then kept by content)</p>"
-            f'<div class="crops">{"".join(figs)}</div>')
+            figs = [f'<figure>{_img(original.result()["uri"], "original")}'
+                    f"<figcaption>original {_esc(image_id)}{size}{lossless}</figcaption></figure>"]
+        except (BenchError, OSError) as err:
+            return f'<p class="note">crops skipped: cannot load image {_esc(image_id)}: {_esc(err)}</p>'
+        for label, row, future in coded:
+            try:
+                got = future.result()
+            except Exception as err:  # one codec's failure must not lose the page
+                msg = err.problem if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
+                figs.append(f'<figure><figcaption class="note">{_esc(label)} @ {_esc(row.rate)}: not recomputed '
+                            f"({_esc(msg)})</figcaption></figure>")
+                continue
+            stored = sum(row.bytes.values())
+            check = "" if got["bytes"] == stored else (
+                f'<br><span class="note">recomputed {got["bytes"]} B ≠ stored {stored} B</span>')
+            psnr = row.metrics.get("psnr")
+            extra = f", PSNR {psnr:.2f} dB" if isinstance(psnr, (int, float)) and math.isfinite(psnr) else ""
+            figs.append(f'<figure>{_img(got["uri"], label)}'
+                        f"<figcaption>{_esc(label)} rate {_esc(row.rate)}: {float(row.bpp):.4f} bpp{extra}{check}"
+                        f"</figcaption></figure>")
+        return (f"<p>image {_esc(image_id)}, centre crop {options.crop}×{options.crop} px, each codec at its rate "
+                f"point nearest {bpp:.4f} bpp on this image (reconstructions recomputed once, then kept by "
+                f'content)</p><div class="crops">{"".join(figs)}</div>')
+
+    return html
 
 
 # -- page --------------------------------------------------------------------------------
-Part = str | Callable[[], str]  # HTML, or a function giving it once what it waits for is done
 
 
 def _section(sid: str, title: str, body: Part, toc: list[tuple[str, str]]) -> Part:
@@ -292,10 +317,11 @@ def _toc(entries: list[tuple[str, str, list[tuple[str, str]]]]) -> str:
 
 
 def render_html(store: Store, run_ids: Sequence[str], options: HtmlOptions | None = None,
-                cache: Path | str | None = None) -> str:
+                cache: Path | str | None = None, figures: Path | str | None = None) -> str:
     """The whole page as a string. ``cache``: a folder keeping the curves' PNGs and the crops
     by content (:class:`~bench.report.recompute.Crops`), so an unchanged page is not redrawn
-    or recomputed; None: nothing kept."""
+    or recomputed; None: nothing kept. ``figures``: a folder where ``bench report`` saved
+    curves; one saved from the same data and code is embedded instead of drawn."""
     options = options or HtmlOptions()
     head = ["<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
             f"<title>bench report: {_esc(', '.join(run_ids))}</title><style>{CSS}</style></head><body>",
@@ -304,16 +330,20 @@ def render_html(store: Store, run_ids: Sequence[str], options: HtmlOptions | Non
             "Sections open on click.</p>"]
     parts: list[Part] = []
     entries: list[tuple[str, str, list[tuple[str, str]]]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-html-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-html-") as tmp, contextlib.ExitStack() as stack:
         for k, group in enumerate(_groups(store, run_ids, options.ci)):
             folder = Path(cache) / f"d{k}" if cache is not None else Path(tmp) / f"d{k}"
-            _group_parts(store, group, options, f"d{k}", folder, parts, entries)
-        body = [p() if callable(p) else p for p in parts]  # the curves drawn meanwhile
+            crops = Crops(options, functools.partial(run_dataset, group.runs[0]), folder / "crops", free_cores())
+            stack.callback(crops.close)
+            _group_parts(store, group, options, f"d{k}", folder, parts, entries, crops,
+                         Path(figures) if figures is not None else None)
+        body = [p() if callable(p) else p for p in parts]  # the curves drawn and crops coded meanwhile
     return "\n".join(head + [_toc(entries)] + body + [f"<script>{SCRIPT}</script></body></html>"])
 
 
 def _group_parts(store: Store, group: _Group, options: HtmlOptions, gid: str, folder: Path, parts: list[Part],
-                 entries: list[tuple[str, str, list[tuple[str, str]]]]) -> None:
+                 entries: list[tuple[str, str, list[tuple[str, str]]]], crops: Crops,
+                 figures: Path | None = None) -> None:
     """One dataset's sections, appended to ``parts``; its contents entry to ``entries``."""
     df = group.summary
     ds = (group.runs[0]["meta"].get("dataset") or {}).get("name", group.runs[0]["config"].get("dataset"))
@@ -328,18 +358,10 @@ def _group_parts(store: Store, group: _Group, options: HtmlOptions, gid: str, fo
     note = rate_note(shown)
     rate_p = f'<p class="note">{_esc(note)}</p>' if note else ""
     parts.append(_section(f"{gid}-summary", "Summary", table_html(shown) + rate_p + floor_html(df), toc))
-    parts.append(_section(f"{gid}-curves", "Rate curves", curves_html(shown, folder / "curves"), toc))
+    parts.append(_section(f"{gid}-curves", "Rate curves", curves_html(shown, folder / "curves", figures), toc))
     bars = html_iou.iou_html(df, f"{gid}-iou", bpp)
     if bars:
         parts.append(_section(f"{gid}-iou", "Per-class IoU", bars, toc))
-    datasets: list[Any] = []
-
-    def dataset() -> Any:  # rebuilt at the first crop not kept in the cache
-        if not datasets:
-            datasets.append(run_dataset(group.runs[0]))
-        return datasets[0]
-
-    crops = Crops(options, dataset, folder / "crops")
     if options.crops:
         parts.append(_section(f"{gid}-crops", "Reconstructions", crops_html(store, group, bpp, options, crops), toc))
     if options.worst > 0:
@@ -352,5 +374,6 @@ def _group_parts(store: Store, group: _Group, options: HtmlOptions, gid: str, fo
 def write_html(store: Store, run_ids: Sequence[str], path: Path | str, options: HtmlOptions | None = None) -> Path:
     """Write the page to ``path`` (UTF-8, atomically) and return it; its curves and crops are
     kept by content in ``.report-cache/`` beside it (a second page of the same runs redraws
-    and recomputes nothing)."""
-    return write_text(path, render_html(store, run_ids, options, Path(path).parent / CACHE_FOLDER))
+    and recomputes nothing), and curves ``bench report`` saved beside it are reused."""
+    folder = Path(path).parent
+    return write_text(path, render_html(store, run_ids, options, folder / CACHE_FOLDER, folder))

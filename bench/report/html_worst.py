@@ -9,7 +9,7 @@ page's bpp.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -33,34 +33,42 @@ def rate_key(rate: Any) -> tuple[int, float, str]:
 
 
 def _worst_crops(run: Mapping[str, Any], codec: str, label: str, rate: str, top: pd.DataFrame,
-                 crops: Crops, shas: Mapping[str, str]) -> list[str]:
-    figs = []
+                 crops: Crops, shas: Mapping[str, str]) -> Callable[[], str]:
+    """Start coding the crops of the images in ``top``; the returned function gives their HTML."""
+    todo = []
     for key, cg in top.groupby("image_id", sort=False):
-        image_id = str(key)
-        sha = shas.get(image_id)
-        try:
-            original = crops.original(image_id, sha)
-            recon, _total = crops.reconstruction(run, codec, rate, image_id, sha)
-        except Exception as err:  # noqa: BLE001 - one crop's failure must not lose the page
-            msg = err.problem if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
-            figs.append(f'<figure><figcaption class="note">{_esc(image_id)}: not recomputed ({_esc(msg)})'
-                        "</figcaption></figure>")
-            continue
+        image_id, sha = str(key), shas.get(str(key))
         why = "; ".join(f"{c}: {v:.4g}" for c, v in zip(cg["criterion"], cg["value"]))
-        figs.append(f'<figure>{_img(original, "original")}'
-                    f"<figcaption>original {_esc(image_id)}</figcaption></figure>"
-                    f'<figure>{_img(recon, label)}'
-                    f"<figcaption>{_esc(label)} @ {_esc(rate)} — {_esc(why)}</figcaption></figure>")
-    return figs
+        todo.append((image_id, why, crops.original(image_id, sha), crops.reconstruction(run, codec, rate, image_id, sha)))
+
+    def html() -> str:
+        figs = []
+        for image_id, why, original, recon in todo:
+            try:
+                uris = original.result()["uri"], recon.result()["uri"]
+            except Exception as err:  # noqa: BLE001 - one crop's failure must not lose the page
+                msg = err.problem if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
+                figs.append(f'<figure><figcaption class="note">{_esc(image_id)}: not recomputed ({_esc(msg)})'
+                            "</figcaption></figure>")
+                continue
+            figs.append(f'<figure>{_img(uris[0], "original")}'
+                        f"<figcaption>original {_esc(image_id)}</figcaption></figure>"
+                        f'<figure>{_img(uris[1], label)}'
+                        f"<figcaption>{_esc(label)} @ {_esc(rate)} — {_esc(why)}</figcaption></figure>")
+        return "".join(figs)
+
+    return html
 
 
-def worst_html(store: Store, group: _Group, options: HtmlOptions, crops: Crops, bpp: float = math.nan) -> str:
+def worst_html(store: Store, group: _Group, options: HtmlOptions, crops: Crops,
+               bpp: float = math.nan) -> Callable[[], str]:
     """Per codec, one table of the images where it does worst at each rate point (largest
     LPIPS, lowest PSNR, largest IoU drop vs the original's segmentation; rates in numeric
     order), with crops of the worst image per criterion at the rate point nearest ``bpp``
-    (recomputed, when ``options.crops``, through ``crops``). The clean reference
-    (``original``) has no worst images: every one of its values is the ceiling."""
-    parts = []
+    (recomputed, when ``options.crops``, through ``crops``, while the page is assembled: the
+    returned function gives the section). The clean reference (``original``) has no worst
+    images: every one of its values is the ceiling."""
+    parts: list[str | Callable[[], str]] = []
     by_origin = {v: k for k, v in group.origin.items()}
     for run in group.runs:
         loaded = load_run(store, run["run_id"], states=("miou",))  # per-image IoU: the one state needed
@@ -86,15 +94,14 @@ def worst_html(store: Store, group: _Group, options: HtmlOptions, crops: Crops, 
                                 for crit in criteria)
                 lines.append(f"<tr><td class=key>{_esc(rate)}</td>{cells}</tr>")
             heads = "".join(f"<th>{_esc(c)}</th>" for c in criteria)
-            figs: list[str] = []
+            parts.append(f"<h4>{_esc(label)}</h4><table class=worst><thead><tr><th>rate</th>{heads}</tr></thead>"
+                         f"<tbody>{''.join(lines)}</tbody></table>")
             near = [(abs(float(mean_bpp.get((codec, r), math.nan)) - bpp), rate_key(r), r) for r in rates]
             near = [n for n in near if math.isfinite(n[0])]
             if options.crops and near:
                 rate = min(near)[2]
                 top = cw[(cw["rate"] == rate) & (cw["rank"] == 1)]
-                figs = _worst_crops(run, codec, label, rate, top, crops, shas)
-                figs.insert(0, f"<p>worst image per criterion at rate {_esc(rate)} (nearest {bpp:.4f} bpp):</p>")
-            parts.append(f"<h4>{_esc(label)}</h4><table class=worst><thead><tr><th>rate</th>{heads}</tr></thead>"
-                         f"<tbody>{''.join(lines)}</tbody></table>"
-                         + (f'<div class="crops">{"".join(figs)}</div>' if figs else ""))
-    return "".join(parts) or "<p>no per-image values to rank</p>"
+                parts += [f'<div class="crops"><p>worst image per criterion at rate {_esc(rate)} '
+                          f"(nearest {bpp:.4f} bpp):</p>", _worst_crops(run, codec, label, rate, top, crops, shas),
+                          "</div>"]
+    return lambda: "".join(p() if callable(p) else p for p in parts) or "<p>no per-image values to rank</p>"

@@ -10,7 +10,9 @@ import hashlib
 import inspect
 import json
 import logging
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -78,48 +80,69 @@ def _recompute(run: Mapping[str, Any], codec_name: str, rate: str, sample: Any, 
 
 class Crops:
     """Centre crops (WebP data URIs) of one run group's originals and recomputed
-    reconstructions. ``dataset`` is rebuilt only on a miss. Kept per page and, with
-    ``folder``, as ``<folder>/<sha256>.json`` keyed by everything that decides the pixels:
-    the image's sha256 (the rows' ``image_sha256``), the dataset's content hash and the run's
-    config (labels and semantics), the codec's recorded ``describe()`` (version, params,
-    weights) and card overrides, the rate, the crop side and the thumbnail quality. A
-    registered codec codes the same pixels the same way, as the run's result cache assumes."""
+    reconstructions, coded by ``workers`` threads (Pillow's encoders and a codec's subprocess
+    let go of the GIL) while the page is assembled. ``dataset()`` builds the run's dataset:
+    called once, at the first crop not kept. Kept per page and, with ``folder``, as ``<folder>/<sha256>.json`` keyed by
+    everything that decides the pixels: the image's sha256 (the rows' ``image_sha256``), the
+    dataset's content hash and the run's config (labels and semantics), the codec's recorded
+    ``describe()`` (version, params, weights) and card overrides, the rate, the crop side and
+    the thumbnail quality. A registered codec codes the same pixels the same way, as the run's
+    result cache assumes. :meth:`close` when done."""
 
-    def __init__(self, options: HtmlOptions, dataset: Callable[[], Any], folder: Path | None = None) -> None:
+    def __init__(self, options: HtmlOptions, dataset: Callable[[], Any], folder: Path | None = None,
+                 workers: int = 1) -> None:
         self.options, self._dataset, self.folder = options, dataset, folder
-        self._memo: dict[str, dict[str, Any]] = {}
+        self._ds: list[Any] = []
+        self._memo: dict[str, Future[dict[str, Any]]] = {}
         self._samples: dict[str, Any] = {}
+        self._lock = threading.RLock()
+        self._workers = max(1, workers)
+        self._pool: ThreadPoolExecutor | None = None
+
+    def dataset(self) -> Any:
+        """The run's dataset (rebuilt once, by the first thread that needs it)."""
+        with self._lock:
+            if not self._ds:
+                self._ds.append(self._dataset())
+            return self._ds[0]
 
     def sample(self, image_id: str) -> Any:
         """The dataset's sample (loaded once per page)."""
-        if image_id not in self._samples:
-            self._samples[image_id] = self._dataset().load(image_id)
-        return self._samples[image_id]
+        with self._lock:
+            if image_id not in self._samples:
+                self._samples[image_id] = self.dataset().load(image_id)
+            return self._samples[image_id]
 
-    def original(self, image_id: str, sha: str | None) -> str:
-        """The original's crop."""
-        return self._get(["original", sha, image_id], sha,
-                         lambda: {"uri": self._thumb(self.sample(image_id).image)})["uri"]
+    def original(self, image_id: str, sha: str | None) -> Future[dict[str, Any]]:
+        """The original's crop, as ``{"uri": …}`` once done."""
+        return self._get(["original", sha, image_id], sha, lambda: {"uri": self._thumb(self.sample(image_id).image)})
 
     def reconstruction(self, run: Mapping[str, Any], codec: str, rate: str, image_id: str,
-                       sha: str | None) -> tuple[str, int]:
-        """(crop, recomputed total bytes) of ``codec`` at ``rate`` on ``image_id``; raises
-        BenchError (codec not rebuildable or missing) or the codec's own error."""
+                       sha: str | None) -> Future[dict[str, Any]]:
+        """``{"uri": crop, "bytes": recomputed total bytes}`` of ``codec`` at ``rate`` on
+        ``image_id`` once done; its ``result()`` raises BenchError (codec not rebuildable or
+        missing) or the codec's own error."""
         meta = run["meta"]
         parts = ["recon", sha, image_id, (meta.get("dataset") or {}).get("content_hash"), run.get("config"),
                  (meta.get("codecs") or {}).get(codec), self.options.codec_params.get(codec), codec, str(rate)]
 
         def make() -> dict[str, Any]:
-            enc, recon = _recompute(run, codec, rate, self.sample(image_id), self._dataset(), self.options)
+            sample = self.sample(image_id)
+            enc, recon = _recompute(run, codec, rate, sample, self.dataset(), self.options)
             return {"uri": self._thumb(recon), "bytes": int(enc.total_bytes)}
 
-        got = self._get(parts, sha, make)
-        return got["uri"], int(got["bytes"])
+        return self._get(parts, sha, make)
+
+    def close(self) -> None:
+        """Wait for the crops being coded (dropping those not begun)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def _thumb(self, image: np.ndarray) -> str:
         return array_uri(center_crop(image, self.options.crop), THUMBNAIL_QUALITY)
 
-    def _get(self, parts: list[Any], sha: str | None, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def _get(self, parts: list[Any], sha: str | None, make: Callable[[], dict[str, Any]]) -> Future[dict[str, Any]]:
         text = json.dumps([_KEY_VERSION, self.options.crop, THUMBNAIL_QUALITY, *parts], sort_keys=True, default=str)
         key = hashlib.sha256(text.encode()).hexdigest()
         if key in self._memo:
@@ -129,12 +152,20 @@ class Crops:
             try:
                 got = json.loads(path.read_text())
                 if isinstance(got, dict) and isinstance(got.get("uri"), str):
-                    self._memo[key] = got
-                    return got
+                    done: Future[dict[str, Any]] = Future()
+                    done.set_result(got)
+                    self._memo[key] = done
+                    return done
             except (OSError, ValueError):
                 pass
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="bench-crop")
+        self._memo[key] = future = self._pool.submit(self._make, make, path)
+        return future
+
+    @staticmethod
+    def _make(make: Callable[[], dict[str, Any]], path: Path | None) -> dict[str, Any]:
         got = make()
-        self._memo[key] = got
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)

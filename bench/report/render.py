@@ -88,6 +88,14 @@ def _current(job: FigureJob, index: dict[str, str]) -> bool:
     return index.get(job.stem.name) == job.key and all(p.exists() for p in [*job.paths(), caption])
 
 
+def saved_copy(job: FigureJob, folder: Path | str, suffix: str) -> Path | None:
+    """``folder``'s ``suffix`` file of the same figure (its index holds ``job``'s key for the
+    stem's name, its files exist), e.g. a curve ``bench report`` saved: None if there is none."""
+    stem = Path(folder) / job.stem.name
+    path = stem.with_suffix(suffix)
+    return path if _read_index(Path(folder)).get(stem.name) == job.key and path.is_file() else None
+
+
 def _draw(job: FigureJob) -> list[Path]:
     fig = job.build()
     paths = []
