@@ -285,3 +285,42 @@ def test_a_codec_whose_tool_is_gone_says_so_under_its_crop(run, monkeypatch):
     with Store(out / "bench.sqlite") as store:
         text = render_html(store, [run_id])
     assert "quant is not available here: needs binary quantenc" in text and "settings differ" not in text
+
+
+@pytest.mark.parametrize("parallel_safe", [True, False])
+def test_crops_of_a_network_are_coded_one_at_a_time(run, monkeypatch, parallel_safe):
+    """Crops are coded by a thread per core, except a codec that is not ``parallel_safe`` (a
+    network: one copy of its weights at a time), whose crops take one thread."""
+    import threading
+    import time
+
+    import bench.report.recompute as recompute
+
+    out, run_id, _data = run
+    monkeypatch.setattr(fakes_bench.QuantCodec, "parallel_safe", parallel_safe)
+    active, peak, lock = [0], [0], threading.Lock()
+    real = recompute._recompute
+
+    def watched(*args, **kwargs):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.3)  # long enough for a second thread, if any, to enter
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(recompute, "_recompute", watched)
+    with Store(out / "bench.sqlite") as store:
+        stored = store.run(run_id)
+        image = next(iter(store.rows(run_id, states=False))).image_id
+    crops = recompute.Crops(HtmlOptions(), lambda: recompute.run_dataset(stored), None, workers=2)
+    try:
+        futures = [crops.reconstruction(stored, "quant", rate, image, None) for rate in ("4", "16", "32")]
+        got = [f.result(timeout=30) for f in futures]
+    finally:
+        crops.close()
+    assert len({g["uri"] for g in got}) == 3 and all(g["bytes"] > 0 for g in got)
+    assert peak[0] == (2 if parallel_safe else 1)

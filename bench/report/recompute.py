@@ -81,7 +81,8 @@ def _recompute(run: Mapping[str, Any], codec_name: str, rate: str, sample: Any, 
 class Crops:
     """Centre crops (WebP data URIs) of one run group's originals and recomputed
     reconstructions, coded by ``workers`` threads (Pillow's encoders and a codec's subprocess
-    let go of the GIL) while the page is assembled. ``dataset()`` builds the run's dataset:
+    let go of the GIL; a codec not ``parallel_safe``, a network, by one thread of its own)
+    while the page is assembled. ``dataset()`` builds the run's dataset:
     called once, at the first crop not kept. Kept per page and, with ``folder``, as ``<folder>/<sha256>.json`` keyed by
     everything that decides the pixels: the image's sha256 (the rows' ``image_sha256``), the
     dataset's content hash and the run's config (labels and semantics), the codec's recorded
@@ -97,7 +98,7 @@ class Crops:
         self._samples: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._workers = max(1, workers)
-        self._pool: ThreadPoolExecutor | None = None
+        self._pools: dict[int, ThreadPoolExecutor] = {}
 
     def dataset(self) -> Any:
         """The run's dataset (rebuilt once, by the first thread that needs it)."""
@@ -115,7 +116,8 @@ class Crops:
 
     def original(self, image_id: str, sha: str | None) -> Future[dict[str, Any]]:
         """The original's crop, as ``{"uri": …}`` once done."""
-        return self._get(["original", sha, image_id], sha, lambda: {"uri": self._thumb(self.sample(image_id).image)})
+        return self._get(["original", sha, image_id], sha, lambda: {"uri": self._thumb(self.sample(image_id).image)},
+                         True)
 
     def reconstruction(self, run: Mapping[str, Any], codec: str, rate: str, image_id: str,
                        sha: str | None) -> Future[dict[str, Any]]:
@@ -131,18 +133,23 @@ class Crops:
             enc, recon = _recompute(run, codec, rate, sample, self.dataset(), self.options)
             return {"uri": self._thumb(recon), "bytes": int(enc.total_bytes)}
 
-        return self._get(parts, sha, make)
+        try:  # a network (not ``parallel_safe``) is built and run by one thread at a time: memory
+            shared = bool(getattr(catalog.codec_class(codec), "parallel_safe", False))
+        except Exception:  # noqa: BLE001 - no card: its error comes from make(), in the serial lane
+            shared = False
+        return self._get(parts, sha, make, shared)
 
     def close(self) -> None:
         """Wait for the crops being coded (dropping those not begun)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        for pool in self._pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._pools.clear()
 
     def _thumb(self, image: np.ndarray) -> str:
         return array_uri(center_crop(image, self.options.crop), THUMBNAIL_QUALITY)
 
-    def _get(self, parts: list[Any], sha: str | None, make: Callable[[], dict[str, Any]]) -> Future[dict[str, Any]]:
+    def _get(self, parts: list[Any], sha: str | None, make: Callable[[], dict[str, Any]],
+             shared: bool) -> Future[dict[str, Any]]:
         text = json.dumps([_KEY_VERSION, self.options.crop, THUMBNAIL_QUALITY, *parts], sort_keys=True, default=str)
         key = hashlib.sha256(text.encode()).hexdigest()
         if key in self._memo:
@@ -158,9 +165,10 @@ class Crops:
                     return done
             except (OSError, ValueError):
                 pass
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="bench-crop")
-        self._memo[key] = future = self._pool.submit(self._make, make, path)
+        lane = int(not shared)  # 0: the pool of ``workers`` threads; 1: one thread
+        if lane not in self._pools:
+            self._pools[lane] = ThreadPoolExecutor(self._workers if shared else 1, thread_name_prefix="bench-crop")
+        self._memo[key] = future = self._pools[lane].submit(self._make, make, path)
         return future
 
     @staticmethod
