@@ -324,3 +324,32 @@ def test_crops_of_a_network_are_coded_one_at_a_time(run, monkeypatch, parallel_s
         crops.close()
     assert len({g["uri"] for g in got}) == 3 and all(g["bytes"] > 0 for g in got)
     assert peak[0] == (2 if parallel_safe else 1)
+
+
+def test_the_page_embeds_the_curves_bench_report_saved_beside_it(run, monkeypatch):
+    """After `bench report`, the page beside it embeds the report's own PNGs (same data and
+    code: same figure key) instead of drawing them again; a curve whose data changed since
+    (here: its index entry) is drawn."""
+    import json
+
+    import bench.report.render as render
+
+    out, run_id, _data = run
+    monkeypatch.setattr(render, "free_cores", lambda: 1)  # drawn here, where the calls are counted
+    assert main(["--out", str(out), "report", run_id]) == 0
+    folder = out / run_id
+    drawn: list[str] = []
+    real = render._draw
+    monkeypatch.setattr(render, "_draw", lambda job: drawn.append(job.stem.name) or real(job))
+    assert main(["--out", str(out), "report", "--html", run_id]) == 0
+    dom = _Dom()
+    dom.feed((folder / "report.html").read_text(encoding="utf-8"))
+    curve = next(i for i in dom.imgs if i["alt"] == "psnr vs bpp")
+    assert base64.b64decode(curve["src"].split(",", 1)[1]) == (folder / "rd_psnr.png").read_bytes()
+    assert drawn == []
+    index = json.loads((folder / ".figures.json").read_text())
+    index["rd_psnr"] = "0" * 64  # as if saved from other data
+    (folder / ".figures.json").write_text(json.dumps(index))
+    shutil.rmtree(folder / ".report-cache")
+    assert main(["--out", str(out), "report", "--html", run_id]) == 0
+    assert drawn == ["rd_psnr"]
