@@ -353,3 +353,15 @@ def test_the_page_embeds_the_curves_bench_report_saved_beside_it(run, monkeypatc
     shutil.rmtree(folder / ".report-cache")
     assert main(["--out", str(out), "report", "--html", run_id]) == 0
     assert drawn == ["rd_psnr"]
+
+
+@pytest.mark.parametrize("args,said", [(["--crop", "0"], "crop side 0: must be"), (["--crop", "-5"], "crop side -5"),
+                                       (["--bpp", "-1"], "bpp -1.0: must be a finite rate")])
+def test_bad_page_options_are_usage_errors_with_a_fix(run, capsys, args, said):
+    """`--crop 0` read "unexpected MemoryError: can't allocate picture frame"."""
+    out, run_id, _data = run
+    assert main(["--out", str(out), "report", "--html", run_id, *args]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "fix:" in err and "MemoryError" not in err
+    with pytest.raises(__import__("bench").errors.ConfigError):
+        HtmlOptions(crop=0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image
 
+from bench.errors import ConfigError
 from bench.modes import RateBasis
 
 
@@ -33,6 +35,15 @@ class HtmlOptions:
     ci: Any = None  # a bench.analysis.stats.Bootstrap: intervals in the table and bands on the curves
     worst: int = 3  # images listed per codec × rate × criterion in "Worst images" (0: no section)
     rate: RateBasis = "real"  # x axis of the table and curves: real bpp, or "paper" (bench.report.rates.rate_view)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.crop, bool) or not isinstance(self.crop, int) or self.crop < 1:
+            raise ConfigError(f"crop side {self.crop!r}: must be a whole number of pixels, 1 or more",
+                              "e.g. --crop 192 (the default)")
+        if isinstance(self.worst, bool) or not isinstance(self.worst, int) or self.worst < 0:
+            raise ConfigError(f"worst {self.worst!r}: must be a whole number of images, 0 or more", "e.g. worst=3")
+        if self.bpp is not None and not (math.isfinite(self.bpp) and self.bpp >= 0):
+            raise ConfigError(f"bpp {self.bpp!r}: must be a finite rate, 0 or more", "e.g. --bpp 0.2")
 
 
 def _esc(x: Any) -> str:
