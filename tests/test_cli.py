@@ -231,3 +231,10 @@ def test_a_reader_that_leaves_early_ends_the_output_without_a_message():
     proc.stdout.close()  # the reader is gone before the first line
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == BROKEN_PIPE_EXIT and err == "", err
+
+
+def test_report_of_two_runs_without_html_names_them(tmp_path, capsys):
+    """`bench report --ci 0 RUN` takes 0 for a first run: the error names both runs."""
+    assert main(["--out", str(tmp_path), "report", "--ci", "0", "demo-1"]) == 2
+    err = capsys.readouterr().err
+    assert "several runs ('0', 'demo-1')" in err and "--ci takes no value" in err

@@ -52,7 +52,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.storage.atomic import output_dir
 
     if args.more_runs and not args.html:
-        raise ConfigError("several runs make one report only with --html", "add --html, or report one run")
+        runs = ", ".join(repr(r) for r in [args.run, *args.more_runs])
+        raise ConfigError(f"several runs ({runs}) make one report only with --html",
+                          "add --html, or report one run (--ci takes no value)")
     boot = bootstrap(args)  # options checked before the store is read
     if args.dest:
         output_dir(args.dest, "--dest folder")
