@@ -191,3 +191,14 @@ def test_notebook_executes_under_nbclient(fixture_store, tmp_path, monkeypatch):
     assert not errors
     assert {p.name for p in out.iterdir()} >= {f"{n}.pdf" for n in PRESETS}
     assert any(o.output_type == "display_data" for c in nb.cells for o in c.get("outputs", []))
+
+
+def test_the_clean_reference_level_prints_rounding_noise_as_zero():
+    """The original's FID against itself is 0 up to rounding (−1.4e-14 on the Kodak run): its
+    line's label says 0; a real level (KID's −0.002, mIoU 0.9653) keeps its digits."""
+    from bench.report.curves import level_text
+
+    assert level_text(-1.421e-14, 1.49) == "0"
+    assert level_text(-0.002182, 0.0005) == "-0.002182"
+    assert level_text(0.96534, 1.0) == "0.9653"
+    assert level_text(3e-12, 1e-3) == "3e-12"  # not noise at that scale

@@ -219,8 +219,9 @@ def rd_figure(df: pd.DataFrame, column: str, width: str = DEFAULT_WIDTH) -> Figu
         notes: list[str] = []
         level = reference_level(df, column)
         if math.isfinite(level):  # the clean reference: a line, never a point that moves the x axis
+            scale = float(np.nanmax(np.abs(pd.to_numeric(df[column], errors="coerce").to_numpy(np.float64))))
             ax.axhline(level, color=REFERENCE_COLOUR, linestyle="--", linewidth=0.9,
-                       label=f"{REFERENCE_CODEC} (clean): {level:.4g}")
+                       label=f"{REFERENCE_CODEC} (clean): {level_text(level, scale)}")
         elif REFERENCE_CODEC in set(df.get("codec", [])) and column in df:
             value = finite_or_text(df.loc[df["codec"] == REFERENCE_CODEC, column])
             notes.append(f"{REFERENCE_CODEC} (clean reference): {value}, not drawn.")
@@ -245,6 +246,12 @@ def rd_figure(df: pd.DataFrame, column: str, width: str = DEFAULT_WIDTH) -> Figu
         fig.caption_lines = finish_layout(fig, handles, notes,
                                           RANDOM_NOTE if info.random_weights else None)
     return fig
+
+
+def level_text(level: float, scale: float) -> str:
+    """A reference level as text (4 significant digits); rounding noise around zero
+    (|level| ≤ 1e-9 × ``scale``, e.g. the FID −1.4e-14 of a set with itself) as ``0``."""
+    return "0" if abs(level) <= 1e-9 * max(scale, 1e-300) else f"{level:.4g}"
 
 
 def finite_or_text(values: pd.Series) -> str:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -52,9 +53,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.report.html_parts import HtmlOptions, _esc, _Group, _img, array_uri, figure_uri, png_data_uri  # noqa: F401
+from bench.report.html_parts import HtmlOptions, _esc, _Group, _img, array_uri, figure_uri, palette_png, png_data_uri  # noqa: F401
 from bench.report.recompute import Crops, _rebuild_codec, _recompute, center_crop, run_dataset  # noqa: F401
-from bench.storage.atomic import write_text
+from bench.storage.atomic import write_text, write_with
 from bench.storage.store import Store
 
 from ..errors import BenchError
@@ -216,7 +217,8 @@ def curves_html(df: pd.DataFrame, folder: Path, report: Path | None = None) -> C
     """One PNG per metric curve: the one ``bench report`` saved in ``report`` from the same
     data and code (200 dpi, :func:`bench.report.render.saved_copy`), else drawn at 110 dpi into
     ``folder`` in other processes (bench.report.render) while the page's other sections are
-    computed; the returned function waits for them and gives the section's HTML."""
+    computed; embedded with a 256-colour palette (:func:`palette_png`). The returned function
+    waits for them and gives the section's HTML."""
     infos = column_info(df)
     columns = [c for c in curve_columns(df) if not _bookkeeping(infos[c].key)]
     if not columns:
@@ -228,10 +230,27 @@ def curves_html(df: pd.DataFrame, folder: Path, report: Path | None = None) -> C
     def html() -> str:
         drawn = iter(pending.wait())
         paths = [f or next(drawn) for f in found]
-        imgs = [_img(png_data_uri(path.read_bytes()), f"{column} vs bpp", "curve") for column, path in zip(columns, paths)]
+        imgs = [_img(png_data_uri(_page_png(path, folder)), f"{column} vs bpp", "curve")
+                for column, path in zip(columns, paths)]
         return f'<div class="curves">{"".join(imgs)}</div>'
 
     return html
+
+
+def _page_png(path: Path, folder: Path) -> bytes:
+    """:func:`palette_png` of a curve's file, kept in ``folder/page/`` by the file's sha256."""
+    data = path.read_bytes()
+    kept = folder / "page" / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+    try:
+        return kept.read_bytes()
+    except OSError:
+        small = palette_png(data)
+    try:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        write_with(kept, lambda tmp: tmp.write_bytes(small))
+    except (OSError, BenchError) as err:  # not kept: the page is still written
+        log.debug("page PNG not kept: %s", err)
+    return small
 
 
 def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions, crops: Crops) -> Part:
