@@ -96,3 +96,13 @@ def test_bench_list_lines_fit_100_columns(capsys):
         assert main(["list", what, "--verbose"]) == 0
         verbose = capsys.readouterr().out.splitlines()
         assert len(verbose) > len(out) and max(len(line) for line in verbose) <= 100
+
+
+def test_rounding_noise_below_zero_prints_without_a_minus_sign():
+    """The original's FID against itself is −1.4e-14: tables print 0.0000, never −0.0000; a
+    value that rounds to a non-zero negative keeps its sign."""
+    from bench.report.tables import formatted
+
+    df = pd.DataFrame({"codec": ["original", "jpeg"], "rate": ["lossless", "5"], "fid": [-1.421e-14, -0.002182]})
+    cells, _ = formatted(df)
+    assert list(cells["fid"]) == ["0.0000", "-0.0022"]

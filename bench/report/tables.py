@@ -84,7 +84,8 @@ def _formatter(info: ColumnInfo, values: pd.Series, nan: str, inf: str) -> Calla
         x = float(v)
         if math.isinf(x):
             return inf if x > 0 else "-" + inf
-        return f"{x:.{places}f}"
+        text = f"{x:.{places}f}"
+        return text[1:] if text.startswith("-") and float(text) == 0 else text  # -1e-14 prints 0.0000, not -0.0000
 
     return fmt
 
