@@ -245,3 +245,18 @@ def test_split_option_selects_the_split(tmp_path: Path) -> None:
     rows = api.evaluate("original", "cityscapes", metrics="psnr", split="train", store=out,
                         dataset_params={"root": str(root)})
     assert len(rows) == 3 and rows["run_id"].nunique() == 1
+
+
+def test_the_miou_segmenters_caveat_goes_only_where_miou_is_shown() -> None:
+    """A figure without mIoU (Iwai's Fig. 8: LPIPS, FID, PSNR, MS-SSIM; a PSNR curve) does not
+    carry the mIoU segmenter's off-domain caveat; the senders' label-map caveat concerns every
+    value of a semantic codec and stays."""
+    from bench.report.caveats import caveat_note, off_domain_caveat, shown_caveats
+
+    miou = off_domain_caveat("espnetv2", "cityscapes", "coco", "coco-stuff")
+    senders = off_domain_caveat("espnetv2", "cityscapes", "coco", "coco-stuff", role="senders' label-map")
+    assert miou and senders
+    assert shown_caveats([miou, senders, miou]) == [miou, senders]
+    assert shown_caveats([miou, senders], miou=False) == [senders]
+    runs = [{"meta": {"caveats": [miou]}}]
+    assert caveat_note(runs) == miou and caveat_note(runs, miou=False) == ""

@@ -37,10 +37,18 @@ def run_caveats(run: Mapping[str, Any] | None) -> list[str]:
     return [str(c) for c in meta.get("caveats") or []]
 
 
-def caveat_note(runs: Iterable[Mapping[str, Any]]) -> str:
-    """One line for a figure, table or page: every distinct caveat of ``runs`` ("" if none)."""
-    seen: dict[str, None] = {}
-    for run in runs:
-        for c in run_caveats(run):
-            seen.setdefault(c, None)
-    return "; ".join(seen)
+def about_miou(caveat: str) -> bool:
+    """True for the caveat of the mIoU segmenter: it concerns mIoU values only (the senders'
+    label-map caveat concerns every value of a semantic codec)."""
+    return caveat.startswith(f"{PREFIX}: the mIoU segmenter")
+
+
+def shown_caveats(caveats: Iterable[str], miou: bool = True) -> list[str]:
+    """The distinct ``caveats`` that an output showing mIoU (``miou``) or not has to carry."""
+    return [c for c in dict.fromkeys(str(c) for c in caveats) if miou or not about_miou(c)]
+
+
+def caveat_note(runs: Iterable[Mapping[str, Any]], miou: bool = True) -> str:
+    """One line for a figure, table or page: every distinct caveat of ``runs`` ("" if none);
+    without ``miou``, not the mIoU segmenter's (an output that shows no mIoU)."""
+    return "; ".join(shown_caveats((c for run in runs for c in run_caveats(run)), miou))

@@ -31,6 +31,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from bench.storage.atomic import output_dir
 
 from ..errors import ConfigError
+from .caveats import shown_caveats
 from .figstyle import (
     DEFAULT_WIDTH,
     STYLE,
@@ -241,8 +242,7 @@ def rd_figure(df: pd.DataFrame, column: str, width: str = DEFAULT_WIDTH) -> Figu
             ax.text(0.5, 0.5, "no finite values", transform=ax.transAxes, ha="center", va="center")
         rate = rate_note(df)
         notes += mark_notes(df, [column], rings, daggers) + ([rate] if rate else [])
-        if info.metric == "miou":  # bench.report.caveats: an off-domain segmenter, in the caption strip
-            notes += [str(c) for c in df.attrs.get("caveats") or []]
+        notes += shown_caveats(df.attrs.get("caveats") or [], info.metric == "miou")  # an off-domain segmenter
         fig.caption_lines = finish_layout(fig, handles, notes,
                                           RANDOM_NOTE if info.random_weights else None)
     return fig

@@ -284,7 +284,8 @@ def figure(preset_name: str, runs: list[RunData], *, ssm: float | None = None, w
         fig.suptitle(run_title(runs), fontsize=7, color="0.3")
         caption = rate_caption(runs)
         notes = [p.source + ".", protocol_caption(p, runs) + "."] + ([caption + "."] if caption else [])
-        off = caveat_note(r.run for r in runs)  # bench.report.caveats: off-domain segmenter
+        miou = any(k.startswith("miou") for pn in p.panels for k in pn.keys)
+        off = caveat_note((r.run for r in runs), miou)  # bench.report.caveats: off-domain segmenter
         notes += ([off] if off else []) + list(dict.fromkeys(marks.notes))
         if marks.rings:
             drawn = [SMALL_N_RULES[m][2] for m in SMALL_N_RULES if any(m in pn.keys for pn in p.panels)]
