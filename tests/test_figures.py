@@ -131,6 +131,9 @@ def test_iwai_fig8_one_row_per_dataset(fixture_store):
     assert axes[3].get_ylabel().startswith("MS-SSIM")
     # the cityscapes row combines both cityscapes runs
     assert {ln.get_label() for ln in axes[6].get_lines()} - {"_dagger"} == {"bpg", "jpeg2000", "sqgan", "spic"}
+    with Store(path) as store:  # one dataset: its name is the figure's title, not a "(a) coco:" on every panel
+        one = figure("iwai-fig8", load_runs(store, ["coco-base"]))
+    assert [ax.get_title() for ax in _axes(one)] == ["LPIPS", "FID", "PSNR", "MS-SSIM"]
 
 
 def test_runs_of_different_protocols_are_not_drawn_together(fixture_store):

@@ -273,7 +273,9 @@ def figure(preset_name: str, runs: list[RunData], *, ssm: float | None = None, w
             letter = "abcdefghijklmnopqrstuvwxyz"[i % 26]
             for j, panel in enumerate(p.panels):
                 ax = axes[i * per_group + j // n_cols, j % n_cols]
-                title = f"({letter}) {group[0].dataset}: {panel.title}" if p.rows_by_dataset else panel.title
+                # rows by dataset: "(a) coco: FID"; one dataset is named by the figure's title alone
+                title = f"({letter}) {group[0].dataset}: {panel.title}" if p.rows_by_dataset and len(rows) > 1 \
+                    else panel.title
                 _draw_panel(ax, group, panel, line, marks, title)
                 for hdl, lab in zip(*ax.get_legend_handles_labels()):
                     handles.setdefault(lab, hdl)
