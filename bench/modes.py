@@ -36,3 +36,7 @@ CheckpointSource = Literal["name", "pattern", "metadata", "name+metadata", "none
 RequirementKind = Literal["binary", "weights", "package"]
 #: how worker processes start ("" when the plan has none).
 StartMethod = Literal["fork", "spawn", ""]
+
+#: the clean reference codec (the image itself, lossless): a line in figures, no BD curve of its
+#: own, no worst images.
+REFERENCE_CODEC = "original"

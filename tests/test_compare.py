@@ -125,6 +125,9 @@ def test_cubic_method_matches_vceg_m33_polyfit():
 def test_undefined_cases_are_nan_with_a_reason():
     one = Curve.from_points([0.5], [30.0])
     assert "1 rate point" in bd_rate(one, Curve.from_points(RATES, PSNR))[1]
+    # one curve too short for both values: one reason, not the same one twice
+    assert bjontegaard_delta(one, Curve.from_points(RATES, PSNR)).notes == (
+        "anchor has 1 rate point(s); BD-rate and BD-metric need 2 or more",)
     far = Curve.from_points(RATES, PSNR + 20)
     assert math.isnan(bd_rate(Curve.from_points(RATES, PSNR), far)[0])
     wiggly = Curve.from_points(RATES, [30.0, 29.0, 33.0, 35.0])
@@ -279,6 +282,23 @@ def test_console_text_fits_100_columns_with_reasons_as_numbered_footnotes(env, c
     # noisy has one rate point in run B: its BD row points at a footnote instead of a wide column
     row = next(line for line in lines if line.startswith("noisy") and "psnr" in line and "[" in line)
     number = row.split()[-1]
-    assert number == "[1]" and any(line.startswith("[1] BD-rate: test has 1 rate point") for line in lines)
+    assert number == "[1]" and any(line.startswith("[1] test has 1 rate point(s); BD-rate and BD-metric need 2")
+                                   for line in lines)
     assert sum(line.startswith("[1] ") for line in lines) == 1  # one footnote per distinct reason
     assert any(line.startswith("REGRESSION: quant: psnr regressed") for line in lines)
+
+
+def test_the_clean_reference_has_no_bd_row_and_is_compared_per_rate_point(env, capsys):
+    """`original` has one rate point: no BD row with footnotes saying so twice, one line instead;
+    its values are in the per-rate-point table."""
+    with Store(env / "bench.sqlite") as store:
+        a = _execute(store, tag="a", codecs=["quant", "original"])
+        b = _execute(store, tag="b", codecs=["quant", "original"])
+    assert main(["--out", str(env), "compare", a, b]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    bd = lines[:lines.index("per rate point (B − A):")]
+    assert not any(line.startswith("original") for line in bd if "psnr" in line)
+    assert "original (the clean reference, one rate point): no BD values; compared per rate point below." in bd
+    assert not any(line.startswith("[") for line in bd)  # no footnote left to explain it
+    assert any(line.startswith("original") and "lossless" in line for line in lines[len(bd):])
+

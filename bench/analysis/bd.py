@@ -110,5 +110,9 @@ def bjontegaard_delta(anchor: Curve, test: Curve, *, higher_is_better: bool = Tr
     metric, note_m = bd_metric(anchor, test, method=method)
     q = _overlap(anchor.value, test.value)[2] if len(anchor) and len(test) else 0.0
     r = _overlap(np.log10(anchor.bpp), np.log10(test.bpp))[2] if len(anchor) and len(test) else 0.0
-    notes = tuple(n for n in (note_r and f"BD-rate: {note_r}", note_m and f"BD-metric: {note_m}") if n)
+    few = "rate point(s); BD-"
+    if few in note_r and note_r.split(few)[0] == note_m.split(few)[0]:  # the same curve too short for both
+        notes: tuple[str, ...] = (note_r.replace("BD-rate needs", "BD-rate and BD-metric need"),)
+    else:
+        notes = tuple(n for n in (note_r and f"BD-rate: {note_r}", note_m and f"BD-metric: {note_m}") if n)
     return BDResult(rate, metric, q, r, notes)

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from bench.analysis.compare import Comparison
+from bench.modes import REFERENCE_CODEC
 from bench.report.console import CONSOLE_WIDTH as WIDTH
 
 
@@ -70,11 +71,15 @@ def render_text(result: Comparison) -> str:
     def ref(reason: str) -> str:
         return f"[{footnotes.setdefault(reason, len(footnotes) + 1)}]" if reason else ""
 
+    rows = [r for r in result.metrics.itertuples() if str(r.codec).split("@")[0] != REFERENCE_CODEC]
     table = [[r.codec, r.metric + (" ↑" if r.higher_is_better else " ↓"), f"{r.n_a}/{r.n_b}",
               _fmt(r.bd_rate_pct, "+.2f"), _fmt(r.bd_metric, "+.4f"), _fmt(r.quality_overlap, ".2f"),
-              r.verdict, ref(r.notes)] for r in result.metrics.itertuples()]
+              r.verdict, ref(r.notes)] for r in rows]
     lines.append(tabulate(table, headers=["codec", "metric", "points A/B", "BD-rate %", "BD-metric",
                                           "overlap", "verdict", "see"], tablefmt="simple", disable_numparse=True))
+    if len(rows) < len(result.metrics):  # one rate point, no curve: its values are in the table below
+        lines += _wrap(f"{REFERENCE_CODEC} (the clean reference, one rate point): no BD values; compared per "
+                       "rate point below.")
     for reason, number in footnotes.items():
         lines += _wrap(f"[{number}] {reason}", " " * (len(str(number)) + 3))
     if len(result.points):

@@ -28,6 +28,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from bench.modes import REFERENCE_CODEC
 from bench.storage.atomic import output_dir
 
 from ..errors import ConfigError
@@ -62,7 +63,6 @@ KNOWN_CODECS = ("jpeg", "jpeg2000", "bpg", "webp", "avif", "jpegxl", "heic", "sq
                 "jpeg-matched", "bpg-matched", "bmshj2018-hyperprior", "mbt2018-mean", "cheng2020-anchor")
 RANDOM_NOTE = "RANDOM WEIGHTS: smoke-test values, not a measurement."
 #: The clean reference row: drawn as a dashed horizontal line, never as a point.
-REFERENCE_CODEC = "original"
 REFERENCE_COLOUR = (0.0, 0.0, 0.0)
 
 

@@ -14,6 +14,8 @@ import math
 
 import pandas as pd
 
+from bench.modes import REFERENCE_CODEC
+
 from .intervals import CI_KIND, decorate, latex_interval_cells
 from .summary import ColumnInfo, column_info
 from .tables import (
@@ -28,7 +30,6 @@ from .tables import (
 
 #: Most columns of one LaTeX table (keys and bpp included): one page column of a paper.
 MAX_COLUMNS = 8
-REFERENCE = "original"
 KEYS = ("codec", "rate", "bpp", "rate_basis")
 
 
@@ -72,7 +73,7 @@ def best_rows(df: pd.DataFrame, column: str, info: ColumnInfo) -> pd.Series:
     if info.higher_is_better is None or info.kind not in ("dataset", "mean") or "rate" not in df:
         return flags
     values = pd.to_numeric(df[column], errors="coerce")
-    for idx in df[df["codec"] != REFERENCE].groupby("rate").groups.values():
+    for idx in df[df["codec"] != REFERENCE_CODEC].groupby("rate").groups.values():
         v = values.loc[idx]
         v = v[v.map(math.isfinite)]
         if df.loc[v.index, "codec"].nunique() < 2:
