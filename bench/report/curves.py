@@ -62,7 +62,7 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
 KNOWN_CODECS = ("jpeg", "jpeg2000", "bpg", "webp", "avif", "jpegxl", "heic", "sqgan", "spic", "spadegan",
                 "jpeg-matched", "bpg-matched", "bmshj2018-hyperprior", "mbt2018-mean", "cheng2020-anchor")
 RANDOM_NOTE = "RANDOM WEIGHTS: smoke-test values, not a measurement."
-#: The clean reference row: drawn as a dashed horizontal line, never as a point.
+#: The clean reference row (``REFERENCE_CODEC``) is drawn as a dashed horizontal line in this colour, never as a point.
 REFERENCE_COLOUR = (0.0, 0.0, 0.0)
 
 

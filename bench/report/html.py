@@ -45,7 +45,7 @@ import json
 import logging
 import math
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -53,9 +53,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.report.html_parts import HtmlOptions, _esc, _Group, _img, array_uri, figure_uri, palette_png, png_data_uri  # noqa: F401
-from bench.report.recompute import Crops, _rebuild_codec, _recompute, center_crop, run_dataset  # noqa: F401
-from bench.storage.atomic import write_text, write_with
+from bench.report.html_parts import (
+    HtmlOptions,
+    Part,
+    _esc,
+    _Group,
+    _img,
+    assemble,
+    failed_figure,
+    keep_file,
+    palette_png,
+    png_data_uri,
+)
+from bench.report.recompute import Crops, run_dataset
+from bench.storage.atomic import write_text
 from bench.storage.store import Store
 
 from ..errors import BenchError
@@ -72,8 +83,6 @@ from .summary import column_info, is_detail, summarise
 from .tables import formatted, header, printed_columns
 
 log = logging.getLogger("bench")
-
-Part = str | Callable[[], str]  # HTML, or a function giving it once what it waits for is done
 
 CACHE_FOLDER = ".report-cache"  # beside report.html: curves and crops kept by content
 
@@ -213,7 +222,7 @@ def floor_html(df: pd.DataFrame) -> str:
     return f'<p class="floor">{"; ".join(shown)}. {_esc(FLOOR_NOTE)}</p>' if shown else ""
 
 
-def curves_html(df: pd.DataFrame, folder: Path, report: Path | None = None) -> Callable[[], str]:
+def curves_html(df: pd.DataFrame, folder: Path, report: Path | None = None) -> Part:
     """One PNG per metric curve: the one ``bench report`` saved in ``report`` from the same
     data and code (200 dpi, :func:`bench.report.render.saved_copy`), else drawn at 110 dpi into
     ``folder`` in other processes (bench.report.render) while the page's other sections are
@@ -222,7 +231,7 @@ def curves_html(df: pd.DataFrame, folder: Path, report: Path | None = None) -> C
     infos = column_info(df)
     columns = [c for c in curve_columns(df) if not _bookkeeping(infos[c].key)]
     if not columns:
-        return lambda: "<p>no metric curves</p>"
+        return "<p>no metric curves</p>"
     jobs = curve_jobs(df, folder, columns)
     found = [saved_copy(job, report, ".png") if report is not None else None for job in jobs]
     pending = start([replace(job, formats=((".png", {"dpi": 110}),)) for job, f in zip(jobs, found) if f is None])
@@ -245,11 +254,7 @@ def _page_png(path: Path, folder: Path) -> bytes:
         return kept.read_bytes()
     except OSError:
         small = palette_png(data)
-    try:
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        write_with(kept, lambda tmp: tmp.write_bytes(small))
-    except (OSError, BenchError) as err:  # not kept: the page is still written
-        log.debug("page PNG not kept: %s", err)
+    keep_file(kept, small)
     return small
 
 
@@ -296,9 +301,7 @@ def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions, cr
             try:
                 got = future.result()
             except Exception as err:  # one codec's failure must not lose the page
-                msg = err.problem if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
-                figs.append(f'<figure><figcaption class="note">{_esc(label)} @ {_esc(row.rate)}: not recomputed '
-                            f"({_esc(msg)})</figcaption></figure>")
+                figs.append(failed_figure(f"{label} @ {row.rate}", err))
                 continue
             stored = sum(row.bytes.values())
             check = "" if got["bytes"] == stored else (
@@ -316,8 +319,6 @@ def crops_html(store: Store, group: _Group, bpp: float, options: HtmlOptions, cr
 
 
 # -- page --------------------------------------------------------------------------------
-
-
 def _section(sid: str, title: str, body: Part, toc: list[tuple[str, str]]) -> Part:
     """A collapsed section (``<details>``) listed in the table of contents."""
     toc.append((sid, title))
@@ -356,8 +357,8 @@ def render_html(store: Store, run_ids: Sequence[str], options: HtmlOptions | Non
             stack.callback(crops.close)
             _group_parts(store, group, options, f"d{k}", folder, parts, entries, crops,
                          Path(figures) if figures is not None else None)
-        body = [p() if callable(p) else p for p in parts]  # the curves drawn and crops coded meanwhile
-    return "\n".join(head + [_toc(entries)] + body + [f"<script>{SCRIPT}</script></body></html>"])
+        body = assemble(parts, "\n")  # the curves drawn and crops coded meanwhile
+    return "\n".join([*head, _toc(entries), body, f"<script>{SCRIPT}</script></body></html>"])
 
 
 def _group_parts(store: Store, group: _Group, options: HtmlOptions, gid: str, folder: Path, parts: list[Part],

@@ -6,17 +6,22 @@ from __future__ import annotations
 import base64
 import html
 import io
+import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from PIL import Image
 
-from bench.errors import ConfigError
+from bench.errors import BenchError, ConfigError
 from bench.modes import RateBasis
+from bench.storage.atomic import write_with
+
+log = logging.getLogger("bench")
 
 
 @dataclass
@@ -46,8 +51,34 @@ class HtmlOptions:
             raise ConfigError(f"bpp {self.bpp!r}: must be a finite rate, 0 or more", "e.g. --bpp 0.2")
 
 
+Part = str | Callable[[], str]  # HTML, or a function giving it once what it waits for is done
+
+
 def _esc(x: Any) -> str:
     return html.escape(str(x), quote=True)
+
+
+def assemble(parts: Sequence[Part], sep: str = "") -> str:
+    """The HTML of ``parts`` joined by ``sep``, each deferred one called (waiting for what it
+    waits for)."""
+    return sep.join(p() if callable(p) else p for p in parts)
+
+
+def failed_figure(who: str, err: BaseException) -> str:
+    """The caption standing for a crop that could not be recomputed: ``who``, then why (a
+    BenchError's problem, else the exception's type and text)."""
+    why = err.problem if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
+    return f'<figure><figcaption class="note">{_esc(who)}: not recomputed ({_esc(why)})</figcaption></figure>'
+
+
+def keep_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (atomically, its folder made) for a later page; a folder that
+    cannot be written only loses the copy (the page is still written)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_with(path, lambda tmp: tmp.write_bytes(data))
+    except (OSError, BenchError) as err:
+        log.debug("not kept for a later page: %s (%s)", path, err)
 
 
 def png_data_uri(data: bytes) -> str:
@@ -68,12 +99,6 @@ def palette_png(data: bytes) -> bytes:
     buf = io.BytesIO()
     small.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def figure_uri(fig: Figure, dpi: int = 110) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return png_data_uri(buf.getvalue())
 
 
 def array_uri(image: np.ndarray, quality: int = 90) -> str:

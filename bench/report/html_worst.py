@@ -16,10 +16,9 @@ import pandas as pd
 
 from bench.storage.store import Store
 
-from ..errors import BenchError
 from .curves import REFERENCE_CODEC
 from .evidence import with_image_iou, worst_images
-from .html_parts import HtmlOptions, _esc, _Group, _img
+from .html_parts import HtmlOptions, Part, _esc, _Group, _img, assemble, failed_figure
 from .recompute import Crops
 from .summary import load_run, per_image
 
@@ -47,9 +46,7 @@ def _worst_crops(run: Mapping[str, Any], codec: str, label: str, rate: str, top:
             try:
                 uris = original.result()["uri"], recon.result()["uri"]
             except Exception as err:  # noqa: BLE001 - one crop's failure must not lose the page
-                msg = err.problem if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
-                figs.append(f'<figure><figcaption class="note">{_esc(image_id)}: not recomputed ({_esc(msg)})'
-                            "</figcaption></figure>")
+                figs.append(failed_figure(image_id, err))
                 continue
             figs.append(f'<figure>{_img(uris[0], "original")}'
                         f"<figcaption>original {_esc(image_id)}</figcaption></figure>"
@@ -68,7 +65,7 @@ def worst_html(store: Store, group: _Group, options: HtmlOptions, crops: Crops,
     (recomputed, when ``options.crops``, through ``crops``, while the page is assembled: the
     returned function gives the section). The clean reference (``original``) has no worst
     images: every one of its values is the ceiling."""
-    parts: list[str | Callable[[], str]] = []
+    parts: list[Part] = []
     by_origin = {v: k for k, v in group.origin.items()}
     for run in group.runs:
         loaded = load_run(store, run["run_id"], states=("miou",))  # per-image IoU: the one state needed
@@ -104,4 +101,4 @@ def worst_html(store: Store, group: _Group, options: HtmlOptions, crops: Crops,
                 parts += [f'<div class="crops"><p>worst image per criterion at rate {_esc(rate)} '
                           f"(nearest {bpp:.4f} bpp):</p>", _worst_crops(run, codec, label, rate, top, crops, shas),
                           "</div>"]
-    return lambda: "".join(p() if callable(p) else p for p in parts) or "<p>no per-image values to rank</p>"
+    return lambda: assemble(parts) or "<p>no per-image values to rank</p>"

@@ -20,8 +20,7 @@ import numpy as np
 
 from bench.execution.runner import semantics_for
 from bench.registry import catalog
-from bench.report.html_parts import HtmlOptions, array_uri
-from bench.storage.atomic import write_text
+from bench.report.html_parts import HtmlOptions, array_uri, keep_file
 
 from ..errors import BenchError
 
@@ -82,9 +81,9 @@ class Crops:
     """Centre crops (WebP data URIs) of one run group's originals and recomputed
     reconstructions, coded by ``workers`` threads (Pillow's encoders and a codec's subprocess
     let go of the GIL; a codec not ``parallel_safe``, a network, by one thread of its own)
-    while the page is assembled. ``dataset()`` builds the run's dataset:
-    called once, at the first crop not kept. Kept per page and, with ``folder``, as ``<folder>/<sha256>.json`` keyed by
-    everything that decides the pixels: the image's sha256 (the rows' ``image_sha256``), the
+    while the page is assembled. ``dataset()`` builds the run's dataset: called once, at the
+    first crop not kept. Kept per page and, with ``folder``, as ``<folder>/<sha256>.json``
+    keyed by everything that decides the pixels: the image's sha256 (the rows' ``image_sha256``), the
     dataset's content hash and the run's config (labels and semantics), the codec's recorded
     ``describe()`` (version, params, weights) and card overrides, the rate, the crop side and
     the thumbnail quality. A registered codec codes the same pixels the same way, as the run's
@@ -175,9 +174,5 @@ class Crops:
     def _make(make: Callable[[], dict[str, Any]], path: Path | None) -> dict[str, Any]:
         got = make()
         if path is not None:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_text(path, json.dumps(got))
-            except (OSError, BenchError) as err:  # a read-only report folder: the page is still written
-                log.debug("crop cache not written: %s", err)
+            keep_file(path, json.dumps(got).encode())
         return got
