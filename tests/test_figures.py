@@ -205,3 +205,16 @@ def test_the_clean_reference_level_prints_rounding_noise_as_zero():
     assert level_text(-0.002182, 0.0005) == "-0.002182"
     assert level_text(0.96534, 1.0) == "0.9653"
     assert level_text(3e-12, 1e-3) == "3e-12"  # not noise at that scale
+
+
+def test_an_infinite_value_in_the_column_does_not_zero_the_reference_level():
+    """The noise scale is taken over finite values: one codec's inf (a lossless rate point)
+    made every reference level read "0"."""
+    import pandas as pd
+
+    from bench.report.curves import rd_figure
+
+    df = pd.DataFrame({"codec": ["original", "jpeg", "jpeg"], "rate": ["lossless", "5", "50"], "n_ok": [2, 2, 2],
+                       "bpp": [12.0, 0.2, 1.0], "msssim": [0.9653, 0.5, np.inf]})
+    labels = [line.get_label() for line in rd_figure(df, "msssim").axes[0].get_lines()]
+    assert "original (clean): 0.9653" in labels

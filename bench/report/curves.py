@@ -220,7 +220,8 @@ def rd_figure(df: pd.DataFrame, column: str, width: str = DEFAULT_WIDTH) -> Figu
         notes: list[str] = []
         level = reference_level(df, column)
         if math.isfinite(level):  # the clean reference: a line, never a point that moves the x axis
-            scale = float(np.nanmax(np.abs(pd.to_numeric(df[column], errors="coerce").to_numpy(np.float64))))
+            values = pd.to_numeric(df[column], errors="coerce").to_numpy(np.float64)
+            scale = float(np.abs(values[np.isfinite(values)]).max())  # level is one of them: never empty
             ax.axhline(level, color=REFERENCE_COLOUR, linestyle="--", linewidth=0.9,
                        label=f"{REFERENCE_CODEC} (clean): {level_text(level, scale)}")
         elif REFERENCE_CODEC in set(df.get("codec", [])) and column in df:
